@@ -1,0 +1,92 @@
+import type { OcppProtocol } from '../protocol/protocol.js';
+
+/**
+ * What travels between nodes. One place defines every message kind so transports
+ * (in-memory, Redis) only move opaque objects and never interpret them.
+ */
+
+/** A command for one charge point, sent to the inbox of the node that holds its socket. */
+export interface CommandEnvelope {
+  kind: 'command';
+  /** Correlation id, unique per call across the cluster. */
+  id: string;
+  /** Node that waits for the reply. */
+  origin: string;
+  identity: string;
+  action: string;
+  payload: Record<string, unknown>;
+  protocol?: OcppProtocol;
+  /** Absolute deadline (epoch ms): the command is never sent to the charge point after it. */
+  deadline: number;
+  /** OCPP 2.1 SEND: delivered without waiting for (or expecting) an answer. */
+  fireAndForget?: boolean;
+  /** How many times the command was forwarded after its target moved (loop guard). */
+  hops?: number;
+}
+
+export type CommandOutcome =
+  | { status: 'result'; payload: Record<string, unknown> }
+  | { status: 'callError'; errorCode: string; errorDescription: string; errorDetails: Record<string, unknown> }
+  | { status: 'timeout'; sent: boolean }
+  | { status: 'notConnected'; reason?: string }
+  | {
+      status: 'validation';
+      direction: 'request' | 'response';
+      errorCode: string;
+      description: string;
+      details: Record<string, unknown>;
+    }
+  | { status: 'protocolMismatch'; actual: string }
+  | { status: 'failed'; errorCode: string; message: string };
+
+/** The outcome of a command, sent back to the origin's inbox. */
+export interface ReplyEnvelope {
+  kind: 'reply';
+  id: string;
+  /** Node that produced the outcome. */
+  from: string;
+  identity: string;
+  outcome: CommandOutcome;
+}
+
+/** A call for every connected charge point (optionally one protocol only). */
+export interface BroadcastEnvelope {
+  kind: 'broadcast';
+  id: string;
+  origin: string;
+  action: string;
+  payload: Record<string, unknown>;
+  protocol?: OcppProtocol;
+  deadline: number;
+}
+
+/** Tells a node that a newer connection elsewhere won this identity: close the stale socket. */
+export interface EvictEnvelope {
+  kind: 'evict';
+  identity: string;
+  /** Epoch of the connection that must close (newer ones on the same node stay). */
+  epoch: number;
+  /** Node that now owns the identity. */
+  newOwner: string;
+}
+
+/** A node announces it is leaving cleanly (no takeover needed). */
+export interface NodeLeftEnvelope {
+  kind: 'nodeLeft';
+  nodeId: string;
+}
+
+export type ClusterMessage = CommandEnvelope | ReplyEnvelope | BroadcastEnvelope | EvictEnvelope | NodeLeftEnvelope;
+
+/** Channel every node subscribes to for cluster-wide messages. */
+export const BROADCAST_CHANNEL = 'broadcast';
+
+/** Channel of one node's inbox (unicast: commands, replies, evictions). */
+export function nodeChannel(nodeId: string): string {
+  return `node:${nodeId}`;
+}
+
+/** The node id of a `nodeChannel`, or null for any other channel. */
+export function nodeIdOfChannel(channel: string): string | null {
+  return channel.startsWith('node:') ? channel.slice(5) : null;
+}

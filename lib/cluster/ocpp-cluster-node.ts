@@ -1,0 +1,661 @@
+import { randomUUID } from 'node:crypto';
+import type { Server as HttpServer } from 'node:http';
+import type { WebSocket } from 'ws';
+import {
+  ClusterUnavailableError,
+  NodeShuttingDownError,
+  NotConnectedError,
+  OcppValidationError,
+  ProtocolMismatchError,
+} from '../protocol/errors.js';
+import type { OcppProtocol } from '../protocol/protocol.js';
+import { RpcSession } from '../protocol/rpc-session.js';
+import type { SchemaValidator } from '../protocol/validator.js';
+import { OcppWebSocketGateway } from '../gateway/ocpp-websocket-gateway.js';
+import type { ConnectionInfo } from '../gateway/ocpp-websocket-gateway.js';
+import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
+import { mapSettledBounded } from './bounded-all.js';
+import type {
+  BroadcastEnvelope,
+  ClusterMessage,
+  CommandEnvelope,
+  CommandOutcome,
+  EvictEnvelope,
+} from './envelope.js';
+import { BROADCAST_CHANNEL, nodeChannel } from './envelope.js';
+import type { EventAdapterInterface, PresenceRecord } from './event-adapter.interface.js';
+import type { HandlerRegistry } from './handler-registry.js';
+import { LocalRegistry } from './local-registry.js';
+import type { LocalConnection } from './local-registry.js';
+import type { ClusterLogger } from './logger.js';
+import { outcomeFromError } from './outcome.js';
+import { RemoteCalls } from './remote-calls.js';
+
+/** A charge point as the public API shows it. */
+export interface ChargerInfo {
+  identity: string;
+  protocol: OcppProtocol;
+  nodeId: string;
+  connectedAt: string;
+}
+
+export interface SendOptions {
+  /** Default: the module's `callTimeoutMs`. */
+  timeoutMs?: number;
+}
+
+export interface BroadcastOptions extends SendOptions {
+  /** Only charge points speaking this protocol. */
+  protocol?: OcppProtocol;
+}
+
+export interface BroadcastSummary {
+  delivered: number;
+  failed: number;
+  /** Nodes that reported back before the deadline. */
+  nodes: number;
+}
+
+export type BatchOutcome =
+  | { identity: string; status: 'fulfilled'; result: Record<string, unknown> }
+  | { identity: string; status: 'rejected'; error: Error };
+
+export interface ConnectionListeners {
+  onConnected?(charger: ChargerInfo, session: unknown): void | Promise<void>;
+  onDisconnected?(charger: ChargerInfo & { code: number; reason: string }, session: unknown): void | Promise<void>;
+}
+
+export interface ClusterNodeMetrics {
+  nodeId: string;
+  localConnections: number;
+  connectionsByProtocol: Record<string, number>;
+  inFlightRemoteCalls: number;
+  counters: {
+    sent: number;
+    received: number;
+    timeouts: number;
+    failures: number;
+    remoteSent: number;
+    remoteReceived: number;
+    badFrames: number;
+  };
+  redisConsumerLag: { pendingMessages: number; lag: number };
+  activeSubscriptions: number;
+  adapter: Record<string, number>;
+}
+
+/** Forwarding limit when a command's target keeps moving between nodes. */
+const MAX_HOPS = 3;
+
+/**
+ * One node of the CSMS, framework-free: accepts charge points through the gateway, keeps
+ * presence in the cluster transport, and routes calls to whichever node holds the socket.
+ */
+export class OcppClusterNode {
+  readonly nodeId: string;
+  private readonly registry = new LocalRegistry();
+  private readonly remoteCalls = new RemoteCalls();
+  private readonly broadcastWaits = new Map<string, { replies: Map<string, BroadcastSummary>; onReply(): void }>();
+  private readonly presenceRemovals = new Set<Promise<unknown>>();
+  private gateway: OcppWebSocketGateway | null = null;
+  private started = false;
+  private stopping = false;
+  private readonly counters = { sent: 0, received: 0, timeouts: 0, failures: 0, remoteSent: 0, remoteReceived: 0, badFrames: 0 };
+
+  constructor(
+    private readonly options: ResolvedOcppClusterOptions,
+    private readonly adapter: EventAdapterInterface,
+    private readonly validator: SchemaValidator | null,
+    private readonly handlers: HandlerRegistry,
+    private readonly logger: ClusterLogger,
+    private readonly listeners: ConnectionListeners = {},
+  ) {
+    this.nodeId = options.nodeId;
+  }
+
+  /** Joins the cluster, then opens the gateway (on `httpServer`, or its own port). Returns the own port if any. */
+  async start(httpServer?: HttpServer): Promise<number | undefined> {
+    await this.adapter.connect(this.nodeId, {
+      localPresence: () => this.localPresence(),
+    });
+    await this.adapter.subscribe(nodeChannel(this.nodeId), (message) => this.onClusterMessage(message));
+    await this.adapter.subscribe(BROADCAST_CHANNEL, (message) => this.onClusterMessage(message));
+    this.gateway = new OcppWebSocketGateway({
+      path: this.options.path,
+      protocols: this.options.protocols,
+      maxIdentityLength: this.options.maxIdentityLength,
+      identityPattern: this.options.identityPattern,
+      authenticate: this.options.authenticate,
+      maxPayload: this.options.maxPayload,
+      perMessageDeflate: this.options.perMessageDeflate,
+      maxConnections: this.options.maxConnections,
+      isAcceptingConnections: () =>
+        this.stopping ? { ok: false, status: 503, reason: 'shutting down' } : { ok: true },
+      onConnection: (socket, info) => this.onConnection(socket, info),
+      logger: this.logger,
+    });
+    this.started = true;
+    if (this.options.port !== undefined) {
+      return this.gateway.listen(this.options.port, this.options.host, this.options.tls);
+    }
+    if (!httpServer) throw new Error('OcppClusterNode.start needs the HTTP server when no own port is configured');
+    this.gateway.attach(httpServer);
+    return undefined;
+  }
+
+  /** Stops accepting, closes charge point sockets with 1001, fails what waits, leaves the cluster. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.gateway?.close();
+    const closing = [...this.registry.values()].map((connection) =>
+      connection.rpc.close(1001, 'server shutting down').catch(() => undefined),
+    );
+    await Promise.all(closing);
+    await Promise.all(this.presenceRemovals);
+    this.remoteCalls.failAll(() => new NodeShuttingDownError());
+    if (this.started) {
+      await this.adapter.unsubscribe(nodeChannel(this.nodeId)).catch(() => undefined);
+      await this.adapter.unsubscribe(BROADCAST_CHANNEL).catch(() => undefined);
+      await this.adapter.disconnect().catch((error) => this.logger.warn(`leaving the cluster failed: ${String(error)}`));
+    }
+  }
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  // ---------------------------------------------------------------- public calls
+
+  /** The charge point's reply, from whichever node holds its socket. */
+  async sendToClient(
+    identity: string,
+    protocol: OcppProtocol | undefined,
+    action: string,
+    payload: Record<string, unknown>,
+    options: SendOptions = {},
+  ): Promise<Record<string, unknown>> {
+    if (this.stopping) throw new NodeShuttingDownError();
+    const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    this.counters.sent++;
+    try {
+      const local = this.registry.get(identity);
+      if (local) return await this.callLocal(local, protocol, action, payload, deadline);
+      return await this.callRemote(identity, protocol, action, payload, timeoutMs, deadline);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'OCPP_TIMEOUT') this.counters.timeouts++;
+      else this.counters.failures++;
+      throw error;
+    }
+  }
+
+  /**
+   * OCPP 2.1 SEND: a message the charge point never answers. Resolves once the owning node
+   * wrote it to the socket.
+   */
+  async sendMessage(identity: string, action: string, payload: Record<string, unknown>, options: SendOptions = {}): Promise<void> {
+    if (this.stopping) throw new NodeShuttingDownError();
+    const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    const local = this.registry.get(identity);
+    if (local) {
+      local.rpc.sendMessage(action, payload);
+      return;
+    }
+    const owner = await this.adapter.getPresence(identity);
+    if (!owner || owner.nodeId === this.nodeId) throw new NotConnectedError(identity);
+    const command = { ...this.commandFor(identity, undefined, action, payload, deadline), fireAndForget: true };
+    const reply = this.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline });
+    await this.adapter.publish(nodeChannel(owner.nodeId), command).catch((error) => {
+      this.remoteCalls.fail(command.id, new ClusterUnavailableError(String((error as Error)?.message ?? error)));
+    });
+    await reply;
+  }
+
+  /** Every connected charge point in the cluster gets the call; each node delivers its own. */
+  async broadcast(action: string, payload: Record<string, unknown>, options: BroadcastOptions = {}): Promise<BroadcastSummary> {
+    if (this.stopping) throw new NodeShuttingDownError();
+    const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
+    const envelope: BroadcastEnvelope = {
+      kind: 'broadcast',
+      id: randomUUID(),
+      origin: this.nodeId,
+      action,
+      payload,
+      protocol: options.protocol,
+      deadline: Date.now() + timeoutMs,
+    };
+    this.validateRequest(options.protocol, action, payload);
+    const owners = new Set((await this.adapter.listPresence()).map((record) => record.nodeId));
+    owners.add(this.nodeId);
+    const replies = new Map<string, BroadcastSummary>();
+    const allReported = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs + 1_000);
+      timer.unref?.();
+      this.broadcastWaits.set(envelope.id, {
+        replies,
+        onReply: () => {
+          if ([...owners].every((node) => replies.has(node))) {
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+      });
+    });
+    try {
+      await this.adapter.publish(BROADCAST_CHANNEL, envelope);
+      await allReported;
+    } finally {
+      this.broadcastWaits.delete(envelope.id);
+    }
+    const summary: BroadcastSummary = { delivered: 0, failed: 0, nodes: replies.size };
+    for (const reply of replies.values()) {
+      summary.delivered += reply.delivered;
+      summary.failed += reply.failed;
+    }
+    return summary;
+  }
+
+  /** Sends to each identity through its owner (one publish batch for all remote ones); every outcome comes back. */
+  async broadcastBatch(
+    identities: readonly string[],
+    action: string,
+    payload: Record<string, unknown>,
+    options: SendOptions = {},
+  ): Promise<BatchOutcome[]> {
+    if (this.stopping) throw new NodeShuttingDownError();
+    const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    const unique = [...new Set(identities)];
+    const remoteIdentities = unique.filter((identity) => !this.registry.has(identity));
+    const owners = remoteIdentities.length > 0 ? await this.adapter.getPresenceBatch(remoteIdentities) : new Map();
+    const batch: { channel: string; message: ClusterMessage }[] = [];
+    const waits = new Map<string, Promise<Record<string, unknown>>>();
+
+    for (const identity of unique) {
+      const local = this.registry.get(identity);
+      if (local) {
+        waits.set(identity, this.callLocal(local, undefined, action, payload, deadline));
+        continue;
+      }
+      const owner: PresenceRecord | undefined = owners.get(identity);
+      if (!owner || owner.nodeId === this.nodeId) {
+        waits.set(identity, Promise.reject(new NotConnectedError(identity)));
+        continue;
+      }
+      const command = this.commandFor(identity, undefined, action, payload, deadline);
+      waits.set(identity, this.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline }));
+      batch.push({ channel: nodeChannel(owner.nodeId), message: command });
+    }
+    if (batch.length > 0) {
+      this.counters.remoteSent += batch.length;
+      await this.adapter.publishBatch(batch).catch((error) => {
+        for (const { message } of batch) {
+          this.remoteCalls.fail((message as CommandEnvelope).id, new ClusterUnavailableError(String(error)));
+        }
+      });
+    }
+    const outcomes: BatchOutcome[] = [];
+    for (const identity of unique) {
+      try {
+        outcomes.push({ identity, status: 'fulfilled', result: await waits.get(identity)! });
+      } catch (error) {
+        outcomes.push({ identity, status: 'rejected', error: error as Error });
+      }
+    }
+    return outcomes;
+  }
+
+  isConnectedLocally(identity: string): boolean {
+    return this.registry.has(identity);
+  }
+
+  async isConnected(identity: string): Promise<boolean> {
+    return this.registry.has(identity) || (await this.adapter.getPresence(identity)) !== null;
+  }
+
+  async getPresence(identity: string): Promise<ChargerInfo | null> {
+    const local = this.registry.get(identity);
+    if (local) return this.infoOf(local);
+    const record = await this.adapter.getPresence(identity);
+    return record ? toChargerInfo(record) : null;
+  }
+
+  /** Charge points whose socket is on this node. */
+  listLocal(): ChargerInfo[] {
+    return [...this.registry.values()].map((connection) => this.infoOf(connection));
+  }
+
+  /** Every charge point in the cluster (this node's from memory, the rest from presence). */
+  async listAll(): Promise<ChargerInfo[]> {
+    const byIdentity = new Map<string, ChargerInfo>();
+    for (const record of await this.adapter.listPresence()) byIdentity.set(record.identity, toChargerInfo(record));
+    for (const connection of this.registry.values()) byIdentity.set(connection.identity, this.infoOf(connection));
+    return [...byIdentity.values()].sort((a, b) => a.identity.localeCompare(b.identity));
+  }
+
+  async metrics(): Promise<ClusterNodeMetrics> {
+    const adapterMetrics = await this.adapter.metrics();
+    return {
+      nodeId: this.nodeId,
+      localConnections: this.registry.size,
+      connectionsByProtocol: this.registry.countByProtocol(),
+      inFlightRemoteCalls: this.remoteCalls.size,
+      counters: { ...this.counters },
+      redisConsumerLag: { pendingMessages: adapterMetrics.pendingMessages, lag: adapterMetrics.consumerLag },
+      activeSubscriptions: adapterMetrics.activeSubscriptions,
+      adapter: { ...adapterMetrics },
+    };
+  }
+
+  get transport(): EventAdapterInterface {
+    return this.adapter;
+  }
+
+  get acceptingGateway(): OcppWebSocketGateway | null {
+    return this.gateway;
+  }
+
+  // ---------------------------------------------------------------- calls, local and remote
+
+  private callLocal(
+    connection: LocalConnection,
+    protocol: OcppProtocol | undefined,
+    action: string,
+    payload: Record<string, unknown>,
+    deadline: number,
+  ): Promise<Record<string, unknown>> {
+    if (protocol && protocol !== connection.protocol) {
+      return Promise.reject(new ProtocolMismatchError(connection.identity, protocol, connection.protocol));
+    }
+    return connection.rpc.call(action, payload, { deadline, timeoutMs: Math.max(0, deadline - Date.now()) });
+  }
+
+  private async callRemote(
+    identity: string,
+    protocol: OcppProtocol | undefined,
+    action: string,
+    payload: Record<string, unknown>,
+    timeoutMs: number,
+    deadline: number,
+  ): Promise<Record<string, unknown>> {
+    const owner = await this.adapter.getPresence(identity);
+    if (!owner || owner.nodeId === this.nodeId) throw new NotConnectedError(identity);
+    if (protocol && protocol !== owner.protocol) throw new ProtocolMismatchError(identity, protocol, owner.protocol);
+    this.validateRequest(owner.protocol, action, payload);
+    const command = this.commandFor(identity, protocol, action, payload, deadline);
+    const reply = this.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline, expectedProtocol: protocol });
+    this.counters.remoteSent++;
+    try {
+      await this.adapter.publish(nodeChannel(owner.nodeId), command);
+    } catch (error) {
+      this.remoteCalls.fail(command.id, new ClusterUnavailableError(String((error as Error)?.message ?? error)));
+    }
+    return reply;
+  }
+
+  private commandFor(
+    identity: string,
+    protocol: OcppProtocol | undefined,
+    action: string,
+    payload: Record<string, unknown>,
+    deadline: number,
+  ): CommandEnvelope {
+    return { kind: 'command', id: randomUUID(), origin: this.nodeId, identity, action, payload, protocol, deadline };
+  }
+
+  /** Fails fast on the caller's node, before anything crosses the network. */
+  private validateRequest(protocol: OcppProtocol | undefined, action: string, payload: Record<string, unknown>): void {
+    if (!this.validator || !protocol) return;
+    const problem = this.validator.validate(protocol, action, 'request', payload);
+    if (problem) throw new OcppValidationError(action, 'request', problem.errorCode, problem.description, problem.details);
+  }
+
+  // ---------------------------------------------------------------- cluster inbox
+
+  private onClusterMessage(message: ClusterMessage): void | Promise<void> {
+    switch (message.kind) {
+      case 'command':
+        return this.onCommand(message);
+      case 'reply':
+        this.counters.remoteReceived++;
+        if (!this.remoteCalls.settle(message.id, message.outcome)) this.onBroadcastReply(message.id, message.from, message.outcome);
+        return;
+      case 'broadcast':
+        return this.onBroadcast(message);
+      case 'evict':
+        return this.onEvict(message);
+      case 'nodeLeft':
+        return;
+    }
+  }
+
+  /**
+   * A command for one of our sockets. The call is queued synchronously (before any await),
+   * so commands read in stream order reach the charge point's FIFO in that order.
+   */
+  private onCommand(command: CommandEnvelope): Promise<void> {
+    const outcome = this.runCommand(command);
+    return outcome.then((result) => this.reply(command, result));
+  }
+
+  private runCommand(command: CommandEnvelope): Promise<CommandOutcome> {
+    if (Date.now() >= command.deadline) return Promise.resolve({ status: 'timeout', sent: false });
+    const connection = this.registry.get(command.identity);
+    if (!connection) return this.forwardOrGiveUp(command);
+    if (command.fireAndForget) {
+      try {
+        connection.rpc.sendMessage(command.action, command.payload);
+        return Promise.resolve({ status: 'result', payload: {} });
+      } catch (error) {
+        return Promise.resolve(outcomeFromError(error));
+      }
+    }
+    return this.callLocal(connection, command.protocol, command.action, command.payload, command.deadline).then(
+      (payload): CommandOutcome => ({ status: 'result', payload }),
+      (error): CommandOutcome => outcomeFromError(error),
+    );
+  }
+
+  /** The charge point moved after the caller looked it up: follow it while the deadline allows. */
+  private async forwardOrGiveUp(command: CommandEnvelope): Promise<CommandOutcome> {
+    const hops = command.hops ?? 0;
+    const owner = hops < MAX_HOPS ? await this.adapter.getPresence(command.identity).catch(() => null) : null;
+    if (!owner || owner.nodeId === this.nodeId || Date.now() >= command.deadline) {
+      return { status: 'notConnected' };
+    }
+    await this.adapter.publish(nodeChannel(owner.nodeId), { ...command, hops: hops + 1 });
+    return FORWARDED;
+  }
+
+  private async reply(command: CommandEnvelope, outcome: CommandOutcome): Promise<void> {
+    if (outcome === FORWARDED) return;
+    await this.adapter.publish(nodeChannel(command.origin), {
+      kind: 'reply',
+      id: command.id,
+      from: this.nodeId,
+      identity: command.identity,
+      outcome,
+    });
+  }
+
+  private async onBroadcast(message: BroadcastEnvelope): Promise<void> {
+    const targets = [...this.registry.values()].filter(
+      (connection) => !message.protocol || connection.protocol === message.protocol,
+    );
+    const results = await mapSettledBounded(targets, this.options.broadcastConcurrency, (connection) =>
+      this.callLocal(connection, undefined, message.action, message.payload, message.deadline),
+    );
+    const delivered = results.filter((result) => result.status === 'fulfilled').length;
+    const summary = { delivered, failed: results.length - delivered, nodes: 1 };
+    if (message.origin === this.nodeId) {
+      this.onBroadcastReply(message.id, this.nodeId, { status: 'result', payload: { ...summary } });
+      return;
+    }
+    await this.adapter.publish(nodeChannel(message.origin), {
+      kind: 'reply',
+      id: message.id,
+      from: this.nodeId,
+      identity: '',
+      outcome: { status: 'result', payload: { ...summary } },
+    });
+  }
+
+  private onBroadcastReply(id: string, from: string, outcome: CommandOutcome): void {
+    const wait = this.broadcastWaits.get(id);
+    if (!wait || outcome.status !== 'result') return;
+    const { delivered, failed } = outcome.payload as { delivered: number; failed: number };
+    wait.replies.set(from, { delivered, failed, nodes: 1 });
+    wait.onReply();
+  }
+
+  private async onEvict(message: EvictEnvelope): Promise<void> {
+    const connection = this.registry.get(message.identity);
+    if (!connection || connection.epoch > message.epoch) return;
+    this.logger.log(`${message.identity} reconnected on ${message.newOwner}; closing the stale socket here`);
+    this.registry.deleteIf(connection);
+    await connection.rpc.close(1000, 'replaced by a newer connection');
+  }
+
+  // ---------------------------------------------------------------- connections
+
+  private onConnection(socket: WebSocket, info: ConnectionInfo): void {
+    const connectedAt = Date.now();
+    const connection: LocalConnection = {
+      identity: info.identity,
+      protocol: info.protocol,
+      epoch: 0,
+      connectedAt,
+      session: info.session,
+      remoteAddress: info.remoteAddress,
+      rpc: undefined as unknown as RpcSession,
+    };
+    connection.rpc = new RpcSession({
+      identity: info.identity,
+      protocol: info.protocol,
+      socket,
+      callTimeoutMs: this.options.callTimeoutMs,
+      maxQueueSize: this.options.maxQueueSize,
+      pingIntervalMs: this.options.pingIntervalMs,
+      validator: this.validator,
+      rateLimit: this.options.rateLimit === false ? null : this.options.rateLimit,
+      onCall: (call) => {
+        this.counters.received++;
+        return this.handlers.dispatch(call.payload, {
+          identity: info.identity,
+          protocol: info.protocol,
+          action: call.action,
+          messageId: call.id,
+          session: info.session,
+          nodeId: this.nodeId,
+          remoteAddress: info.remoteAddress,
+        });
+      },
+      onSend: (message) => {
+        this.counters.received++;
+        const handler = this.handlers.find(message.action, info.protocol);
+        if (!handler) return;
+        Promise.resolve()
+          .then(() =>
+            handler(message.payload, {
+              identity: info.identity,
+              protocol: info.protocol,
+              action: message.action,
+              messageId: message.id,
+              session: info.session,
+              nodeId: this.nodeId,
+              remoteAddress: info.remoteAddress,
+            }),
+          )
+          .catch((error) => this.logger.warn(`SEND handler for ${message.action} failed: ${String(error)}`));
+      },
+      onClose: (code, reason) => this.onDisconnected(connection, code, reason),
+      onProtocolProblem: () => {
+        this.counters.badFrames++;
+      },
+      logger: this.logger,
+    });
+
+    const replaced = this.registry.set(connection);
+    if (replaced) {
+      this.logger.log(`${info.identity} connected again; closing its previous socket`);
+      void replaced.rpc.close(1000, 'replaced by a newer connection');
+    }
+    void this.claimPresence(connection);
+    void Promise.resolve()
+      .then(() => this.listeners.onConnected?.(this.infoOf(connection), connection.session))
+      .catch((error) => this.logger.warn(`connect hook failed for ${info.identity}: ${String(error)}`));
+  }
+
+  private async claimPresence(connection: LocalConnection): Promise<void> {
+    try {
+      const claim = await this.adapter.setPresence(connection.identity, connection.protocol, connection.connectedAt);
+      connection.epoch = claim.record.epoch;
+      if (this.registry.get(connection.identity) !== connection) {
+        // Closed (or replaced) while the claim was in flight: undo our claim if still ours.
+        await this.adapter.removePresence(connection.identity, claim.record.epoch);
+        return;
+      }
+      const previous = claim.previous;
+      if (previous && previous.nodeId !== this.nodeId) {
+        await this.adapter.publish(nodeChannel(previous.nodeId), {
+          kind: 'evict',
+          identity: connection.identity,
+          epoch: previous.epoch,
+          newOwner: this.nodeId,
+        });
+      }
+    } catch (error) {
+      // The transport re-registers local sockets (localPresence) once it is back.
+      this.logger.warn(`presence claim for ${connection.identity} failed: ${String((error as Error)?.message ?? error)}`);
+    }
+  }
+
+  private onDisconnected(connection: LocalConnection, code: number, reason: string): void {
+    const wasCurrent = this.registry.deleteIf(connection);
+    if (connection.epoch > 0) {
+      const removal = this.adapter
+        .removePresence(connection.identity, connection.epoch)
+        .catch((error) => this.logger.warn(`presence removal for ${connection.identity} failed: ${String(error)}`))
+        .finally(() => this.presenceRemovals.delete(removal));
+      this.presenceRemovals.add(removal);
+    }
+    // A socket replaced by a newer connection of the same charge point is not a disconnect.
+    if (!wasCurrent) return;
+    void Promise.resolve()
+      .then(() => this.listeners.onDisconnected?.({ ...this.infoOf(connection), code, reason }, connection.session))
+      .catch((error) => this.logger.warn(`disconnect hook failed for ${connection.identity}: ${String(error)}`));
+  }
+
+  private localPresence(): PresenceRecord[] {
+    return [...this.registry.values()].map((connection) => ({
+      identity: connection.identity,
+      nodeId: this.nodeId,
+      epoch: connection.epoch,
+      protocol: connection.protocol,
+      connectedAt: connection.connectedAt,
+    }));
+  }
+
+  private infoOf(connection: LocalConnection): ChargerInfo {
+    return {
+      identity: connection.identity,
+      protocol: connection.protocol,
+      nodeId: this.nodeId,
+      connectedAt: new Date(connection.connectedAt).toISOString(),
+    };
+  }
+}
+
+/** Marker: the command went on to another node, which will answer the caller itself. */
+const FORWARDED: CommandOutcome = { status: 'failed', errorCode: 'FORWARDED', message: 'forwarded' };
+
+function toChargerInfo(record: PresenceRecord): ChargerInfo {
+  return {
+    identity: record.identity,
+    protocol: record.protocol,
+    nodeId: record.nodeId,
+    connectedAt: new Date(record.connectedAt).toISOString(),
+  };
+}

@@ -1,0 +1,61 @@
+import {
+  ConnectionClosedError,
+  NotConnectedError,
+  OcppCallError,
+  OcppClusterError,
+  OcppTimeoutError,
+  OcppValidationError,
+  ProtocolMismatchError,
+  RemoteCallFailedError,
+} from '../protocol/errors.js';
+import type { CommandOutcome } from './envelope.js';
+
+/** Turns what a local call produced into something that can cross to another node. */
+export function outcomeFromError(error: unknown): CommandOutcome {
+  if (error instanceof OcppCallError) {
+    return {
+      status: 'callError',
+      errorCode: error.errorCode,
+      errorDescription: error.errorDescription,
+      errorDetails: error.errorDetails,
+    };
+  }
+  if (error instanceof OcppTimeoutError) return { status: 'timeout', sent: error.sent };
+  if (error instanceof NotConnectedError) return { status: 'notConnected' };
+  if (error instanceof ConnectionClosedError) return { status: 'notConnected', reason: 'connection closed' };
+  if (error instanceof OcppValidationError) {
+    return {
+      status: 'validation',
+      direction: error.direction,
+      errorCode: error.errorCode,
+      description: error.description,
+      details: error.details,
+    };
+  }
+  if (error instanceof ProtocolMismatchError) return { status: 'protocolMismatch', actual: error.actual };
+  if (error instanceof OcppClusterError) return { status: 'failed', errorCode: error.code, message: error.message };
+  return { status: 'failed', errorCode: 'INTERNAL', message: 'internal error on the owning node' };
+}
+
+/** Rebuilds, on the caller's node, the typed error (or result) that an outcome stands for. */
+export function settleOutcome(
+  outcome: CommandOutcome,
+  call: { identity: string; action: string; timeoutMs: number; expectedProtocol?: string },
+): Record<string, unknown> {
+  switch (outcome.status) {
+    case 'result':
+      return outcome.payload;
+    case 'callError':
+      throw new OcppCallError(call.identity, call.action, outcome.errorCode, outcome.errorDescription, outcome.errorDetails);
+    case 'timeout':
+      throw new OcppTimeoutError(call.identity, call.action, call.timeoutMs, outcome.sent);
+    case 'notConnected':
+      throw new NotConnectedError(call.identity, outcome.reason);
+    case 'validation':
+      throw new OcppValidationError(call.action, outcome.direction, outcome.errorCode, outcome.description, outcome.details);
+    case 'protocolMismatch':
+      throw new ProtocolMismatchError(call.identity, call.expectedProtocol ?? 'unknown', outcome.actual);
+    case 'failed':
+      throw new RemoteCallFailedError(call.identity, call.action, outcome.errorCode, outcome.message);
+  }
+}

@@ -1,0 +1,71 @@
+import { OcppTimeoutError } from '../protocol/errors.js';
+import type { CommandOutcome } from './envelope.js';
+import { settleOutcome } from './outcome.js';
+
+interface PendingCall {
+  identity: string;
+  action: string;
+  timeoutMs: number;
+  expectedProtocol?: string;
+  resolve(result: Record<string, unknown>): void;
+  reject(error: unknown): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Calls this node sent to other nodes, waiting for their reply envelope (correlated by id).
+ * The owner never sends a command after its deadline and answers `timeout` itself; the grace
+ * lets that precise answer arrive before we give up on our own.
+ */
+export class RemoteCalls {
+  private readonly pending = new Map<string, PendingCall>();
+
+  constructor(private readonly replyGraceMs = 1_000) {}
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  wait(
+    id: string,
+    call: { identity: string; action: string; timeoutMs: number; deadline: number; expectedProtocol?: string },
+  ): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const waitMs = Math.max(0, call.deadline - Date.now()) + this.replyGraceMs;
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        // No word from the owner: it may have sent the call before the deadline.
+        reject(new OcppTimeoutError(call.identity, call.action, call.timeoutMs, true));
+      }, waitMs);
+      timer.unref?.();
+      this.pending.set(id, { ...call, resolve, reject, timer });
+    });
+  }
+
+  /** Settles the call with the owner's outcome; false when nobody waits for it any more. */
+  settle(id: string, outcome: CommandOutcome): boolean {
+    const call = this.pending.get(id);
+    if (!call) return false;
+    this.pending.delete(id);
+    clearTimeout(call.timer);
+    try {
+      call.resolve(settleOutcome(outcome, call));
+    } catch (error) {
+      call.reject(error);
+    }
+    return true;
+  }
+
+  /** Fails one waiting call (e.g. the publish itself failed). */
+  fail(id: string, error: unknown): void {
+    const call = this.pending.get(id);
+    if (!call) return;
+    this.pending.delete(id);
+    clearTimeout(call.timer);
+    call.reject(error);
+  }
+
+  failAll(error: () => unknown): void {
+    for (const id of [...this.pending.keys()]) this.fail(id, error());
+  }
+}

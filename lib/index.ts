@@ -1,0 +1,41 @@
+// Public API only.
+export { OcppClusterModule } from './ocpp-cluster.module.js';
+export { OCPP_CLUSTER_OPTIONS } from './ocpp-cluster.module-definition.js';
+export { OcppClusterService } from './ocpp-cluster.service.js';
+export type { OcppClusterOptions, RateLimitOptions, CustomValidators } from './ocpp-cluster.options.js';
+export { OCPP_CLUSTER_NODE, OCPP_CLUSTER_ADAPTER } from './ocpp-cluster.constants.js';
+export { OcppHandler, OnChargerConnected, OnChargerDisconnected } from './gateway/ocpp-handler.decorator.js';
+export type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
+export { OcppClusterHealthIndicator } from './health/ocpp-cluster.health-indicator.js';
+
+export type { OcppContext } from './cluster/handler-registry.js';
+export type {
+  ChargerInfo,
+  SendOptions,
+  BroadcastOptions,
+  BroadcastSummary,
+  BatchOutcome,
+  ClusterNodeMetrics,
+} from './cluster/ocpp-cluster-node.js';
+export { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
+export type {
+  EventAdapterInterface,
+  PresenceRecord,
+  PresenceClaim,
+  AdapterMetrics,
+  PresenceSnapshotSource,
+  ClusterMessageHandler,
+} from './cluster/event-adapter.interface.js';
+export type { ClusterMessage, CommandEnvelope, ReplyEnvelope, CommandOutcome } from './cluster/envelope.js';
+export { BROADCAST_CHANNEL, nodeChannel } from './cluster/envelope.js';
+export { defineAdapter } from './cluster/define-adapter.js';
+export { InMemoryAdapter, InMemoryBus } from './cluster/in-memory-adapter.js';
+export { RedisAdapter } from './redis/redis-adapter.js';
+export type { RedisAdapterOptions } from './redis/redis-adapter.js';
+export { createDriver } from './redis/redis-driver.js';
+
+export type { OcppProtocol } from './protocol/protocol.js';
+export { SUPPORTED_PROTOCOLS, isOcppProtocol } from './protocol/protocol.js';
+export { SchemaValidator } from './protocol/validator.js';
+export type { ValidationProblem, PayloadValidatorFn } from './protocol/validator.js';
+export * from './protocol/errors.js';

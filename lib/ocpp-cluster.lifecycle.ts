@@ -1,0 +1,34 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { BeforeApplicationShutdown, OnApplicationBootstrap } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { Server as HttpServer } from 'node:http';
+import type { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
+import { OCPP_CLUSTER_NODE } from './ocpp-cluster.constants.js';
+
+/**
+ * Starts the node once every handler is known, and stops it before Nest closes the HTTP
+ * server (closing sockets later left `app.close()` hanging: TOOLCHAIN.md).
+ */
+@Injectable()
+export class OcppClusterLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger('OcppCluster');
+
+  constructor(
+    @Inject(OCPP_CLUSTER_NODE) private readonly node: OcppClusterNode,
+    private readonly httpAdapterHost: HttpAdapterHost,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    const httpServer = this.httpAdapterHost.httpAdapter?.getHttpServer() as HttpServer | undefined;
+    const ownPort = await this.node.start(httpServer);
+    this.logger.log(
+      ownPort === undefined
+        ? `node ${this.node.nodeId} accepting charge points on the application's HTTP server`
+        : `node ${this.node.nodeId} accepting charge points on port ${ownPort}`,
+    );
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.node.stop();
+  }
+}

@@ -1,0 +1,77 @@
+import { Logger, Module } from '@nestjs/common';
+import type { Provider } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { TerminusModule } from '@nestjs/terminus';
+import type { EventAdapterInterface } from './cluster/event-adapter.interface.js';
+import { InMemoryAdapter } from './cluster/in-memory-adapter.js';
+import { SILENT_LOGGER } from './cluster/logger.js';
+import { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
+import { OcppHandlerExplorer } from './gateway/ocpp-handler.explorer.js';
+import { OcppClusterHealthIndicator } from './health/ocpp-cluster.health-indicator.js';
+import { OCPP_CLUSTER_ADAPTER, OCPP_CLUSTER_NODE, OCPP_CLUSTER_RESOLVED_OPTIONS } from './ocpp-cluster.constants.js';
+import { OcppClusterLifecycle } from './ocpp-cluster.lifecycle.js';
+import { OCPP_CLUSTER_OPTIONS, OcppClusterConfigurableModule } from './ocpp-cluster.module-definition.js';
+import type { OcppClusterOptions, ResolvedOcppClusterOptions } from './ocpp-cluster.options.js';
+import { OcppClusterService } from './ocpp-cluster.service.js';
+import { SchemaValidator } from './protocol/validator.js';
+import { RedisAdapter } from './redis/redis-adapter.js';
+import { resolveOptions } from './resolve-options.js';
+
+const providers: Provider[] = [
+  {
+    provide: OCPP_CLUSTER_RESOLVED_OPTIONS,
+    inject: [OCPP_CLUSTER_OPTIONS],
+    useFactory: (options: OcppClusterOptions) => resolveOptions(options),
+  },
+  {
+    provide: OCPP_CLUSTER_ADAPTER,
+    inject: [OCPP_CLUSTER_RESOLVED_OPTIONS],
+    useFactory: (options: ResolvedOcppClusterOptions): EventAdapterInterface => {
+      if (options.adapter) return options.adapter;
+      if (options.redis) {
+        return new RedisAdapter({ ...options.redis, logger: options.redis.logger ?? new Logger('OcppClusterRedis') });
+      }
+      return new InMemoryAdapter();
+    },
+  },
+  {
+    provide: SchemaValidator,
+    inject: [OCPP_CLUSTER_RESOLVED_OPTIONS],
+    useFactory: (options: ResolvedOcppClusterOptions) => new SchemaValidator({ custom: options.validators }),
+  },
+  {
+    provide: OCPP_CLUSTER_NODE,
+    inject: [OCPP_CLUSTER_RESOLVED_OPTIONS, OCPP_CLUSTER_ADAPTER, SchemaValidator, OcppHandlerExplorer],
+    useFactory: (
+      options: ResolvedOcppClusterOptions,
+      adapter: EventAdapterInterface,
+      validator: SchemaValidator,
+      explorer: OcppHandlerExplorer,
+    ) => {
+      if (options.strictMode) for (const protocol of options.protocols) validator.warmUp(protocol);
+      return new OcppClusterNode(
+        options,
+        adapter,
+        options.strictMode ? validator : null,
+        explorer.handlers,
+        options.logging ? new Logger('OcppCluster') : SILENT_LOGGER,
+        explorer.listeners,
+      );
+    },
+  },
+  OcppHandlerExplorer,
+  OcppClusterLifecycle,
+  OcppClusterService,
+  OcppClusterHealthIndicator,
+];
+
+/**
+ * `OcppClusterModule.forRoot(options)` / `.forRootAsync({ useFactory | useClass | useExisting, imports, inject })`,
+ * with `isGlobal`. Exports OcppClusterService and OcppClusterHealthIndicator.
+ */
+@Module({
+  imports: [DiscoveryModule, TerminusModule],
+  providers,
+  exports: [OcppClusterService, OcppClusterHealthIndicator, OCPP_CLUSTER_NODE, OCPP_CLUSTER_ADAPTER],
+})
+export class OcppClusterModule extends OcppClusterConfigurableModule {}

@@ -1,0 +1,76 @@
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import type { EventAdapterInterface } from './cluster/event-adapter.interface.js';
+import type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
+import type { OcppProtocol } from './protocol/protocol.js';
+import type { PayloadValidatorFn } from './protocol/validator.js';
+import type { RedisAdapterOptions } from './redis/redis-adapter.js';
+
+/** Per-action validators added to (or replacing) the OCA schemas, by protocol. */
+export type CustomValidators = Partial<
+  Record<OcppProtocol, Record<string, { request?: PayloadValidatorFn; response?: PayloadValidatorFn }>>
+>;
+
+export interface RateLimitOptions {
+  /** Burst size: calls accepted back to back. */
+  capacity: number;
+  /** Sustained calls per second. */
+  refillPerSecond: number;
+}
+
+export interface OcppClusterOptions {
+  /** Subprotocols accepted, newest first by default. */
+  protocols?: OcppProtocol[];
+  /** Endpoint path; the charge point's identity is the last segment (`/ocpp/<identity>`). */
+  path?: string;
+  /** Serve WebSockets on their own port instead of the Nest HTTP server. */
+  port?: number;
+  host?: string;
+  /** TLS for the own port (security profiles 2 and 3). */
+  tls?: HttpsServerOptions;
+  /** Unique per process. Default: OCPP_NODE_ID, else host name and a random suffix. */
+  nodeId?: string;
+  maxIdentityLength?: number;
+  identityPattern?: RegExp;
+  /** Runs before the upgrade; accept (optionally with a session object) or reject with a status. */
+  authenticate?: (request: AuthenticationRequest) => AuthenticationResult | Promise<AuthenticationResult>;
+  /** Largest accepted frame in bytes (default 64 KiB; `ws` itself would allow 100 MiB). */
+  maxPayload?: number;
+  /** Offer permessage-deflate to 2.x connections (required by 2.0.1/2.1). Default true. */
+  perMessageDeflate?: boolean;
+  maxConnections?: number;
+  /** Default timeout of calls to charge points. */
+  callTimeoutMs?: number;
+  /** Outbound calls queued per charge point (queued + in flight). */
+  maxQueueSize?: number;
+  /** Server ping interval; a socket that did not answer the previous ping is terminated. 0 = off. */
+  pingIntervalMs?: number;
+  /** Validate every payload, both directions, against the OCA schemas. Default true. */
+  strictMode?: boolean;
+  validators?: CustomValidators;
+  /** Inbound calls per connection (token bucket); false = unlimited. */
+  rateLimit?: RateLimitOptions | false;
+  /** Concurrent deliveries per node during a broadcast. */
+  broadcastConcurrency?: number;
+  /** A ready-made transport (RedisAdapter or any defineAdapter object). */
+  adapter?: EventAdapterInterface;
+  /** Build a RedisAdapter from these options (ignored when `adapter` is given). */
+  redis?: RedisAdapterOptions;
+  /** Log through Nest's Logger (default) or stay silent. */
+  logging?: boolean;
+}
+
+/** Options after defaults; what the parts receive. */
+export interface ResolvedOcppClusterOptions
+  extends Required<
+    Omit<OcppClusterOptions, 'port' | 'host' | 'tls' | 'identityPattern' | 'authenticate' | 'maxConnections' | 'adapter' | 'redis' | 'validators'>
+  > {
+  port?: number;
+  host?: string;
+  tls?: HttpsServerOptions;
+  identityPattern?: RegExp;
+  authenticate?: OcppClusterOptions['authenticate'];
+  maxConnections?: number;
+  adapter?: EventAdapterInterface;
+  redis?: RedisAdapterOptions;
+  validators: CustomValidators;
+}

@@ -1,0 +1,151 @@
+/**
+ * Typed errors. Callers branch on the class (or `code`), never on message text.
+ */
+
+export abstract class OcppClusterError extends Error {
+  abstract readonly code: string;
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * Thrown by an `@OcppHandler` to answer the charger with a CALLERROR of this code.
+ * The code may be given in either spelling; the session sends the negotiated version's one.
+ */
+export class OcppRpcError extends OcppClusterError {
+  readonly code = 'OCPP_RPC_ERROR';
+  constructor(
+    readonly errorCode: string,
+    readonly errorDescription = '',
+    readonly errorDetails: Record<string, unknown> = {},
+  ) {
+    super(`${errorCode}${errorDescription ? `: ${errorDescription}` : ''}`);
+  }
+}
+
+/** The charger answered our CALL with a CALLERROR. */
+export class OcppCallError extends OcppClusterError {
+  readonly code = 'OCPP_CALL_ERROR';
+  constructor(
+    readonly identity: string,
+    readonly action: string,
+    readonly errorCode: string,
+    readonly errorDescription: string,
+    readonly errorDetails: Record<string, unknown>,
+  ) {
+    super(`${identity} answered ${action} with ${errorCode}${errorDescription ? `: ${errorDescription}` : ''}`);
+  }
+}
+
+/** No node holds a live socket for this identity. */
+export class NotConnectedError extends OcppClusterError {
+  readonly code = 'OCPP_NOT_CONNECTED';
+  constructor(readonly identity: string, detail?: string) {
+    super(`charge point ${JSON.stringify(identity)} is not connected${detail ? ` (${detail})` : ''}`);
+  }
+}
+
+/**
+ * The call did not complete before its timeout/deadline. If `sent` is false the charger
+ * never received it; if true, the charger received it but did not answer in time.
+ */
+export class OcppTimeoutError extends OcppClusterError {
+  readonly code = 'OCPP_TIMEOUT';
+  constructor(
+    readonly identity: string,
+    readonly action: string,
+    readonly timeoutMs: number,
+    readonly sent: boolean,
+  ) {
+    super(`${action} to ${identity} timed out after ${timeoutMs} ms (${sent ? 'sent, no answer' : 'never sent'})`);
+  }
+}
+
+/** A payload broke the schema (ours before sending, or the charger's reply). */
+export class OcppValidationError extends OcppClusterError {
+  readonly code = 'OCPP_VALIDATION';
+  constructor(
+    readonly action: string,
+    readonly direction: 'request' | 'response',
+    readonly errorCode: string,
+    readonly description: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(`${action} ${direction} is invalid: ${description}`);
+  }
+}
+
+/** The caller asked for a protocol the charger did not negotiate. */
+export class ProtocolMismatchError extends OcppClusterError {
+  readonly code = 'OCPP_PROTOCOL_MISMATCH';
+  constructor(
+    readonly identity: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`${identity} speaks ${actual}, not ${expected}`);
+  }
+}
+
+/** The per-charger outbound queue is full. */
+export class QueueFullError extends OcppClusterError {
+  readonly code = 'OCPP_QUEUE_FULL';
+  constructor(readonly identity: string, readonly limit: number) {
+    super(`outbound queue of ${identity} is full (${limit} calls)`);
+  }
+}
+
+/** The socket closed while the call was queued or in flight. */
+export class ConnectionClosedError extends OcppClusterError {
+  readonly code = 'OCPP_CONNECTION_CLOSED';
+  constructor(readonly identity: string, readonly closeCode?: number) {
+    super(`connection of ${identity} closed${closeCode ? ` (${closeCode})` : ''}`);
+  }
+}
+
+/** Options failed validation at start-up; `option` names the bad one. */
+export class InvalidOptionsError extends OcppClusterError {
+  readonly code = 'OCPP_INVALID_OPTIONS';
+  constructor(readonly option: string, reason: string) {
+    super(`invalid OcppCluster option "${option}": ${reason}`);
+  }
+}
+
+/** Another live process holds this node id. */
+export class NodeIdConflictError extends OcppClusterError {
+  readonly code = 'OCPP_NODE_ID_CONFLICT';
+  constructor(readonly nodeId: string) {
+    super(`node id ${JSON.stringify(nodeId)} is held by another live process`);
+  }
+}
+
+/** The cluster transport (e.g. Redis) could not carry the call. */
+export class ClusterUnavailableError extends OcppClusterError {
+  readonly code = 'OCPP_CLUSTER_UNAVAILABLE';
+  constructor(reason: string) {
+    super(`cluster transport unavailable: ${reason}`);
+  }
+}
+
+/** The node is draining or shutting down and takes no new work. */
+export class NodeShuttingDownError extends OcppClusterError {
+  readonly code = 'OCPP_SHUTTING_DOWN';
+  constructor() {
+    super('node is shutting down');
+  }
+}
+
+/** The owning node failed the call for a reason that has no more specific type. */
+export class RemoteCallFailedError extends OcppClusterError {
+  readonly code = 'OCPP_REMOTE_FAILED';
+  constructor(
+    readonly identity: string,
+    readonly action: string,
+    readonly remoteCode: string,
+    message: string,
+  ) {
+    super(`${action} to ${identity} failed on the owning node: ${message}`);
+  }
+}

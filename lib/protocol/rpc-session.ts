@@ -1,0 +1,680 @@
+/**
+ * One charge point's socket: outbound CALLs through a FIFO with one CALL in flight, per-call
+ * timeouts and absolute deadlines, inbound dispatch, pings and an inbound rate limit.
+ *
+ * Decisions where the brief or the spec leave room:
+ * - A queued call is rejected at its deadline (one session timer watches the earliest queued
+ *   deadline), not only when its turn comes: a caller told "timed out" is told on time, and the
+ *   call is never written afterwards.
+ * - Repeated in-flight inbound id: CALLERROR RpcFrameworkError, which 1.6 spells GenericError
+ *   (1.6 has no framework code; the frame itself is well formed, so not FormationViolation).
+ * - The rate limit counts every inbound message (any frame type), before it is parsed: parsing
+ *   is the cost a flood imposes. When the bucket is empty the socket is paused (TCP
+ *   backpressure); messages ws had already buffered wait in a small local backlog, in order.
+ * - Any inbound message counts as a sign of life for the ping check, and a paused socket is
+ *   never judged half-open: while paused we are not reading its pongs.
+ * - A CALLERROR from the charger is surfaced with its code in the negotiated version's
+ *   spelling (normalizeErrorCode); a code unknown to the version becomes GenericError.
+ * - A handler that returns undefined/null answers `{}`; a non-object answers InternalError.
+ */
+import { randomBytes } from 'node:crypto';
+import type { RawData, WebSocket } from 'ws';
+import {
+  encodeCall,
+  encodeCallError,
+  encodeCallResult,
+  encodeSend,
+  isJsonObject,
+  parseFrame,
+  type ParsedFrame,
+} from './codec.js';
+import { normalizeErrorCode } from './error-codes.js';
+import {
+  ConnectionClosedError,
+  InvalidOptionsError,
+  OcppCallError,
+  OcppRpcError,
+  OcppTimeoutError,
+  OcppValidationError,
+  ProtocolMismatchError,
+  QueueFullError,
+} from './errors.js';
+import { MessageType } from './message-type.js';
+import { isOcppProtocol, type OcppProtocol } from './protocol.js';
+import { TokenBucket } from './token-bucket.js';
+
+/** What the session needs from a schema validator (lib/protocol/validator.ts fits it). */
+export interface PayloadValidator {
+  validate(
+    protocol: OcppProtocol,
+    action: string,
+    direction: 'request' | 'response',
+    payload: unknown,
+  ): { errorCode: string; description: string; details: Record<string, unknown> } | null;
+}
+
+type ValidationProblem = NonNullable<ReturnType<PayloadValidator['validate']>>;
+
+export interface InboundCall {
+  id: string;
+  action: string;
+  payload: Record<string, unknown>;
+}
+
+export interface RpcSessionLogger {
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+export interface RpcSessionOptions {
+  identity: string;
+  protocol: OcppProtocol;
+  /** An open socket; the session adds its listeners at construction. */
+  socket: WebSocket;
+  /** Default timeout of an outbound call, from the moment it is queued. */
+  callTimeoutMs: number;
+  /** Bound on outbound calls, queued plus in flight. */
+  maxQueueSize: number;
+  /** 0 = no pings. A socket that showed no sign of life since the previous ping is terminated. */
+  pingIntervalMs: number;
+  /** null (or undefined) = strict mode off. */
+  validator: PayloadValidator | null;
+  /** Inbound messages: a bucket of `capacity`, refilled at `refillPerSecond`. null (or undefined) = unlimited. */
+  rateLimit: { capacity: number; refillPerSecond: number } | null;
+  /**
+   * Answers an inbound CALL. Return → CALLRESULT; throw OcppRpcError → CALLERROR with its code;
+   * throw anything else → InternalError with a generic description (the error is only logged).
+   */
+  onCall(call: InboundCall): Promise<Record<string, unknown>> | Record<string, unknown>;
+  /** OCPP 2.1 inbound SEND. */
+  onSend?(message: InboundCall): void;
+  onClose?(code: number, reason: string): void;
+  /** A malformed or unexpected frame; `reason` is one of a few fixed strings. */
+  onProtocolProblem?(reason: string): void;
+  logger?: RpcSessionLogger;
+  /** How long close() waits for the closing handshake before terminating. Default 5000. */
+  closeTimeoutMs?: number;
+}
+
+export interface CallOptions {
+  /** Overrides callTimeoutMs. */
+  timeoutMs?: number;
+  /** Absolute epoch ms; the earlier of this and now + timeoutMs applies. */
+  deadline?: number;
+}
+
+interface PendingCall {
+  id: string;
+  action: string;
+  frame: string;
+  deadline: number;
+  /** The time the call was given, for the timeout error. */
+  budgetMs: number;
+  resolve(payload: Record<string, unknown>): void;
+  reject(error: unknown): void;
+}
+
+type Timer = ReturnType<typeof setTimeout>;
+
+const WS_OPEN = 1;
+const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+const NOOP_LOGGER: RpcSessionLogger = { warn() {}, error() {} };
+
+function isPositiveNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0;
+}
+
+function validateOptions(o: RpcSessionOptions): void {
+  if (typeof o.identity !== 'string' || o.identity.length === 0) {
+    throw new InvalidOptionsError('identity', 'must be a non-empty string');
+  }
+  if (!isOcppProtocol(o.protocol)) throw new InvalidOptionsError('protocol', 'must be ocpp1.6, ocpp2.0.1 or ocpp2.1');
+  if (o.socket === null || typeof o.socket !== 'object' || o.socket.readyState !== WS_OPEN) {
+    throw new InvalidOptionsError('socket', 'must be an open ws WebSocket');
+  }
+  if (!isPositiveNumber(o.callTimeoutMs)) throw new InvalidOptionsError('callTimeoutMs', 'must be a number > 0');
+  if (!Number.isInteger(o.maxQueueSize) || o.maxQueueSize < 1) {
+    throw new InvalidOptionsError('maxQueueSize', 'must be an integer >= 1');
+  }
+  if (typeof o.pingIntervalMs !== 'number' || !Number.isFinite(o.pingIntervalMs) || o.pingIntervalMs < 0) {
+    throw new InvalidOptionsError('pingIntervalMs', 'must be a number >= 0');
+  }
+  if (o.validator != null && typeof o.validator.validate !== 'function') {
+    throw new InvalidOptionsError('validator', 'must be null or have a validate() method');
+  }
+  if (o.rateLimit != null) {
+    if (typeof o.rateLimit !== 'object') throw new InvalidOptionsError('rateLimit', 'must be null or an object');
+    if (!Number.isFinite(o.rateLimit.capacity) || o.rateLimit.capacity < 1) {
+      throw new InvalidOptionsError('rateLimit.capacity', 'must be a number >= 1');
+    }
+    if (!isPositiveNumber(o.rateLimit.refillPerSecond)) {
+      throw new InvalidOptionsError('rateLimit.refillPerSecond', 'must be a number > 0');
+    }
+  }
+  if (typeof o.onCall !== 'function') throw new InvalidOptionsError('onCall', 'must be a function');
+  if (o.closeTimeoutMs !== undefined && !isPositiveNumber(o.closeTimeoutMs)) {
+    throw new InvalidOptionsError('closeTimeoutMs', 'must be a number > 0');
+  }
+}
+
+function toText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+function describeError(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err);
+}
+
+export class RpcSession {
+  readonly identity: string;
+  readonly protocol: OcppProtocol;
+  readonly connectedAt: number = Date.now();
+
+  private readonly socket: WebSocket;
+  private readonly callTimeoutMs: number;
+  private readonly maxQueueSize: number;
+  private readonly closeTimeoutMs: number;
+  private readonly validator: PayloadValidator | null;
+  private readonly logger: RpcSessionLogger;
+  private readonly handlers: Pick<RpcSessionOptions, 'onCall' | 'onSend' | 'onClose' | 'onProtocolProblem'>;
+
+  // Outbound: ids are a random per-session prefix plus a counter, far below 36 characters.
+  private readonly idPrefix = randomBytes(6).toString('base64url');
+  private idCounter = 0;
+  private readonly queue: PendingCall[] = [];
+  private inFlight: PendingCall | null = null;
+  private inFlightTimer: Timer | null = null;
+  /** One timer for the earliest deadline among queued calls. */
+  private queueTimer: Timer | null = null;
+  private queueTimerAt = Infinity;
+  /** A late answer to this id is expected, not a protocol problem. */
+  private lastExpiredId: string | null = null;
+
+  // Inbound.
+  private readonly inboundIds = new Set<string>();
+  private readonly bucket: TokenBucket | null;
+  private readonly backlog: RawData[] = [];
+  private paused = false;
+  private resumeTimer: Timer | null = null;
+
+  private pingTimer: ReturnType<typeof setInterval> | null = null;
+  private alive = true;
+
+  private closed = false;
+  private closeTimer: Timer | null = null;
+  private closePromise: Promise<void> | null = null;
+  private resolveClose: (() => void) | null = null;
+
+  constructor(options: RpcSessionOptions) {
+    validateOptions(options);
+    this.identity = options.identity;
+    this.protocol = options.protocol;
+    this.socket = options.socket;
+    this.callTimeoutMs = options.callTimeoutMs;
+    this.maxQueueSize = options.maxQueueSize;
+    this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.validator = options.validator ?? null;
+    this.logger = options.logger ?? NOOP_LOGGER;
+    this.handlers = {
+      onCall: options.onCall,
+      onSend: options.onSend,
+      onClose: options.onClose,
+      onProtocolProblem: options.onProtocolProblem,
+    };
+    this.bucket = options.rateLimit
+      ? new TokenBucket(options.rateLimit.capacity, options.rateLimit.refillPerSecond)
+      : null;
+
+    this.socket.on('message', this.onSocketMessage);
+    this.socket.on('pong', this.onSocketPong);
+    this.socket.on('error', this.onSocketError);
+    this.socket.on('close', this.onSocketClose);
+    if (options.pingIntervalMs > 0) {
+      this.pingTimer = setInterval(this.onPingTick, options.pingIntervalMs);
+      this.pingTimer.unref();
+    }
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && this.socket.readyState === WS_OPEN;
+  }
+
+  /** Outbound calls waiting for their turn (the one in flight not included). */
+  get queuedCalls(): number {
+    return this.queue.length;
+  }
+
+  /** Action of the outbound call waiting for its answer, if any. */
+  get inFlightCall(): string | null {
+    return this.inFlight === null ? null : this.inFlight.action;
+  }
+
+  /**
+   * Sends a CALL after the ones already queued and resolves with the charger's CALLRESULT
+   * payload. Rejects with OcppCallError, OcppTimeoutError (`sent` tells whether it went out),
+   * OcppValidationError, QueueFullError or ConnectionClosedError.
+   */
+  call(action: string, payload: Record<string, unknown>, options?: CallOptions): Promise<Record<string, unknown>> {
+    if (!this.isOpen) return Promise.reject(new ConnectionClosedError(this.identity));
+    const now = Date.now();
+    const timeoutMs = options?.timeoutMs ?? this.callTimeoutMs;
+    if (!isPositiveNumber(timeoutMs)) {
+      return Promise.reject(new InvalidOptionsError('timeoutMs', 'must be a number > 0'));
+    }
+    let deadline = now + timeoutMs;
+    if (options?.deadline !== undefined) {
+      if (typeof options.deadline !== 'number' || Number.isNaN(options.deadline)) {
+        return Promise.reject(new InvalidOptionsError('deadline', 'must be epoch milliseconds'));
+      }
+      if (options.deadline < deadline) deadline = options.deadline;
+    }
+    if (deadline <= now) return Promise.reject(new OcppTimeoutError(this.identity, action, 0, false));
+    if (this.validator !== null) {
+      const problem = this.check(action, 'request', payload);
+      if (problem !== null) {
+        return Promise.reject(
+          new OcppValidationError(action, 'request', problem.errorCode, problem.description, problem.details),
+        );
+      }
+    }
+    if (this.queue.length + (this.inFlight === null ? 0 : 1) >= this.maxQueueSize) {
+      return Promise.reject(new QueueFullError(this.identity, this.maxQueueSize));
+    }
+    const id = this.nextId();
+    let frame: string;
+    try {
+      frame = encodeCall(id, action, payload);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ id, action, frame, deadline, budgetMs: deadline - now, resolve, reject });
+      this.pump();
+      if (this.queue.length > 0) this.armQueueTimer(deadline);
+    });
+  }
+
+  /** OCPP 2.1 SEND: fire and forget, outside the CALL queue. */
+  sendMessage(action: string, payload: Record<string, unknown>): void {
+    if (this.protocol !== 'ocpp2.1') throw new ProtocolMismatchError(this.identity, 'ocpp2.1', this.protocol);
+    if (!this.isOpen) throw new ConnectionClosedError(this.identity);
+    if (this.validator !== null) {
+      const problem = this.check(action, 'request', payload);
+      if (problem !== null) {
+        throw new OcppValidationError(action, 'request', problem.errorCode, problem.description, problem.details);
+      }
+    }
+    this.socket.send(encodeSend(this.nextId(), action, payload));
+  }
+
+  /**
+   * Closes the socket and resolves once it is closed; terminates it if the closing handshake
+   * takes longer than closeTimeoutMs. Pending calls are rejected with ConnectionClosedError.
+   */
+  close(code = 1000, reason = ''): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.closePromise === null) {
+      try {
+        this.socket.close(code, reason);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      this.closePromise = new Promise((resolve) => {
+        this.resolveClose = resolve;
+      });
+      this.closeTimer = setTimeout(this.onCloseTimeout, this.closeTimeoutMs);
+      if (this.paused) {
+        this.paused = false;
+        this.socket.resume();
+      }
+    }
+    return this.closePromise;
+  }
+
+  private nextId(): string {
+    return this.idPrefix + (++this.idCounter).toString(36);
+  }
+
+  /** Sends the next queued call if none is in flight; drops queued calls whose deadline passed. */
+  private pump(): void {
+    if (this.inFlight !== null || !this.isOpen) return;
+    let next: PendingCall | undefined;
+    while ((next = this.queue.shift()) !== undefined) {
+      const now = Date.now();
+      if (next.deadline <= now) {
+        next.reject(new OcppTimeoutError(this.identity, next.action, next.budgetMs, false));
+        continue;
+      }
+      this.inFlight = next;
+      this.inFlightTimer = setTimeout(this.onInFlightTimeout, next.deadline - now);
+      this.socket.send(next.frame);
+      break;
+    }
+    if (this.queue.length === 0) this.clearQueueTimer();
+  }
+
+  private armQueueTimer(at: number): void {
+    if (at >= this.queueTimerAt) return;
+    if (this.queueTimer !== null) clearTimeout(this.queueTimer);
+    this.queueTimerAt = at;
+    this.queueTimer = setTimeout(this.onQueueTimer, Math.max(1, at - Date.now()));
+  }
+
+  private clearQueueTimer(): void {
+    if (this.queueTimer !== null) clearTimeout(this.queueTimer);
+    this.queueTimer = null;
+    this.queueTimerAt = Infinity;
+  }
+
+  private readonly onQueueTimer = (): void => {
+    this.queueTimer = null;
+    this.queueTimerAt = Infinity;
+    const now = Date.now();
+    let kept = 0;
+    let earliest = Infinity;
+    for (const pending of this.queue) {
+      if (pending.deadline <= now) {
+        pending.reject(new OcppTimeoutError(this.identity, pending.action, pending.budgetMs, false));
+      } else {
+        this.queue[kept++] = pending;
+        if (pending.deadline < earliest) earliest = pending.deadline;
+      }
+    }
+    this.queue.length = kept;
+    if (kept > 0) this.armQueueTimer(earliest);
+  };
+
+  private readonly onInFlightTimeout = (): void => {
+    this.inFlightTimer = null;
+    const pending = this.inFlight;
+    if (pending === null) return;
+    this.inFlight = null;
+    this.lastExpiredId = pending.id;
+    pending.reject(new OcppTimeoutError(this.identity, pending.action, pending.budgetMs, true));
+    this.pump();
+  };
+
+  /** Takes the in-flight call if `id` is its id. */
+  private takeInFlight(id: string, frameName: string): PendingCall | null {
+    const pending = this.inFlight;
+    if (pending === null || pending.id !== id) {
+      // A late answer to the call that just timed out is expected; anything else is not.
+      if (id !== this.lastExpiredId) this.problem(`${frameName} for unknown message id`);
+      return null;
+    }
+    this.inFlight = null;
+    if (this.inFlightTimer !== null) {
+      clearTimeout(this.inFlightTimer);
+      this.inFlightTimer = null;
+    }
+    return pending;
+  }
+
+  private readonly onSocketMessage = (data: RawData): void => {
+    this.alive = true;
+    if (this.bucket !== null && (this.backlog.length > 0 || !this.bucket.tryTake())) {
+      this.backlog.push(data);
+      this.throttle();
+      return;
+    }
+    this.handleMessage(data);
+  };
+
+  private throttle(): void {
+    // While closing, keep reading so that the closing handshake can complete.
+    if (!this.paused && this.closePromise === null) {
+      this.paused = true;
+      this.socket.pause();
+    }
+    if (this.resumeTimer === null && this.bucket !== null) {
+      this.resumeTimer = setTimeout(this.onResumeTimer, this.bucket.msUntilNextToken());
+    }
+  }
+
+  private readonly onResumeTimer = (): void => {
+    this.resumeTimer = null;
+    const bucket = this.bucket;
+    if (bucket === null) return;
+    let data: RawData | undefined;
+    while (!this.closed && this.backlog.length > 0) {
+      if (!bucket.tryTake()) {
+        this.resumeTimer = setTimeout(this.onResumeTimer, bucket.msUntilNextToken());
+        return;
+      }
+      data = this.backlog.shift();
+      if (data !== undefined) this.handleMessage(data);
+    }
+    if (!this.closed) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  };
+
+  /** Never throws: nothing a charger sends may escape into the socket's event loop. */
+  private handleMessage(data: RawData): void {
+    try {
+      const outcome = parseFrame(toText(data), this.protocol);
+      if (!outcome.ok) {
+        this.problem(outcome.reason);
+        if (outcome.reply !== null) this.write(outcome.reply);
+        return;
+      }
+      this.dispatchFrame(outcome.frame);
+    } catch (err) {
+      this.logger.error(`${this.identity}: failed to handle a message: ${describeError(err)}`);
+      this.problem('internal error');
+    }
+  }
+
+  private dispatchFrame(frame: ParsedFrame): void {
+    switch (frame.type) {
+      case MessageType.CALL:
+        this.handleInboundCall({ id: frame.id, action: frame.action, payload: frame.payload });
+        return;
+      case MessageType.CALLRESULT: {
+        const pending = this.takeInFlight(frame.id, 'CALLRESULT');
+        if (pending === null) return;
+        const problem = this.validator === null ? null : this.check(pending.action, 'response', frame.payload);
+        if (problem === null) {
+          pending.resolve(frame.payload);
+        } else {
+          pending.reject(
+            new OcppValidationError(pending.action, 'response', problem.errorCode, problem.description, problem.details),
+          );
+        }
+        this.pump();
+        return;
+      }
+      case MessageType.CALLERROR: {
+        const pending = this.takeInFlight(frame.id, 'CALLERROR');
+        if (pending === null) return;
+        pending.reject(
+          new OcppCallError(
+            this.identity,
+            pending.action,
+            normalizeErrorCode(this.protocol, frame.errorCode),
+            frame.errorDescription,
+            frame.errorDetails,
+          ),
+        );
+        this.pump();
+        return;
+      }
+      case MessageType.CALLRESULTERROR:
+        // The charger rejected one of our CALLRESULTs; there is nothing to answer.
+        this.logger.warn(
+          `${this.identity}: CALLRESULTERROR ${normalizeErrorCode(this.protocol, frame.errorCode)} for message ${JSON.stringify(frame.id)}`,
+        );
+        this.problem('CALLRESULTERROR received');
+        return;
+      case MessageType.SEND:
+        this.handleSend({ id: frame.id, action: frame.action, payload: frame.payload });
+        return;
+    }
+  }
+
+  private handleInboundCall(call: InboundCall): void {
+    if (this.inboundIds.has(call.id)) {
+      this.problem('repeated message id');
+      this.write(
+        encodeCallError(this.protocol, call.id, 'RpcFrameworkError', 'A CALL with this message id is still being handled', {}),
+      );
+      return;
+    }
+    if (this.validator !== null) {
+      const problem = this.check(call.action, 'request', call.payload);
+      if (problem !== null) {
+        this.problem('invalid CALL payload');
+        this.write(encodeCallError(this.protocol, call.id, problem.errorCode, problem.description, problem.details));
+        return;
+      }
+    }
+    this.inboundIds.add(call.id);
+    void this.answer(call);
+  }
+
+  private async answer(call: InboundCall): Promise<void> {
+    let reply: string;
+    try {
+      reply = this.encodeResult(call, await this.handlers.onCall(call));
+    } catch (err) {
+      reply = this.encodeFailure(call, err);
+    }
+    this.inboundIds.delete(call.id);
+    this.write(reply);
+  }
+
+  private encodeResult(call: InboundCall, result: unknown): string {
+    const payload = result ?? {};
+    if (!isJsonObject(payload)) {
+      this.logger.error(`${this.identity}: handler for ${call.action} returned a non-object; answered InternalError`);
+      return this.internalError(call.id);
+    }
+    if (this.validator !== null) {
+      const problem = this.check(call.action, 'response', payload);
+      if (problem !== null) {
+        this.logger.error(
+          `${this.identity}: reply to ${call.action} breaks its schema (${problem.errorCode}: ${problem.description}); answered InternalError`,
+        );
+        return this.internalError(call.id);
+      }
+    }
+    return encodeCallResult(call.id, payload);
+  }
+
+  private encodeFailure(call: InboundCall, err: unknown): string {
+    if (err instanceof OcppRpcError) {
+      try {
+        return encodeCallError(this.protocol, call.id, err.errorCode, err.errorDescription, err.errorDetails);
+      } catch {
+        // errorDetails that JSON cannot carry (cycles, BigInt): keep the code, drop the details.
+        return encodeCallError(this.protocol, call.id, err.errorCode, err.errorDescription, {});
+      }
+    }
+    this.logger.error(`${this.identity}: handler for ${call.action} failed: ${describeError(err)}`);
+    return this.internalError(call.id);
+  }
+
+  private internalError(id: string): string {
+    return encodeCallError(this.protocol, id, 'InternalError', 'Internal error', {});
+  }
+
+  private handleSend(message: InboundCall): void {
+    if (this.validator !== null) {
+      const problem = this.check(message.action, 'request', message.payload);
+      if (problem !== null) {
+        this.logger.warn(`${this.identity}: SEND ${message.action} breaks its schema: ${problem.description}`);
+        this.problem('invalid SEND payload');
+        return;
+      }
+    }
+    const onSend = this.handlers.onSend;
+    if (onSend === undefined) return;
+    try {
+      onSend(message);
+    } catch (err) {
+      this.logger.error(`${this.identity}: SEND handler for ${message.action} failed: ${describeError(err)}`);
+    }
+  }
+
+  /** Runs the validator; a validator that throws counts as an internal problem. */
+  private check(action: string, direction: 'request' | 'response', payload: unknown): ValidationProblem | null {
+    if (this.validator === null) return null;
+    try {
+      return this.validator.validate(this.protocol, action, direction, payload);
+    } catch (err) {
+      this.logger.error(`${this.identity}: validator failed on ${action} ${direction}: ${describeError(err)}`);
+      return { errorCode: 'InternalError', description: 'Validation failed', details: {} };
+    }
+  }
+
+  private write(frame: string): void {
+    if (this.isOpen) this.socket.send(frame);
+  }
+
+  private problem(reason: string): void {
+    const onProblem = this.handlers.onProtocolProblem;
+    if (onProblem === undefined) return;
+    try {
+      onProblem(reason);
+    } catch (err) {
+      this.logger.error(`${this.identity}: onProtocolProblem failed: ${describeError(err)}`);
+    }
+  }
+
+  private readonly onPingTick = (): void => {
+    if (!this.isOpen) return;
+    if (!this.alive && !this.paused) {
+      this.logger.warn(`${this.identity}: no pong since the last ping; terminating the socket`);
+      this.socket.terminate();
+      return;
+    }
+    this.alive = false;
+    this.socket.ping();
+  };
+
+  private readonly onSocketPong = (): void => {
+    this.alive = true;
+  };
+
+  private readonly onSocketError = (err: Error): void => {
+    // ws closes the socket after an error; 'close' does the cleanup.
+    this.logger.warn(`${this.identity}: socket error: ${err.message}`);
+    this.problem('socket error');
+  };
+
+  private readonly onCloseTimeout = (): void => {
+    this.closeTimer = null;
+    this.socket.terminate();
+  };
+
+  private readonly onSocketClose = (code: number, reason: Buffer): void => {
+    this.closed = true;
+    for (const timer of [this.inFlightTimer, this.queueTimer, this.resumeTimer, this.closeTimer]) {
+      if (timer !== null) clearTimeout(timer);
+    }
+    if (this.pingTimer !== null) clearInterval(this.pingTimer);
+    this.inFlightTimer = this.queueTimer = this.resumeTimer = this.closeTimer = this.pingTimer = null;
+    this.queueTimerAt = Infinity;
+
+    const pending = this.inFlight;
+    this.inFlight = null;
+    if (pending !== null) pending.reject(new ConnectionClosedError(this.identity, code));
+    for (const queued of this.queue.splice(0)) queued.reject(new ConnectionClosedError(this.identity, code));
+    this.backlog.length = 0;
+    this.inboundIds.clear();
+
+    this.resolveClose?.();
+    this.resolveClose = null;
+    const onClose = this.handlers.onClose;
+    if (onClose === undefined) return;
+    try {
+      onClose(code, reason.toString('utf8'));
+    } catch (err) {
+      this.logger.error(`${this.identity}: onClose failed: ${describeError(err)}`);
+    }
+  };
+}
+

@@ -1,0 +1,305 @@
+import { createHash } from 'node:crypto';
+import type { ChainableCommander } from 'ioredis';
+import type { RedisClient } from './redis-driver.js';
+
+/**
+ * The atomic steps of the cluster, one Lua script each. Every script touches the keys of ONE
+ * hash-tag slot only (a presence entry and its epoch counter, or one node's keys), so each
+ * runs unchanged on Redis Cluster.
+ */
+
+/**
+ * A script run with EVALSHA, falling back to EVAL (which also caches it) when the server
+ * answers NOSCRIPT, e.g. after a restart or SCRIPT FLUSH.
+ */
+export class LuaScript {
+  readonly sha: string;
+
+  constructor(
+    readonly name: string,
+    readonly lua: string,
+    readonly numberOfKeys: number,
+  ) {
+    this.sha = createHash('sha1').update(lua).digest('hex');
+  }
+
+  async run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    this.checkKeys(keys);
+    try {
+      return await client.evalsha(this.sha, this.numberOfKeys, ...keys, ...args);
+    } catch (error) {
+      if (!isNoScript(error)) throw error;
+      return client.eval(this.lua, this.numberOfKeys, ...keys, ...args);
+    }
+  }
+
+  /** Queues the script on a pipeline or transaction (EVALSHA; see {@link runPipelined} for the fallback). */
+  queue(pipeline: ChainableCommander, keys: readonly string[], args: readonly (string | number)[]): void {
+    this.checkKeys(keys);
+    pipeline.evalsha(this.sha, this.numberOfKeys, ...keys, ...args);
+  }
+
+  private checkKeys(keys: readonly string[]): void {
+    if (keys.length !== this.numberOfKeys) {
+      throw new Error(`script ${this.name} takes ${this.numberOfKeys} keys, got ${keys.length}`);
+    }
+  }
+}
+
+export function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+export interface ScriptCall {
+  script: LuaScript;
+  keys: readonly string[];
+  args: readonly (string | number)[];
+}
+
+/**
+ * Runs many script calls in one pipeline; a call answered NOSCRIPT is run again on its own
+ * (EVAL). Returns each call's result or error, in order. All keys of one pipeline must share a
+ * slot when `client` is a Redis Cluster client: callers group by slot first.
+ */
+export async function runPipelined(
+  client: RedisClient,
+  calls: readonly ScriptCall[],
+): Promise<Array<{ error: Error | null; result: unknown }>> {
+  if (calls.length === 0) return [];
+  const pipeline = client.pipeline();
+  for (const call of calls) call.script.queue(pipeline, call.keys, call.args);
+  const replies = (await pipeline.exec()) ?? [];
+  return Promise.all(
+    calls.map(async (call, index) => {
+      const [error, result] = replies[index] ?? [new Error('no reply'), null];
+      if (error && isNoScript(error)) {
+        try {
+          return { error: null, result: await call.script.run(client, call.keys, call.args) };
+        } catch (retryError) {
+          return { error: retryError as Error, result: null };
+        }
+      }
+      return { error: error ?? null, result };
+    }),
+  );
+}
+
+// Epochs are max(counter + 1, previous epoch + 1, Redis time in ms): monotonic per identity
+// while the counter lives, and still above every pre-outage epoch after Redis lost its data,
+// because a later connection always happens at a later time. Only Redis's clock is used.
+const NEXT_EPOCH = `
+local function next_epoch(counter_key, previous_epoch)
+  local counter = tonumber(redis.call('GET', counter_key) or '0') or 0
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local epoch = math.max(counter + 1, (previous_epoch or 0) + 1, now)
+  return epoch
+end
+local function fmt(n) return string.format('%.0f', n) end
+`;
+
+/**
+ * Claims an identity with a new, higher epoch (the newest connection wins).
+ * KEYS: presence hash, epoch counter. ARGV: node, protocol, connectedAt, ttlMs, counterTtlMs.
+ * Returns { epoch, prevNode, prevEpoch, prevProtocol, prevConnectedAt } (false when none).
+ */
+export const PRESENCE_CLAIM = new LuaScript(
+  'presenceClaim',
+  `${NEXT_EPOCH}
+local prev = redis.call('HMGET', KEYS[1], 'node', 'epoch', 'protocol', 'connectedAt')
+local epoch = next_epoch(KEYS[2], tonumber(prev[2] or '0'))
+redis.call('SET', KEYS[2], fmt(epoch), 'PX', ARGV[5])
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', fmt(epoch), 'protocol', ARGV[2], 'connectedAt', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return { fmt(epoch), prev[1] or false, prev[2] or false, prev[3] or false, prev[4] or false }
+`,
+  2,
+);
+
+/**
+ * Deletes the entry only while (node, epoch) still own it.
+ * KEYS: presence hash. ARGV: node, epoch. Returns 1 when removed, else 0.
+ */
+export const PRESENCE_REMOVE_IF_OWNER = new LuaScript(
+  'presenceRemoveIfOwner',
+  `
+local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+if cur[1] == ARGV[1] and tonumber(cur[2]) == tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`,
+  1,
+);
+
+/**
+ * Extends the TTL only while (node, epoch) still own the entry.
+ * KEYS: presence hash. ARGV: node, epoch, ttlMs. Returns 1 refreshed, 0 owned by someone else, -1 absent.
+ */
+export const PRESENCE_REFRESH_IF_OWNER = new LuaScript(
+  'presenceRefreshIfOwner',
+  `
+local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+if not cur[1] then return -1 end
+if cur[1] == ARGV[1] and tonumber(cur[2]) == tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+`,
+  1,
+);
+
+/** Status codes of {@link PRESENCE_REHYDRATE}. */
+export const REHYDRATE_REFUSED = 0;
+export const REHYDRATE_KEPT = 1;
+export const REHYDRATE_WRITTEN = 2;
+export const REHYDRATE_DISPLACED = 3;
+
+/**
+ * Re-registers a local connection after Redis lost or expired its entry, never over a newer
+ * owner. With an epoch: written when the entry is absent or holds an older epoch (any node),
+ * kept (TTL refreshed) when it is this very connection, refused when the entry is newer.
+ * With epoch 0 (a connection that never got an epoch because Redis was down when it
+ * connected): claimed with a new epoch unless a connection that started later owns it.
+ * KEYS: presence hash, epoch counter. ARGV: node, epoch, protocol, connectedAt, ttlMs, counterTtlMs.
+ * Returns { status, epoch, curNode, curEpoch, curProtocol, curConnectedAt } where cur* is the
+ * entry found before (false when none).
+ */
+export const PRESENCE_REHYDRATE = new LuaScript(
+  'presenceRehydrate',
+  `${NEXT_EPOCH}
+local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch', 'protocol', 'connectedAt')
+local mine = tonumber(ARGV[2]) or 0
+local theirs = tonumber(cur[2] or '0') or 0
+local function found(status, epoch)
+  return { status, fmt(epoch), cur[1] or false, cur[2] or false, cur[3] or false, cur[4] or false }
+end
+if mine == 0 then
+  if cur[1] and cur[1] ~= ARGV[1] and (tonumber(cur[4]) or 0) > (tonumber(ARGV[4]) or 0) then
+    return found(0, theirs)
+  end
+  mine = next_epoch(KEYS[2], theirs)
+elseif cur[1] then
+  if cur[1] == ARGV[1] and theirs == mine then
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+    return found(1, mine)
+  end
+  if theirs >= mine then return found(0, theirs) end
+end
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+redis.call('SET', KEYS[2], fmt(math.max(counter, mine)), 'PX', ARGV[6])
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', fmt(mine), 'protocol', ARGV[3], 'connectedAt', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if cur[1] then return found(3, mine) end
+return found(2, mine)
+`,
+  2,
+);
+
+/**
+ * Takes a token key (node liveness, takeover lock) when free, or keeps it when we hold it.
+ * KEYS: key. ARGV: token, ttlMs. Returns { 1, 0 } when held, { 0, pttl } when another token holds it.
+ */
+export const TOKEN_ACQUIRE = new LuaScript(
+  'tokenAcquire',
+  `
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return { 1, 0 }
+end
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return { 1, 0 }
+end
+return { 0, redis.call('PTTL', KEYS[1]) }
+`,
+  1,
+);
+
+/**
+ * Extends a token key only while we hold it.
+ * KEYS: key. ARGV: token, ttlMs. Returns 1 refreshed, 0 absent, -1 held by another token.
+ */
+export const TOKEN_REFRESH = new LuaScript(
+  'tokenRefresh',
+  `
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+if cur ~= ARGV[1] then return -1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`,
+  1,
+);
+
+/** Deletes a token key only while we hold it. KEYS: key. ARGV: token. Returns 1 when deleted. */
+export const TOKEN_RELEASE = new LuaScript(
+  'tokenRelease',
+  `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`,
+  1,
+);
+
+/**
+ * The liveness heartbeat: extends the node's liveness key while we hold it, and with it the
+ * node's inbox and owned set (so an idle node keeps its consumer group).
+ * KEYS: alive, stream, owned. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs.
+ * Returns 1 refreshed, 0 absent (lapsed or Redis lost it), -1 held by another process.
+ */
+export const LIVENESS_REFRESH = new LuaScript(
+  'livenessRefresh',
+  `
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+if cur ~= ARGV[1] then return -1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return 1
+`,
+  3,
+);
+
+/**
+ * Last step of a takeover: deletes a dead node's inbox and owned set, but only while the node
+ * is still dead and its inbox holds nothing undelivered or unacknowledged.
+ * KEYS: alive, stream, owned. ARGV: group.
+ * Returns 1 deleted, 0 the node is alive again, -1 entries remain (drain again).
+ */
+export const NODE_CLEANUP = new LuaScript(
+  'nodeCleanup',
+  `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local function id_after(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am > bm or (am == bm and as > bs)
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+  local has_group = false
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
+    local info = {}
+    for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+    if info['name'] == ARGV[1] then
+      has_group = true
+      if tonumber(info['pending']) > 0 then return -1 end
+      if newest and id_after(newest[1], info['last-delivered-id']) then return -1 end
+    end
+  end
+  if newest and not has_group then return -1 end
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+`,
+  3,
+);

@@ -1,0 +1,269 @@
+import type { PresenceRecord } from '../cluster/event-adapter.interface.js';
+import { isOcppProtocol, type OcppProtocol } from '../protocol/protocol.js';
+import {
+  PRESENCE_CLAIM,
+  PRESENCE_REFRESH_IF_OWNER,
+  PRESENCE_REHYDRATE,
+  PRESENCE_REMOVE_IF_OWNER,
+  REHYDRATE_DISPLACED,
+  REHYDRATE_KEPT,
+  REHYDRATE_REFUSED,
+  REHYDRATE_WRITTEN,
+  runPipelined,
+  type ScriptCall,
+} from './lua-scripts.js';
+import type { RedisConnectionPool } from './redis-connection-pool.js';
+import type { RedisClient } from './redis-driver.js';
+import { groupBySlot, type RedisKeys } from './redis-keys.js';
+
+/** Commands per pipeline on bulk reads and writes. */
+const BATCH_SIZE = 500;
+/** Pipelines in flight at once on bulk operations. */
+const BATCH_CONCURRENCY = 8;
+
+export interface PresenceStoreOptions {
+  keys: RedisKeys;
+  pool: RedisConnectionPool;
+  presenceTtlMs: number;
+}
+
+export type RehydrateStatus = 'kept' | 'written' | 'displaced' | 'refused';
+
+export interface RehydrateResult {
+  /** The local connection, with the epoch it holds now (a new one when it had none). */
+  record: PresenceRecord;
+  status: RehydrateStatus;
+  /** The entry found in Redis before (the newer owner when refused, the older one when displaced). */
+  existing: PresenceRecord | null;
+}
+
+export interface RefreshResult {
+  refreshed: number;
+  /** Entries Redis no longer has (expired, flushed, or deleted by a takeover): rehydrate them. */
+  missing: PresenceRecord[];
+  /** Entries another connection owns now. */
+  lost: PresenceRecord[];
+}
+
+/**
+ * identity → owner, with fencing: every write that could undo someone else's claim runs as a
+ * Lua script comparing (node, epoch). Each node also indexes its own identities in
+ * `{n:<node>}:owned`, so listing never scans the keyspace (a Redis Cluster would need one SCAN
+ * per master); the index is a hint, every listed entry is checked against its presence hash.
+ */
+export class PresenceStore {
+  private readonly keys: RedisKeys;
+  private readonly pool: RedisConnectionPool;
+  private readonly ttlMs: number;
+
+  constructor(options: PresenceStoreOptions) {
+    this.keys = options.keys;
+    this.pool = options.pool;
+    this.ttlMs = options.presenceTtlMs;
+  }
+
+  /** The epoch counter outlives the entry so that a quick reconnect still gets a higher epoch. */
+  private get counterTtlMs(): number {
+    return this.ttlMs * 2;
+  }
+
+  private clientFor(key: string): RedisClient {
+    return this.pool.pick(key);
+  }
+
+  /** Claims `identity` for `nodeId` with a new, higher epoch. `previous` is the raw entry it replaced. */
+  async claim(
+    identity: string,
+    nodeId: string,
+    protocol: OcppProtocol,
+    connectedAt: number,
+  ): Promise<{ record: PresenceRecord; previous: PresenceRecord | null }> {
+    const key = this.keys.presence(identity);
+    const reply = (await PRESENCE_CLAIM.run(
+      this.clientFor(key),
+      [key, this.keys.presenceEpoch(identity)],
+      [nodeId, protocol, connectedAt, this.ttlMs, this.counterTtlMs],
+    )) as unknown[];
+    const record: PresenceRecord = { identity, nodeId, epoch: Number(reply[0]), protocol, connectedAt };
+    const previous = toRecord(identity, reply.slice(1));
+    await this.clientFor(this.keys.owned(nodeId)).sadd(this.keys.owned(nodeId), identity);
+    return { record, previous };
+  }
+
+  /** The entry as stored (the caller decides whether its node is alive). */
+  async get(identity: string): Promise<PresenceRecord | null> {
+    const key = this.keys.presence(identity);
+    const fields = await this.clientFor(key).hmget(key, 'node', 'epoch', 'protocol', 'connectedAt');
+    return toRecord(identity, fields);
+  }
+
+  /** Entries of many identities, read per slot in pipelines (never a cross-slot MGET). */
+  async getBatch(identities: readonly string[]): Promise<Map<string, PresenceRecord>> {
+    const found = new Map<string, PresenceRecord>();
+    const unique = [...new Set(identities)];
+    await this.forEachBatch(unique, (identity) => this.keys.presence(identity), async (client, batch) => {
+      const pipeline = client.pipeline();
+      for (const identity of batch) pipeline.hmget(this.keys.presence(identity), 'node', 'epoch', 'protocol', 'connectedAt');
+      const replies = (await pipeline.exec()) ?? [];
+      batch.forEach((identity, index) => {
+        const [error, fields] = replies[index] ?? [null, null];
+        if (error) throw error;
+        const record = toRecord(identity, fields as unknown[]);
+        if (record) found.set(identity, record);
+      });
+    });
+    return found;
+  }
+
+  /** Removes the entry only while (`nodeId`, `epoch`) still own it. */
+  async remove(identity: string, nodeId: string, epoch: number): Promise<boolean> {
+    const key = this.keys.presence(identity);
+    const removed = (await PRESENCE_REMOVE_IF_OWNER.run(this.clientFor(key), [key], [nodeId, epoch])) === 1;
+    if (removed) await this.clientFor(this.keys.owned(nodeId)).srem(this.keys.owned(nodeId), identity);
+    return removed;
+  }
+
+  /** Extends the TTL of the given local connections where they still own their entry. */
+  async refresh(records: readonly PresenceRecord[], nodeId: string): Promise<RefreshResult> {
+    const result: RefreshResult = { refreshed: 0, missing: [], lost: [] };
+    const withEpoch = records.filter((record) => record.epoch > 0);
+    await this.forEachScriptBatch(
+      withEpoch,
+      (record) => ({
+        script: PRESENCE_REFRESH_IF_OWNER,
+        keys: [this.keys.presence(record.identity)],
+        args: [nodeId, record.epoch, this.ttlMs],
+      }),
+      (record, error, reply) => {
+        if (error) throw error;
+        if (reply === 1) result.refreshed++;
+        else if (reply === -1) result.missing.push(record);
+        else result.lost.push(record);
+      },
+    );
+    if (result.lost.length > 0) await this.forget(nodeId, result.lost.map((record) => record.identity));
+    return result;
+  }
+
+  /**
+   * Re-registers local connections after Redis lost (or expired) their entries, never over a
+   * newer owner. A record with epoch 0 (its claim failed) gets a fresh epoch unless a connection
+   * that started later owns the identity.
+   */
+  async rehydrate(records: readonly PresenceRecord[], nodeId: string): Promise<RehydrateResult[]> {
+    const results: RehydrateResult[] = [];
+    await this.forEachScriptBatch(
+      records,
+      (record) => ({
+        script: PRESENCE_REHYDRATE,
+        keys: [this.keys.presence(record.identity), this.keys.presenceEpoch(record.identity)],
+        args: [nodeId, record.epoch, record.protocol, record.connectedAt, this.ttlMs, this.counterTtlMs],
+      }),
+      (record, error, reply) => {
+        if (error) throw error;
+        const fields = reply as unknown[];
+        const code = Number(fields[0]);
+        const existing = toRecord(record.identity, fields.slice(2));
+        const status: RehydrateStatus =
+          code === REHYDRATE_KEPT
+            ? 'kept'
+            : code === REHYDRATE_WRITTEN
+              ? 'written'
+              : code === REHYDRATE_DISPLACED
+                ? 'displaced'
+                : 'refused';
+        const epoch = code === REHYDRATE_REFUSED ? record.epoch : Number(fields[1]);
+        results.push({ record: { ...record, nodeId, epoch }, status, existing });
+      },
+    );
+    const held = results.filter((result) => result.status !== 'refused').map((result) => result.record.identity);
+    const refused = results.filter((result) => result.status === 'refused').map((result) => result.record.identity);
+    const owned = this.keys.owned(nodeId);
+    for (let i = 0; i < held.length; i += BATCH_SIZE) {
+      await this.clientFor(owned).sadd(owned, ...held.slice(i, i + BATCH_SIZE));
+    }
+    if (refused.length > 0) await this.forget(nodeId, refused);
+    return results;
+  }
+
+  /** Identities in `nodeId`'s owned index (a hint: check them with {@link getBatch}). */
+  async ownedIdentities(nodeId: string): Promise<string[]> {
+    const key = this.keys.owned(nodeId);
+    const client = this.clientFor(key);
+    const identities = new Set<string>();
+    let cursor = '0';
+    // SSCAN keeps a big fleet from blocking Redis the way one SMEMBERS of 50k members would.
+    do {
+      const [next, members] = await client.sscan(key, cursor, 'COUNT', 1000);
+      for (const member of members) identities.add(member);
+      cursor = next;
+    } while (cursor !== '0');
+    return [...identities];
+  }
+
+  /** Entries that `nodeId` owns now, according to the presence hashes. */
+  async listOwned(nodeId: string): Promise<PresenceRecord[]> {
+    const records = await this.getBatch(await this.ownedIdentities(nodeId));
+    return [...records.values()].filter((record) => record.nodeId === nodeId);
+  }
+
+  /** Drops identities from `nodeId`'s owned index. */
+  async forget(nodeId: string, identities: readonly string[]): Promise<void> {
+    const owned = this.keys.owned(nodeId);
+    for (let i = 0; i < identities.length; i += BATCH_SIZE) {
+      await this.clientFor(owned).srem(owned, ...identities.slice(i, i + BATCH_SIZE));
+    }
+  }
+
+  private async forEachScriptBatch<T>(
+    items: readonly T[],
+    callOf: (item: T) => ScriptCall,
+    onReply: (item: T, error: Error | null, reply: unknown) => void,
+  ): Promise<void> {
+    const calls = new Map<T, ScriptCall>(items.map((item) => [item, callOf(item)]));
+    await this.forEachBatch(items, (item) => calls.get(item)!.keys[0], async (client, batch) => {
+      const replies = await runPipelined(client, batch.map((item) => calls.get(item)!));
+      batch.forEach((item, index) => onReply(item, replies[index].error, replies[index].result));
+    });
+  }
+
+  /**
+   * Splits items into pipelines: on Redis Cluster one group per slot (a pipeline must stay on
+   * one slot), on a standalone server plain chunks. Runs a few pipelines at a time.
+   */
+  private async forEachBatch<T>(
+    items: readonly T[],
+    keyOf: (item: T) => string,
+    run: (client: RedisClient, batch: T[]) => Promise<void>,
+  ): Promise<void> {
+    if (items.length === 0) return;
+    const batches: T[][] = [];
+    const groups = this.pool.primary.isCluster ? [...groupBySlot(items, keyOf).values()] : [items.slice()];
+    for (const group of groups) {
+      for (let i = 0; i < group.length; i += BATCH_SIZE) batches.push(group.slice(i, i + BATCH_SIZE));
+    }
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < batches.length) {
+        const batch = batches[next++];
+        await run(this.clientFor(keyOf(batch[0])), batch);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BATCH_CONCURRENCY, batches.length) }, worker));
+  }
+}
+
+/** A presence record from HMGET-ordered fields (node, epoch, protocol, connectedAt), or null. */
+function toRecord(identity: string, fields: readonly unknown[] | null | undefined): PresenceRecord | null {
+  if (!fields) return null;
+  const [node, epoch, protocol, connectedAt] = fields;
+  if (typeof node !== 'string' || node.length === 0) return null;
+  const protocolName = typeof protocol === 'string' ? protocol : String(protocol);
+  return {
+    identity,
+    nodeId: node,
+    epoch: Number(epoch) || 0,
+    protocol: (isOcppProtocol(protocolName) ? protocolName : 'ocpp1.6') as OcppProtocol,
+    connectedAt: Number(connectedAt) || 0,
+  };
+}

@@ -1,0 +1,663 @@
+import type { RedisOptions } from 'ioredis';
+import { BROADCAST_CHANNEL, nodeIdOfChannel, type ClusterMessage } from '../cluster/envelope.js';
+import type {
+  AdapterMetrics,
+  ClusterMessageHandler,
+  EventAdapterInterface,
+  PresenceClaim,
+  PresenceRecord,
+  PresenceSnapshotSource,
+} from '../cluster/event-adapter.interface.js';
+import type { ClusterLogger } from '../cluster/logger.js';
+import { ClusterUnavailableError, InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
+import type { OcppProtocol } from '../protocol/protocol.js';
+import { Broadcaster } from './broadcaster.js';
+import { NODE_CLEANUP } from './lua-scripts.js';
+import { NodeLiveness, sleep } from './node-liveness.js';
+import { NodeTakeover } from './node-takeover.js';
+import { PresenceStore, type RehydrateResult } from './presence-store.js';
+import { RedisConnectionPool, validatePoolOptions, type DriverFactory } from './redis-connection-pool.js';
+import { createDriver, DEFAULT_REDIS_LOGGER, type RedisClient, type RedisDriver } from './redis-driver.js';
+import { DEFAULT_PREFIX, INBOX_GROUP, keyPartProblem, RedisKeys } from './redis-keys.js';
+import { StreamConsumer } from './stream-consumer.js';
+import { appendToStream } from './stream-publisher.js';
+
+export interface RedisAdapterOptions {
+  /** `redis://` URL to build our own connections from (closed by us). Either this or `pubClient`. */
+  url?: string;
+  /** Extra ioredis options for connections built from `url` (TLS, password, connectionName...). */
+  redisOptions?: RedisOptions;
+  /** User-built writer connection: used as given, never closed by us. */
+  pubClient?: RedisClient;
+  /** User-built subscriber connection; duplicated from `pubClient` when absent. */
+  subClient?: RedisClient;
+  /** User-built connection for blocking stream reads (`maxRetriesPerRequest: null`); duplicated when absent. */
+  blockingClient?: RedisClient;
+  /** Key prefix (default `ocpp-cluster:`); must not contain `{` or `}`. */
+  prefix?: string;
+  /** Approximate cap on each inbox stream (`XADD MAXLEN ~`, default 1000). */
+  streamMaxLen?: number;
+  /** TTL of an inbox stream nobody writes to or keeps alive (default 300). */
+  streamTtlSeconds?: number;
+  /** TTL of a presence entry; refreshed every third of it while the socket lives (default 300). */
+  presenceTtlSeconds?: number;
+  /** Writer connections; messages to one node always use the same one (default 1). */
+  poolSize?: number;
+  /** Makes pool members 1..poolSize-1 (required when `poolSize > 1`), e.g. `() => createDriver({ url })`. */
+  driverFactory?: DriverFactory;
+  /** TTL of the node liveness key, refreshed every third of it (default 5000). */
+  nodeTtlMs?: number;
+  /** How often survivors look for lapsed nodes to take over (default 1000). */
+  takeoverIntervalMs?: number;
+  /** Inbox entries read at once (default 100). */
+  readBatchSize?: number;
+  /** Inbox handlers running at once before reading pauses (default 1000). */
+  maxInFlight?: number;
+  logger?: ClusterLogger;
+}
+
+type State = 'idle' | 'connecting' | 'connected' | 'conflict' | 'closing' | 'closed';
+
+/** Bound on each Redis step of disconnect(), so leaving never hangs on a dead server. */
+const STEP_TIMEOUT_MS = 2000;
+
+/**
+ * The Redis cluster transport: node inboxes on Redis Streams with consumer groups (unicast,
+ * acknowledged), pub/sub for broadcasts, presence with epoch fencing in Lua, node liveness with
+ * a short TTL, and takeover of dead nodes' inboxes. Keys carry hash tags (Redis Cluster safe).
+ *
+ * After a Redis reconnect (or when the liveness key lapsed) it re-acquires liveness, recreates
+ * its consumer group if the stream vanished, and re-registers `source.localPresence()` without
+ * overwriting newer owners; sockets that lost to a newer owner get an `evict` in their own inbox.
+ */
+export class RedisAdapter implements EventAdapterInterface {
+  readonly name = 'redis';
+  readonly keys: RedisKeys;
+  private readonly driver: RedisDriver;
+  private readonly pool: RedisConnectionPool;
+  private readonly presence: PresenceStore;
+  private readonly broadcaster: Broadcaster;
+  private readonly logger: ClusterLogger;
+  private readonly streamMaxLen: number;
+  private readonly streamTtlMs: number;
+  private readonly presenceTtlMs: number;
+  private readonly nodeTtlMs: number;
+  private readonly takeoverIntervalMs: number;
+  private readonly readBatchSize: number;
+  private readonly maxInFlight: number;
+
+  private state: State = 'idle';
+  private nodeId: string | null = null;
+  private source: PresenceSnapshotSource | null = null;
+  private liveness: NodeLiveness | null = null;
+  private takeover: NodeTakeover | null = null;
+  private consumer: StreamConsumer | null = null;
+  private presenceTimer: NodeJS.Timeout | null = null;
+  private removeReconnectListener: () => void = () => undefined;
+  private recovering: Promise<void> | null = null;
+  private recoverAgain = false;
+  /** Epochs given to local sockets that connected while Redis was unreachable (their own epoch is 0). */
+  private readonly adopted = new Map<string, number>();
+  private lastMetrics = { pending: 0, lag: 0, length: 0 };
+  private readonly counters = {
+    sent: 0,
+    sendFailures: 0,
+    recoveries: 0,
+    rehydrated: 0,
+    rehydrateRefused: 0,
+    evictsSent: 0,
+    presenceRefreshFailures: 0,
+  };
+
+  constructor(options: RedisAdapterOptions) {
+    if (options === null || typeof options !== 'object') throw new InvalidOptionsError('redis', 'must be an object');
+    this.keys = new RedisKeys(options.prefix ?? DEFAULT_PREFIX);
+    this.streamMaxLen = integerOption('streamMaxLen', options.streamMaxLen, 1000, 10, 10_000_000);
+    this.streamTtlMs = integerOption('streamTtlSeconds', options.streamTtlSeconds, 300, 1, 30 * 86_400) * 1000;
+    this.presenceTtlMs = integerOption('presenceTtlSeconds', options.presenceTtlSeconds, 300, 1, 30 * 86_400) * 1000;
+    this.nodeTtlMs = integerOption('nodeTtlMs', options.nodeTtlMs, 5000, 300, 600_000);
+    this.takeoverIntervalMs = integerOption('takeoverIntervalMs', options.takeoverIntervalMs, 1000, 50, 60_000);
+    this.readBatchSize = integerOption('readBatchSize', options.readBatchSize, 100, 1, 10_000);
+    this.maxInFlight = integerOption('maxInFlight', options.maxInFlight, 1000, 1, 1_000_000);
+    if (options.logger !== undefined && (typeof options.logger !== 'object' || typeof options.logger.warn !== 'function')) {
+      throw new InvalidOptionsError('logger', 'must have log, warn and error methods');
+    }
+    validatePoolOptions(options);
+    this.logger = options.logger ?? DEFAULT_REDIS_LOGGER;
+    this.driver = createDriver({
+      url: options.url,
+      redisOptions: options.redisOptions,
+      pubClient: options.pubClient,
+      subClient: options.subClient,
+      blockingClient: options.blockingClient,
+      logger: this.logger,
+    });
+    try {
+      this.pool = new RedisConnectionPool(this.driver, options);
+    } catch (error) {
+      this.driver.destroy();
+      throw error;
+    }
+    this.presence = new PresenceStore({ keys: this.keys, pool: this.pool, presenceTtlMs: this.presenceTtlMs });
+    this.broadcaster = new Broadcaster({ subscriber: () => this.driver.subscriber, logger: this.logger });
+  }
+
+  // ---------------------------------------------------------------- membership
+
+  async connect(nodeId: string, source: PresenceSnapshotSource): Promise<void> {
+    if (this.state !== 'idle') throw new ClusterUnavailableError(`adapter is ${this.state}, connect() works once`);
+    const problem = keyPartProblem(nodeId);
+    if (problem) throw new InvalidOptionsError('nodeId', problem);
+    if (!source || typeof source.localPresence !== 'function') {
+      throw new InvalidOptionsError('source', 'must have a localPresence() method');
+    }
+    this.state = 'connecting';
+    this.nodeId = nodeId;
+    this.source = source;
+    const liveness = new NodeLiveness({
+      keys: this.keys,
+      pool: this.pool,
+      nodeId,
+      ttlMs: this.nodeTtlMs,
+      streamTtlMs: this.streamTtlMs,
+      ownedTtlMs: this.presenceTtlMs,
+      logger: this.logger,
+      onLost: (reason) => (reason === 'conflict' ? this.onConflict() : this.scheduleRecover('liveness key lapsed')),
+    });
+    this.liveness = liveness;
+    try {
+      await liveness.acquire();
+    } catch (error) {
+      this.state = 'idle';
+      this.liveness = null;
+      throw unavailable(error);
+    }
+    liveness.start();
+    this.takeover = new NodeTakeover({
+      keys: this.keys,
+      pool: this.pool,
+      selfId: nodeId,
+      liveness,
+      presence: this.presence,
+      send: (target, message) => this.sendToNode(target, [message]),
+      logger: this.logger,
+      intervalMs: this.takeoverIntervalMs,
+      batchSize: this.readBatchSize,
+    });
+    this.takeover.start();
+    this.removeReconnectListener = this.driver.onReconnect((role) => {
+      if (role === 'writer') this.scheduleRecover('redis connection re-established');
+    });
+    this.schedulePresenceRefresh();
+    this.state = 'connected';
+  }
+
+  async disconnect(): Promise<void> {
+    if (this.state === 'closed' || this.state === 'closing') return;
+    const wasMember = this.state === 'connected' || this.state === 'conflict';
+    this.state = 'closing';
+    this.stopTimers();
+    this.removeReconnectListener();
+    await bounded(this.takeover?.stop());
+    await this.consumer?.stop();
+    this.consumer = null;
+    if (wasMember && this.liveness?.isHeld) await this.leave();
+    this.liveness?.abandon();
+    this.broadcaster.detach();
+    await this.pool.close();
+    await this.driver.close();
+    this.state = 'closed';
+  }
+
+  /**
+   * Drops every connection and timer at once, as a crash would: no `nodeLeft`, nothing
+   * acknowledged or deleted. The liveness key lapses on its own; then a survivor takes the
+   * inbox over, or a restart with the same node id resumes it.
+   */
+  abort(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.stopTimers();
+    this.removeReconnectListener();
+    void this.takeover?.stop();
+    this.consumer?.abort();
+    this.liveness?.abandon();
+    this.broadcaster.detach();
+    this.pool.destroy();
+    this.driver.destroy();
+  }
+
+  /** Clean leave: announce, drop liveness, remove what we own, and our keys when the inbox is empty. */
+  private async leave(): Promise<void> {
+    const nodeId = this.nodeId!;
+    await bounded(
+      this.broadcaster.publish(this.pool.pick(this.keys.broadcastChannel), this.keys.broadcastChannel, {
+        kind: 'nodeLeft',
+        nodeId,
+      }),
+    );
+    await bounded(this.liveness!.release());
+    await bounded(
+      (async () => {
+        for (const record of await this.presence.listOwned(nodeId)) {
+          await this.presence.remove(record.identity, nodeId, record.epoch);
+        }
+        // Entries that arrived after we stopped reading stay for a survivor's takeover to answer.
+        const cleaned = await NODE_CLEANUP.run(
+          this.pool.pick(this.keys.stream(nodeId)),
+          [this.keys.alive(nodeId), this.keys.stream(nodeId), this.keys.owned(nodeId)],
+          [INBOX_GROUP],
+        );
+        if (cleaned === 1) await this.pool.pick(this.keys.registry).zrem(this.keys.registry, nodeId);
+      })(),
+    );
+  }
+
+  // ---------------------------------------------------------------- messaging
+
+  async publish(channel: string, message: ClusterMessage): Promise<void> {
+    if (channel === BROADCAST_CHANNEL) {
+      try {
+        await this.broadcaster.publish(this.pool.pick(this.keys.broadcastChannel), this.keys.broadcastChannel, message);
+      } catch (error) {
+        throw unavailable(error);
+      }
+      return;
+    }
+    await this.sendToNode(this.targetOf(channel), [message]);
+  }
+
+  /** One MULTI per destination node (messages keep their order per node); broadcasts go through PUBLISH. */
+  async publishBatch(messages: ReadonlyArray<{ channel: string; message: ClusterMessage }>): Promise<void> {
+    const byNode = new Map<string, ClusterMessage[]>();
+    const broadcasts: ClusterMessage[] = [];
+    for (const { channel, message } of messages) {
+      if (channel === BROADCAST_CHANNEL) {
+        broadcasts.push(message);
+        continue;
+      }
+      const target = this.targetOf(channel);
+      const list = byNode.get(target);
+      if (list) list.push(message);
+      else byNode.set(target, [message]);
+    }
+    const sends: Promise<unknown>[] = [...byNode].map(([target, list]) => this.sendToNode(target, list));
+    for (const message of broadcasts) sends.push(this.publish(BROADCAST_CHANNEL, message));
+    const results = await Promise.allSettled(sends);
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw unavailable(failed.reason);
+  }
+
+  async subscribe(channel: string, handler: ClusterMessageHandler): Promise<void> {
+    if (typeof handler !== 'function') throw new InvalidOptionsError('handler', 'must be a function');
+    if (channel === BROADCAST_CHANNEL) {
+      try {
+        await this.broadcaster.subscribe(this.keys.broadcastChannel, (message) => {
+          if (message.kind === 'nodeLeft' && message.nodeId !== this.nodeId) this.takeover?.poke();
+          return handler(message);
+        });
+      } catch (error) {
+        throw unavailable(error);
+      }
+      return;
+    }
+    const nodeId = this.requireConnected();
+    if (this.targetOf(channel) !== nodeId) {
+      throw new InvalidOptionsError('channel', `a node reads only its own inbox (${channel} is not node:${nodeId})`);
+    }
+    if (this.consumer) await this.consumer.stop();
+    this.consumer = new StreamConsumer({
+      streamKey: this.keys.stream(nodeId),
+      group: INBOX_GROUP,
+      consumer: nodeId,
+      reader: () => this.driver.blocking,
+      writer: () => this.pool.pick(this.keys.stream(nodeId)),
+      handler: (message) => handler(message),
+      logger: this.logger,
+      batchSize: this.readBatchSize,
+      maxInFlight: this.maxInFlight,
+    });
+    try {
+      await this.consumer.start();
+    } catch (error) {
+      this.consumer = null;
+      throw unavailable(error);
+    }
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    if (channel === BROADCAST_CHANNEL) {
+      await this.broadcaster.unsubscribe(this.keys.broadcastChannel).catch((error) => {
+        throw unavailable(error);
+      });
+      return;
+    }
+    if (this.nodeId !== null && nodeIdOfChannel(channel) === this.nodeId && this.consumer) {
+      const consumer = this.consumer;
+      this.consumer = null;
+      await consumer.stop();
+    }
+  }
+
+  /** Appends to `target`'s inbox through the pool member that carries that node (ordering). */
+  private async sendToNode(target: string, messages: ClusterMessage[]): Promise<void> {
+    const streamKey = this.keys.stream(target);
+    try {
+      await appendToStream(this.pool.pick(streamKey), streamKey, messages, { maxLen: this.streamMaxLen, ttlMs: this.streamTtlMs });
+      this.counters.sent += messages.length;
+    } catch (error) {
+      this.counters.sendFailures += messages.length;
+      throw unavailable(error);
+    }
+  }
+
+  private targetOf(channel: string): string {
+    const target = nodeIdOfChannel(channel);
+    if (target === null) throw new InvalidOptionsError('channel', `unknown channel ${JSON.stringify(channel)}`);
+    const problem = keyPartProblem(target);
+    if (problem) throw new InvalidOptionsError('channel', `bad node id in ${JSON.stringify(channel)}: ${problem}`);
+    return target;
+  }
+
+  // ---------------------------------------------------------------- presence
+
+  async setPresence(identity: string, protocol: OcppProtocol, connectedAt: number): Promise<PresenceClaim> {
+    const nodeId = this.requireConnected();
+    try {
+      const { record, previous } = await this.presence.claim(identity, nodeId, protocol, connectedAt);
+      this.adopted.delete(identity);
+      const live = previous && (previous.nodeId === nodeId || (await this.liveness!.isAlive(previous.nodeId))) ? previous : null;
+      return { record, previous: live };
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async getPresence(identity: string): Promise<PresenceRecord | null> {
+    try {
+      const record = await this.presence.get(identity);
+      if (!record) return null;
+      return (await this.isAlive(record.nodeId)) ? record : null;
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async getPresenceBatch(identities: readonly string[]): Promise<Map<string, PresenceRecord>> {
+    try {
+      const records = await this.presence.getBatch(identities);
+      const alive = await this.aliveSet(new Set([...records.values()].map((record) => record.nodeId)));
+      for (const [identity, record] of records) if (!alive.has(record.nodeId)) records.delete(identity);
+      return records;
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async removePresence(identity: string, epoch: number): Promise<boolean> {
+    const nodeId = this.requireConnected();
+    const effective = epoch === 0 ? (this.adopted.get(identity) ?? 0) : epoch;
+    try {
+      const removed = await this.presence.remove(identity, nodeId, effective);
+      if (removed || epoch === 0) this.adopted.delete(identity);
+      return removed;
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async listPresence(): Promise<PresenceRecord[]> {
+    try {
+      const members = await this.pool.pick(this.keys.registry).zrange(this.keys.registry, '0', '-1');
+      const alive = await this.aliveSet(new Set(members));
+      const lists = await Promise.all([...alive].map((nodeId) => this.presence.listOwned(nodeId)));
+      return lists.flat();
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async isNodeAlive(nodeId: string): Promise<boolean> {
+    if (keyPartProblem(nodeId)) return false;
+    try {
+      return await this.isAlive(nodeId);
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  private isAlive(nodeId: string): Promise<boolean> {
+    if (this.liveness) return this.liveness.isAlive(nodeId);
+    const key = this.keys.alive(nodeId);
+    return this.pool.pick(key).exists(key).then((count) => count === 1);
+  }
+
+  private async aliveSet(nodeIds: Set<string>): Promise<Set<string>> {
+    const checks = await Promise.all([...nodeIds].map(async (nodeId) => [nodeId, await this.isAlive(nodeId)] as const));
+    return new Set(checks.filter(([, alive]) => alive).map(([nodeId]) => nodeId));
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  /** Runs one recovery at a time; a request during a run triggers one more run after it. */
+  private scheduleRecover(reason: string): void {
+    if (this.state !== 'connected') return;
+    if (this.recovering) {
+      this.recoverAgain = true;
+      return;
+    }
+    this.logger.log(`recovering cluster state: ${reason}`);
+    this.recovering = this.recover().finally(() => {
+      this.recovering = null;
+      if (this.recoverAgain) {
+        this.recoverAgain = false;
+        this.scheduleRecover('requested again during recovery');
+      }
+    });
+  }
+
+  private async recover(): Promise<void> {
+    let backoffMs = 100;
+    while (this.state === 'connected') {
+      try {
+        if (!(await this.liveness!.reacquire())) {
+          this.onConflict();
+          return;
+        }
+        this.liveness!.start();
+        await this.consumer?.resync();
+        await this.rehydrate();
+        this.counters.recoveries++;
+        return;
+      } catch (error) {
+        this.logger.debug?.(`recovery attempt failed: ${(error as Error).message}`);
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 2000);
+      }
+    }
+  }
+
+  /** Another process took our node id while we were cut off: stop acting as this node. */
+  private onConflict(): void {
+    if (this.state !== 'connected') return;
+    this.state = 'conflict';
+    this.logger.error(
+      `node id ${this.nodeId} is now held by another process; this node stops reading its inbox and is unhealthy`,
+    );
+    this.stopTimers();
+    void this.takeover?.stop();
+    this.consumer?.abort();
+  }
+
+  /** Re-registers local sockets (see the class comment). Returns what happened to each. */
+  private async rehydrate(records?: PresenceRecord[]): Promise<RehydrateResult[]> {
+    const nodeId = this.nodeId!;
+    const local = records ?? this.localRecords();
+    if (local.length === 0) return [];
+    const results = await this.presence.rehydrate(local, nodeId);
+    const unclaimed = new Set(this.source!.localPresence().filter((r) => r.epoch === 0).map((r) => r.identity));
+    const evictions: Array<{ target: string; message: ClusterMessage }> = [];
+    for (const result of results) {
+      const { record, status, existing } = result;
+      if (status === 'refused') {
+        this.counters.rehydrateRefused++;
+        if (existing && existing.nodeId !== nodeId) {
+          // A newer connection lives elsewhere: our socket is stale. Tell our own router.
+          evictions.push({
+            target: nodeId,
+            message: { kind: 'evict', identity: record.identity, epoch: record.epoch, newOwner: existing.nodeId },
+          });
+        }
+        continue;
+      }
+      this.counters.rehydrated++;
+      if (unclaimed.has(record.identity)) this.adopted.set(record.identity, record.epoch);
+      if (status === 'displaced' && existing && existing.nodeId !== nodeId && (await this.isAlive(existing.nodeId))) {
+        evictions.push({
+          target: existing.nodeId,
+          message: { kind: 'evict', identity: record.identity, epoch: existing.epoch, newOwner: nodeId },
+        });
+      }
+    }
+    for (const { target, message } of evictions) {
+      await this.sendToNode(target, [message]);
+      this.counters.evictsSent++;
+    }
+    return results;
+  }
+
+  /** Local sockets as presence records, with adopted epochs for those that never got one. */
+  private localRecords(): PresenceRecord[] {
+    const nodeId = this.nodeId!;
+    const snapshot = this.source!.localPresence();
+    const records = snapshot.map((record) => ({
+      ...record,
+      nodeId,
+      epoch: record.epoch > 0 ? record.epoch : (this.adopted.get(record.identity) ?? 0),
+    }));
+    if (this.adopted.size > 0) {
+      // Forget adopted epochs of sockets that closed (their entries go) or got a real epoch since.
+      const epochs = new Map(snapshot.map((record) => [record.identity, record.epoch]));
+      for (const [identity, epoch] of this.adopted) {
+        const localEpoch = epochs.get(identity);
+        if (localEpoch === 0) continue;
+        this.adopted.delete(identity);
+        if (localEpoch === undefined) void this.presence.remove(identity, nodeId, epoch).catch(() => undefined);
+      }
+    }
+    return records;
+  }
+
+  private schedulePresenceRefresh(): void {
+    const intervalMs = Math.max(100, Math.floor(this.presenceTtlMs / 3));
+    this.presenceTimer = setTimeout(() => {
+      void this.refreshPresence().finally(() => {
+        if (this.state === 'connected') this.schedulePresenceRefresh();
+      });
+    }, intervalMs);
+    this.presenceTimer.unref();
+  }
+
+  /** Extends our entries' TTL; re-registers the ones Redis lost and the ones that never got an epoch. */
+  private async refreshPresence(): Promise<void> {
+    if (this.state !== 'connected' || this.recovering) return;
+    try {
+      const records = this.localRecords();
+      const { missing } = await this.presence.refresh(records, this.nodeId!);
+      const unclaimed = records.filter((record) => record.epoch === 0);
+      if (missing.length + unclaimed.length > 0) await this.rehydrate([...missing, ...unclaimed]);
+    } catch (error) {
+      this.counters.presenceRefreshFailures++;
+      this.logger.debug?.(`presence refresh failed: ${(error as Error).message}`);
+    }
+  }
+
+  private stopTimers(): void {
+    if (this.presenceTimer) clearTimeout(this.presenceTimer);
+    this.presenceTimer = null;
+    this.liveness?.stop();
+  }
+
+  // ---------------------------------------------------------------- health and metrics
+
+  isHealthy(): boolean {
+    if (this.state !== 'connected' || !this.liveness?.isHeld) return false;
+    if (this.consumer && !this.consumer.isRunning) return false;
+    return this.driver.isHealthy() && this.pool.isHealthy();
+  }
+
+  async metrics(): Promise<AdapterMetrics> {
+    if (this.consumer) {
+      try {
+        this.lastMetrics = await this.consumer.metrics();
+      } catch {
+        // Redis unreachable: report the last values read.
+      }
+    }
+    const consumer = this.consumer;
+    const takeover = this.takeover;
+    return {
+      pendingMessages: this.lastMetrics.pending,
+      consumerLag: this.lastMetrics.lag,
+      activeSubscriptions: this.broadcaster.activeSubscriptions + (consumer?.isRunning ? 1 : 0),
+      streamLength: this.lastMetrics.length,
+      sent: this.counters.sent,
+      sendFailures: this.counters.sendFailures,
+      received: consumer?.received ?? 0,
+      acked: consumer?.acked ?? 0,
+      inFlightHandlers: consumer?.inFlightCount ?? 0,
+      expiredDropped: consumer?.expired ?? 0,
+      malformedMessages: (consumer?.malformed ?? 0) + this.broadcaster.malformed,
+      handlerErrors: (consumer?.handlerErrors ?? 0) + this.broadcaster.handlerErrors,
+      broadcastsSent: this.broadcaster.sent,
+      broadcastsReceived: this.broadcaster.received,
+      takeovers: takeover?.takeovers ?? 0,
+      takeoverForwarded: takeover?.forwarded ?? 0,
+      takeoverAnswered: takeover?.answered ?? 0,
+      takeoverDropped: takeover?.dropped ?? 0,
+      redisErrors: this.pool.errors,
+      reconnects: this.pool.reconnects,
+      recoveries: this.counters.recoveries,
+      presenceRehydrated: this.counters.rehydrated,
+      presenceRehydrateRefused: this.counters.rehydrateRefused,
+      evictsSent: this.counters.evictsSent,
+      heartbeatFailures: this.liveness?.failures ?? 0,
+      poolSize: this.pool.size,
+      healthy: this.isHealthy() ? 1 : 0,
+    };
+  }
+
+  private requireConnected(): string {
+    if (this.state !== 'connected' || this.nodeId === null) {
+      throw new ClusterUnavailableError(this.state === 'conflict' ? 'node id taken over by another process' : `adapter is ${this.state}`);
+    }
+    return this.nodeId;
+  }
+}
+
+function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionsError(name, `must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** Our typed errors pass through; anything from Redis becomes ClusterUnavailableError. */
+function unavailable(error: unknown): Error {
+  if (error instanceof OcppClusterError) return error;
+  return new ClusterUnavailableError((error as Error)?.message ?? String(error));
+}
+
+/** Waits for a best-effort step at most STEP_TIMEOUT_MS; its failure is ignored. */
+async function bounded(step: Promise<unknown> | undefined): Promise<void> {
+  if (!step) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    step.catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, STEP_TIMEOUT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+}

@@ -1,0 +1,108 @@
+import type { ClusterMessage } from '../cluster/envelope.js';
+import type { RedisClient } from './redis-driver.js';
+import { MESSAGE_FIELD } from './redis-keys.js';
+
+/**
+ * What a node inbox entry holds, and how it gets there: one field (`m`) with the JSON message.
+ * Appending trims the stream (`MAXLEN ~`) and renews its TTL in the same transaction, so an
+ * inbox nobody reads any more cannot outlive `streamTtlSeconds`.
+ */
+
+const KINDS = new Set(['command', 'reply', 'broadcast', 'evict', 'nodeLeft']);
+
+export function encodeMessage(message: ClusterMessage): string {
+  return JSON.stringify(message);
+}
+
+/** The message of a raw JSON string, or null when it is not one of the envelope kinds. */
+export function decodeMessage(raw: unknown): ClusterMessage | null {
+  if (typeof raw !== 'string' && !Buffer.isBuffer(raw)) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.toString());
+  } catch {
+    return null;
+  }
+  if (value === null || typeof value !== 'object') return null;
+  const kind = (value as { kind?: unknown }).kind;
+  return typeof kind === 'string' && KINDS.has(kind) ? (value as ClusterMessage) : null;
+}
+
+/** The message of a stream entry's field list (`[field, value, ...]`), or null. */
+export function decodeEntryFields(fields: unknown): ClusterMessage | null {
+  if (!Array.isArray(fields)) return null;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (String(fields[i]) === MESSAGE_FIELD) return decodeMessage(fields[i + 1]);
+  }
+  return null;
+}
+
+export interface StreamLimits {
+  /** Approximate cap on entries kept (`XADD MAXLEN ~`). */
+  maxLen: number;
+  /** TTL renewed on every append. */
+  ttlMs: number;
+}
+
+/**
+ * Appends messages to one stream in one MULTI (XADD ... then PEXPIRE; one slot). Resolves
+ * with the entry ids.
+ */
+export async function appendToStream(
+  client: RedisClient,
+  streamKey: string,
+  messages: readonly ClusterMessage[],
+  limits: StreamLimits,
+): Promise<string[]> {
+  if (messages.length === 0) return [];
+  const transaction = client.multi();
+  for (const message of messages) {
+    transaction.xadd(streamKey, 'MAXLEN', '~', limits.maxLen, '*', MESSAGE_FIELD, encodeMessage(message));
+  }
+  transaction.pexpire(streamKey, limits.ttlMs);
+  const replies = await transaction.exec();
+  if (!replies) throw new Error(`transaction on ${streamKey} was aborted`);
+  const ids: string[] = [];
+  for (let i = 0; i < messages.length; i++) {
+    const [error, id] = replies[i] ?? [new Error('no reply'), null];
+    if (error) throw error;
+    ids.push(String(id));
+  }
+  return ids;
+}
+
+/** A stream entry: id and field list (null when the entry was trimmed or deleted meanwhile). */
+export interface StreamEntry {
+  id: string;
+  fields: unknown[] | null;
+}
+
+/**
+ * Entries of an XREAD/XREADGROUP reply for one stream. Accepts the RESP2 shape
+ * `[[key, entries]]`, the flattened RESP3 map `[key, entries]` and a RESP3 object `{ key: entries }`.
+ */
+export function entriesOf(reply: unknown): StreamEntry[] {
+  if (reply === null || reply === undefined) return [];
+  let entries: unknown;
+  if (Array.isArray(reply)) {
+    if (reply.length === 0) return [];
+    entries = Array.isArray(reply[0]) ? (reply[0] as unknown[])[1] : reply[1];
+  } else if (typeof reply === 'object') {
+    entries = Object.values(reply as Record<string, unknown>)[0];
+  }
+  if (!Array.isArray(entries)) return [];
+  return entries.map((entry) => {
+    const [id, fields] = entry as [unknown, unknown];
+    return { id: String(id), fields: Array.isArray(fields) ? fields : null };
+  });
+}
+
+/** Field/value pairs of a RESP2 flat array or a RESP3 object, as a plain object. */
+export function pairsOf(value: unknown): Record<string, unknown> {
+  if (Array.isArray(value)) {
+    const result: Record<string, unknown> = {};
+    for (let i = 0; i + 1 < value.length; i += 2) result[String(value[i])] = value[i + 1];
+    return result;
+  }
+  return value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {};
+}

@@ -1,0 +1,93 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { InvalidOptionsError } from './protocol/errors.js';
+import { isOcppProtocol, SUPPORTED_PROTOCOLS } from './protocol/protocol.js';
+import type { OcppClusterOptions, ResolvedOcppClusterOptions } from './ocpp-cluster.options.js';
+
+const NODE_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+function defaultNodeId(): string {
+  const fromEnv = process.env.OCPP_NODE_ID;
+  if (fromEnv) return fromEnv;
+  const host = hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 48);
+  return `${host}-${randomBytes(3).toString('hex')}`;
+}
+
+function positiveInteger(name: string, value: unknown, { allowZero = false } = {}): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || (!allowZero && value === 0)) {
+    throw new InvalidOptionsError(name, `must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${String(value)}`);
+  }
+}
+
+/** Applies defaults and validates once at start-up; the error names the bad option. */
+export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppClusterOptions {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionsError('options', 'must be an object');
+  }
+  const resolved: ResolvedOcppClusterOptions = {
+    protocols: options.protocols ?? [...SUPPORTED_PROTOCOLS],
+    path: options.path ?? '/ocpp',
+    port: options.port,
+    host: options.host,
+    tls: options.tls,
+    nodeId: options.nodeId ?? defaultNodeId(),
+    maxIdentityLength: options.maxIdentityLength ?? 48,
+    identityPattern: options.identityPattern,
+    authenticate: options.authenticate,
+    maxPayload: options.maxPayload ?? 64 * 1024,
+    perMessageDeflate: options.perMessageDeflate ?? true,
+    maxConnections: options.maxConnections,
+    callTimeoutMs: options.callTimeoutMs ?? 30_000,
+    maxQueueSize: options.maxQueueSize ?? 100,
+    pingIntervalMs: options.pingIntervalMs ?? 30_000,
+    strictMode: options.strictMode ?? true,
+    validators: options.validators ?? {},
+    rateLimit: options.rateLimit ?? { capacity: 100, refillPerSecond: 50 },
+    broadcastConcurrency: options.broadcastConcurrency ?? 200,
+    adapter: options.adapter,
+    redis: options.redis,
+    logging: options.logging ?? true,
+  };
+
+  if (!Array.isArray(resolved.protocols) || resolved.protocols.length === 0) {
+    throw new InvalidOptionsError('protocols', 'must be a non-empty array');
+  }
+  for (const protocol of resolved.protocols) {
+    if (!isOcppProtocol(protocol)) {
+      throw new InvalidOptionsError('protocols', `unknown protocol ${JSON.stringify(protocol)} (use ${SUPPORTED_PROTOCOLS.join(', ')})`);
+    }
+  }
+  if (typeof resolved.path !== 'string' || !resolved.path.startsWith('/') || resolved.path.length > 1 && resolved.path.endsWith('/')) {
+    throw new InvalidOptionsError('path', 'must start with "/" and not end with "/"');
+  }
+  if (resolved.port !== undefined) positiveInteger('port', resolved.port, { allowZero: true });
+  if (typeof resolved.nodeId !== 'string' || !NODE_ID_PATTERN.test(resolved.nodeId)) {
+    throw new InvalidOptionsError('nodeId', 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
+  }
+  positiveInteger('maxIdentityLength', resolved.maxIdentityLength);
+  if (resolved.identityPattern !== undefined && !(resolved.identityPattern instanceof RegExp)) {
+    throw new InvalidOptionsError('identityPattern', 'must be a RegExp');
+  }
+  if (resolved.authenticate !== undefined && typeof resolved.authenticate !== 'function') {
+    throw new InvalidOptionsError('authenticate', 'must be a function');
+  }
+  positiveInteger('maxPayload', resolved.maxPayload);
+  if (resolved.maxConnections !== undefined) positiveInteger('maxConnections', resolved.maxConnections);
+  positiveInteger('callTimeoutMs', resolved.callTimeoutMs);
+  positiveInteger('maxQueueSize', resolved.maxQueueSize);
+  positiveInteger('pingIntervalMs', resolved.pingIntervalMs, { allowZero: true });
+  positiveInteger('broadcastConcurrency', resolved.broadcastConcurrency);
+  if (resolved.rateLimit !== false) {
+    if (typeof resolved.rateLimit !== 'object' || resolved.rateLimit === null) {
+      throw new InvalidOptionsError('rateLimit', 'must be false or { capacity, refillPerSecond }');
+    }
+    positiveInteger('rateLimit.capacity', resolved.rateLimit.capacity);
+    if (typeof resolved.rateLimit.refillPerSecond !== 'number' || !(resolved.rateLimit.refillPerSecond > 0)) {
+      throw new InvalidOptionsError('rateLimit.refillPerSecond', 'must be a positive number');
+    }
+  }
+  if (resolved.adapter !== undefined && (typeof resolved.adapter !== 'object' || typeof resolved.adapter.publish !== 'function')) {
+    throw new InvalidOptionsError('adapter', 'must implement EventAdapterInterface (see defineAdapter)');
+  }
+  return resolved;
+}

@@ -1,0 +1,55 @@
+import { HttpException, HttpStatus } from '@nestjs/common';
+import {
+  ClusterUnavailableError,
+  NodeShuttingDownError,
+  NotConnectedError,
+  OcppCallError,
+  OcppTimeoutError,
+  OcppValidationError,
+  ProtocolMismatchError,
+  QueueFullError,
+} from '../lib/index.js';
+
+/** Maps the library's typed errors to the sample API's HTTP answers. */
+export function httpErrorFor(error: unknown): HttpException {
+  if (error instanceof NotConnectedError) {
+    return new HttpException({ error: 'NotConnected', message: error.message }, HttpStatus.NOT_FOUND);
+  }
+  if (error instanceof OcppTimeoutError) {
+    return new HttpException({ error: 'Timeout', message: error.message, sent: error.sent }, HttpStatus.GATEWAY_TIMEOUT);
+  }
+  if (error instanceof OcppCallError) {
+    return new HttpException(
+      {
+        error: 'CallError',
+        errorCode: error.errorCode,
+        errorDescription: error.errorDescription,
+        errorDetails: error.errorDetails,
+      },
+      HttpStatus.BAD_GATEWAY,
+    );
+  }
+  if (error instanceof OcppValidationError) {
+    // Our payload is the client's fault (400); an invalid reply from the charger is not (502).
+    return new HttpException(
+      {
+        error: 'ValidationError',
+        direction: error.direction,
+        errorCode: error.errorCode,
+        description: error.description,
+        details: error.details,
+      },
+      error.direction === 'request' ? HttpStatus.BAD_REQUEST : HttpStatus.BAD_GATEWAY,
+    );
+  }
+  if (error instanceof ProtocolMismatchError) {
+    return new HttpException({ error: 'ProtocolMismatch', message: error.message, actual: error.actual }, HttpStatus.CONFLICT);
+  }
+  if (error instanceof QueueFullError) {
+    return new HttpException({ error: 'QueueFull', message: error.message }, HttpStatus.TOO_MANY_REQUESTS);
+  }
+  if (error instanceof ClusterUnavailableError || error instanceof NodeShuttingDownError) {
+    return new HttpException({ error: 'Unavailable', message: error.message }, HttpStatus.SERVICE_UNAVAILABLE);
+  }
+  return new HttpException({ error: 'InternalError' }, HttpStatus.INTERNAL_SERVER_ERROR);
+}

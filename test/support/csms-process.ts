@@ -1,0 +1,93 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { withTimeout } from './wait.js';
+
+const SAMPLE_MAIN = fileURLToPath(new URL('../../dist/sample/main.js', import.meta.url));
+
+/** A sample CSMS node in its own process (built by `npm run build:sample` before the tests). */
+export class CsmsProcess {
+  readonly output: string[] = [];
+  private exited: Promise<number | null>;
+  private constructor(
+    readonly nodeId: string,
+    private readonly child: ChildProcess,
+    readonly port: number,
+  ) {
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get httpUrl(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.port}/ocpp`;
+  }
+
+  static async start(nodeId: string, env: Record<string, string>): Promise<CsmsProcess> {
+    if (!existsSync(SAMPLE_MAIN)) throw new Error(`${SAMPLE_MAIN} is missing: run "npm run build:sample" first`);
+    const child = spawn(process.execPath, [SAMPLE_MAIN], {
+      env: { ...process.env, NODE_OPTIONS: '', PORT: '0', OCPP_NODE_ID: nodeId, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const output: string[] = [];
+    const port = await withTimeout(
+      new Promise<number>((resolve, reject) => {
+        const onData = (chunk: Buffer) => {
+          const text = chunk.toString();
+          output.push(text);
+          const match = /listening on http:\/\/localhost:(\d+)/.exec(text);
+          if (match) resolve(Number(match[1]));
+        };
+        child.stdout!.on('data', onData);
+        child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+        child.once('exit', (code) => reject(new Error(`node ${nodeId} exited with ${code} before listening:\n${output.join('')}`)));
+      }),
+      30_000,
+      `node ${nodeId} to listen`,
+    ).catch((error) => {
+      child.kill('SIGKILL');
+      throw error;
+    });
+    const csms = new CsmsProcess(nodeId, child, port);
+    csms.output.push(...output);
+    child.stdout!.on('data', (chunk: Buffer) => csms.output.push(chunk.toString()));
+    child.stderr!.on('data', (chunk: Buffer) => csms.output.push(chunk.toString()));
+    return csms;
+  }
+
+  /** Graceful stop (SIGTERM: Nest shutdown hooks), then SIGKILL if it lingers. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    try {
+      await withTimeout(this.exited, 10_000, `node ${this.nodeId} to exit`);
+    } catch {
+      this.child.kill('SIGKILL');
+      await withTimeout(this.exited, 5_000, `node ${this.nodeId} to die`);
+    }
+  }
+
+  /** Crash: no shutdown hooks, no clean-up in Redis. */
+  async kill9(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    process.kill(this.pid, 'SIGKILL');
+    await withTimeout(this.exited, 5_000, `node ${this.nodeId} to die`);
+  }
+
+  async http(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+    const response = await fetch(`${this.httpUrl}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : undefined };
+  }
+}

@@ -1,0 +1,154 @@
+import { randomUUID } from 'node:crypto';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { ClusterMessage, CommandEnvelope } from '../../lib/cluster/envelope.js';
+import type { PresenceRecord, PresenceSnapshotSource } from '../../lib/cluster/event-adapter.interface.js';
+import type { ClusterLogger } from '../../lib/cluster/logger.js';
+import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-adapter.js';
+
+/** A logger that keeps lines for assertions and prints nothing. */
+export class MemoryLogger implements ClusterLogger {
+  readonly lines: string[] = [];
+  log(message: string): void {
+    this.lines.push(`log ${message}`);
+  }
+  warn(message: string): void {
+    this.lines.push(`warn ${message}`);
+  }
+  error(message: string): void {
+    this.lines.push(`error ${message}`);
+  }
+  debug(message: string): void {
+    this.lines.push(`debug ${message}`);
+  }
+}
+
+/** Stands in for a node's local registry: the sockets it believes it holds. */
+export class FakeLocalRegistry implements PresenceSnapshotSource {
+  readonly records = new Map<string, PresenceRecord>();
+  constructor(readonly nodeId: string) {}
+  set(record: Omit<PresenceRecord, 'nodeId'>): void {
+    this.records.set(record.identity, { ...record, nodeId: this.nodeId });
+  }
+  delete(identity: string): void {
+    this.records.delete(identity);
+  }
+  localPresence(): PresenceRecord[] {
+    return [...this.records.values()];
+  }
+}
+
+/** Collects what a node's handlers receive. */
+export class Inbox {
+  readonly messages: ClusterMessage[] = [];
+  /** When set, handlers wait on this before acknowledging. */
+  gate: Promise<void> | null = null;
+  readonly handler = (message: ClusterMessage): Promise<void> | void => {
+    this.messages.push(message);
+    return this.gate ?? undefined;
+  };
+  ofKind<K extends ClusterMessage['kind']>(kind: K): Array<Extract<ClusterMessage, { kind: K }>> {
+    return this.messages.filter((message): message is Extract<ClusterMessage, { kind: K }> => message.kind === kind);
+  }
+}
+
+/** A gate that handlers can wait on, opened by the test. */
+export function gate(): { promise: Promise<void>; open: () => void } {
+  let open: () => void = () => undefined;
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+export function command(origin: string, identity: string, overrides: Partial<CommandEnvelope> = {}): CommandEnvelope {
+  return {
+    kind: 'command',
+    id: randomUUID(),
+    origin,
+    identity,
+    action: 'DataTransfer',
+    payload: { vendorId: 'test' },
+    deadline: Date.now() + 60_000,
+    ...overrides,
+  };
+}
+
+export interface TestNode {
+  nodeId: string;
+  adapter: RedisAdapter;
+  registry: FakeLocalRegistry;
+  inbox: Inbox;
+  broadcasts: Inbox;
+  logger: MemoryLogger;
+}
+
+/** Builds, connects and subscribes an adapter (inbox and broadcast) the way the router does. */
+export async function startNode(
+  url: string,
+  nodeId: string,
+  options: Partial<RedisAdapterOptions> = {},
+  { subscribe = true }: { subscribe?: boolean } = {},
+): Promise<TestNode> {
+  const logger = new MemoryLogger();
+  const adapter = new RedisAdapter({ url, nodeTtlMs: 1500, takeoverIntervalMs: 200, logger, ...options });
+  const registry = new FakeLocalRegistry(nodeId);
+  const inbox = new Inbox();
+  const broadcasts = new Inbox();
+  try {
+    await adapter.connect(nodeId, registry);
+    if (subscribe) {
+      await adapter.subscribe(`node:${nodeId}`, inbox.handler);
+      await adapter.subscribe('broadcast', broadcasts.handler);
+    }
+  } catch (error) {
+    adapter.abort();
+    throw error;
+  }
+  return { nodeId, adapter, registry, inbox, broadcasts, logger };
+}
+
+/** Connects a node's socket the way the router does: claim, remember the epoch locally. */
+export async function connectCharger(node: TestNode, identity: string): Promise<PresenceRecord> {
+  const connectedAt = Date.now();
+  const claim = await node.adapter.setPresence(identity, 'ocpp1.6', connectedAt);
+  node.registry.set({ identity, epoch: claim.record.epoch, protocol: 'ocpp1.6', connectedAt });
+  return claim.record;
+}
+
+/**
+ * User-built connections whose reconnection the test controls: while `held`, a lost
+ * connection stays down (retryStrategy → null); {@link HeldClients.release} reconnects them.
+ */
+export class HeldClients {
+  held = false;
+  readonly pubClient: Redis;
+  readonly subClient: Redis;
+  readonly blockingClient: Redis;
+
+  constructor(port: number, name: string) {
+    const options = (role: string, extra: RedisOptions = {}): RedisOptions => ({
+      port,
+      host: '127.0.0.1',
+      connectionName: `${name}:${role}`,
+      retryStrategy: () => (this.held ? null : 50),
+      ...extra,
+    });
+    this.pubClient = new Redis(options('writer', { maxRetriesPerRequest: 3 }));
+    this.subClient = new Redis(options('subscriber'));
+    this.blockingClient = new Redis(options('blocking', { maxRetriesPerRequest: null }));
+    for (const client of this.all()) client.on('error', () => undefined);
+  }
+
+  all(): Redis[] {
+    return [this.pubClient, this.subClient, this.blockingClient];
+  }
+
+  async release(): Promise<void> {
+    this.held = false;
+    await Promise.all(
+      this.all().map((client) => (client.status === 'end' || client.status === 'close' ? client.connect().catch(() => undefined) : undefined)),
+    );
+  }
+
+  disconnect(): void {
+    for (const client of this.all()) client.disconnect();
+  }
+}

@@ -1,0 +1,206 @@
+import { Redis } from 'ioredis';
+import {
+  LIVENESS_REFRESH,
+  NODE_CLEANUP,
+  PRESENCE_CLAIM,
+  TOKEN_ACQUIRE,
+  TOKEN_REFRESH,
+  TOKEN_RELEASE,
+} from '../../lib/redis/lua-scripts.js';
+import { PresenceStore } from '../../lib/redis/presence-store.js';
+import { RedisConnectionPool } from '../../lib/redis/redis-connection-pool.js';
+import { createDriver, type RedisDriver } from '../../lib/redis/redis-driver.js';
+import { RedisKeys } from '../../lib/redis/redis-keys.js';
+import { MemoryLogger } from '../support/redis-fixtures.js';
+import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+
+describe('Lua presence fencing and token scripts (real Redis)', () => {
+  let server: RedisServer;
+  let driver: RedisDriver;
+  let redis: Redis;
+  let store: PresenceStore;
+  const keys = new RedisKeys();
+
+  beforeAll(async () => {
+    server = await startRedisServer();
+    driver = createDriver({ url: server.url, logger: new MemoryLogger() });
+    redis = new Redis(server.port, { lazyConnect: false });
+    redis.on('error', () => undefined);
+    store = new PresenceStore({ keys, pool: new RedisConnectionPool(driver), presenceTtlMs: 60_000 });
+  });
+
+  afterAll(async () => {
+    await driver?.close();
+    redis?.disconnect();
+    await stopAllRedisServers();
+  });
+
+  beforeEach(async () => {
+    await redis.flushall();
+  });
+
+  describe('presence', () => {
+    it('gives the newest claim a higher epoch and reports who held the identity', async () => {
+      const first = await store.claim('CP1', 'A', 'ocpp1.6', 1000);
+      expect(first.previous).toBeNull();
+      const second = await store.claim('CP1', 'B', 'ocpp2.0.1', 2000);
+      expect(second.record.epoch).toBeGreaterThan(first.record.epoch);
+      expect(second.previous).toEqual({ ...first.record });
+      expect(await store.get('CP1')).toEqual(second.record);
+    });
+
+    it('keeps epochs increasing for back-to-back claims and after a removal', async () => {
+      const epochs: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const { record } = await store.claim('CP1', i % 2 ? 'A' : 'B', 'ocpp1.6', i);
+        epochs.push(record.epoch);
+        if (i % 3 === 0) await store.remove('CP1', record.nodeId, record.epoch);
+      }
+      for (let i = 1; i < epochs.length; i++) expect(epochs[i]).toBeGreaterThan(epochs[i - 1]);
+    });
+
+    it('gives a post-outage claim a higher epoch than any pre-outage one (time-based floor)', async () => {
+      const before = await store.claim('CP1', 'A', 'ocpp1.6', 1);
+      await redis.flushall();
+      const after = await store.claim('CP1', 'B', 'ocpp1.6', 2);
+      expect(after.record.epoch).toBeGreaterThan(before.record.epoch);
+      expect(after.previous).toBeNull();
+    });
+
+    it('refuses a stale remove and a stale refresh (node and epoch compared atomically)', async () => {
+      const a = await store.claim('CP1', 'A', 'ocpp1.6', 1);
+      const b = await store.claim('CP1', 'B', 'ocpp1.6', 2);
+      expect(await store.remove('CP1', 'A', a.record.epoch)).toBe(false);
+      expect(await store.remove('CP1', 'B', a.record.epoch)).toBe(false);
+      const refresh = await store.refresh([a.record], 'A');
+      expect(refresh).toEqual({ refreshed: 0, missing: [], lost: [a.record] });
+      expect(await store.get('CP1')).toEqual(b.record);
+      expect(await store.remove('CP1', 'B', b.record.epoch)).toBe(true);
+      expect(await store.get('CP1')).toBeNull();
+    });
+
+    it('refreshes only what it owns and reports entries Redis lost', async () => {
+      const a = await store.claim('CP1', 'A', 'ocpp1.6', 1);
+      const gone = await store.claim('CP2', 'A', 'ocpp1.6', 1);
+      await redis.pexpire(keys.presence('CP1'), 500);
+      await redis.del(keys.presence('CP2'));
+      const result = await store.refresh([a.record, gone.record], 'A');
+      expect(result.refreshed).toBe(1);
+      expect(result.missing).toEqual([gone.record]);
+      expect(await redis.pttl(keys.presence('CP1'))).toBeGreaterThan(30_000);
+    });
+
+    it('rehydrates only where no newer owner exists', async () => {
+      const a = await store.claim('CP1', 'A', 'ocpp1.6', 1);
+      const b = await store.claim('CP1', 'B', 'ocpp1.6', 2);
+      // A comes back believing it still holds CP1: refused, B stays.
+      const [refused] = await store.rehydrate([a.record], 'A');
+      expect(refused.status).toBe('refused');
+      expect(refused.existing).toEqual(b.record);
+      expect(await store.get('CP1')).toEqual(b.record);
+      // B re-registering its own entry only refreshes it.
+      const [kept] = await store.rehydrate([b.record], 'B');
+      expect(kept.status).toBe('kept');
+    });
+
+    it('rehydrates over an older owner (after a flush, order does not matter)', async () => {
+      const a = await store.claim('CP1', 'A', 'ocpp1.6', 1);
+      const b = await store.claim('CP1', 'B', 'ocpp1.6', 2);
+      await redis.flushall();
+      // The older one comes back first ...
+      expect((await store.rehydrate([a.record], 'A'))[0].status).toBe('written');
+      // ... the newer one still wins and learns whom it displaced.
+      const [displaced] = await store.rehydrate([b.record], 'B');
+      expect(displaced.status).toBe('displaced');
+      expect(displaced.existing).toEqual(a.record);
+      expect(await store.get('CP1')).toEqual(b.record);
+      // A fresh claim afterwards is above both.
+      const c = await store.claim('CP1', 'C', 'ocpp1.6', 3);
+      expect(c.record.epoch).toBeGreaterThan(b.record.epoch);
+    });
+
+    it('adopts an epoch-0 socket unless a later connection owns the identity', async () => {
+      const [adopted] = await store.rehydrate([{ identity: 'CP1', nodeId: 'A', epoch: 0, protocol: 'ocpp1.6', connectedAt: 10 }], 'A');
+      expect(adopted.status).toBe('written');
+      expect(adopted.record.epoch).toBeGreaterThan(0);
+      await store.claim('CP2', 'B', 'ocpp1.6', Date.now());
+      const [refused] = await store.rehydrate([{ identity: 'CP2', nodeId: 'A', epoch: 0, protocol: 'ocpp1.6', connectedAt: 10 }], 'A');
+      expect(refused.status).toBe('refused');
+      expect((await store.get('CP2'))?.nodeId).toBe('B');
+    });
+
+    it('reads many entries in one go and lists what a node owns', async () => {
+      for (let i = 0; i < 1200; i++) await store.claim(`CP${i}`, i % 2 ? 'A' : 'B', 'ocpp1.6', i);
+      await store.claim('CP1', 'B', 'ocpp1.6', 1); // moved from A to B
+      const batch = await store.getBatch([...Array.from({ length: 1200 }, (_, i) => `CP${i}`), 'nobody']);
+      expect(batch.size).toBe(1200);
+      expect(batch.get('CP1')?.nodeId).toBe('B');
+      const ownedByA = await store.listOwned('A');
+      expect(ownedByA).toHaveLength(599);
+      expect(ownedByA.every((record) => record.nodeId === 'A')).toBe(true);
+    });
+
+    it('falls back to EVAL when the script cache was flushed (NOSCRIPT)', async () => {
+      await store.claim('CP1', 'A', 'ocpp1.6', 1);
+      await redis.script('FLUSH');
+      expect(await redis.script('EXISTS', PRESENCE_CLAIM.sha)).toEqual([0]);
+      const { record } = await store.claim('CP1', 'B', 'ocpp1.6', 2);
+      expect(record.nodeId).toBe('B');
+      await redis.script('FLUSH');
+      const [refused] = await store.rehydrate([{ ...record, nodeId: 'A', epoch: 1 }], 'A');
+      expect(refused.status).toBe('refused');
+    });
+  });
+
+  describe('tokens (liveness, takeover lock)', () => {
+    const client = () => driver.writer;
+
+    it('acquires a free key, keeps it for the same token, refuses another token with its remaining TTL', async () => {
+      expect(await TOKEN_ACQUIRE.run(client(), ['k'], ['t1', 5000])).toEqual([1, 0]);
+      expect(await TOKEN_ACQUIRE.run(client(), ['k'], ['t1', 5000])).toEqual([1, 0]);
+      const [ok, pttl] = (await TOKEN_ACQUIRE.run(client(), ['k'], ['t2', 5000])) as number[];
+      expect(ok).toBe(0);
+      expect(pttl).toBeGreaterThan(0);
+    });
+
+    it('refreshes and releases only with the right token', async () => {
+      await TOKEN_ACQUIRE.run(client(), ['k'], ['t1', 5000]);
+      expect(await TOKEN_REFRESH.run(client(), ['k'], ['t2', 5000])).toBe(-1);
+      expect(await TOKEN_RELEASE.run(client(), ['k'], ['t2'])).toBe(0);
+      expect(await TOKEN_REFRESH.run(client(), ['k'], ['t1', 5000])).toBe(1);
+      expect(await TOKEN_RELEASE.run(client(), ['k'], ['t1'])).toBe(1);
+      expect(await TOKEN_REFRESH.run(client(), ['k'], ['t1', 5000])).toBe(0);
+    });
+
+    it('the heartbeat extends the node inbox and owned index with the liveness key', async () => {
+      await TOKEN_ACQUIRE.run(client(), [keys.alive('A')], ['t', 5000]);
+      await redis.xadd(keys.stream('A'), '*', 'm', '{}');
+      await redis.sadd(keys.owned('A'), 'CP1');
+      expect(
+        await LIVENESS_REFRESH.run(client(), [keys.alive('A'), keys.stream('A'), keys.owned('A')], ['t', 5000, 60_000, 70_000]),
+      ).toBe(1);
+      expect(await redis.pttl(keys.stream('A'))).toBeGreaterThan(50_000);
+      expect(await redis.pttl(keys.owned('A'))).toBeGreaterThan(60_000);
+      expect(
+        await LIVENESS_REFRESH.run(client(), [keys.alive('A'), keys.stream('A'), keys.owned('A')], ['other', 5000, 1, 1]),
+      ).toBe(-1);
+    });
+
+    it('deletes a dead node only when it is still dead and nothing is left unread', async () => {
+      const nodeKeys = [keys.alive('A'), keys.stream('A'), keys.owned('A')];
+      await redis.xgroup('CREATE', keys.stream('A'), 'inbox', '0', 'MKSTREAM');
+      await redis.xadd(keys.stream('A'), '*', 'm', '{}');
+      await redis.set(keys.alive('A'), 'token');
+      expect(await NODE_CLEANUP.run(client(), nodeKeys, ['inbox'])).toBe(0); // alive
+      await redis.del(keys.alive('A'));
+      expect(await NODE_CLEANUP.run(client(), nodeKeys, ['inbox'])).toBe(-1); // undelivered
+      const read = (await redis.xreadgroup('GROUP', 'inbox', 'A', 'COUNT', 10, 'STREAMS', keys.stream('A'), '>')) as Array<
+        [string, Array<[string, string[]]>]
+      >;
+      expect(await NODE_CLEANUP.run(client(), nodeKeys, ['inbox'])).toBe(-1); // unacknowledged
+      await redis.xack(keys.stream('A'), 'inbox', read[0][1][0][0]);
+      expect(await NODE_CLEANUP.run(client(), nodeKeys, ['inbox'])).toBe(1);
+      expect(await redis.exists(keys.stream('A'))).toBe(0);
+    });
+  });
+});
