@@ -71,4 +71,22 @@ export class ChargersController {
       throw httpErrorFor(error);
     }
   }
+
+  /** Body `{ identities: string[], payload }` → each identity's outcome, from whichever node holds it. */
+  @Post('broadcast-batch/:action')
+  @HttpCode(200)
+  async broadcastBatch(@Param('action') action: string, @Body() body: unknown, @Query('timeoutMs') timeoutMs?: string) {
+    const { identities, payload } = (body ?? {}) as { identities?: unknown; payload?: unknown };
+    if (!Array.isArray(identities) || identities.some((identity) => typeof identity !== 'string')) {
+      throw new BadRequestException({ error: 'BadRequest', message: 'identities must be an array of strings' });
+    }
+    const outcomes = await this.ocpp.broadcastBatch(identities, action, requirePayload(payload ?? {}), {
+      timeoutMs: parseTimeout(timeoutMs),
+    });
+    return outcomes.map((outcome) =>
+      outcome.status === 'fulfilled'
+        ? { identity: outcome.identity, status: 'fulfilled', result: outcome.result }
+        : { identity: outcome.identity, status: 'rejected', error: httpErrorFor(outcome.error).getResponse() },
+    );
+  }
 }

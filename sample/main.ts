@@ -5,7 +5,7 @@ import { sampleConfigFromEnv } from './sample-config.js';
 
 async function bootstrap(): Promise<void> {
   const config = sampleConfigFromEnv();
-  const app = await NestFactory.create(AppModule.forOptions(config.ocpp));
+  const app = await NestFactory.create(AppModule.forOptions(config.ocpp), { logger: ['log', 'warn', 'error'] });
   app.enableShutdownHooks();
   await app.listen(config.port);
   const address = app.getHttpServer().address();

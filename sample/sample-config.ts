@@ -1,3 +1,4 @@
+import { createDriver } from '../lib/index.js';
 import type { OcppClusterOptions } from '../lib/index.js';
 
 export interface SampleConfig {
@@ -5,7 +6,10 @@ export interface SampleConfig {
   ocpp: OcppClusterOptions;
 }
 
-/** Reads the sample's environment: PORT, OCPP_PATH, OCPP_NODE_ID, REDIS_URL. */
+/**
+ * Reads the sample's environment: PORT, OCPP_PATH, OCPP_NODE_ID, REDIS_URL, OCPP_REDIS_POOL_SIZE,
+ * OCPP_NODE_TTL_MS, OCPP_CALL_TIMEOUT_MS.
+ */
 export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SampleConfig {
   const port = env.PORT === undefined ? 3000 : Number(env.PORT);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number, got ${env.PORT}`);
@@ -13,7 +17,19 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
     path: env.OCPP_PATH || '/ocpp',
     nodeId: env.OCPP_NODE_ID || undefined,
   };
-  if (env.REDIS_URL) ocpp.redis = { url: env.REDIS_URL };
+  if (env.REDIS_URL) {
+    const url = env.REDIS_URL;
+    const poolSize = env.OCPP_REDIS_POOL_SIZE ? Number(env.OCPP_REDIS_POOL_SIZE) : 1;
+    ocpp.redis = {
+      url,
+      poolSize,
+      // Extra writers for a pool: messages to one node always take the same one (ordering).
+      driverFactory: poolSize > 1 ? () => createDriver({ url }) : undefined,
+      nodeTtlMs: env.OCPP_NODE_TTL_MS ? Number(env.OCPP_NODE_TTL_MS) : undefined,
+      // Names the node's connections in CLIENT LIST, so an operator sees who is who.
+      redisOptions: env.OCPP_NODE_ID ? { connectionName: `ocpp-cluster:${env.OCPP_NODE_ID}` } : undefined,
+    };
+  }
   if (env.OCPP_CALL_TIMEOUT_MS) ocpp.callTimeoutMs = Number(env.OCPP_CALL_TIMEOUT_MS);
   return { port, ocpp };
 }

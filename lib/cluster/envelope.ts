@@ -37,7 +37,7 @@ export type CommandOutcome =
       details: Record<string, unknown>;
     }
   | { status: 'protocolMismatch'; actual: string }
-  | { status: 'failed'; errorCode: string; message: string };
+  | { status: 'failed'; errorCode: string; message: string; limit?: number };
 
 /** The outcome of a command, sent back to the origin's inbox. */
 export interface ReplyEnvelope {

@@ -271,21 +271,30 @@ export class OcppClusterNode {
     const remoteIdentities = unique.filter((identity) => !this.registry.has(identity));
     const owners = remoteIdentities.length > 0 ? await this.adapter.getPresenceBatch(remoteIdentities) : new Map();
     const batch: { channel: string; message: ClusterMessage }[] = [];
-    const waits = new Map<string, Promise<Record<string, unknown>>>();
+    // Each promise settles into an outcome at once, so none is ever an unhandled rejection.
+    const outcomes = new Map<string, Promise<BatchOutcome>>();
+    const track = (identity: string, call: Promise<Record<string, unknown>>) =>
+      outcomes.set(
+        identity,
+        call.then(
+          (result): BatchOutcome => ({ identity, status: 'fulfilled', result }),
+          (error): BatchOutcome => ({ identity, status: 'rejected', error: error as Error }),
+        ),
+      );
 
     for (const identity of unique) {
       const local = this.registry.get(identity);
       if (local) {
-        waits.set(identity, this.callLocal(local, undefined, action, payload, deadline));
+        track(identity, this.callLocal(local, undefined, action, payload, deadline));
         continue;
       }
       const owner: PresenceRecord | undefined = owners.get(identity);
       if (!owner || owner.nodeId === this.nodeId) {
-        waits.set(identity, Promise.reject(new NotConnectedError(identity)));
+        outcomes.set(identity, Promise.resolve({ identity, status: 'rejected', error: new NotConnectedError(identity) }));
         continue;
       }
       const command = this.commandFor(identity, undefined, action, payload, deadline);
-      waits.set(identity, this.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline }));
+      track(identity, this.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline }));
       batch.push({ channel: nodeChannel(owner.nodeId), message: command });
     }
     if (batch.length > 0) {
@@ -296,15 +305,7 @@ export class OcppClusterNode {
         }
       });
     }
-    const outcomes: BatchOutcome[] = [];
-    for (const identity of unique) {
-      try {
-        outcomes.push({ identity, status: 'fulfilled', result: await waits.get(identity)! });
-      } catch (error) {
-        outcomes.push({ identity, status: 'rejected', error: error as Error });
-      }
-    }
-    return outcomes;
+    return Promise.all(outcomes.values());
   }
 
   isConnectedLocally(identity: string): boolean {

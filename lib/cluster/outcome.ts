@@ -6,8 +6,11 @@ import {
   OcppTimeoutError,
   OcppValidationError,
   ProtocolMismatchError,
+  QueueFullError,
   RemoteCallFailedError,
 } from '../protocol/errors.js';
+
+const QUEUE_FULL_CODE = new QueueFullError('', 0).code;
 import type { CommandOutcome } from './envelope.js';
 
 /** Turns what a local call produced into something that can cross to another node. */
@@ -33,6 +36,7 @@ export function outcomeFromError(error: unknown): CommandOutcome {
     };
   }
   if (error instanceof ProtocolMismatchError) return { status: 'protocolMismatch', actual: error.actual };
+  if (error instanceof QueueFullError) return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit };
   if (error instanceof OcppClusterError) return { status: 'failed', errorCode: error.code, message: error.message };
   return { status: 'failed', errorCode: 'INTERNAL', message: 'internal error on the owning node' };
 }
@@ -56,6 +60,7 @@ export function settleOutcome(
     case 'protocolMismatch':
       throw new ProtocolMismatchError(call.identity, call.expectedProtocol ?? 'unknown', outcome.actual);
     case 'failed':
+      if (outcome.errorCode === QUEUE_FULL_CODE) throw new QueueFullError(call.identity, outcome.limit ?? 0);
       throw new RemoteCallFailedError(call.identity, call.action, outcome.errorCode, outcome.message);
   }
 }

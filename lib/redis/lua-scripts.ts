@@ -84,14 +84,15 @@ export async function runPipelined(
   );
 }
 
-// Epochs are max(counter + 1, previous epoch + 1, Redis time in ms): monotonic per identity
-// while the counter lives, and still above every pre-outage epoch after Redis lost its data,
-// because a later connection always happens at a later time. Only Redis's clock is used.
+// Epochs are max(counter + 1, previous epoch + 1, Redis time in microseconds): monotonic per
+// identity while the counter lives, and still above every pre-outage epoch after Redis lost its
+// data, because a later connection always happens at a later time. Only Redis's clock is used.
+// Microseconds since 1970 stay below 2^53 (exact in Lua doubles and JS numbers) until ~2255.
 const NEXT_EPOCH = `
 local function next_epoch(counter_key, previous_epoch)
   local counter = tonumber(redis.call('GET', counter_key) or '0') or 0
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local epoch = math.max(counter + 1, (previous_epoch or 0) + 1, now)
   return epoch
 end

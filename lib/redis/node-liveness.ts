@@ -81,10 +81,12 @@ export class NodeLiveness {
       // A key without TTL, or one longer than a few of ours, is not a crashed node of this config.
       waitBound ??= Math.min(Math.max(ttlMs, pttl), ttlMs * 3) + pollMs * 2;
       if (pttl < 0 || Date.now() - started > waitBound) throw new NodeIdConflictError(this.options.nodeId);
+      if (lastPttl === null) {
+        this.options.logger.log(
+          `node id ${this.options.nodeId} is still held (${pttl} ms left): waiting for it to lapse (a crashed process) or be refreshed (a live one)`,
+        );
+      }
       lastPttl = pttl;
-      this.options.logger.log(
-        `node id ${this.options.nodeId} is still held (${pttl} ms left); waiting for it to lapse or be refreshed`,
-      );
       await sleep(Math.min(pollMs, Math.max(pttl, 5)));
     }
   }

@@ -140,6 +140,8 @@ export class NodeTakeover {
     if (locked !== 1) return null;
     const report: TakeoverReport = { nodeId, forwarded: 0, answered: 0, dropped: 0, presenceRemoved: 0, completed: false };
     try {
+      // Released by a survivor that just finished: the node left the registry before its lock.
+      if ((await pool.pick(keys.registry).zscore(keys.registry, nodeId)) === null) return null;
       const stillOurs = async (): Promise<boolean> =>
         !(await liveness.isAliveNow(nodeId)) &&
         (await TOKEN_REFRESH.run(lockClient, [lockKey], [lockToken, this.lockTtlMs])) === 1;
@@ -250,10 +252,13 @@ export class NodeTakeover {
 
   /** Deletes presence entries that still name the dead node (node and epoch compared in Lua). */
   private async removeStalePresence(nodeId: string): Promise<number> {
-    const { presence } = this.options;
+    const { presence, liveness } = this.options;
     const stale = await presence.listOwned(nodeId);
     let removed = 0;
-    for (const record of stale) {
+    for (let i = 0; i < stale.length; i++) {
+      // A node that was only stalled re-registers its sockets when it comes back: leave them.
+      if (i % 100 === 0 && (await liveness.isAliveNow(nodeId))) break;
+      const record = stale[i];
       if (await presence.remove(record.identity, nodeId, record.epoch)) removed++;
     }
     return removed;

@@ -142,6 +142,26 @@ export class RedisAdapter implements EventAdapterInterface {
     this.broadcaster = new Broadcaster({ subscriber: () => this.driver.subscriber, logger: this.logger });
   }
 
+  /** The writer pool (member 0 is the driver built from `url` or the user's clients). */
+  get connectionPool(): RedisConnectionPool {
+    return this.pool;
+  }
+
+  /** identity → owner, with fencing. */
+  get presenceStore(): PresenceStore {
+    return this.presence;
+  }
+
+  /** Cluster-wide pub/sub fan-out. */
+  get broadcasts(): Broadcaster {
+    return this.broadcaster;
+  }
+
+  /** This node's inbox reader (null until `subscribe(nodeChannel(nodeId))`). */
+  get streamConsumer(): StreamConsumer | null {
+    return this.consumer;
+  }
+
   // ---------------------------------------------------------------- membership
 
   async connect(nodeId: string, source: PresenceSnapshotSource): Promise<void> {
@@ -227,15 +247,9 @@ export class RedisAdapter implements EventAdapterInterface {
     this.driver.destroy();
   }
 
-  /** Clean leave: announce, drop liveness, remove what we own, and our keys when the inbox is empty. */
+  /** Clean leave: drop liveness, remove what we own, our keys when the inbox is empty, then announce. */
   private async leave(): Promise<void> {
     const nodeId = this.nodeId!;
-    await bounded(
-      this.broadcaster.publish(this.pool.pick(this.keys.broadcastChannel), this.keys.broadcastChannel, {
-        kind: 'nodeLeft',
-        nodeId,
-      }),
-    );
     await bounded(this.liveness!.release());
     await bounded(
       (async () => {
@@ -250,6 +264,13 @@ export class RedisAdapter implements EventAdapterInterface {
         );
         if (cleaned === 1) await this.pool.pick(this.keys.registry).zrem(this.keys.registry, nodeId);
       })(),
+    );
+    // Last, so that a survivor poked by it finds the final state (and drains what was left, if anything).
+    await bounded(
+      this.broadcaster.publish(this.pool.pick(this.keys.broadcastChannel), this.keys.broadcastChannel, {
+        kind: 'nodeLeft',
+        nodeId,
+      }),
     );
   }
 

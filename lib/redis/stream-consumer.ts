@@ -4,6 +4,9 @@ import { sleep } from './node-liveness.js';
 import type { RedisClient } from './redis-driver.js';
 import { decodeEntryFields, entriesOf, pairsOf, type StreamEntry } from './stream-publisher.js';
 
+/** How many handled entry ids are remembered to skip duplicates on a pending re-read. */
+const HANDLED_MEMORY = 20_000;
+
 export interface StreamConsumerOptions {
   streamKey: string;
   group: string;
@@ -54,8 +57,11 @@ export class StreamConsumer {
   private readonly inFlight = new Set<string>();
   private readonly settled = new Set<() => void>();
   private ackQueue: string[] = [];
-  /** Handled, XACK not confirmed yet: a re-read of our pending entries must not run them again. */
-  private readonly awaitingAck = new Set<string>();
+  /**
+   * Recently handled ids. A re-read of our pending entries must not run them again, even when
+   * its reply (blocking connection) overtakes the XACK reply (writer connection).
+   */
+  private readonly handled = new Set<string>();
   private ackTimer: NodeJS.Timeout | null = null;
   private ackFlushing: Promise<void> = Promise.resolve();
   private readerId: number | null = null;
@@ -119,7 +125,7 @@ export class StreamConsumer {
     this.running = false;
     this.aborted = true;
     this.ackQueue = [];
-    this.awaitingAck.clear();
+    this.handled.clear();
     if (this.ackTimer) clearTimeout(this.ackTimer);
     this.ackTimer = null;
     this.wakeAll();
@@ -212,6 +218,9 @@ export class StreamConsumer {
         backoffMs = Math.min(backoffMs * 2, 1000);
         continue;
       }
+      // After abort() nothing more is handled; after stop() what was already read is still
+      // handled (and acknowledged) rather than left pending.
+      if (this.aborted) break;
       if (cursor !== null && this.pendingCursor === cursor) {
         this.pendingCursor = entries.length === 0 ? null : entries[entries.length - 1].id;
       }
@@ -229,7 +238,7 @@ export class StreamConsumer {
   }
 
   private dispatch(entry: StreamEntry): void {
-    if (this.inFlight.has(entry.id) || this.awaitingAck.has(entry.id)) return;
+    if (this.inFlight.has(entry.id) || this.handled.has(entry.id)) return;
     const message = entry.fields ? decodeEntryFields(entry.fields) : null;
     if (!message) {
       this.malformed++;
@@ -269,7 +278,8 @@ export class StreamConsumer {
 
   private queueAck(id: string): void {
     if (this.aborted) return;
-    this.awaitingAck.add(id);
+    this.handled.add(id);
+    if (this.handled.size > HANDLED_MEMORY) this.handled.delete(this.handled.values().next().value as string);
     this.ackQueue.push(id);
     this.scheduleAckFlush(0);
   }
@@ -292,13 +302,9 @@ export class StreamConsumer {
       try {
         await this.options.writer().xack(this.options.streamKey, this.options.group, ...ids);
         this.acked += ids.length;
-        for (const id of ids) this.awaitingAck.delete(id);
       } catch (error) {
         // Once stopped, unacknowledged entries stay pending: the next start re-reads them.
-        if (this.aborted || !this.running) {
-          for (const id of ids) this.awaitingAck.delete(id);
-          return;
-        }
+        if (this.aborted || !this.running) return;
         this.ackQueue = ids.concat(this.ackQueue);
         this.options.logger.debug?.(`XACK on ${this.options.streamKey} failed: ${(error as Error).message}`);
         this.scheduleAckFlush(500);

@@ -76,7 +76,7 @@ describe('RedisAdapter node liveness', () => {
     nodes.splice(nodes.indexOf(a), 1);
     await a.adapter.disconnect();
     expect(await redis.exists(keys.alive('A'), keys.stream('A'), keys.owned('A'), keys.presence('CP1'))).toBe(0);
-    expect(await redis.zrange(keys.registry, 0, -1)).toEqual(['B']);
+    expect(await redis.zrange(keys.registry, '0', '-1')).toEqual(['B']);
     await waitFor('nodeLeft', () => b.broadcasts.ofKind('nodeLeft').some((message) => message.nodeId === 'A'));
     expect(await b.adapter.isNodeAlive('A')).toBe(false);
   });
@@ -89,11 +89,9 @@ describe('RedisAdapter node liveness', () => {
     await waitFor('liveness back', async () => (await redis.exists(keys.alive('A'))) === 1);
     await waitFor('presence back', async () => (await b.adapter.getPresence('CP1'))?.nodeId === 'A');
     await b.adapter.publish('node:A', command('B', 'CP1'));
-    try {
-      await waitFor('A reads its inbox again', () => a.inbox.ofKind('command').length === 1, { timeoutMs: 4000 });
-    } finally {
-      console.log(a.logger.lines.join('\n'), JSON.stringify(await a.adapter.metrics()), await redis.xinfo('GROUPS', keys.stream('A')), await redis.call('CLIENT', 'LIST'));
-    }
+    await waitFor('A reads its inbox again', () => a.inbox.ofKind('command').length === 1);
+    await sleep(300);
+    expect(a.inbox.ofKind('command')).toHaveLength(1);
   });
 
   it('stops acting as the node when another process took its id meanwhile', async () => {

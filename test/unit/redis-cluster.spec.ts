@@ -1,0 +1,101 @@
+import { Cluster, Redis } from 'ioredis';
+import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
+import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
+import { command, FakeLocalRegistry, Inbox, MemoryLogger } from '../support/redis-fixtures.js';
+import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
+import { waitFor } from '../support/redis-wait.js';
+
+/** The same adapter on a 3-master Redis Cluster: nothing may need a cross-slot operation. */
+describe('RedisAdapter on Redis Cluster (3 masters)', () => {
+  let cluster: RedisClusterHandle;
+  let probe: Redis;
+  const clients: Cluster[] = [];
+  const adapters: RedisAdapter[] = [];
+  const keys = new RedisKeys();
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster(3);
+    probe = new Redis(cluster.servers[0].port);
+    probe.on('error', () => undefined);
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all(adapters.map((adapter) => adapter.disconnect()));
+    for (const client of clients) client.disconnect();
+    probe?.disconnect();
+    await stopAllRedisServers();
+  });
+
+  function clusterClient(options: ConstructorParameters<typeof Cluster>[1] = {}): Cluster {
+    const client = new Cluster(cluster.nodes, options);
+    client.on('error', () => undefined);
+    clients.push(client);
+    return client;
+  }
+
+  const clientsOf = new Map<RedisAdapter, Cluster[]>();
+
+  async function node(nodeId: string, inbox: Inbox): Promise<RedisAdapter> {
+    const own = [
+      clusterClient({ redisOptions: { connectionName: `${nodeId}-writer` } }),
+      clusterClient({ redisOptions: { connectionName: `${nodeId}-subscriber` } }),
+      clusterClient({ redisOptions: { connectionName: `${nodeId}-blocking`, maxRetriesPerRequest: null } }),
+    ];
+    const adapter = new RedisAdapter({
+      pubClient: own[0],
+      subClient: own[1],
+      blockingClient: own[2],
+      nodeTtlMs: 1500,
+      takeoverIntervalMs: 200,
+      logger: new MemoryLogger(),
+    });
+    adapters.push(adapter);
+    clientsOf.set(adapter, own);
+    await adapter.connect(nodeId, new FakeLocalRegistry(nodeId));
+    await adapter.subscribe(`node:${nodeId}`, inbox.handler);
+    await adapter.subscribe('broadcast', inbox.handler);
+    return adapter;
+  }
+
+  it('computes slots exactly as the cluster does', async () => {
+    const samples = [keys.alive('n1'), keys.stream('node-7'), keys.presence('CP-1'), keys.presenceEpoch('é'), keys.registry, 'foo'];
+    for (const key of samples) expect(await probe.cluster('KEYSLOT', key)).toBe(keySlot(key));
+  });
+
+  it('claims, reads in bulk, sends, broadcasts and takes over without a CROSSSLOT error', async () => {
+    const inboxA = new Inbox();
+    const inboxB = new Inbox();
+    const a = await node('A', inboxA);
+    const b = await node('B', inboxB);
+
+    const identities = Array.from({ length: 300 }, (_, i) => `CP-${i}`);
+    for (const identity of identities) await (identity.endsWith('7') ? b : a).setPresence(identity, 'ocpp2.0.1', Date.now());
+    const owners = await b.getPresenceBatch(identities);
+    expect(owners.size).toBe(300);
+    expect(owners.get('CP-7')?.nodeId).toBe('B');
+    expect((await a.listPresence()).length).toBe(300);
+
+    const toB = command('A', 'CP-7');
+    await a.publish('node:B', toB);
+    await a.publishBatch([{ channel: 'node:B', message: command('A', 'CP-17') }, { channel: 'broadcast', message: { kind: 'nodeLeft', nodeId: 'x' } }]);
+    await waitFor('B got both commands', () => inboxB.ofKind('command').length === 2);
+    await waitFor('both got the broadcast', () => inboxA.ofKind('nodeLeft').length === 1 && inboxB.ofKind('nodeLeft').length === 1);
+    const metrics = await b.metrics();
+    expect(metrics.pendingMessages).toBe(0);
+    expect(metrics.activeSubscriptions).toBe(2);
+
+    // A dies; B answers for it and cleans up its keys and presence.
+    adapters.splice(adapters.indexOf(a), 1);
+    a.abort();
+    for (const client of clientsOf.get(a)!) client.disconnect(); // the process is gone, its sockets too
+    await waitFor('A has no connection left', () =>
+      cluster.servers.every((server) => !server.cli('CLIENT', 'LIST').includes('name=A-')),
+    );
+    const forA = command('B', 'CP-1');
+    await b.publish('node:A', forA);
+    const reply = await waitFor('answer for the dead node', () => inboxB.ofKind('reply').find((r) => r.id === forA.id));
+    expect(reply.outcome).toEqual({ status: 'notConnected', reason: 'node A died' });
+    await waitFor('A removed', async () => (await b.getPresenceBatch(identities)).size === 30);
+    expect(await b.isNodeAlive('A')).toBe(false);
+  });
+});

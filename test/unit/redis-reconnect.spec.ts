@@ -1,0 +1,91 @@
+import { Redis } from 'ioredis';
+import { RedisKeys } from '../../lib/redis/redis-keys.js';
+import { command, connectCharger, startNode, type TestNode } from '../support/redis-fixtures.js';
+import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { sleep, waitFor } from '../support/redis-wait.js';
+
+describe('RedisAdapter when its connections are cut (CLIENT KILL)', () => {
+  let server: RedisServer;
+  let redis: Redis;
+  const nodes: TestNode[] = [];
+  const keys = new RedisKeys();
+
+  beforeAll(async () => {
+    server = await startRedisServer();
+    redis = new Redis(server.port);
+    redis.on('error', () => undefined);
+  });
+
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map((node) => node.adapter.disconnect()));
+    await redis.flushall();
+  });
+
+  afterAll(async () => {
+    redis?.disconnect();
+    await stopAllRedisServers();
+  });
+
+  async function node(nodeId: string): Promise<TestNode> {
+    const started = await startNode(server.url, nodeId, { redisOptions: { connectionName: `test-${nodeId}` } });
+    nodes.push(started);
+    return started;
+  }
+
+  /** Kills the server side of every connection whose name starts with `prefix`. Returns how many. */
+  async function killConnections(prefix: string): Promise<number> {
+    const list = String(await redis.call('CLIENT', 'LIST'));
+    const ids = list
+      .split('\n')
+      .map((line) => Object.fromEntries(line.trim().split(' ').map((pair) => pair.split('=') as [string, string])))
+      .filter((client) => client.name?.startsWith(prefix))
+      .map((client) => client.id);
+    for (const id of ids) await redis.call('CLIENT', 'KILL', 'ID', id);
+    return ids.length;
+  }
+
+  it('recovers from losing every connection: inbox, broadcasts, liveness and presence keep working', async () => {
+    const a = await node('A');
+    const b = await node('B');
+    await connectCharger(a, 'CP1');
+    expect(await killConnections('test-A:')).toBe(3);
+
+    await waitFor('A reconnected and healthy', async () => (await a.adapter.metrics()).reconnects >= 1 && a.adapter.isHealthy());
+    await waitFor('A recovered', async () => (await a.adapter.metrics()).recoveries >= 1);
+    await b.adapter.publish('node:A', command('B', 'CP1'));
+    await waitFor('A reads its inbox', () => a.inbox.ofKind('command').length === 1);
+    await b.adapter.publish('broadcast', { kind: 'nodeLeft', nodeId: 'nobody' });
+    await waitFor('A hears broadcasts', () => a.broadcasts.messages.length === 1);
+    await a.adapter.publish('node:B', command('A', 'CP2'));
+    await waitFor('A can send', () => b.inbox.ofKind('command').length === 1);
+    expect((await b.adapter.getPresence('CP1'))?.nodeId).toBe('A');
+    expect(await redis.exists(keys.alive('A'))).toBe(1);
+    expect((await b.adapter.metrics()).takeovers).toBe(0);
+  });
+
+  it('recovers when only the blocking reader is cut', async () => {
+    const a = await node('A');
+    const b = await node('B');
+    expect(await killConnections('test-A:blocking')).toBe(1);
+    await b.adapter.publish('node:A', command('B', 'CP1'));
+    await waitFor('A reads its inbox', () => a.inbox.ofKind('command').length === 1);
+    await waitFor('A healthy', () => a.adapter.isHealthy());
+  });
+
+  it('reports unhealthy while Redis is unreachable and healthy again after', async () => {
+    const a = await node('A');
+    await server.kill9();
+    try {
+      await waitFor('A unhealthy', () => !a.adapter.isHealthy());
+      await expect(a.adapter.publish('node:A', command('A', 'CP1'))).rejects.toMatchObject({ code: 'OCPP_CLUSTER_UNAVAILABLE' });
+    } finally {
+      await server.start();
+    }
+    await waitFor('A healthy', () => a.adapter.isHealthy());
+    await waitFor('A recovered', async () => (await a.adapter.metrics()).recoveries >= 1);
+    await a.adapter.publish('node:A', command('A', 'CP1'));
+    await waitFor('A reads its inbox', () => a.inbox.ofKind('command').length >= 1);
+    await sleep(300);
+    expect(a.inbox.ofKind('command')).toHaveLength(1); // re-reading pending entries after recovery runs nothing twice
+  });
+});

@@ -1,0 +1,139 @@
+import { Redis } from 'ioredis';
+import type { ClusterMessage } from '../../lib/cluster/envelope.js';
+import { RedisKeys } from '../../lib/redis/redis-keys.js';
+import { StreamConsumer } from '../../lib/redis/stream-consumer.js';
+import { appendToStream } from '../../lib/redis/stream-publisher.js';
+import { command, gate, MemoryLogger, startNode, type TestNode } from '../support/redis-fixtures.js';
+import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { sleep, waitFor } from '../support/redis-wait.js';
+
+describe('node inbox (stream consumer)', () => {
+  let server: RedisServer;
+  let redis: Redis;
+  let blocking: Redis;
+  const nodes: TestNode[] = [];
+  const keys = new RedisKeys();
+
+  beforeAll(async () => {
+    server = await startRedisServer();
+    redis = new Redis(server.port);
+    blocking = new Redis(server.port, { maxRetriesPerRequest: null });
+    for (const client of [redis, blocking]) client.on('error', () => undefined);
+  });
+
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map((node) => node.adapter.disconnect()));
+    await redis.flushall();
+  });
+
+  afterAll(async () => {
+    redis?.disconnect();
+    blocking?.disconnect();
+    await stopAllRedisServers();
+  });
+
+  async function node(nodeId: string, options: Parameters<typeof startNode>[2] = {}): Promise<TestNode> {
+    const started = await startNode(server.url, nodeId, options);
+    nodes.push(started);
+    return started;
+  }
+
+  it('reports real lag and pending entries under an unconsumed backlog, not the stream length', async () => {
+    const sender = await node('S');
+    const a = await node('A', { readBatchSize: 10, maxInFlight: 10 });
+    const hold = gate();
+    a.inbox.gate = hold.promise;
+    const sent = Array.from({ length: 50 }, (_, i) => command('S', `CP${i}`));
+    await sender.adapter.publishBatch(sent.map((message) => ({ channel: 'node:A', message })));
+
+    await waitFor('A holds 10 in flight', () => a.inbox.messages.length === 10);
+    await sleep(300); // reading stays paused at the in-flight limit
+    let metrics = await a.adapter.metrics();
+    expect(metrics).toMatchObject({ pendingMessages: 10, consumerLag: 40, streamLength: 50, inFlightHandlers: 10 });
+
+    hold.open();
+    await waitFor('all handled and acknowledged', async () => {
+      metrics = await a.adapter.metrics();
+      return metrics.pendingMessages === 0 && metrics.consumerLag === 0;
+    });
+    expect(metrics).toMatchObject({ received: 50, acked: 50, streamLength: 50 });
+    // Handlers were started in stream order.
+    expect(a.inbox.messages.map((message) => (message as { id: string }).id)).toEqual(sent.map((message) => message.id));
+  });
+
+  it('acknowledges only when the handler settles (a rejected handler is acknowledged and counted)', async () => {
+    const sender = await node('S');
+    const a = await node('A');
+    const hold = gate();
+    let calls = 0;
+    await a.adapter.unsubscribe('node:A');
+    await a.adapter.subscribe('node:A', async () => {
+      calls++;
+      await hold.promise;
+      throw new Error('boom');
+    });
+    await sender.adapter.publish('node:A', command('S', 'CP1'));
+    await waitFor('delivered', () => calls === 1);
+    expect((await a.adapter.metrics()).pendingMessages).toBe(1);
+    hold.open();
+    await waitFor('acknowledged', async () => (await a.adapter.metrics()).pendingMessages === 0);
+    expect((await a.adapter.metrics()).handlerErrors).toBe(1);
+  });
+
+  it('never hands over a command whose deadline has passed', async () => {
+    const sender = await node('S');
+    const late = command('S', 'CP1', { deadline: Date.now() - 1 });
+    const onTime = command('S', 'CP1');
+    const a = await node('A');
+    await sender.adapter.publishBatch([
+      { channel: 'node:A', message: late },
+      { channel: 'node:A', message: onTime },
+    ]);
+    await waitFor('on-time command', () => a.inbox.messages.length === 1);
+    expect(a.inbox.messages).toEqual([onTime]);
+    await waitFor('both acknowledged', async () => (await a.adapter.metrics()).acked === 2);
+    expect((await a.adapter.metrics()).expiredDropped).toBe(1);
+  });
+
+  it('trims with MAXLEN ~ and renews the stream TTL in the same transaction', async () => {
+    const messages: ClusterMessage[] = Array.from({ length: 300 }, (_, i) => command('S', `CP${i}`));
+    await appendToStream(redis, 's', messages, { maxLen: 100, ttlMs: 60_000 });
+    expect(await redis.xlen('s')).toBeLessThan(300);
+    expect(await redis.xlen('s')).toBeGreaterThanOrEqual(100);
+    expect(await redis.pttl('s')).toBeGreaterThan(50_000);
+  });
+
+  it('computes lag from entries-read when Redis cannot report it (deletions in the stream)', async () => {
+    const received: ClusterMessage[] = [];
+    const hold = gate();
+    const consumer = new StreamConsumer({
+      streamKey: keys.stream('X'),
+      group: 'inbox',
+      consumer: 'X',
+      reader: () => blocking,
+      writer: () => redis,
+      handler: (message) => {
+        received.push(message);
+        return hold.promise;
+      },
+      logger: new MemoryLogger(),
+      batchSize: 2,
+      maxInFlight: 2,
+    });
+    try {
+      await consumer.start();
+      const ids = await appendToStream(redis, keys.stream('X'), Array.from({ length: 6 }, (_, i) => command('S', `CP${i}`)), {
+        maxLen: 1000,
+        ttlMs: 60_000,
+      });
+      await waitFor('two in flight', () => received.length === 2);
+      await redis.xdel(keys.stream('X'), ids[1]); // a tombstone at the delivered position: Redis's lag turns null
+      const groups = (await redis.xinfo('GROUPS', keys.stream('X'))) as unknown[][];
+      expect(groups[0][groups[0].indexOf('lag') + 1]).toBeNull();
+      expect(await consumer.metrics()).toEqual({ pending: 2, lag: 4, length: 5 });
+    } finally {
+      hold.open();
+      await consumer.stop();
+    }
+  });
+});

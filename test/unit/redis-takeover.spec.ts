@@ -1,0 +1,109 @@
+import { Redis } from 'ioredis';
+import type { CommandEnvelope, ReplyEnvelope } from '../../lib/cluster/envelope.js';
+import { RedisKeys } from '../../lib/redis/redis-keys.js';
+import { command, connectCharger, gate, startNode, type TestNode } from '../support/redis-fixtures.js';
+import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { waitFor } from '../support/redis-wait.js';
+
+describe('takeover of a dead node', () => {
+  let server: RedisServer;
+  let redis: Redis;
+  const nodes: TestNode[] = [];
+  const keys = new RedisKeys();
+
+  beforeAll(async () => {
+    server = await startRedisServer();
+    redis = new Redis(server.port);
+    redis.on('error', () => undefined);
+  });
+
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map((node) => node.adapter.disconnect()));
+    await redis.flushall();
+  });
+
+  afterAll(async () => {
+    redis?.disconnect();
+    await stopAllRedisServers();
+  });
+
+  async function node(nodeId: string): Promise<TestNode> {
+    const started = await startNode(server.url, nodeId);
+    nodes.push(started);
+    return started;
+  }
+
+  it('one survivor drains the inbox: forwards what moved, answers the rest, drops the dead-ends, cleans up', async () => {
+    const a = await startNode(server.url, 'A');
+    const b = await node('B');
+    const c = await node('C');
+    const x = await connectCharger(a, 'X');
+    await connectCharger(a, 'Y');
+    a.inbox.gate = gate().promise; // A is busy with whatever it reads
+
+    const inFlight = command('C', 'X');
+    await c.adapter.publish('node:A', inFlight);
+    await waitFor('A read the in-flight command', () => a.inbox.messages.length === 1);
+    a.adapter.abort(); // kill -9: nothing acknowledged, liveness left to lapse
+
+    // Y reconnects to B; callers that looked up X and Y before the crash still write to A's inbox.
+    await connectCharger(b, 'Y');
+    const forX = command('C', 'X');
+    const forY = command('C', 'Y');
+    const expired = command('C', 'X', { deadline: Date.now() + 100 });
+    const replyForA: ReplyEnvelope = { kind: 'reply', id: 'r1', from: 'C', identity: 'Z', outcome: { status: 'result', payload: {} } };
+    await c.adapter.publishBatch([forX, forY, expired, replyForA].map((message) => ({ channel: 'node:A', message })));
+
+    const replies = await waitFor('C answered for both X commands', () => {
+      const got = c.inbox.ofKind('reply');
+      return got.length >= 2 ? got : null;
+    });
+    expect(replies.find((reply) => reply.id === forX.id)).toEqual({
+      kind: 'reply',
+      id: forX.id,
+      from: expect.stringMatching(/^[BC]$/),
+      identity: 'X',
+      outcome: { status: 'notConnected', reason: 'node A died' },
+    });
+    expect(replies.find((reply) => reply.id === inFlight.id)?.outcome).toEqual({
+      status: 'notConnected',
+      reason: expect.stringContaining('node A died while handling the command'),
+    });
+    const forwarded = await waitFor('B got the command for Y', () => b.inbox.ofKind('command').find((m) => m.id === forY.id));
+    expect(forwarded).toEqual<CommandEnvelope>({ ...forY, hops: 1 });
+
+    await waitFor('A is gone from the registry', async () => !(await redis.zrange(keys.registry, '0', '-1')).includes('A'));
+    // The lock goes last, once the registry entry is gone.
+    await waitFor('A has no keys left', async () =>
+      (await redis.exists(keys.alive('A'), keys.stream('A'), keys.owned('A'), keys.takeoverLock('A'))) === 0,
+    );
+    expect(await redis.exists(keys.presence('X'))).toBe(0);
+    expect((await b.adapter.getPresence('Y'))?.nodeId).toBe('B');
+    expect(c.inbox.ofKind('reply')).toHaveLength(2);
+
+    const [mb, mc] = await Promise.all([b.adapter.metrics(), c.adapter.metrics()]);
+    expect(mb.takeovers + mc.takeovers).toBe(1);
+    expect(mb.takeoverForwarded + mc.takeoverForwarded).toBe(1);
+    expect(mb.takeoverAnswered + mc.takeoverAnswered).toBe(2);
+    expect(mb.takeoverDropped + mc.takeoverDropped).toBe(2);
+    expect(x.nodeId).toBe('A');
+  });
+
+  it('leaves live nodes alone and takes over a cleanly stopped node only for what arrived after it left', async () => {
+    const a = await startNode(server.url, 'A');
+    const b = await node('B');
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // several registry checks pass
+    expect((await b.adapter.metrics()).takeovers).toBe(0);
+    await a.adapter.disconnect();
+    expect(await redis.zrange(keys.registry, '0', '-1')).toEqual(['B']);
+
+    // A late command for a node that has left (stream recreated by the write) is not lost:
+    // re-register A as a member whose key has lapsed, as after a leave that raced a write.
+    await redis.zadd(keys.registry, Date.now(), 'A');
+    const late = command('B', 'X');
+    await b.adapter.publish('node:A', late);
+    const reply = await waitFor('B answered itself', () => b.inbox.ofKind('reply').find((r) => r.id === late.id));
+    expect(reply.outcome).toEqual({ status: 'notConnected', reason: 'node A died' });
+    await waitFor('A cleaned up', async () => (await redis.exists(keys.stream('A'))) === 0);
+  });
+});
