@@ -2,11 +2,12 @@
 export { OcppClusterModule } from './ocpp-cluster.module.js';
 export { OCPP_CLUSTER_OPTIONS } from './ocpp-cluster.module-definition.js';
 export { OcppClusterService } from './ocpp-cluster.service.js';
-export type { OcppClusterOptions, RateLimitOptions, CustomValidators } from './ocpp-cluster.options.js';
-export { OCPP_CLUSTER_NODE, OCPP_CLUSTER_ADAPTER } from './ocpp-cluster.constants.js';
+export type { OcppClusterOptions, RateLimitOptions, CustomValidators, DrainOptions, HealthOptions } from './ocpp-cluster.options.js';
+export { OCPP_CLUSTER_NODE, OCPP_CLUSTER_ADAPTER, OCPP_METRICS_REGISTRY } from './ocpp-cluster.constants.js';
 export { OcppHandler, OnChargerConnected, OnChargerDisconnected } from './gateway/ocpp-handler.decorator.js';
 export type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
 export { OcppClusterHealthIndicator } from './health/ocpp-cluster.health-indicator.js';
+export { OcppPrometheusMetrics } from './health/ocpp-prometheus-metrics.js';
 
 export type { OcppContext } from './cluster/handler-registry.js';
 export type {
@@ -16,6 +17,7 @@ export type {
   BroadcastSummary,
   BatchOutcome,
   ClusterNodeMetrics,
+  DrainReport,
 } from './cluster/ocpp-cluster-node.js';
 export { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
 export type {
@@ -25,6 +27,7 @@ export type {
   AdapterMetrics,
   PresenceSnapshotSource,
   ClusterMessageHandler,
+  TransportProbe,
 } from './cluster/event-adapter.interface.js';
 export type { ClusterMessage, CommandEnvelope, ReplyEnvelope, CommandOutcome } from './cluster/envelope.js';
 export { BROADCAST_CHANNEL, nodeChannel } from './cluster/envelope.js';

@@ -28,7 +28,12 @@ export class OcppClusterLifecycle implements OnApplicationBootstrap, BeforeAppli
     );
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
+  /**
+   * On a signal (SIGTERM with `enableShutdownHooks`) the node drains first, handing its charge
+   * points to the rest of the cluster; a plain `app.close()` closes their sockets with 1001.
+   */
+  async beforeApplicationShutdown(signal?: string): Promise<void> {
+    if (signal) await this.node.drain();
     await this.node.stop();
   }
 }

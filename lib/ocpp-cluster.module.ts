@@ -8,7 +8,13 @@ import { SILENT_LOGGER } from './cluster/logger.js';
 import { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
 import { OcppHandlerExplorer } from './gateway/ocpp-handler.explorer.js';
 import { OcppClusterHealthIndicator } from './health/ocpp-cluster.health-indicator.js';
-import { OCPP_CLUSTER_ADAPTER, OCPP_CLUSTER_NODE, OCPP_CLUSTER_RESOLVED_OPTIONS } from './ocpp-cluster.constants.js';
+import { OcppPrometheusMetrics } from './health/ocpp-prometheus-metrics.js';
+import {
+  OCPP_CLUSTER_ADAPTER,
+  OCPP_CLUSTER_NODE,
+  OCPP_CLUSTER_RESOLVED_OPTIONS,
+  OCPP_METRICS_REGISTRY,
+} from './ocpp-cluster.constants.js';
 import { OcppClusterLifecycle } from './ocpp-cluster.lifecycle.js';
 import { OCPP_CLUSTER_OPTIONS, OcppClusterConfigurableModule } from './ocpp-cluster.module-definition.js';
 import type { OcppClusterOptions, ResolvedOcppClusterOptions } from './ocpp-cluster.options.js';
@@ -40,23 +46,37 @@ const providers: Provider[] = [
     useFactory: (options: ResolvedOcppClusterOptions) => new SchemaValidator({ custom: options.validators }),
   },
   {
+    provide: OcppPrometheusMetrics,
+    inject: [OCPP_CLUSTER_RESOLVED_OPTIONS],
+    useFactory: (options: ResolvedOcppClusterOptions) => new OcppPrometheusMetrics(options.metricsRegistry),
+  },
+  {
+    provide: OCPP_METRICS_REGISTRY,
+    inject: [OcppPrometheusMetrics],
+    useFactory: (metrics: OcppPrometheusMetrics) => metrics.registry,
+  },
+  {
     provide: OCPP_CLUSTER_NODE,
-    inject: [OCPP_CLUSTER_RESOLVED_OPTIONS, OCPP_CLUSTER_ADAPTER, SchemaValidator, OcppHandlerExplorer],
+    inject: [OCPP_CLUSTER_RESOLVED_OPTIONS, OCPP_CLUSTER_ADAPTER, SchemaValidator, OcppHandlerExplorer, OcppPrometheusMetrics],
     useFactory: (
       options: ResolvedOcppClusterOptions,
       adapter: EventAdapterInterface,
       validator: SchemaValidator,
       explorer: OcppHandlerExplorer,
+      metrics: OcppPrometheusMetrics,
     ) => {
       if (options.strictMode) for (const protocol of options.protocols) validator.warmUp(protocol);
-      return new OcppClusterNode(
+      const node = new OcppClusterNode(
         options,
         adapter,
         options.strictMode ? validator : null,
         explorer.handlers,
         options.logging ? new Logger('OcppCluster') : SILENT_LOGGER,
         explorer.listeners,
+        metrics,
       );
+      metrics.bind(node);
+      return node;
     },
   },
   OcppHandlerExplorer,
@@ -72,6 +92,13 @@ const providers: Provider[] = [
 @Module({
   imports: [DiscoveryModule, TerminusModule],
   providers,
-  exports: [OcppClusterService, OcppClusterHealthIndicator, OCPP_CLUSTER_NODE, OCPP_CLUSTER_ADAPTER],
+  exports: [
+    OcppClusterService,
+    OcppClusterHealthIndicator,
+    OcppPrometheusMetrics,
+    OCPP_METRICS_REGISTRY,
+    OCPP_CLUSTER_NODE,
+    OCPP_CLUSTER_ADAPTER,
+  ],
 })
 export class OcppClusterModule extends OcppClusterConfigurableModule {}

@@ -1,4 +1,5 @@
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import type { Registry } from 'prom-client';
 import type { EventAdapterInterface } from './cluster/event-adapter.interface.js';
 import type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
 import type { OcppProtocol } from './protocol/protocol.js';
@@ -55,15 +56,43 @@ export interface OcppClusterOptions {
   adapter?: EventAdapterInterface;
   /** Build a RedisAdapter from these options (ignored when `adapter` is given). */
   redis?: RedisAdapterOptions;
+  /** Answer new upgrades with 503 while the cluster transport (Redis) is unreachable. Default true. */
+  refuseUpgradesWhileTransportDown?: boolean;
+  drain?: DrainOptions;
+  health?: HealthOptions;
+  /** Register the module's Prometheus metrics here (e.g. prom-client's global `register`); default: a registry of its own. */
+  metricsRegistry?: Registry;
   /** Log through Nest's Logger (default) or stay silent. */
   logging?: boolean;
+}
+
+export interface DrainOptions {
+  /** Sockets close (1012) spread over this window, with jitter. Default 10000. */
+  windowMs?: number;
+  /** After the last close, how long to wait for charge points to reconnect elsewhere. Default 10000. */
+  settleMs?: number;
+}
+
+export interface HealthOptions {
+  /** Each Redis connection must answer PING within this. Default 1000. */
+  pingTimeoutMs?: number;
+  /** Consumer lag (entries) over which readiness is degraded. Default 1000. */
+  lagDegraded?: number;
+  /** Consumer lag over which readiness is down. Default 10000. */
+  lagDown?: number;
 }
 
 /** Options after defaults; what the parts receive. */
 export interface ResolvedOcppClusterOptions
   extends Required<
-    Omit<OcppClusterOptions, 'port' | 'host' | 'tls' | 'identityPattern' | 'authenticate' | 'maxConnections' | 'adapter' | 'redis' | 'validators'>
+    Omit<
+      OcppClusterOptions,
+      'port' | 'host' | 'tls' | 'identityPattern' | 'authenticate' | 'maxConnections' | 'adapter' | 'redis' | 'validators' | 'drain' | 'health' | 'metricsRegistry'
+    >
   > {
+  drain: Required<DrainOptions>;
+  metricsRegistry?: Registry;
+  health: Required<HealthOptions>;
   port?: number;
   host?: string;
   tls?: HttpsServerOptions;

@@ -5,6 +5,7 @@ import type {
   BroadcastSummary,
   ChargerInfo,
   ClusterNodeMetrics,
+  DrainReport,
   OcppClusterNode,
   SendOptions,
 } from './cluster/ocpp-cluster-node.js';
@@ -94,6 +95,15 @@ export class OcppClusterService {
 
   metrics(): Promise<ClusterNodeMetrics> {
     return this.node.metrics();
+  }
+
+  /**
+   * Hands this node's charge points to the other nodes (readiness fails, upgrades get 503,
+   * sockets close with 1012 spread over `windowMs`, calls for them follow them) and leaves the
+   * cluster. Nest shutdown on a signal does the same.
+   */
+  drain(options?: { windowMs?: number }): Promise<DrainReport> {
+    return this.node.drain(options);
   }
 }
 

@@ -46,6 +46,14 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     broadcastConcurrency: options.broadcastConcurrency ?? 200,
     adapter: options.adapter,
     redis: options.redis,
+    refuseUpgradesWhileTransportDown: options.refuseUpgradesWhileTransportDown ?? true,
+    drain: { windowMs: options.drain?.windowMs ?? 10_000, settleMs: options.drain?.settleMs ?? 10_000 },
+    health: {
+      pingTimeoutMs: options.health?.pingTimeoutMs ?? 1_000,
+      lagDegraded: options.health?.lagDegraded ?? 1_000,
+      lagDown: options.health?.lagDown ?? 10_000,
+    },
+    metricsRegistry: options.metricsRegistry,
     logging: options.logging ?? true,
   };
 
@@ -85,6 +93,14 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     if (typeof resolved.rateLimit.refillPerSecond !== 'number' || !(resolved.rateLimit.refillPerSecond > 0)) {
       throw new InvalidOptionsError('rateLimit.refillPerSecond', 'must be a positive number');
     }
+  }
+  positiveInteger('drain.windowMs', resolved.drain.windowMs, { allowZero: true });
+  positiveInteger('drain.settleMs', resolved.drain.settleMs, { allowZero: true });
+  positiveInteger('health.pingTimeoutMs', resolved.health.pingTimeoutMs);
+  positiveInteger('health.lagDegraded', resolved.health.lagDegraded, { allowZero: true });
+  positiveInteger('health.lagDown', resolved.health.lagDown, { allowZero: true });
+  if (resolved.health.lagDown < resolved.health.lagDegraded) {
+    throw new InvalidOptionsError('health.lagDown', 'must be at least health.lagDegraded');
   }
   if (resolved.adapter !== undefined && (typeof resolved.adapter !== 'object' || typeof resolved.adapter.publish !== 'function')) {
     throw new InvalidOptionsError('adapter', 'must implement EventAdapterInterface (see defineAdapter)');

@@ -5,6 +5,7 @@ import { OcppClusterModule } from '../lib/index.js';
 import type { OcppClusterOptions } from '../lib/index.js';
 import { ChargersController } from './chargers.controller.js';
 import { HealthController } from './health.controller.js';
+import { MetricsController } from './metrics.controller.js';
 import { StationHandlers } from './station.handlers.js';
 
 /** The sample CSMS. `forOptions` lets tests start it with their own options. */
@@ -17,7 +18,7 @@ export class AppModule {
         TerminusModule.forRoot(),
         OcppClusterModule.forRootAsync({ useFactory: () => options }),
       ],
-      controllers: [ChargersController, HealthController],
+      controllers: [ChargersController, HealthController, MetricsController],
       providers: [StationHandlers],
     };
   }

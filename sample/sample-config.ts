@@ -8,7 +8,8 @@ export interface SampleConfig {
 
 /**
  * Reads the sample's environment: PORT, OCPP_PATH, OCPP_NODE_ID, REDIS_URL, OCPP_REDIS_POOL_SIZE,
- * OCPP_NODE_TTL_MS, OCPP_CALL_TIMEOUT_MS.
+ * OCPP_NODE_TTL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS, OCPP_LAG_DEGRADED,
+ * OCPP_LAG_DOWN.
  */
 export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SampleConfig {
   const port = env.PORT === undefined ? 3000 : Number(env.PORT);
@@ -31,5 +32,17 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
     };
   }
   if (env.OCPP_CALL_TIMEOUT_MS) ocpp.callTimeoutMs = Number(env.OCPP_CALL_TIMEOUT_MS);
+  if (env.OCPP_DRAIN_WINDOW_MS || env.OCPP_DRAIN_SETTLE_MS) {
+    ocpp.drain = {
+      windowMs: env.OCPP_DRAIN_WINDOW_MS ? Number(env.OCPP_DRAIN_WINDOW_MS) : undefined,
+      settleMs: env.OCPP_DRAIN_SETTLE_MS ? Number(env.OCPP_DRAIN_SETTLE_MS) : undefined,
+    };
+  }
+  if (env.OCPP_LAG_DEGRADED || env.OCPP_LAG_DOWN) {
+    ocpp.health = {
+      lagDegraded: env.OCPP_LAG_DEGRADED ? Number(env.OCPP_LAG_DEGRADED) : undefined,
+      lagDown: env.OCPP_LAG_DOWN ? Number(env.OCPP_LAG_DOWN) : undefined,
+    };
+  }
   return { port, ocpp };
 }

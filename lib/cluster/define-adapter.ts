@@ -15,6 +15,7 @@ const REQUIRED_METHODS = [
   'listPresence',
   'isNodeAlive',
   'isHealthy',
+  'probe',
   'metrics',
 ] as const satisfies readonly (keyof EventAdapterInterface)[];
 

@@ -30,6 +30,18 @@ export interface AdapterMetrics {
   [extra: string]: number;
 }
 
+/** A readiness check of the transport, answered within a bound (never throws). */
+export interface TransportProbe {
+  /** Per connection (writer, subscriber, blocking reader...): did it answer PING, and how fast. */
+  connections: Record<string, { ok: boolean; rttMs: number | null; error?: string }>;
+  /** This node still holds its liveness key (no other process took the node id). */
+  livenessHeld: boolean;
+  /** The inbox consumer is reading. */
+  consumerRunning: boolean;
+  consumerLag: number;
+  pendingMessages: number;
+}
+
 /** What is needed to take part in presence rehydration after the transport reconnects. */
 export interface PresenceSnapshotSource {
   /** This node's live connections (identity, epoch, protocol, connectedAt). */
@@ -72,7 +84,9 @@ export interface EventAdapterInterface {
   /** True while `nodeId` holds its liveness key. */
   isNodeAlive(nodeId: string): Promise<boolean>;
 
-  /** True while the transport can carry messages (e.g. Redis connected). */
+  /** True while the transport can carry messages (e.g. Redis connected). Cheap: no I/O. */
   isHealthy(): boolean;
+  /** Pings every connection and checks liveness and the consumer, each within `timeoutMs`. */
+  probe(timeoutMs: number): Promise<TransportProbe>;
   metrics(): Promise<AdapterMetrics>;
 }

@@ -9,6 +9,7 @@ import type {
   PresenceClaim,
   PresenceRecord,
   PresenceSnapshotSource,
+  TransportProbe,
 } from './event-adapter.interface.js';
 
 /**
@@ -111,6 +112,17 @@ export class InMemoryAdapter implements EventAdapterInterface {
 
   isHealthy(): boolean {
     return this.nodeId !== null;
+  }
+
+  async probe(_timeoutMs: number): Promise<TransportProbe> {
+    const connected = this.nodeId !== null;
+    return {
+      connections: { memory: { ok: connected, rttMs: connected ? 0 : null } },
+      livenessHeld: connected && this.bus.nodes.get(this.nodeId!) === this,
+      consumerRunning: connected && this.handlers.size > 0,
+      consumerLag: 0,
+      pendingMessages: this.pending,
+    };
   }
 
   async metrics(): Promise<AdapterMetrics> {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { WebSocket } from 'ws';
 import {
+  OcppRpcError,
   ClusterUnavailableError,
   NodeShuttingDownError,
   NotConnectedError,
@@ -10,6 +11,7 @@ import {
 } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { RpcSession } from '../protocol/rpc-session.js';
+import type { InboundCall } from '../protocol/rpc-session.js';
 import type { SchemaValidator } from '../protocol/validator.js';
 import { OcppWebSocketGateway } from '../gateway/ocpp-websocket-gateway.js';
 import type { ConnectionInfo } from '../gateway/ocpp-websocket-gateway.js';
@@ -28,6 +30,8 @@ import type { HandlerRegistry } from './handler-registry.js';
 import { LocalRegistry } from './local-registry.js';
 import type { LocalConnection } from './local-registry.js';
 import type { ClusterLogger } from './logger.js';
+import { NOOP_METRICS_SINK, outcomeLabel } from './metrics-sink.js';
+import type { ClusterMetricsSink } from './metrics-sink.js';
 import { outcomeFromError } from './outcome.js';
 import { RemoteCalls } from './remote-calls.js';
 
@@ -100,6 +104,11 @@ export class OcppClusterNode {
   private gateway: OcppWebSocketGateway | null = null;
   private started = false;
   private stopping = false;
+  private drainPromise: Promise<DrainReport> | null = null;
+  /** Identities this node closed while draining: commands for them wait for the new owner. */
+  private readonly drainedIdentities = new Set<string>();
+  /** Inbox commands being served (drain waits for them). */
+  private activeCommands = 0;
   private readonly counters = { sent: 0, received: 0, timeouts: 0, failures: 0, remoteSent: 0, remoteReceived: 0, badFrames: 0 };
 
   constructor(
@@ -109,6 +118,7 @@ export class OcppClusterNode {
     private readonly handlers: HandlerRegistry,
     private readonly logger: ClusterLogger,
     private readonly listeners: ConnectionListeners = {},
+    private readonly metricsSink: ClusterMetricsSink = NOOP_METRICS_SINK,
   ) {
     this.nodeId = options.nodeId;
   }
@@ -129,8 +139,8 @@ export class OcppClusterNode {
       maxPayload: this.options.maxPayload,
       perMessageDeflate: this.options.perMessageDeflate,
       maxConnections: this.options.maxConnections,
-      isAcceptingConnections: () =>
-        this.stopping ? { ok: false, status: 503, reason: 'shutting down' } : { ok: true },
+      isAcceptingConnections: () => this.acceptance(),
+      onRejected: (reason) => this.metricsSink.upgradeRejected(reason),
       onConnection: (socket, info) => this.onConnection(socket, info),
       logger: this.logger,
     });
@@ -154,15 +164,76 @@ export class OcppClusterNode {
     await Promise.all(closing);
     await Promise.all(this.presenceRemovals);
     this.remoteCalls.failAll(() => new NodeShuttingDownError());
-    if (this.started) {
-      await this.adapter.unsubscribe(nodeChannel(this.nodeId)).catch(() => undefined);
-      await this.adapter.unsubscribe(BROADCAST_CHANNEL).catch(() => undefined);
-      await this.adapter.disconnect().catch((error) => this.logger.warn(`leaving the cluster failed: ${String(error)}`));
-    }
+    await this.leaveCluster();
   }
 
   get isStopping(): boolean {
     return this.stopping;
+  }
+
+  get isDraining(): boolean {
+    return this.drainPromise !== null;
+  }
+
+  /** Whether the gateway takes new charge points now, and why not. */
+  acceptance(): { ok: true } | { ok: false; status: number; reason: string } {
+    if (this.stopping) return { ok: false, status: 503, reason: 'shutting down' };
+    if (this.drainPromise) return { ok: false, status: 503, reason: 'draining' };
+    if (this.options.refuseUpgradesWhileTransportDown && !this.adapter.isHealthy()) {
+      return { ok: false, status: 503, reason: 'cluster transport unavailable' };
+    }
+    return { ok: true };
+  }
+
+  /**
+   * Hands this node's charge points to the rest of the cluster: readiness fails and upgrades get
+   * 503 at once; sockets close with 1012 spread over the window (with jitter, so they do not all
+   * reconnect to one node in the same second); commands for them wait for their new owner and are
+   * forwarded; in-flight work finishes; then the node leaves the cluster.
+   */
+  drain(options: { windowMs?: number } = {}): Promise<DrainReport> {
+    this.drainPromise ??= this.runDrain(options.windowMs ?? this.options.drain.windowMs);
+    return this.drainPromise;
+  }
+
+  private async runDrain(windowMs: number): Promise<DrainReport> {
+    const started = Date.now();
+    const connections = [...this.registry.values()];
+    this.logger.log(`draining ${connections.length} charge points over ${windowMs} ms`);
+    await Promise.all(
+      connections.map(async (connection) => {
+        await delay(Math.random() * windowMs);
+        this.drainedIdentities.add(connection.identity);
+        await connection.rpc.close(1012, 'service restart').catch(() => undefined);
+      }),
+    );
+    const settleUntil = Date.now() + this.options.drain.settleMs;
+    const identities = [...this.drainedIdentities];
+    let moved = 0;
+    while (Date.now() < settleUntil) {
+      const owners = await this.adapter.getPresenceBatch(identities).catch(() => new Map<string, PresenceRecord>());
+      moved = identities.filter((identity) => {
+        const owner = owners.get(identity);
+        return owner !== undefined && owner.nodeId !== this.nodeId;
+      }).length;
+      if (moved === identities.length && this.activeCommands === 0) break;
+      await delay(50);
+    }
+    while (this.activeCommands > 0 && Date.now() < settleUntil + this.options.callTimeoutMs) await delay(50);
+    await this.leaveCluster();
+    const report = { closed: connections.length, reconnectedElsewhere: moved, durationMs: Date.now() - started };
+    this.logger.log(`drained: ${report.closed} closed, ${report.reconnectedElsewhere} reconnected elsewhere in ${report.durationMs} ms`);
+    return report;
+  }
+
+  private leftCluster = false;
+
+  private async leaveCluster(): Promise<void> {
+    if (this.leftCluster || !this.started) return;
+    this.leftCluster = true;
+    await this.adapter.unsubscribe(nodeChannel(this.nodeId)).catch(() => undefined);
+    await this.adapter.unsubscribe(BROADCAST_CHANNEL).catch(() => undefined);
+    await this.adapter.disconnect().catch((error) => this.logger.warn(`leaving the cluster failed: ${String(error)}`));
   }
 
   // ---------------------------------------------------------------- public calls
@@ -177,15 +248,21 @@ export class OcppClusterNode {
   ): Promise<Record<string, unknown>> {
     if (this.stopping) throw new NodeShuttingDownError();
     const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
+    const started = performance.now();
     const deadline = Date.now() + timeoutMs;
     this.counters.sent++;
+    const local = this.registry.get(identity);
+    const route = local ? 'local' : 'remote';
     try {
-      const local = this.registry.get(identity);
-      if (local) return await this.callLocal(local, protocol, action, payload, deadline);
-      return await this.callRemote(identity, protocol, action, payload, timeoutMs, deadline);
+      const result = local
+        ? await this.callLocal(local, protocol, action, payload, deadline)
+        : await this.callRemote(identity, protocol, action, payload, timeoutMs, deadline);
+      this.metricsSink.outboundCall(action, route, 'ok', (performance.now() - started) / 1000);
+      return result;
     } catch (error) {
       if ((error as { code?: string }).code === 'OCPP_TIMEOUT') this.counters.timeouts++;
       else this.counters.failures++;
+      this.metricsSink.outboundCall(action, route, outcomeLabel(error), (performance.now() - started) / 1000);
       throw error;
     }
   }
@@ -350,6 +427,15 @@ export class OcppClusterNode {
     };
   }
 
+  /** Local connections by protocol (cheap: no I/O). */
+  connectionCounts(): Record<string, number> {
+    return this.registry.countByProtocol();
+  }
+
+  get inFlightRemoteCalls(): number {
+    return this.remoteCalls.size;
+  }
+
   get transport(): EventAdapterInterface {
     return this.adapter;
   }
@@ -381,7 +467,10 @@ export class OcppClusterNode {
     timeoutMs: number,
     deadline: number,
   ): Promise<Record<string, unknown>> {
-    const owner = await this.adapter.getPresence(identity);
+    let owner = await this.lookupPresence(identity);
+    if (owner?.nodeId === this.nodeId && this.drainedIdentities.has(identity)) {
+      owner = await this.awaitNewOwner(identity, deadline);
+    }
     if (!owner || owner.nodeId === this.nodeId) throw new NotConnectedError(identity);
     if (protocol && protocol !== owner.protocol) throw new ProtocolMismatchError(identity, protocol, owner.protocol);
     this.validateRequest(owner.protocol, action, payload);
@@ -404,6 +493,28 @@ export class OcppClusterNode {
     deadline: number,
   ): CommandEnvelope {
     return { kind: 'command', id: randomUUID(), origin: this.nodeId, identity, action, payload, protocol, deadline };
+  }
+
+  private async lookupPresence(identity: string): Promise<PresenceRecord | null> {
+    try {
+      const owner = await this.adapter.getPresence(identity);
+      this.metricsSink.presenceOperation('lookup', 'ok');
+      return owner;
+    } catch (error) {
+      this.metricsSink.presenceOperation('lookup', 'error');
+      throw new ClusterUnavailableError(String((error as Error)?.message ?? error));
+    }
+  }
+
+  /** A charge point we closed while draining: wait (until the deadline) for it to reconnect elsewhere. */
+  private async awaitNewOwner(identity: string, deadline: number): Promise<PresenceRecord | null> {
+    while (Date.now() < deadline) {
+      const owner = await this.adapter.getPresence(identity).catch(() => null);
+      if (owner && owner.nodeId !== this.nodeId) return owner;
+      if (!owner && !this.drainedIdentities.has(identity)) return null;
+      await delay(50);
+    }
+    return null;
   }
 
   /** Fails fast on the caller's node, before anything crosses the network. */
@@ -437,8 +548,13 @@ export class OcppClusterNode {
    * so commands read in stream order reach the charge point's FIFO in that order.
    */
   private onCommand(command: CommandEnvelope): Promise<void> {
+    this.activeCommands++;
     const outcome = this.runCommand(command);
-    return outcome.then((result) => this.reply(command, result));
+    return outcome
+      .then((result) => this.reply(command, result))
+      .finally(() => {
+        this.activeCommands--;
+      });
   }
 
   private runCommand(command: CommandEnvelope): Promise<CommandOutcome> {
@@ -462,7 +578,10 @@ export class OcppClusterNode {
   /** The charge point moved after the caller looked it up: follow it while the deadline allows. */
   private async forwardOrGiveUp(command: CommandEnvelope): Promise<CommandOutcome> {
     const hops = command.hops ?? 0;
-    const owner = hops < MAX_HOPS ? await this.adapter.getPresence(command.identity).catch(() => null) : null;
+    let owner = hops < MAX_HOPS ? await this.adapter.getPresence(command.identity).catch(() => null) : null;
+    if (owner?.nodeId === this.nodeId && this.drainedIdentities.has(command.identity)) {
+      owner = await this.awaitNewOwner(command.identity, command.deadline);
+    }
     if (!owner || owner.nodeId === this.nodeId || Date.now() >= command.deadline) {
       return { status: 'notConnected' };
     }
@@ -485,6 +604,7 @@ export class OcppClusterNode {
     const targets = [...this.registry.values()].filter(
       (connection) => !message.protocol || connection.protocol === message.protocol,
     );
+    this.metricsSink.broadcastFanout(targets.length);
     const results = await mapSettledBounded(targets, this.options.broadcastConcurrency, (connection) =>
       this.callLocal(connection, undefined, message.action, message.payload, message.deadline),
     );
@@ -543,15 +663,7 @@ export class OcppClusterNode {
       rateLimit: this.options.rateLimit === false ? null : this.options.rateLimit,
       onCall: (call) => {
         this.counters.received++;
-        return this.handlers.dispatch(call.payload, {
-          identity: info.identity,
-          protocol: info.protocol,
-          action: call.action,
-          messageId: call.id,
-          session: info.session,
-          nodeId: this.nodeId,
-          remoteAddress: info.remoteAddress,
-        });
+        return this.dispatchInbound(call, info);
       },
       onSend: (message) => {
         this.counters.received++;
@@ -574,10 +686,12 @@ export class OcppClusterNode {
       onClose: (code, reason) => this.onDisconnected(connection, code, reason),
       onProtocolProblem: () => {
         this.counters.badFrames++;
+        this.metricsSink.badFrame();
       },
       logger: this.logger,
     });
 
+    this.metricsSink.connectionOpened(info.protocol);
     const replaced = this.registry.set(connection);
     if (replaced) {
       this.logger.log(`${info.identity} connected again; closing its previous socket`);
@@ -589,9 +703,30 @@ export class OcppClusterNode {
       .catch((error) => this.logger.warn(`connect hook failed for ${info.identity}: ${String(error)}`));
   }
 
+  private async dispatchInbound(call: InboundCall, info: ConnectionInfo): Promise<Record<string, unknown>> {
+    try {
+      const reply = await this.handlers.dispatch(call.payload, {
+        identity: info.identity,
+        protocol: info.protocol,
+        action: call.action,
+        messageId: call.id,
+        session: info.session,
+        nodeId: this.nodeId,
+        remoteAddress: info.remoteAddress,
+      });
+      this.metricsSink.inboundCall(info.protocol, call.action, 'ok');
+      return reply;
+    } catch (error) {
+      const code = error instanceof OcppRpcError ? error.errorCode : 'InternalError';
+      this.metricsSink.inboundCall(info.protocol, call.action, code);
+      throw error;
+    }
+  }
+
   private async claimPresence(connection: LocalConnection): Promise<void> {
     try {
       const claim = await this.adapter.setPresence(connection.identity, connection.protocol, connection.connectedAt);
+      this.metricsSink.presenceOperation('claim', 'ok');
       connection.epoch = claim.record.epoch;
       if (this.registry.get(connection.identity) !== connection) {
         // Closed (or replaced) while the claim was in flight: undo our claim if still ours.
@@ -608,6 +743,7 @@ export class OcppClusterNode {
         });
       }
     } catch (error) {
+      this.metricsSink.presenceOperation('claim', 'error');
       // The transport re-registers local sockets (localPresence) once it is back.
       this.logger.warn(`presence claim for ${connection.identity} failed: ${String((error as Error)?.message ?? error)}`);
     }
@@ -615,10 +751,18 @@ export class OcppClusterNode {
 
   private onDisconnected(connection: LocalConnection, code: number, reason: string): void {
     const wasCurrent = this.registry.deleteIf(connection);
-    if (connection.epoch > 0) {
+    this.metricsSink.connectionClosed(connection.protocol);
+    // Drained sockets keep pointing here until they reconnect elsewhere, so commands for them
+    // come to us and wait for the new owner instead of failing as not connected.
+    const handedOver = this.drainedIdentities.has(connection.identity);
+    if (connection.epoch > 0 && !handedOver) {
       const removal = this.adapter
         .removePresence(connection.identity, connection.epoch)
-        .catch((error) => this.logger.warn(`presence removal for ${connection.identity} failed: ${String(error)}`))
+        .then(() => this.metricsSink.presenceOperation('remove', 'ok'))
+        .catch((error) => {
+          this.metricsSink.presenceOperation('remove', 'error');
+          this.logger.warn(`presence removal for ${connection.identity} failed: ${String(error)}`);
+        })
         .finally(() => this.presenceRemovals.delete(removal));
       this.presenceRemovals.add(removal);
     }
@@ -648,6 +792,14 @@ export class OcppClusterNode {
     };
   }
 }
+
+export interface DrainReport {
+  closed: number;
+  reconnectedElsewhere: number;
+  durationMs: number;
+}
+
+const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Marker: the command went on to another node, which will answer the caller itself. */
 const FORWARDED: CommandOutcome = { status: 'failed', errorCode: 'FORWARDED', message: 'forwarded' };

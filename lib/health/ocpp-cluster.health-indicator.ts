@@ -2,41 +2,76 @@ import { Inject, Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import type { HealthIndicatorResult } from '@nestjs/terminus';
 import type { OcppClusterNode } from '../cluster/ocpp-cluster-node.js';
-import { OCPP_CLUSTER_NODE } from '../ocpp-cluster.constants.js';
+import { OCPP_CLUSTER_NODE, OCPP_CLUSTER_RESOLVED_OPTIONS } from '../ocpp-cluster.constants.js';
+import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 
 /**
- * Terminus indicator. Reports `down` (never throws: a throw is an HTTP 500, not a 503).
+ * Terminus indicators for load balancers and orchestrators. Every path returns a result:
+ * a throw would be an HTTP 500, where an operator needs a 503 with the reason.
  */
 @Injectable()
 export class OcppClusterHealthIndicator {
   constructor(
     private readonly health: HealthIndicatorService,
     @Inject(OCPP_CLUSTER_NODE) private readonly node: OcppClusterNode,
+    @Inject(OCPP_CLUSTER_RESOLVED_OPTIONS) private readonly options: ResolvedOcppClusterOptions,
   ) {}
 
-  /** Ready to take charge points: transport healthy and not stopping. */
+  /**
+   * Readiness: every Redis connection answers within `health.pingTimeoutMs`, this node still
+   * holds its liveness key, its inbox consumer runs with lag under the thresholds (over
+   * `lagDegraded`: degraded, over `lagDown`: down), the gateway accepts, and it is not draining.
+   */
   async isReady(key = 'ocpp'): Promise<HealthIndicatorResult> {
     const indicator = this.health.check(key);
+    const { pingTimeoutMs, lagDegraded, lagDown } = this.options.health;
     try {
-      const metrics = await this.node.metrics();
+      const probe = await withTimeout(this.node.transport.probe(pingTimeoutMs), pingTimeoutMs * 2);
+      const acceptance = this.node.acceptance();
       const details = {
         nodeId: this.node.nodeId,
         transport: this.node.transport.name,
-        connections: metrics.localConnections,
-        inFlightRemoteCalls: metrics.inFlightRemoteCalls,
-        pendingMessages: metrics.redisConsumerLag.pendingMessages,
-        lag: metrics.redisConsumerLag.lag,
+        connections: this.node.connectionCounts(),
+        inFlightRemoteCalls: this.node.inFlightRemoteCalls,
+        lag: probe.consumerLag,
+        pending: probe.pendingMessages,
+        redis: probe.connections,
+        livenessHeld: probe.livenessHeld,
+        consumerRunning: probe.consumerRunning,
+        accepting: acceptance.ok,
       };
-      if (this.node.isStopping) return indicator.down({ ...details, reason: 'shutting down' });
-      if (!this.node.transport.isHealthy()) return indicator.down({ ...details, reason: 'cluster transport unavailable' });
+      const problems: string[] = [];
+      if (this.node.isStopping) problems.push('shutting down');
+      else if (this.node.isDraining) problems.push('draining');
+      for (const [name, connection] of Object.entries(probe.connections)) {
+        if (!connection.ok) problems.push(`${name}: ${connection.error ?? 'down'}`);
+      }
+      if (!probe.livenessHeld) problems.push('liveness key not held');
+      if (!probe.consumerRunning) problems.push('inbox consumer not running');
+      if (probe.consumerLag > lagDown) problems.push(`consumer lag ${probe.consumerLag} > ${lagDown}`);
+      if (!acceptance.ok && problems.length === 0) problems.push(`not accepting: ${acceptance.reason}`);
+      if (problems.length > 0) return indicator.down({ ...details, reason: problems.join('; ') });
+      if (probe.consumerLag > lagDegraded) {
+        return indicator.degraded({ ...details, reason: `consumer lag ${probe.consumerLag} > ${lagDegraded}` });
+      }
       return indicator.up(details);
     } catch (error) {
       return indicator.down({ nodeId: this.node.nodeId, reason: (error as Error)?.message ?? String(error) });
     }
   }
 
-  /** This process answers; never touches Redis, so a Redis blip cannot restart every node. */
+  /** Liveness: this process answers. Never touches Redis, so a Redis blip cannot restart every node. */
   isLive(key = 'ocpp-process'): HealthIndicatorResult {
     return this.health.check(key).up({ nodeId: this.node.nodeId, uptimeSeconds: Math.round(process.uptime()) });
   }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`transport probe did not answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

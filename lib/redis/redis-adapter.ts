@@ -7,11 +7,13 @@ import type {
   PresenceClaim,
   PresenceRecord,
   PresenceSnapshotSource,
+  TransportProbe,
 } from '../cluster/event-adapter.interface.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { ClusterUnavailableError, InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { Broadcaster } from './broadcaster.js';
+import { pingWithin } from './connection-probe.js';
 import { NODE_CLEANUP } from './lua-scripts.js';
 import { NodeLiveness, sleep } from './node-liveness.js';
 import { NodeTakeover } from './node-takeover.js';
@@ -605,6 +607,45 @@ export class RedisAdapter implements EventAdapterInterface {
     if (this.state !== 'connected' || !this.liveness?.isHeld) return false;
     if (this.consumer && !this.consumer.isRunning) return false;
     return this.driver.isHealthy() && this.pool.isHealthy();
+  }
+
+  /**
+   * Readiness: every writer and the subscriber answer PING within `timeoutMs`; the blocking
+   * reader (which sits in XREADGROUP BLOCK, so a PING would queue behind it) counts as up while
+   * ready and its reads keep returning; the liveness key is still ours; the consumer runs.
+   */
+  async probe(timeoutMs: number): Promise<TransportProbe> {
+    const connections: TransportProbe['connections'] = {};
+    const pings: Promise<void>[] = this.pool.drivers.map(async (driver, index) => {
+      connections[index === 0 ? 'writer' : `writer-${index}`] = await pingWithin(driver.writer, timeoutMs);
+    });
+    if (this.broadcaster.activeSubscriptions > 0) {
+      pings.push(
+        pingWithin(this.driver.subscriber, timeoutMs).then((result) => {
+          connections.subscriber = result;
+        }),
+      );
+    }
+    await Promise.all(pings);
+    const consumer = this.consumer;
+    if (consumer) {
+      const blocking = this.driver.blocking;
+      const sinceRead = Date.now() - consumer.lastReadAt;
+      connections.blocking =
+        blocking.status !== 'ready'
+          ? { ok: false, rttMs: null, error: `connection ${blocking.status}` }
+          : sinceRead > consumer.blockTimeMs + timeoutMs
+            ? { ok: false, rttMs: null, error: `no read returned for ${sinceRead} ms` }
+            : { ok: true, rttMs: null };
+    }
+    const metrics = await this.metrics();
+    return {
+      connections,
+      livenessHeld: this.state === 'connected' && (this.liveness?.isHeld ?? false),
+      consumerRunning: consumer?.isRunning ?? false,
+      consumerLag: metrics.consumerLag,
+      pendingMessages: metrics.pendingMessages,
+    };
   }
 
   async metrics(): Promise<AdapterMetrics> {

@@ -6,6 +6,8 @@ import { decodeEntryFields, entriesOf, pairsOf, type StreamEntry } from './strea
 
 /** How many handled entry ids are remembered to skip duplicates on a pending re-read. */
 const HANDLED_MEMORY = 20_000;
+/** Acknowledged history is trimmed at most this often. */
+const TRIM_INTERVAL_MS = 1000;
 
 export interface StreamConsumerOptions {
   streamKey: string;
@@ -64,9 +66,15 @@ export class StreamConsumer {
   private readonly handled = new Set<string>();
   private ackTimer: NodeJS.Timeout | null = null;
   private ackFlushing: Promise<void> = Promise.resolve();
+  /** Id of the newest entry read with `>`: everything after it is unread. */
+  private lastReadId: string | null = null;
+  private lastTrimAt = 0;
+  private trimTimer: NodeJS.Timeout | null = null;
   private readerId: number | null = null;
   private detachReader: () => void = () => undefined;
 
+  /** When a read last returned (health: the blocking connection is really serving reads). */
+  lastReadAt = 0;
   /** Messages handed to the handler. */
   received = 0;
   acked = 0;
@@ -85,6 +93,11 @@ export class StreamConsumer {
 
   get isRunning(): boolean {
     return this.running;
+  }
+
+  /** The longest a healthy reader goes without a read returning (one BLOCK). */
+  get blockTimeMs(): number {
+    return this.blockMs;
   }
 
   get inFlightCount(): number {
@@ -114,9 +127,11 @@ export class StreamConsumer {
     await withTimeout(this.loopDone, this.blockMs + 1000);
     const deadline = Date.now() + drainMs;
     while (this.inFlight.size > 0 && Date.now() < deadline) {
-      await Promise.race([new Promise<void>((resolve) => this.settled.add(resolve)), sleep(Math.max(1, deadline - Date.now()))]);
+      await withTimeout(new Promise<void>((resolve) => this.settled.add(resolve)), Math.max(1, deadline - Date.now()));
     }
     await this.flushAcks();
+    if (this.trimTimer) clearTimeout(this.trimTimer);
+    this.trimTimer = null;
     this.detachReader();
   }
 
@@ -128,6 +143,8 @@ export class StreamConsumer {
     this.handled.clear();
     if (this.ackTimer) clearTimeout(this.ackTimer);
     this.ackTimer = null;
+    if (this.trimTimer) clearTimeout(this.trimTimer);
+    this.trimTimer = null;
     this.wakeAll();
     this.detachReader();
   }
@@ -195,6 +212,7 @@ export class StreamConsumer {
     let backoffMs = 50;
     while (this.running) {
       if (this.inFlight.size >= this.maxInFlight) {
+        this.lastReadAt = Date.now(); // backpressure, not a stuck reader
         await new Promise<void>((resolve) => this.settled.add(resolve));
         continue;
       }
@@ -203,6 +221,7 @@ export class StreamConsumer {
       let entries: StreamEntry[];
       try {
         entries = entriesOf(await this.read(cursor, count));
+        this.lastReadAt = Date.now();
         backoffMs = 50;
       } catch (error) {
         if (!this.running) break;
@@ -210,7 +229,11 @@ export class StreamConsumer {
         const message = (error as Error).message ?? String(error);
         if (message.startsWith('NOGROUP')) {
           // The stream (and its group) vanished: Redis restarted without persistence, or it expired.
-          await this.ensureGroup().catch(() => undefined);
+          const recreated = await this.ensureGroup().then(
+            () => true,
+            () => false,
+          );
+          if (!recreated) await sleep(backoffMs);
           continue;
         }
         this.options.logger.debug?.(`reading ${this.options.streamKey} failed: ${message}`);
@@ -223,6 +246,8 @@ export class StreamConsumer {
       if (this.aborted) break;
       if (cursor !== null && this.pendingCursor === cursor) {
         this.pendingCursor = entries.length === 0 ? null : entries[entries.length - 1].id;
+      } else if (cursor === null && entries.length > 0) {
+        this.lastReadId = entries[entries.length - 1].id;
       }
       for (const entry of entries) this.dispatch(entry);
     }
@@ -302,6 +327,7 @@ export class StreamConsumer {
       try {
         await this.options.writer().xack(this.options.streamKey, this.options.group, ...ids);
         this.acked += ids.length;
+        this.scheduleTrim();
       } catch (error) {
         // Once stopped, unacknowledged entries stay pending: the next start re-reads them.
         if (this.aborted || !this.running) return;
@@ -311,6 +337,35 @@ export class StreamConsumer {
       }
     });
     return this.ackFlushing;
+  }
+
+  /**
+   * Trims the acknowledged history off the stream (XTRIM MINID ~ <oldest entry still needed>),
+   * so `MAXLEN ~ streamMaxLen` on the producers only ever bites on a real backlog. Entries in
+   * flight, awaiting their XACK or not yet read are never trimmed; neither is anything while
+   * our own pending entries are being re-read.
+   */
+  private scheduleTrim(): void {
+    if (this.trimTimer || this.aborted) return;
+    const delay = Math.max(0, this.lastTrimAt + TRIM_INTERVAL_MS - Date.now());
+    this.trimTimer = setTimeout(() => {
+      this.trimTimer = null;
+      void this.trim();
+    }, delay);
+    this.trimTimer.unref();
+  }
+
+  private async trim(): Promise<void> {
+    if (this.pendingCursor !== null || this.lastReadId === null || this.aborted || !this.running) return;
+    this.lastTrimAt = Date.now();
+    let threshold = nextStreamId(this.lastReadId);
+    for (const id of this.inFlight) if (compareStreamIds(id, threshold) < 0) threshold = id;
+    for (const id of this.ackQueue) if (compareStreamIds(id, threshold) < 0) threshold = id;
+    try {
+      await this.options.writer().xtrim(this.options.streamKey, 'MINID', '~', threshold);
+    } catch (error) {
+      this.options.logger.debug?.(`XTRIM on ${this.options.streamKey} failed: ${(error as Error).message}`);
+    }
   }
 
   /** Ends a blocked XREADGROUP at once (CLIENT UNBLOCK) instead of waiting out its BLOCK. */
@@ -347,6 +402,23 @@ export class StreamConsumer {
       this.readerId = null;
     }
   }
+}
+
+function parseStreamId(id: string): [number, number] {
+  const dash = id.indexOf('-');
+  return dash === -1 ? [Number(id), 0] : [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
+}
+
+export function compareStreamIds(a: string, b: string): number {
+  const [am, as] = parseStreamId(a);
+  const [bm, bs] = parseStreamId(b);
+  return am !== bm ? am - bm : as - bs;
+}
+
+/** The smallest id after `id` (XTRIM MINID keeps entries >= it). */
+export function nextStreamId(id: string): string {
+  const [ms, seq] = parseStreamId(id);
+  return `${ms}-${seq + 1}`;
 }
 
 /** Resolves with the promise's value, or undefined after `ms` (the promise keeps running). */

@@ -4,7 +4,7 @@ import { MESSAGE_FIELD } from './redis-keys.js';
 
 /**
  * What a node inbox entry holds, and how it gets there: one field (`m`) with the JSON message.
- * Appending trims the stream (`MAXLEN ~`) and renews its TTL in the same transaction, so an
+ * Appending trims the stream (`MAXLEN ~`) and renews its TTL in the same pipeline, so an
  * inbox nobody reads any more cannot outlive `streamTtlSeconds`.
  */
 
@@ -38,15 +38,20 @@ export function decodeEntryFields(fields: unknown): ClusterMessage | null {
 }
 
 export interface StreamLimits {
-  /** Approximate cap on entries kept (`XADD MAXLEN ~`). */
+  /**
+   * Approximate cap on entries kept (`XADD MAXLEN ~`). The reader trims acknowledged history
+   * itself, so in practice this caps a node's unread backlog.
+   */
   maxLen: number;
   /** TTL renewed on every append. */
   ttlMs: number;
 }
 
 /**
- * Appends messages to one stream in one MULTI (XADD ... then PEXPIRE; one slot). Resolves
- * with the entry ids.
+ * Appends messages to one stream in one pipeline (XADD ... then PEXPIRE; one slot, so valid on
+ * Redis Cluster). Resolves with the entry ids. The cap grows by the batch size, so a batch never
+ * trims its own entries. A pipeline rather than MULTI: half the commands, and a PEXPIRE that
+ * failed alone is redone by the next append or the owner's heartbeat.
  */
 export async function appendToStream(
   client: RedisClient,
@@ -55,13 +60,14 @@ export async function appendToStream(
   limits: StreamLimits,
 ): Promise<string[]> {
   if (messages.length === 0) return [];
-  const transaction = client.multi();
+  const transaction = client.pipeline();
+  const maxLen = limits.maxLen + messages.length - 1;
   for (const message of messages) {
-    transaction.xadd(streamKey, 'MAXLEN', '~', limits.maxLen, '*', MESSAGE_FIELD, encodeMessage(message));
+    transaction.xadd(streamKey, 'MAXLEN', '~', maxLen, '*', MESSAGE_FIELD, encodeMessage(message));
   }
   transaction.pexpire(streamKey, limits.ttlMs);
   const replies = await transaction.exec();
-  if (!replies) throw new Error(`transaction on ${streamKey} was aborted`);
+  if (!replies) throw new Error(`pipeline on ${streamKey} got no replies`);
   const ids: string[] = [];
   for (let i = 0; i < messages.length; i++) {
     const [error, id] = replies[i] ?? [new Error('no reply'), null];

@@ -147,8 +147,13 @@ describe('cluster over Redis (separate node processes)', () => {
   });
 
   it('after a Redis restart presence comes back whole and never points at a stale owner', async () => {
-    // X-MOVED holds a socket on A; while Redis is down it connects again on B (the old socket stays
-    // open from A's point of view). When Redis returns both nodes re-register: B, the newer, must win.
+    // The ocpp-ws-io scenario: X-MOVED holds a socket on A with a high epoch; Redis restarts empty;
+    // X-MOVED connects again on B as soon as B takes upgrades (its old socket on A still looks open).
+    // When A re-registers its sockets, it must not take X-MOVED back from B.
+    for (let i = 0; i < 3; i++) {
+      const churn = await charger(a, 'X-MOVED');
+      await churn.close();
+    }
     const onA = await charger(a, 'X-MOVED');
     const staleClosed = new Promise<{ code: number }>((resolve) => onA.once('close', resolve));
     await charger(a, 'X-STAY-A');
@@ -157,10 +162,19 @@ describe('cluster over Redis (separate node processes)', () => {
     await waitFor(async () => (await ownerOf(b, 'X-MOVED')) === 'node-a', 'X-MOVED on A');
 
     await redis.stop();
-    const onB = await charger(b, 'X-MOVED');
-    onB.handle('Reset', () => ({ status: 'Accepted' }));
-    await sleep(500);
-    await redis.start();
+    try {
+      // While Redis is away, new upgrades are refused (503) so charge points go to healthy nodes.
+      await expect(connectedChargePoint(b.wsUrl, 'X-DURING-OUTAGE')).rejects.toThrow(/Service Unavailable|503/);
+    } finally {
+      await redis.start();
+    }
+    let onB: RpcClient | undefined;
+    await waitFor(async () => {
+      onB = await connectedChargePoint(b.wsUrl, 'X-MOVED').catch(() => undefined);
+      return onB !== undefined;
+    }, 'node B to take upgrades again', { timeoutMs: 20_000 });
+    clients.push(onB!);
+    onB!.handle('Reset', () => ({ status: 'Accepted' }));
 
     for (const csms of [a, b]) {
       await waitFor(
@@ -178,7 +192,7 @@ describe('cluster over Redis (separate node processes)', () => {
     // And it stays that way (ocpp-ws-io flips back to the stale owner for ~100 s).
     await sleep(2_500);
     expect(await ownerOf(a, 'X-MOVED')).toBe('node-b');
-  });
+  }, 60_000);
 
   it('a second live process with the same node id refuses to start', async () => {
     await expect(CsmsProcess.start('node-a', { ...NODE_ENV, REDIS_URL: redis.url })).rejects.toThrow(/node-a.*(held|live|in use)/is);

@@ -95,9 +95,9 @@ describe('node inbox (stream consumer)', () => {
     expect((await a.adapter.metrics()).expiredDropped).toBe(1);
   });
 
-  it('trims with MAXLEN ~ and renews the stream TTL in the same transaction', async () => {
+  it('trims with MAXLEN ~ and renews the stream TTL in the same pipeline', async () => {
     const messages: ClusterMessage[] = Array.from({ length: 300 }, (_, i) => command('S', `CP${i}`));
-    await appendToStream(redis, 's', messages, { maxLen: 100, ttlMs: 60_000 });
+    for (const message of messages) await appendToStream(redis, 's', [message], { maxLen: 100, ttlMs: 60_000 });
     expect(await redis.xlen('s')).toBeLessThan(300);
     expect(await redis.xlen('s')).toBeGreaterThanOrEqual(100);
     expect(await redis.pttl('s')).toBeGreaterThan(50_000);
@@ -135,5 +135,37 @@ describe('node inbox (stream consumer)', () => {
       hold.open();
       await consumer.stop();
     }
+  });
+});
+
+describe('node inbox size', () => {
+  let server: RedisServer;
+  let redis: Redis;
+  const nodes: TestNode[] = [];
+  const keys = new RedisKeys();
+
+  beforeAll(async () => {
+    server = await startRedisServer();
+    redis = new Redis(server.port);
+    redis.on('error', () => undefined);
+  });
+
+  afterAll(async () => {
+    await Promise.all(nodes.splice(0).map((node) => node.adapter.disconnect()));
+    redis?.disconnect();
+    await stopAllRedisServers();
+  });
+
+  it('trims acknowledged history, and a batch larger than streamMaxLen arrives whole', async () => {
+    const sender = await startNode(server.url, 'S', { streamMaxLen: 100 });
+    const a = await startNode(server.url, 'A', { streamMaxLen: 100 });
+    nodes.push(sender, a);
+    const batch = Array.from({ length: 1500 }, (_, i) => ({ channel: 'node:A', message: command('S', `CP${i}`) }));
+    await sender.adapter.publishBatch(batch);
+    await waitFor('all 1500 handled', () => a.inbox.messages.length === 1500);
+    expect(a.inbox.messages).toEqual(batch.map((entry) => entry.message));
+    await waitFor('history trimmed', async () => (await redis.xlen(keys.stream('A'))) < 200);
+    const metrics = await a.adapter.metrics();
+    expect(metrics).toMatchObject({ pendingMessages: 0, consumerLag: 0, received: 1500 });
   });
 });
