@@ -203,7 +203,12 @@ export class OcppClusterNode {
     await Promise.all(
       connections.map(async (connection) => {
         await delay(Math.random() * windowMs);
+        // New calls now wait for the charge point's next node; the ones on this socket finish first.
         this.drainedIdentities.add(connection.identity);
+        const idleBy = Date.now() + this.options.callTimeoutMs;
+        while ((connection.rpc.inFlightCall !== null || connection.rpc.queuedCalls > 0) && Date.now() < idleBy) {
+          await delay(20);
+        }
         await connection.rpc.close(1012, 'service restart').catch(() => undefined);
       }),
     );
@@ -251,7 +256,7 @@ export class OcppClusterNode {
     const started = performance.now();
     const deadline = Date.now() + timeoutMs;
     this.counters.sent++;
-    const local = this.registry.get(identity);
+    const local = this.servingConnection(identity);
     const route = local ? 'local' : 'remote';
     try {
       const result = local
@@ -275,7 +280,7 @@ export class OcppClusterNode {
     if (this.stopping) throw new NodeShuttingDownError();
     const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
     const deadline = Date.now() + timeoutMs;
-    const local = this.registry.get(identity);
+    const local = this.servingConnection(identity);
     if (local) {
       local.rpc.sendMessage(action, payload);
       return;
@@ -345,7 +350,7 @@ export class OcppClusterNode {
     const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
     const deadline = Date.now() + timeoutMs;
     const unique = [...new Set(identities)];
-    const remoteIdentities = unique.filter((identity) => !this.registry.has(identity));
+    const remoteIdentities = unique.filter((identity) => !this.servingConnection(identity));
     const owners = remoteIdentities.length > 0 ? await this.adapter.getPresenceBatch(remoteIdentities) : new Map();
     const batch: { channel: string; message: ClusterMessage }[] = [];
     // Each promise settles into an outcome at once, so none is ever an unhandled rejection.
@@ -360,12 +365,16 @@ export class OcppClusterNode {
       );
 
     for (const identity of unique) {
-      const local = this.registry.get(identity);
+      const local = this.servingConnection(identity);
       if (local) {
         track(identity, this.callLocal(local, undefined, action, payload, deadline));
         continue;
       }
       const owner: PresenceRecord | undefined = owners.get(identity);
+      if (owner?.nodeId === this.nodeId && this.drainedIdentities.has(identity)) {
+        track(identity, this.callRemote(identity, undefined, action, payload, timeoutMs, deadline));
+        continue;
+      }
       if (!owner || owner.nodeId === this.nodeId) {
         outcomes.set(identity, Promise.resolve({ identity, status: 'rejected', error: new NotConnectedError(identity) }));
         continue;
@@ -383,6 +392,12 @@ export class OcppClusterNode {
       });
     }
     return Promise.all(outcomes.values());
+  }
+
+  /** The local socket that takes new calls for `identity` (none once it is being handed over). */
+  private servingConnection(identity: string): LocalConnection | undefined {
+    if (this.drainedIdentities.size > 0 && this.drainedIdentities.has(identity)) return undefined;
+    return this.registry.get(identity);
   }
 
   isConnectedLocally(identity: string): boolean {
@@ -559,7 +574,7 @@ export class OcppClusterNode {
 
   private runCommand(command: CommandEnvelope): Promise<CommandOutcome> {
     if (Date.now() >= command.deadline) return Promise.resolve({ status: 'timeout', sent: false });
-    const connection = this.registry.get(command.identity);
+    const connection = this.servingConnection(command.identity);
     if (!connection) return this.forwardOrGiveUp(command);
     if (command.fireAndForget) {
       try {

@@ -638,7 +638,9 @@ export class RedisAdapter implements EventAdapterInterface {
             ? { ok: false, rttMs: null, error: `no read returned for ${sinceRead} ms` }
             : { ok: true, rttMs: null };
     }
-    const metrics = await this.metrics();
+    // Lag and pending need Redis; with a writer down, report the last values read instead of waiting.
+    const writerUp = Object.values(connections).every((connection) => connection.ok);
+    const metrics = writerUp ? await this.metrics() : { consumerLag: this.lastMetrics.lag, pendingMessages: this.lastMetrics.pending };
     return {
       connections,
       livenessHeld: this.state === 'connected' && (this.liveness?.isHeld ?? false),

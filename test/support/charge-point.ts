@@ -26,6 +26,8 @@ export interface ChargePointOptions {
   strictMode?: boolean;
   reconnect?: boolean;
   callTimeoutMs?: number;
+  /** Reconnect backoff (ocpp-rpc's `backoff` option), for reconnect tests. */
+  backoff?: { initialDelay: number; maxDelay: number; factor?: number; randomisationFactor?: number };
 }
 
 /** An ocpp-rpc charge point, not yet connected. */
@@ -39,6 +41,7 @@ export function chargePoint(endpoint: string, identity: string, options: ChargeP
     reconnect: options.reconnect ?? false,
     callTimeoutMs: options.callTimeoutMs ?? 10_000,
     pingIntervalMs: 0,
+    ...(options.backoff ? { backoff: { factor: 2, randomisationFactor: 0.25, ...options.backoff } } : {}),
   });
 }
 

@@ -9,7 +9,7 @@ const SAMPLE_MAIN = fileURLToPath(new URL('../../dist/sample/main.js', import.me
 /** A sample CSMS node in its own process (built by `npm run build:sample` before the tests). */
 export class CsmsProcess {
   readonly output: string[] = [];
-  private exited: Promise<number | null>;
+  readonly exited: Promise<number | null>;
   private constructor(
     readonly nodeId: string,
     private readonly child: ChildProcess,

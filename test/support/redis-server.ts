@@ -134,50 +134,278 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   return server;
 }
 
-export interface RedisClusterHandle {
-  servers: RedisServer[];
-  /** host:port of every master. */
-  nodes: Array<{ host: string; port: number }>;
-  stop(): Promise<void>;
+export interface RedisClusterOptions {
+  /** Masters (default 3). */
+  masters?: number;
+  /** Replicas per master (default 0). */
+  replicas?: number;
+  /** `cluster-node-timeout` (default 1000 with replicas, 2000 without): how soon a dead master fails over. */
+  nodeTimeoutMs?: number;
+  /** Extra redis-server arguments for every node. */
+  args?: string[];
+}
+
+/** One line of CLUSTER NODES. */
+export interface ClusterNodeInfo {
+  id: string;
+  port: number;
+  flags: string[];
+  /** Master id of a replica, null for a master. */
+  masterId: string | null;
+  /** Slot ranges `[first, last]` a master serves. */
+  slots: Array<[number, number]>;
+}
+
+const CLUSTER_READY_TIMEOUT_MS = 30_000;
+
+/**
+ * A real Redis Cluster of `masters` masters with `replicas` replicas each, every node a
+ * {@link RedisServer} in its own temp dir (no persistence; `nodes.conf` survives restarts,
+ * so a restarted node rejoins with its old identity and comes back empty).
+ */
+export class RedisClusterHandle {
+  constructor(readonly servers: RedisServer[]) {}
+
+  /** host:port of every node started (seed nodes for a client). */
+  get nodes(): Array<{ host: string; port: number }> {
+    return this.servers.map((server) => ({ host: '127.0.0.1', port: server.port }));
+  }
+
+  /** `host:port,host:port,...` as REDIS_CLUSTER_NODES takes it. */
+  get nodeList(): string {
+    return this.nodes.map(({ host, port }) => `${host}:${port}`).join(',');
+  }
+
+  get running(): RedisServer[] {
+    return this.servers.filter((server) => server.isRunning);
+  }
+
+  serverOnPort(port: number): RedisServer {
+    const server = this.servers.find((candidate) => candidate.port === port);
+    if (!server) throw new Error(`no cluster node on port ${port}`);
+    return server;
+  }
+
+  /** CLUSTER NODES as one live node sees it (connected nodes only, failed ones flagged). */
+  topology(from: RedisServer = this.running[0]): ClusterNodeInfo[] {
+    return from
+      .cli('CLUSTER', 'NODES')
+      .split('\n')
+      .filter((line) => line.trim().length > 0)
+      .map((line) => {
+        const [id, address, flags, master, , , , , ...slots] = line.trim().split(' ');
+        const port = Number(/:(\d+)@/.exec(address)?.[1]);
+        return {
+          id,
+          port,
+          flags: flags.split(','),
+          masterId: master === '-' ? null : master,
+          slots: slots
+            .filter((slot) => !slot.startsWith('['))
+            .map((slot) => {
+              const [first, last] = slot.split('-').map(Number);
+              return [first, last ?? first] as [number, number];
+            }),
+        };
+      });
+  }
+
+  /** The running master that serves `slot`. */
+  masterOf(slot: number): RedisServer {
+    const owner = this.topology().find(
+      (node) => node.flags.includes('master') && !node.flags.includes('fail') && node.slots.some(([a, b]) => slot >= a && slot <= b),
+    );
+    if (!owner) throw new Error(`no master serves slot ${slot}`);
+    return this.serverOnPort(owner.port);
+  }
+
+  nodeId(server: RedisServer): string {
+    return server.cli('CLUSTER', 'MYID');
+  }
+
+  /** Running replicas of `master`. */
+  replicasOf(master: RedisServer): RedisServer[] {
+    const id = this.nodeId(master);
+    return this.topology()
+      .filter((node) => node.masterId === id && !node.flags.includes('fail'))
+      .map((node) => this.serverOnPort(node.port))
+      .filter((server) => server.isRunning);
+  }
+
+  /**
+   * Until every running node says `cluster_state:ok`, every slot has a running master, every
+   * running node agrees on who serves which slots, and (when `replicated`) every running
+   * replica's link to its master is up.
+   */
+  async waitUntilHealthy({ timeoutMs = CLUSTER_READY_TIMEOUT_MS, replicated = true } = {}): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let problem = '';
+    for (;;) {
+      problem = this.healthProblem(replicated);
+      if (!problem) return;
+      if (Date.now() > deadline) throw new Error(`cluster not healthy within ${timeoutMs} ms: ${problem}`);
+      await sleep(100);
+    }
+  }
+
+  private healthProblem(replicated: boolean): string {
+    const running = this.running;
+    const views: string[] = [];
+    for (const server of running) {
+      let info: string;
+      try {
+        info = server.cli('CLUSTER', 'INFO');
+      } catch (error) {
+        return `${server.port}: ${(error as Error).message}`;
+      }
+      if (!info.includes('cluster_state:ok')) return `${server.port} is not ok`;
+      const topology = this.topology(server);
+      const masters = topology
+        .filter((node) => node.flags.includes('master') && node.slots.length > 0)
+        .map((node) => {
+          if (node.flags.includes('fail') || node.flags.includes('fail?')) return `failed master ${node.port}`;
+          if (!running.some((live) => live.port === node.port)) return `stopped master ${node.port}`;
+          return `${node.port}:${node.slots.map((range) => range.join('-')).join(',')}`;
+        })
+        .sort();
+      views.push(masters.join(' '));
+      if (replicated && topology.find((node) => node.flags.includes('myself'))?.masterId) {
+        if (!server.cli('INFO', 'replication').includes('master_link_status:up')) return `replica ${server.port} not in sync`;
+      }
+    }
+    if (views.some((view) => view.includes('master'))) return views.find((view) => view.includes('master'))!;
+    if (new Set(views).size > 1) return `nodes disagree: ${[...new Set(views)].join(' | ')}`;
+    return '';
+  }
+
+  /**
+   * SIGKILLs a master and waits until one of its replicas serves its slots and the cluster
+   * is ok again. Returns the promoted replica.
+   */
+  async killMaster(master: RedisServer, { timeoutMs = CLUSTER_READY_TIMEOUT_MS } = {}): Promise<RedisServer> {
+    const replicas = this.replicasOf(master);
+    if (replicas.length === 0) throw new Error(`master ${master.port} has no replica to fail over to`);
+    await master.kill9();
+    await this.waitUntilHealthy({ timeoutMs, replicated: false });
+    const promoted = replicas.find((replica) => this.topology().some((node) => node.port === replica.port && node.flags.includes('master')));
+    if (!promoted) throw new Error(`no replica of ${master.port} was promoted`);
+    return promoted;
+  }
+
+  /** Starts a stopped node again (empty); an old master rejoins as a replica of its successor. */
+  async restartNode(server: RedisServer): Promise<void> {
+    await server.start();
+    await this.waitUntilHealthy();
+  }
+
+  /** Every node down, then up again empty (nodes.conf kept): the operator's "Redis restarted". */
+  async restartAll(): Promise<void> {
+    await this.stopAll();
+    await this.startAll();
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.servers.map((server) => server.stop()));
+  }
+
+  async startAll(): Promise<void> {
+    await Promise.all(this.servers.map((server) => server.start()));
+    await this.waitUntilHealthy();
+  }
+
+  /**
+   * Moves `slots` to `target` with the CLUSTER SETSLOT sequence, one slot at a time:
+   * IMPORTING on the target, MIGRATING on the source, keys moved in small MIGRATE batches
+   * (with `pauseMs` between batches, so that clients meet ASK and TRYAGAIN), then NODE on
+   * every master. The slots stay usable throughout.
+   */
+  async migrateSlots(slots: readonly number[], target: RedisServer, { pauseMs = 20, keysPerBatch = 2 } = {}): Promise<void> {
+    const targetId = this.nodeId(target);
+    for (const slot of slots) {
+      const source = this.masterOf(slot);
+      if (source === target) continue;
+      const sourceId = this.nodeId(source);
+      target.cli('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', sourceId);
+      source.cli('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', targetId);
+      for (;;) {
+        const keys = source.cli('CLUSTER', 'GETKEYSINSLOT', String(slot), String(keysPerBatch)).split('\n').filter(Boolean);
+        if (keys.length === 0) break;
+        source.cli('MIGRATE', '127.0.0.1', String(target.port), '', '0', '5000', 'REPLACE', 'KEYS', ...keys);
+        await sleep(pauseMs);
+      }
+      for (const master of this.running.filter((server) => this.topology().some((node) => node.port === server.port && node.flags.includes('master')))) {
+        master.cli('CLUSTER', 'SETSLOT', String(slot), 'NODE', targetId);
+      }
+    }
+    await this.waitUntilHealthy();
+  }
+
+  /** `redis-cli --cluster reshard`: moves `count` slots from `source` to `target`, as an operator would. */
+  reshard(source: RedisServer, target: RedisServer, count: number): void {
+    const result = spawnSync(
+      'redis-cli',
+      [
+        '--cluster', 'reshard', `127.0.0.1:${source.port}`,
+        '--cluster-from', this.nodeId(source),
+        '--cluster-to', this.nodeId(target),
+        '--cluster-slots', String(count),
+        '--cluster-yes',
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    if (result.status !== 0) throw new Error(`redis-cli --cluster reshard failed:\n${result.stdout}\n${result.stderr}`);
+  }
+
+  async stop(): Promise<void> {
+    await this.stopAll();
+    for (const server of this.servers) server.cleanup();
+  }
 }
 
 /**
- * Three masters (`--cluster-enabled yes`) joined with `redis-cli --cluster create
- * --cluster-replicas 0 --cluster-yes`; resolves once CLUSTER INFO says ok on every node.
+ * Starts `masters` × (1 + `replicas`) nodes with `--cluster-enabled yes` on free ports and
+ * joins them with `redis-cli --cluster create ... --cluster-replicas <n> --cluster-yes`;
+ * resolves once the cluster is healthy (every node ok, every replica in sync).
  */
-export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle> {
+export async function startRedisCluster(options: number | RedisClusterOptions = 3): Promise<RedisClusterHandle> {
+  const { masters = 3, replicas = 0, nodeTimeoutMs, args = [] } = typeof options === 'number' ? { masters: options } : options;
+  const timeout = nodeTimeoutMs ?? (replicas > 0 ? 1000 : 2000);
   const servers: RedisServer[] = [];
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
       // The cluster bus listens on port + 10000: both must be free.
       const port = await freePort((candidate) => candidate + 10_000 < 65_536);
-      const server = new RedisServer(port, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000']);
+      const server = new RedisServer(port, [
+        '--cluster-enabled', 'yes',
+        '--cluster-config-file', 'nodes.conf',
+        '--cluster-node-timeout', String(timeout),
+        // A replica may take over however long its link was down (tests kill and restart freely).
+        '--cluster-replica-validity-factor', '0',
+        // A stopping master does not wait for its replicas (the default waits up to 10 s).
+        '--shutdown-timeout', '0',
+        ...args,
+      ]);
       servers.push(server);
       await server.start();
     }
     const create = spawnSync(
       'redis-cli',
-      ['--cluster', 'create', ...servers.map((server) => `127.0.0.1:${server.port}`), '--cluster-replicas', '0', '--cluster-yes'],
-      { encoding: 'utf8', timeout: 30_000 },
+      [
+        '--cluster', 'create', ...servers.map((server) => `127.0.0.1:${server.port}`),
+        '--cluster-replicas', String(replicas),
+        '--cluster-yes',
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
     );
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${create.stdout}\n${create.stderr}`);
-    const deadline = Date.now() + 20_000;
-    while (!servers.every((server) => server.cli('CLUSTER', 'INFO').includes('cluster_state:ok'))) {
-      if (Date.now() > deadline) throw new Error('cluster did not reach cluster_state:ok in 20 s');
-      await sleep(100);
-    }
+    const cluster = new RedisClusterHandle(servers);
+    await cluster.waitUntilHealthy();
+    return cluster;
   } catch (error) {
     await Promise.all(servers.map((server) => server.stop()));
+    for (const server of servers) server.cleanup();
     throw error;
   }
-  return {
-    servers,
-    nodes: servers.map((server) => ({ host: '127.0.0.1', port: server.port })),
-    stop: async () => {
-      await Promise.all(servers.map((server) => server.stop()));
-      for (const server of servers) server.cleanup();
-    },
-  };
 }
 
 /** Stops every server this process started (by pid). For afterAll. */
