@@ -36,7 +36,7 @@ export class OcppClusterService {
    */
   sendToClient(identity: string, action: string, payload: Payload, options?: SendOptions): Promise<Payload>;
   sendToClient(identity: string, protocol: OcppProtocol, action: string, payload: Payload, options?: SendOptions): Promise<Payload>;
-  sendToClient(identity: string, ...rest: unknown[]): Promise<Payload> {
+  async sendToClient(identity: string, ...rest: unknown[]): Promise<Payload> {
     const call = parseCallArguments(rest);
     return this.node.sendToClient(identity, call.protocol, call.action, call.payload, call.options);
   }

@@ -1,6 +1,8 @@
 import { HttpException, HttpStatus } from '@nestjs/common';
 import {
   ClusterUnavailableError,
+  ConnectionClosedError,
+  InvalidOptionsError,
   NodeShuttingDownError,
   NotConnectedError,
   OcppCallError,
@@ -12,7 +14,7 @@ import {
 
 /** Maps the library's typed errors to the sample API's HTTP answers. */
 export function httpErrorFor(error: unknown): HttpException {
-  if (error instanceof NotConnectedError) {
+  if (error instanceof NotConnectedError || error instanceof ConnectionClosedError) {
     return new HttpException({ error: 'NotConnected', message: error.message }, HttpStatus.NOT_FOUND);
   }
   if (error instanceof OcppTimeoutError) {
@@ -50,6 +52,9 @@ export function httpErrorFor(error: unknown): HttpException {
   }
   if (error instanceof ClusterUnavailableError || error instanceof NodeShuttingDownError) {
     return new HttpException({ error: 'Unavailable', message: error.message }, HttpStatus.SERVICE_UNAVAILABLE);
+  }
+  if (error instanceof InvalidOptionsError) {
+    return new HttpException({ error: 'BadRequest', message: error.message }, HttpStatus.BAD_REQUEST);
   }
   return new HttpException({ error: 'InternalError' }, HttpStatus.INTERNAL_SERVER_ERROR);
 }

@@ -32,7 +32,9 @@ export class ChargersController {
 
   @Get('chargers/:identity')
   async get(@Param('identity') identity: string): Promise<ChargerInfo> {
-    const charger = await this.ocpp.getPresence(identity);
+    const charger = await this.ocpp.getPresence(identity).catch((error) => {
+      throw httpErrorFor(error);
+    });
     if (!charger) throw new NotFoundException({ error: 'NotConnected', identity });
     return charger;
   }
@@ -80,8 +82,9 @@ export class ChargersController {
     if (!Array.isArray(identities) || identities.some((identity) => typeof identity !== 'string')) {
       throw new BadRequestException({ error: 'BadRequest', message: 'identities must be an array of strings' });
     }
-    const outcomes = await this.ocpp.broadcastBatch(identities, action, requirePayload(payload ?? {}), {
-      timeoutMs: parseTimeout(timeoutMs),
+    const options = { timeoutMs: parseTimeout(timeoutMs) };
+    const outcomes = await this.ocpp.broadcastBatch(identities, action, requirePayload(payload ?? {}), options).catch((error) => {
+      throw httpErrorFor(error);
     });
     return outcomes.map((outcome) =>
       outcome.status === 'fulfilled'

@@ -1,5 +1,6 @@
 import { createDriver } from '../lib/index.js';
 import type { OcppClusterOptions } from '../lib/index.js';
+import { ClusterDriver } from '../lib/redis/index.js';
 
 export interface SampleConfig {
   port: number;
@@ -7,7 +8,8 @@ export interface SampleConfig {
 }
 
 /**
- * Reads the sample's environment: PORT, OCPP_PATH, OCPP_NODE_ID, REDIS_URL, OCPP_REDIS_POOL_SIZE,
+ * Reads the sample's environment: PORT, OCPP_PATH, OCPP_NODE_ID, REDIS_URL, REDIS_CLUSTER_NODES
+ * (`host:port,host:port,...`: a Redis Cluster; it takes precedence over REDIS_URL), OCPP_REDIS_POOL_SIZE,
  * OCPP_NODE_TTL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS, OCPP_LAG_DEGRADED,
  * OCPP_LAG_DOWN.
  */
@@ -18,7 +20,18 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
     path: env.OCPP_PATH || '/ocpp',
     nodeId: env.OCPP_NODE_ID || undefined,
   };
-  if (env.REDIS_URL) {
+  const clusterNodes = env.REDIS_CLUSTER_NODES?.split(',').map((node) => node.trim()).filter((node) => node.length > 0);
+  if (clusterNodes && clusterNodes.length > 0) {
+    const poolSize = env.OCPP_REDIS_POOL_SIZE ? Number(env.OCPP_REDIS_POOL_SIZE) : 1;
+    const redisOptions = env.OCPP_NODE_ID ? { connectionName: `ocpp-cluster:${env.OCPP_NODE_ID}` } : undefined;
+    ocpp.redis = {
+      cluster: { nodes: clusterNodes },
+      poolSize,
+      driverFactory: poolSize > 1 ? () => new ClusterDriver({ nodes: clusterNodes, redisOptions }) : undefined,
+      nodeTtlMs: env.OCPP_NODE_TTL_MS ? Number(env.OCPP_NODE_TTL_MS) : undefined,
+      redisOptions,
+    };
+  } else if (env.REDIS_URL) {
     const url = env.REDIS_URL;
     const poolSize = env.OCPP_REDIS_POOL_SIZE ? Number(env.OCPP_REDIS_POOL_SIZE) : 1;
     ocpp.redis = {

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
 import { OcppHandler, OnChargerConnected, OnChargerDisconnected } from '../lib/index.js';
 import type { ChargerInfo, OcppContext } from '../lib/index.js';
@@ -11,7 +12,6 @@ const now = (): string => new Date().toISOString();
 @Injectable()
 export class StationHandlers {
   private readonly logger = new Logger('Stations');
-  private nextTransactionId = 1;
 
   @OcppHandler('BootNotification')
   bootNotification(_payload: Payload, _context: OcppContext): Payload {
@@ -40,7 +40,8 @@ export class StationHandlers {
 
   @OcppHandler('StartTransaction', { protocols: ['ocpp1.6'] })
   startTransaction(): Payload {
-    return { transactionId: this.nextTransactionId++, idTagInfo: { status: 'Accepted' } };
+    // Random, not a per-process counter: two sample nodes must not hand out the same id.
+    return { transactionId: randomInt(1, 2 ** 31 - 1), idTagInfo: { status: 'Accepted' } };
   }
 
   @OcppHandler('StopTransaction', { protocols: ['ocpp1.6'] })

@@ -1,4 +1,4 @@
-import { OcppRpcError } from '../protocol/errors.js';
+import { OcppClusterError, OcppRpcError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 
 /** What an `@OcppHandler` method receives besides the payload. */
@@ -23,9 +23,28 @@ interface Registration {
   protocols: readonly OcppProtocol[] | null;
 }
 
+/** Two handlers claim the same action for the same protocol. */
+export class DuplicateHandlerError extends OcppClusterError {
+  readonly code = 'OCPP_DUPLICATE_HANDLER';
+  constructor(readonly action: string, protocols?: readonly string[]) {
+    super(`two @OcppHandler methods handle ${action}${protocols ? ` for ${protocols.join(', ')}` : ''}; give them distinct protocols`);
+  }
+}
+
 /** action → handlers (at most one per protocol); fed at bootstrap by the Nest explorer. */
 export class HandlerRegistry {
   private readonly byAction = new Map<string, Registration[]>();
+
+  /**
+   * `isKnownAction` tells a recognised action (answered NotSupported when no handler takes it)
+   * from an unknown one (NotImplemented), as OCPP-J asks.
+   */
+  constructor(private readonly isKnownAction: (protocol: OcppProtocol, action: string) => boolean = () => false) {}
+
+  /** Every action some handler takes (for metric labels). */
+  hasAnyHandler(action: string): boolean {
+    return this.byAction.has(action);
+  }
 
   register(action: string, handler: OcppHandlerFn, protocols?: readonly OcppProtocol[]): void {
     const registrations = this.byAction.get(action) ?? [];
@@ -35,11 +54,7 @@ export class HandlerRegistry {
         !protocols ||
         protocols.some((protocol) => existing.protocols!.includes(protocol)),
     );
-    if (overlapping) {
-      throw new Error(
-        `two @OcppHandler methods handle ${action}${protocols ? ` for ${protocols.join(', ')}` : ''}; give them distinct protocols`,
-      );
-    }
+    if (overlapping) throw new DuplicateHandlerError(action, protocols);
     registrations.push({ handler, protocols: protocols ? [...protocols] : null });
     this.byAction.set(action, registrations);
   }
@@ -53,10 +68,18 @@ export class HandlerRegistry {
     return undefined;
   }
 
-  /** Runs the handler; no handler → NotImplemented. A void return is answered with `{}`. */
+  /**
+   * Runs the handler. No handler: NotSupported for an action the protocol defines, NotImplemented
+   * for one it does not. A void return is answered with `{}`.
+   */
   async dispatch(payload: Record<string, unknown>, context: OcppContext): Promise<Record<string, unknown>> {
     const handler = this.find(context.action, context.protocol);
-    if (!handler) throw new OcppRpcError('NotImplemented', `no handler for ${context.action}`);
+    if (!handler) {
+      if (this.isKnownAction(context.protocol, context.action)) {
+        throw new OcppRpcError('NotSupported', `${context.action} is not supported by this central system`);
+      }
+      throw new OcppRpcError('NotImplemented', `unknown action ${context.action}`);
+    }
     const reply = await handler(payload, context);
     return reply ?? {};
   }

@@ -8,6 +8,8 @@ export interface LocalConnection {
   rpc: RpcSession;
   /** Presence epoch this connection claimed (0 until the claim returns). */
   epoch: number;
+  /** Settles once the presence claim returned (or failed). */
+  claimed?: Promise<void>;
   connectedAt: number;
   /** Whatever the authenticate hook attached. */
   session: unknown;

@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { WebSocket } from 'ws';
+import { validateIdentity } from '../gateway/identity.js';
 import {
+  InvalidOptionsError,
+  OcppClusterError,
   OcppRpcError,
   ClusterUnavailableError,
   NodeShuttingDownError,
@@ -104,6 +107,9 @@ export class OcppClusterNode {
   private gateway: OcppWebSocketGateway | null = null;
   private started = false;
   private stopping = false;
+  private stopPromise: Promise<void> | null = null;
+  /** Actions the configured protocols define (metric labels stay bounded: others count as "unknown"). */
+  private knownActions = new Set<string>();
   private drainPromise: Promise<DrainReport> | null = null;
   /** Identities this node closed while draining: commands for them wait for the new owner. */
   private readonly drainedIdentities = new Set<string>();
@@ -125,9 +131,24 @@ export class OcppClusterNode {
 
   /** Joins the cluster, then opens the gateway (on `httpServer`, or its own port). Returns the own port if any. */
   async start(httpServer?: HttpServer): Promise<number | undefined> {
+    if (this.options.port === undefined && !httpServer) {
+      throw new InvalidOptionsError('port', 'no HTTP server to attach to: give a port, or start the node inside a Nest HTTP application');
+    }
+    this.knownActions = new Set(this.options.protocols.flatMap((protocol) => this.validator?.actions(protocol) ?? []));
     await this.adapter.connect(this.nodeId, {
       localPresence: () => this.localPresence(),
     });
+    // From here on a failure must not leave a half-joined node holding its id (and sockets) alive.
+    this.started = true;
+    try {
+      return await this.openGateway(httpServer);
+    } catch (error) {
+      await this.leaveCluster();
+      throw error;
+    }
+  }
+
+  private async openGateway(httpServer?: HttpServer): Promise<number | undefined> {
     await this.adapter.subscribe(nodeChannel(this.nodeId), (message) => this.onClusterMessage(message));
     await this.adapter.subscribe(BROADCAST_CHANNEL, (message) => this.onClusterMessage(message));
     this.gateway = new OcppWebSocketGateway({
@@ -144,25 +165,28 @@ export class OcppClusterNode {
       onConnection: (socket, info) => this.onConnection(socket, info),
       logger: this.logger,
     });
-    this.started = true;
     if (this.options.port !== undefined) {
       return this.gateway.listen(this.options.port, this.options.host, this.options.tls);
     }
-    if (!httpServer) throw new Error('OcppClusterNode.start needs the HTTP server when no own port is configured');
-    this.gateway.attach(httpServer);
+    this.gateway.attach(httpServer!);
     return undefined;
   }
 
   /** Stops accepting, closes charge point sockets with 1001, fails what waits, leaves the cluster. */
-  async stop(): Promise<void> {
-    if (this.stopping) return;
+  stop(): Promise<void> {
+    this.stopPromise ??= this.runStop();
+    return this.stopPromise;
+  }
+
+  private async runStop(): Promise<void> {
     this.stopping = true;
     await this.gateway?.close();
     const closing = [...this.registry.values()].map((connection) =>
       connection.rpc.close(1001, 'server shutting down').catch(() => undefined),
     );
     await Promise.all(closing);
-    await Promise.all(this.presenceRemovals);
+    // Bounded: with Redis down these would wait as long as the client retries.
+    await Promise.race([Promise.all(this.presenceRemovals), delay(STOP_STEP_TIMEOUT_MS)]);
     this.remoteCalls.failAll(() => new NodeShuttingDownError());
     await this.leaveCluster();
   }
@@ -252,7 +276,8 @@ export class OcppClusterNode {
     options: SendOptions = {},
   ): Promise<Record<string, unknown>> {
     if (this.stopping) throw new NodeShuttingDownError();
-    const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
+    this.requireValidIdentity(identity);
+    const timeoutMs = this.timeoutOf(options);
     const started = performance.now();
     const deadline = Date.now() + timeoutMs;
     this.counters.sent++;
@@ -262,12 +287,12 @@ export class OcppClusterNode {
       const result = local
         ? await this.callLocal(local, protocol, action, payload, deadline)
         : await this.callRemote(identity, protocol, action, payload, timeoutMs, deadline);
-      this.metricsSink.outboundCall(action, route, 'ok', (performance.now() - started) / 1000);
+      this.metricsSink.outboundCall(this.actionLabel(action), route, 'ok', (performance.now() - started) / 1000);
       return result;
     } catch (error) {
       if ((error as { code?: string }).code === 'OCPP_TIMEOUT') this.counters.timeouts++;
       else this.counters.failures++;
-      this.metricsSink.outboundCall(action, route, outcomeLabel(error), (performance.now() - started) / 1000);
+      this.metricsSink.outboundCall(this.actionLabel(action), route, outcomeLabel(error), (performance.now() - started) / 1000);
       throw error;
     }
   }
@@ -278,7 +303,8 @@ export class OcppClusterNode {
    */
   async sendMessage(identity: string, action: string, payload: Record<string, unknown>, options: SendOptions = {}): Promise<void> {
     if (this.stopping) throw new NodeShuttingDownError();
-    const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
+    this.requireValidIdentity(identity);
+    const timeoutMs = this.timeoutOf(options);
     const deadline = Date.now() + timeoutMs;
     const local = this.servingConnection(identity);
     if (local) {
@@ -290,7 +316,7 @@ export class OcppClusterNode {
     const command = { ...this.commandFor(identity, undefined, action, payload, deadline), fireAndForget: true };
     const reply = this.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline });
     await this.adapter.publish(nodeChannel(owner.nodeId), command).catch((error) => {
-      this.remoteCalls.fail(command.id, new ClusterUnavailableError(String((error as Error)?.message ?? error)));
+      this.remoteCalls.fail(command.id, new ClusterUnavailableError(errorMessage(error)));
     });
     await reply;
   }
@@ -298,7 +324,7 @@ export class OcppClusterNode {
   /** Every connected charge point in the cluster gets the call; each node delivers its own. */
   async broadcast(action: string, payload: Record<string, unknown>, options: BroadcastOptions = {}): Promise<BroadcastSummary> {
     if (this.stopping) throw new NodeShuttingDownError();
-    const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
+    const timeoutMs = this.timeoutOf(options);
     const envelope: BroadcastEnvelope = {
       kind: 'broadcast',
       id: randomUUID(),
@@ -347,7 +373,7 @@ export class OcppClusterNode {
     options: SendOptions = {},
   ): Promise<BatchOutcome[]> {
     if (this.stopping) throw new NodeShuttingDownError();
-    const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
+    const timeoutMs = this.timeoutOf(options);
     const deadline = Date.now() + timeoutMs;
     const unique = [...new Set(identities)];
     const remoteIdentities = unique.filter((identity) => !this.servingConnection(identity));
@@ -394,6 +420,26 @@ export class OcppClusterNode {
     return Promise.all(outcomes.values());
   }
 
+  private timeoutOf(options: SendOptions): number {
+    const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
+    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
+      throw new InvalidOptionsError('timeoutMs', `must be a positive integer, got ${String(timeoutMs)}`);
+    }
+    return timeoutMs;
+  }
+
+  /** A label that cannot grow without bound whatever charge points or callers send. */
+  private actionLabel(action: string): string {
+    return this.knownActions.has(action) || this.handlers.hasAnyHandler(action) ? action : 'unknown';
+  }
+
+  /** Identities that can never be connected (they would not pass the gateway) fail before any I/O. */
+  private requireValidIdentity(identity: string): void {
+    if (typeof identity !== 'string' || validateIdentity(identity, { maxLength: this.options.maxIdentityLength }) !== null) {
+      throw new NotConnectedError(String(identity), 'not a valid charge point identity');
+    }
+  }
+
   /** The local socket that takes new calls for `identity` (none once it is being handed over). */
   private servingConnection(identity: string): LocalConnection | undefined {
     if (this.drainedIdentities.size > 0 && this.drainedIdentities.has(identity)) return undefined;
@@ -405,12 +451,13 @@ export class OcppClusterNode {
   }
 
   async isConnected(identity: string): Promise<boolean> {
-    return this.registry.has(identity) || (await this.adapter.getPresence(identity)) !== null;
+    return (await this.getPresence(identity)) !== null;
   }
 
   async getPresence(identity: string): Promise<ChargerInfo | null> {
     const local = this.registry.get(identity);
     if (local) return this.infoOf(local);
+    if (validateIdentity(identity, { maxLength: this.options.maxIdentityLength }) !== null) return null;
     const record = await this.adapter.getPresence(identity);
     return record ? toChargerInfo(record) : null;
   }
@@ -471,7 +518,8 @@ export class OcppClusterNode {
     if (protocol && protocol !== connection.protocol) {
       return Promise.reject(new ProtocolMismatchError(connection.identity, protocol, connection.protocol));
     }
-    return connection.rpc.call(action, payload, { deadline, timeoutMs: Math.max(0, deadline - Date.now()) });
+    // The deadline decides; timeoutMs only has to be a valid positive number.
+    return connection.rpc.call(action, payload, { deadline, timeoutMs: Math.max(1, deadline - Date.now()) });
   }
 
   private async callRemote(
@@ -495,7 +543,7 @@ export class OcppClusterNode {
     try {
       await this.adapter.publish(nodeChannel(owner.nodeId), command);
     } catch (error) {
-      this.remoteCalls.fail(command.id, new ClusterUnavailableError(String((error as Error)?.message ?? error)));
+      this.remoteCalls.fail(command.id, new ClusterUnavailableError(errorMessage(error)));
     }
     return reply;
   }
@@ -517,7 +565,8 @@ export class OcppClusterNode {
       return owner;
     } catch (error) {
       this.metricsSink.presenceOperation('lookup', 'error');
-      throw new ClusterUnavailableError(String((error as Error)?.message ?? error));
+      if (error instanceof OcppClusterError) throw error;
+      throw new ClusterUnavailableError(errorMessage(error));
     }
   }
 
@@ -600,19 +649,31 @@ export class OcppClusterNode {
     if (!owner || owner.nodeId === this.nodeId || Date.now() >= command.deadline) {
       return { status: 'notConnected' };
     }
-    await this.adapter.publish(nodeChannel(owner.nodeId), { ...command, hops: hops + 1 });
-    return FORWARDED;
+    try {
+      await this.adapter.publish(nodeChannel(owner.nodeId), { ...command, hops: hops + 1 });
+      return FORWARDED;
+    } catch (error) {
+      return { status: 'failed', errorCode: 'OCPP_CLUSTER_UNAVAILABLE', message: `forwarding failed: ${errorMessage(error)}` };
+    }
   }
 
+  /** Sends the outcome to the caller, retrying (a Redis blip must not turn an answer into a timeout). */
   private async reply(command: CommandEnvelope, outcome: CommandOutcome): Promise<void> {
     if (outcome === FORWARDED) return;
-    await this.adapter.publish(nodeChannel(command.origin), {
-      kind: 'reply',
-      id: command.id,
-      from: this.nodeId,
-      identity: command.identity,
-      outcome,
-    });
+    const envelope = { kind: 'reply', id: command.id, from: this.nodeId, identity: command.identity, outcome } as const;
+    const giveUpAt = command.deadline + REPLY_GRACE_MS;
+    for (let backoffMs = 50; ; backoffMs = Math.min(backoffMs * 2, 1_000)) {
+      try {
+        await this.adapter.publish(nodeChannel(command.origin), envelope);
+        return;
+      } catch (error) {
+        if (Date.now() + backoffMs >= giveUpAt || this.leftCluster) {
+          this.logger.warn(`reply to ${command.origin} for ${command.action} on ${command.identity} lost: ${errorMessage(error)}`);
+          return;
+        }
+        await delay(backoffMs);
+      }
+    }
   }
 
   private async onBroadcast(message: BroadcastEnvelope): Promise<void> {
@@ -648,7 +709,10 @@ export class OcppClusterNode {
 
   private async onEvict(message: EvictEnvelope): Promise<void> {
     const connection = this.registry.get(message.identity);
-    if (!connection || connection.epoch > message.epoch) return;
+    if (!connection) return;
+    // A socket whose claim is still in flight has epoch 0: learn its epoch before judging it stale.
+    await connection.claimed;
+    if (this.registry.get(message.identity) !== connection || connection.epoch > message.epoch) return;
     this.logger.log(`${message.identity} reconnected on ${message.newOwner}; closing the stale socket here`);
     this.registry.deleteIf(connection);
     await connection.rpc.close(1000, 'replaced by a newer connection');
@@ -712,7 +776,7 @@ export class OcppClusterNode {
       this.logger.log(`${info.identity} connected again; closing its previous socket`);
       void replaced.rpc.close(1000, 'replaced by a newer connection');
     }
-    void this.claimPresence(connection);
+    connection.claimed = this.claimPresence(connection);
     void Promise.resolve()
       .then(() => this.listeners.onConnected?.(this.infoOf(connection), connection.session))
       .catch((error) => this.logger.warn(`connect hook failed for ${info.identity}: ${String(error)}`));
@@ -729,11 +793,11 @@ export class OcppClusterNode {
         nodeId: this.nodeId,
         remoteAddress: info.remoteAddress,
       });
-      this.metricsSink.inboundCall(info.protocol, call.action, 'ok');
+      this.metricsSink.inboundCall(info.protocol, this.actionLabel(call.action), 'ok');
       return reply;
     } catch (error) {
       const code = error instanceof OcppRpcError ? error.errorCode : 'InternalError';
-      this.metricsSink.inboundCall(info.protocol, call.action, code);
+      this.metricsSink.inboundCall(info.protocol, this.actionLabel(call.action), code);
       throw error;
     }
   }
@@ -760,7 +824,7 @@ export class OcppClusterNode {
     } catch (error) {
       this.metricsSink.presenceOperation('claim', 'error');
       // The transport re-registers local sockets (localPresence) once it is back.
-      this.logger.warn(`presence claim for ${connection.identity} failed: ${String((error as Error)?.message ?? error)}`);
+      this.logger.warn(`presence claim for ${connection.identity} failed: ${errorMessage(error)}`);
     }
   }
 
@@ -815,6 +879,13 @@ export interface DrainReport {
 }
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+const errorMessage = (error: unknown): string => (error as Error)?.message ?? String(error);
+
+/** How long an owner keeps trying to deliver a reply after the command's deadline. */
+const REPLY_GRACE_MS = 1_000;
+/** Bound on each clean-up step of stop(), so shutdown never hangs on a dead Redis. */
+const STOP_STEP_TIMEOUT_MS = 2_000;
 
 /** Marker: the command went on to another node, which will answer the caller itself. */
 const FORWARDED: CommandOutcome = { status: 'failed', errorCode: 'FORWARDED', message: 'forwarded' };

@@ -2,6 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import type { OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import { HandlerRegistry } from '../cluster/handler-registry.js';
+import { SchemaValidator } from '../protocol/validator.js';
 import type { OcppHandlerFn } from '../cluster/handler-registry.js';
 import type { ChargerInfo, ConnectionListeners } from '../cluster/ocpp-cluster-node.js';
 import { OCPP_CONNECTION_EVENT_METADATA, OCPP_HANDLER_METADATA } from '../ocpp-cluster.constants.js';
@@ -13,7 +14,7 @@ type DisconnectedFn = (charger: ChargerInfo & { code: number; reason: string }, 
 /** Finds `@OcppHandler` and connection-event methods on every provider at module init. */
 @Injectable()
 export class OcppHandlerExplorer implements OnModuleInit {
-  readonly handlers = new HandlerRegistry();
+  readonly handlers: HandlerRegistry;
   private readonly connected: ConnectedFn[] = [];
   private readonly disconnected: DisconnectedFn[] = [];
   private readonly logger = new Logger('OcppCluster');
@@ -22,7 +23,10 @@ export class OcppHandlerExplorer implements OnModuleInit {
     private readonly discovery: DiscoveryService,
     private readonly scanner: MetadataScanner,
     private readonly reflector: Reflector,
-  ) {}
+    validator: SchemaValidator,
+  ) {
+    this.handlers = new HandlerRegistry((protocol, action) => validator.hasAction(protocol, action));
+  }
 
   onModuleInit(): void {
     for (const wrapper of [...this.discovery.getProviders(), ...this.discovery.getControllers()]) {

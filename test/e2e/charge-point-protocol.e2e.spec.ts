@@ -123,7 +123,8 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
     expect(internal).toMatchObject({ rpcErrorCode: 'InternalError' });
     expect(JSON.stringify(internal)).not.toContain('hunter2');
     expect(String((internal as Error).message)).not.toContain('hunter2');
-    await expect(client.call('FirmwareStatusNotification', { status: 'Idle' })).rejects.toMatchObject({ rpcErrorCode: 'NotImplemented' });
+    await expect(client.call('FirmwareStatusNotification', { status: 'Idle' })).rejects.toMatchObject({ rpcErrorCode: 'NotSupported' });
+    await expect(client.call('MadeUpAction', {})).rejects.toMatchObject({ rpcErrorCode: 'NotImplemented' });
     await client.close();
   });
 
