@@ -720,7 +720,15 @@ export class OcppClusterNode {
 
   // ---------------------------------------------------------------- connections
 
-  private onConnection(socket: WebSocket, info: ConnectionInfo): void {
+  private onConnection(socket: WebSocket, connectionInfo: ConnectionInfo): void {
+    // Only what the socket's lifetime needs: keeping the upgrade request alive would hold its
+    // headers in memory for every connection.
+    const info: ConnectionContext = {
+      identity: connectionInfo.identity,
+      protocol: connectionInfo.protocol,
+      session: connectionInfo.session,
+      remoteAddress: connectionInfo.remoteAddress,
+    };
     const connectedAt = Date.now();
     const connection: LocalConnection = {
       identity: info.identity,
@@ -782,7 +790,7 @@ export class OcppClusterNode {
       .catch((error) => this.logger.warn(`connect hook failed for ${info.identity}: ${String(error)}`));
   }
 
-  private async dispatchInbound(call: InboundCall, info: ConnectionInfo): Promise<Record<string, unknown>> {
+  private async dispatchInbound(call: InboundCall, info: ConnectionContext): Promise<Record<string, unknown>> {
     try {
       const reply = await this.handlers.dispatch(call.payload, {
         identity: info.identity,
@@ -870,6 +878,14 @@ export class OcppClusterNode {
       connectedAt: new Date(connection.connectedAt).toISOString(),
     };
   }
+}
+
+/** What a connection's handlers keep of its upgrade. */
+interface ConnectionContext {
+  identity: string;
+  protocol: OcppProtocol;
+  session: unknown;
+  remoteAddress?: string;
 }
 
 export interface DrainReport {
