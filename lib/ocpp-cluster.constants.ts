@@ -7,3 +7,10 @@ export const OCPP_METRICS_REGISTRY = Symbol('OCPP_METRICS_REGISTRY');
 
 export const OCPP_HANDLER_METADATA = 'ocpp-cluster:handler';
 export const OCPP_CONNECTION_EVENT_METADATA = 'ocpp-cluster:connection-event';
+
+/** The Redis parts, each one job (null when the transport is not the built-in RedisAdapter). */
+export const OCPP_REDIS_POOL = Symbol('OCPP_REDIS_POOL');
+export const OCPP_PRESENCE_STORE = Symbol('OCPP_PRESENCE_STORE');
+/** A function returning this node's inbox consumer (it exists once the node has joined). */
+export const OCPP_STREAM_CONSUMER = Symbol('OCPP_STREAM_CONSUMER');
+export const OCPP_BROADCASTER = Symbol('OCPP_BROADCASTER');

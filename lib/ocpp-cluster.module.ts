@@ -14,6 +14,10 @@ import {
   OCPP_CLUSTER_NODE,
   OCPP_CLUSTER_RESOLVED_OPTIONS,
   OCPP_METRICS_REGISTRY,
+  OCPP_REDIS_POOL,
+  OCPP_PRESENCE_STORE,
+  OCPP_STREAM_CONSUMER,
+  OCPP_BROADCASTER,
 } from './ocpp-cluster.constants.js';
 import { OcppClusterLifecycle } from './ocpp-cluster.lifecycle.js';
 import { OCPP_CLUSTER_OPTIONS, OcppClusterConfigurableModule } from './ocpp-cluster.module-definition.js';
@@ -79,6 +83,26 @@ const providers: Provider[] = [
       return node;
     },
   },
+  {
+    provide: OCPP_REDIS_POOL,
+    inject: [OCPP_CLUSTER_ADAPTER],
+    useFactory: (adapter: EventAdapterInterface) => (adapter instanceof RedisAdapter ? adapter.connectionPool : null),
+  },
+  {
+    provide: OCPP_PRESENCE_STORE,
+    inject: [OCPP_CLUSTER_ADAPTER],
+    useFactory: (adapter: EventAdapterInterface) => (adapter instanceof RedisAdapter ? adapter.presenceStore : null),
+  },
+  {
+    provide: OCPP_BROADCASTER,
+    inject: [OCPP_CLUSTER_ADAPTER],
+    useFactory: (adapter: EventAdapterInterface) => (adapter instanceof RedisAdapter ? adapter.broadcasts : null),
+  },
+  {
+    provide: OCPP_STREAM_CONSUMER,
+    inject: [OCPP_CLUSTER_ADAPTER],
+    useFactory: (adapter: EventAdapterInterface) => () => (adapter instanceof RedisAdapter ? adapter.streamConsumer : null),
+  },
   OcppHandlerExplorer,
   OcppClusterLifecycle,
   OcppClusterService,
@@ -99,6 +123,10 @@ const providers: Provider[] = [
     OCPP_METRICS_REGISTRY,
     OCPP_CLUSTER_NODE,
     OCPP_CLUSTER_ADAPTER,
+    OCPP_REDIS_POOL,
+    OCPP_PRESENCE_STORE,
+    OCPP_STREAM_CONSUMER,
+    OCPP_BROADCASTER,
   ],
 })
 export class OcppClusterModule extends OcppClusterConfigurableModule {}

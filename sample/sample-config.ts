@@ -1,6 +1,5 @@
-import { createDriver } from '../lib/index.js';
+import { ClusterDriver, createDriver } from '../lib/index.js';
 import type { OcppClusterOptions } from '../lib/index.js';
-import { ClusterDriver } from '../lib/redis/index.js';
 
 export interface SampleConfig {
   port: number;

@@ -1,6 +1,6 @@
 import type { ClusterMessage } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
-import type { RedisClient } from './redis-driver.js';
+import type { PubSubMode, RedisClient } from './redis-driver.js';
 import { decodeMessage, encodeMessage } from './stream-publisher.js';
 
 type Handler = (message: ClusterMessage) => void | Promise<void>;
@@ -8,14 +8,18 @@ type Handler = (message: ClusterMessage) => void | Promise<void>;
 export interface BroadcasterOptions {
   /** The pub/sub connection (created on first use). */
   subscriber: () => RedisClient;
+  /** Classic PUBLISH/SUBSCRIBE (default) or sharded SPUBLISH/SSUBSCRIBE; every node must agree. */
+  mode?: () => PubSubMode;
   logger: ClusterLogger;
 }
 
 /**
- * Cluster-wide fan-out over classic PUBLISH/SUBSCRIBE (JSON messages). Classic PUBLISH
- * reaches subscribers on every shard of a Redis Cluster. Delivery is at most once: a node
- * that is disconnected at that moment misses the message (broadcasts carry a deadline and
- * their callers count the nodes that answered). ioredis resubscribes after a reconnect.
+ * Cluster-wide fan-out over pub/sub (JSON messages): classic PUBLISH/SUBSCRIBE, which a Redis
+ * Cluster forwards to every node over its bus, or sharded SPUBLISH/SSUBSCRIBE, which stays on
+ * the shard that owns the channel's slot. Delivery is at most once: a node that is
+ * disconnected at that moment misses the message (broadcasts carry a deadline and their
+ * callers count the nodes that answered). ioredis resubscribes after a reconnect, a failover
+ * or a slot migration.
  */
 export class Broadcaster {
   private readonly handlers = new Map<string, Handler>();
@@ -32,8 +36,13 @@ export class Broadcaster {
     return this.handlers.size;
   }
 
+  get mode(): PubSubMode {
+    return this.options.mode?.() ?? 'classic';
+  }
+
   async publish(client: RedisClient, channel: string, message: ClusterMessage): Promise<number> {
-    const receivers = await client.publish(channel, encodeMessage(message));
+    const payload = encodeMessage(message);
+    const receivers = Number(this.mode === 'sharded' ? await client.spublish(channel, payload) : await client.publish(channel, payload));
     this.sent++;
     return receivers;
   }
@@ -42,13 +51,15 @@ export class Broadcaster {
     const subscriber = this.options.subscriber();
     if (this.listening !== subscriber) {
       subscriber.on('message', this.onMessage);
+      subscriber.on('smessage', this.onMessage);
       this.listening = subscriber;
     }
     const isNew = !this.handlers.has(channel);
     this.handlers.set(channel, handler);
     if (isNew) {
       try {
-        await subscriber.subscribe(channel);
+        if (this.mode === 'sharded') await subscriber.ssubscribe(channel);
+        else await subscriber.subscribe(channel);
       } catch (error) {
         this.handlers.delete(channel);
         throw error;
@@ -58,13 +69,15 @@ export class Broadcaster {
 
   async unsubscribe(channel: string): Promise<void> {
     if (!this.handlers.delete(channel)) return;
-    await this.listening?.unsubscribe(channel);
+    if (this.mode === 'sharded') await this.listening?.sunsubscribe(channel);
+    else await this.listening?.unsubscribe(channel);
   }
 
   /** Forgets every subscription without talking to Redis (the connection is closing). */
   detach(): void {
     this.handlers.clear();
     this.listening?.off('message', this.onMessage);
+    this.listening?.off('smessage', this.onMessage);
     this.listening = null;
   }
 

@@ -50,6 +50,16 @@ export function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
 
+/**
+ * A Redis Cluster answer that means "not run here, try again": the slot moved (MOVED), is
+ * migrating (ASK, TRYAGAIN), or the cluster is between states (CLUSTERDOWN). A command sent
+ * alone follows these by itself; inside a pipeline that spans several slots ioredis leaves
+ * them to the caller, who may simply send that command again.
+ */
+export function isClusterRedirection(error: unknown): boolean {
+  return error instanceof Error && /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(error.message);
+}
+
 export interface ScriptCall {
   script: LuaScript;
   keys: readonly string[];
@@ -57,9 +67,10 @@ export interface ScriptCall {
 }
 
 /**
- * Runs many script calls in one pipeline; a call answered NOSCRIPT is run again on its own
- * (EVAL). Returns each call's result or error, in order. All keys of one pipeline must share a
- * slot when `client` is a Redis Cluster client: callers group by slot first.
+ * Runs many script calls in one pipeline; a call answered NOSCRIPT (or, on Redis Cluster,
+ * redirected because its slot moved meanwhile) is run again on its own. Returns each call's
+ * result or error, in order. On Redis Cluster every key of one pipeline must be served by
+ * the same node: callers group by node (or slot) first.
  */
 export async function runPipelined(
   client: RedisClient,
@@ -72,7 +83,7 @@ export async function runPipelined(
   return Promise.all(
     calls.map(async (call, index) => {
       const [error, result] = replies[index] ?? [new Error('no reply'), null];
-      if (error && isNoScript(error)) {
+      if (error && (isNoScript(error) || isClusterRedirection(error))) {
         try {
           return { error: null, result: await call.script.run(client, call.keys, call.args) };
         } catch (retryError) {

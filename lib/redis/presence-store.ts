@@ -1,6 +1,8 @@
+import { Cluster } from 'ioredis';
 import type { PresenceRecord } from '../cluster/event-adapter.interface.js';
 import { isOcppProtocol, type OcppProtocol } from '../protocol/protocol.js';
 import {
+  isClusterRedirection,
   PRESENCE_CLAIM,
   PRESENCE_REFRESH_IF_OWNER,
   PRESENCE_REHYDRATE,
@@ -14,7 +16,7 @@ import {
 } from './lua-scripts.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
 import type { RedisClient } from './redis-driver.js';
-import { groupBySlot, type RedisKeys } from './redis-keys.js';
+import { groupBySlot, keySlot, type RedisKeys } from './redis-keys.js';
 
 /** Commands per pipeline on bulk reads and writes. */
 const BATCH_SIZE = 500;
@@ -97,20 +99,28 @@ export class PresenceStore {
     return toRecord(identity, fields);
   }
 
-  /** Entries of many identities, read per slot in pipelines (never a cross-slot MGET). */
+  /**
+   * Entries of many identities: one pipeline of HMGETs per Redis Cluster master (never a
+   * cross-slot MGET). An HMGET whose slot moved meanwhile is sent again on its own.
+   */
   async getBatch(identities: readonly string[]): Promise<Map<string, PresenceRecord>> {
     const found = new Map<string, PresenceRecord>();
     const unique = [...new Set(identities)];
+    const fieldsOf = (client: RedisClient, identity: string) =>
+      client.hmget(this.keys.presence(identity), 'node', 'epoch', 'protocol', 'connectedAt');
     await this.forEachBatch(unique, (identity) => this.keys.presence(identity), async (client, batch) => {
       const pipeline = client.pipeline();
       for (const identity of batch) pipeline.hmget(this.keys.presence(identity), 'node', 'epoch', 'protocol', 'connectedAt');
       const replies = (await pipeline.exec()) ?? [];
-      batch.forEach((identity, index) => {
-        const [error, fields] = replies[index] ?? [null, null];
-        if (error) throw error;
-        const record = toRecord(identity, fields as unknown[]);
-        if (record) found.set(identity, record);
-      });
+      await Promise.all(
+        batch.map(async (identity, index) => {
+          let [error, fields] = replies[index] ?? [new Error('no reply'), null];
+          if (error && isClusterRedirection(error)) [error, fields] = [null, await fieldsOf(client, identity)];
+          if (error) throw error;
+          const record = toRecord(identity, fields as unknown[]);
+          if (record) found.set(identity, record);
+        }),
+      );
     });
     return found;
   }
@@ -228,8 +238,11 @@ export class PresenceStore {
   }
 
   /**
-   * Splits items into pipelines: on Redis Cluster one group per slot (a pipeline must stay on
-   * one slot), on a standalone server plain chunks. Runs a few pipelines at a time.
+   * Splits items into pipelines and runs a few at a time: on a standalone server plain
+   * chunks; on Redis Cluster one group per master, from the client's slot map (a pipeline
+   * must stay on one node). When the map changed between grouping and sending (a failover
+   * or a migration right then), ioredis refuses the pipeline and that batch is sent again
+   * split per slot.
    */
   private async forEachBatch<T>(
     items: readonly T[],
@@ -237,20 +250,48 @@ export class PresenceStore {
     run: (client: RedisClient, batch: T[]) => Promise<void>,
   ): Promise<void> {
     if (items.length === 0) return;
+    const client = this.clientFor(keyOf(items[0]));
     const batches: T[][] = [];
-    const groups = this.pool.primary.isCluster ? [...groupBySlot(items, keyOf).values()] : [items.slice()];
-    for (const group of groups) {
+    for (const group of groupByNode(client, items, keyOf)) {
       for (let i = 0; i < group.length; i += BATCH_SIZE) batches.push(group.slice(i, i + BATCH_SIZE));
     }
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < batches.length) {
         const batch = batches[next++];
-        await run(this.clientFor(keyOf(batch[0])), batch);
+        try {
+          await run(client, batch);
+        } catch (error) {
+          if (!isCrossNodePipeline(error)) throw error;
+          for (const slotBatch of groupBySlot(batch, keyOf).values()) await run(client, slotBatch);
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(BATCH_CONCURRENCY, batches.length) }, worker));
   }
+}
+
+/**
+ * Items grouped by the node that serves their key's slot (master and replicas, the way
+ * ioredis groups slots), in input order. Slots the map does not know yet get a group each.
+ */
+function groupByNode<T>(client: RedisClient, items: readonly T[], keyOf: (item: T) => string): T[][] {
+  if (!(client instanceof Cluster)) return [items.slice()];
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const slot = keySlot(keyOf(item));
+    const nodes = client.slots[slot];
+    const node = nodes && nodes.length > 0 ? nodes.join(';') : `slot:${slot}`;
+    const group = groups.get(node);
+    if (group) group.push(item);
+    else groups.set(node, [item]);
+  }
+  return [...groups.values()];
+}
+
+/** ioredis refused a pipeline whose keys it now maps to different nodes. */
+function isCrossNodePipeline(error: unknown): boolean {
+  return error instanceof Error && error.message.includes('belong to the same slots allocation group');
 }
 
 /** A presence record from HMGET-ordered fields (node, epoch, protocol, connectedAt), or null. */

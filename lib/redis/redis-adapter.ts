@@ -13,21 +13,35 @@ import type { ClusterLogger } from '../cluster/logger.js';
 import { ClusterUnavailableError, InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { Broadcaster } from './broadcaster.js';
+import { ClusterDriver, type ClusterDriverOptions } from './cluster-driver.js';
 import { pingWithin } from './connection-probe.js';
 import { NODE_CLEANUP } from './lua-scripts.js';
 import { NodeLiveness, sleep } from './node-liveness.js';
 import { NodeTakeover } from './node-takeover.js';
 import { PresenceStore, type RehydrateResult } from './presence-store.js';
 import { RedisConnectionPool, validatePoolOptions, type DriverFactory } from './redis-connection-pool.js';
-import { createDriver, DEFAULT_REDIS_LOGGER, type RedisClient, type RedisDriver } from './redis-driver.js';
+import { createDriver, DEFAULT_REDIS_LOGGER, RedisDriver, type RedisClient } from './redis-driver.js';
 import { DEFAULT_PREFIX, INBOX_GROUP, keyPartProblem, RedisKeys } from './redis-keys.js';
 import { StreamConsumer } from './stream-consumer.js';
 import { appendToStream } from './stream-publisher.js';
 
+/** The plain-option form of a {@link ClusterDriver} (`redis: { cluster: { nodes, natMap } }`). */
+export type RedisClusterOptions = Omit<ClusterDriverOptions, 'logger' | 'redisOptions'> & {
+  /** Node connection options for this cluster only (merged over the adapter's `redisOptions`). */
+  redisOptions?: RedisOptions;
+};
+
 export interface RedisAdapterOptions {
-  /** `redis://` URL to build our own connections from (closed by us). Either this or `pubClient`. */
+  /** `redis://` URL to build our own connections from (closed by us). One of `url`, `cluster`, `pubClient`, `driver`. */
   url?: string;
-  /** Extra ioredis options for connections built from `url` (TLS, password, connectionName...). */
+  /**
+   * A Redis Cluster to build our own connections from (closed by us): `{ nodes, natMap?,
+   * clusterOptions?, shardedPubSub? }`, the options of {@link ClusterDriver}.
+   */
+  cluster?: RedisClusterOptions;
+  /** A ready-made driver (e.g. a `ClusterDriver`) as pool member 0; closed with the adapter. */
+  driver?: RedisDriver;
+  /** Extra ioredis options for connections built from `url` or `cluster` (TLS, password, connectionName...). */
   redisOptions?: RedisOptions;
   /** User-built writer connection: used as given, never closed by us. */
   pubClient?: RedisClient;
@@ -37,7 +51,7 @@ export interface RedisAdapterOptions {
   blockingClient?: RedisClient;
   /** Key prefix (default `ocpp-cluster:`); must not contain `{` or `}`. */
   prefix?: string;
-  /** Approximate cap on each inbox stream (`XADD MAXLEN ~`, default 1000). */
+  /** Approximate cap on unread entries of each inbox stream (`XADD MAXLEN ~`, default 10000). */
   streamMaxLen?: number;
   /** TTL of an inbox stream nobody writes to or keeps alive (default 300). */
   streamTtlSeconds?: number;
@@ -114,7 +128,9 @@ export class RedisAdapter implements EventAdapterInterface {
   constructor(options: RedisAdapterOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('redis', 'must be an object');
     this.keys = new RedisKeys(options.prefix ?? DEFAULT_PREFIX);
-    this.streamMaxLen = integerOption('streamMaxLen', options.streamMaxLen, 1000, 10, 10_000_000);
+    // 10,000 rather than ocpp-ws-io's 1000: MAXLEN only ever trims unread backlog (the reader trims
+    // acknowledged history), and trimming unread commands would lose them.
+    this.streamMaxLen = integerOption('streamMaxLen', options.streamMaxLen, 10_000, 10, 10_000_000);
     this.streamTtlMs = integerOption('streamTtlSeconds', options.streamTtlSeconds, 300, 1, 30 * 86_400) * 1000;
     this.presenceTtlMs = integerOption('presenceTtlSeconds', options.presenceTtlSeconds, 300, 1, 30 * 86_400) * 1000;
     this.nodeTtlMs = integerOption('nodeTtlMs', options.nodeTtlMs, 5000, 300, 600_000);
@@ -126,25 +142,31 @@ export class RedisAdapter implements EventAdapterInterface {
     }
     validatePoolOptions(options);
     this.logger = options.logger ?? DEFAULT_REDIS_LOGGER;
-    this.driver = createDriver({
-      url: options.url,
-      redisOptions: options.redisOptions,
-      pubClient: options.pubClient,
-      subClient: options.subClient,
-      blockingClient: options.blockingClient,
-      logger: this.logger,
-    });
+    this.driver = primaryDriver(options, this.logger);
     try {
       this.pool = new RedisConnectionPool(this.driver, options);
     } catch (error) {
       this.driver.destroy();
       throw error;
     }
+    const mixed = this.pool.drivers.find((driver) => driver.isCluster !== this.driver.isCluster);
+    if (mixed) {
+      this.pool.destroy();
+      this.driver.destroy();
+      throw new InvalidOptionsError(
+        'driverFactory',
+        `made a ${mixed.isCluster ? 'Redis Cluster' : 'standalone Redis'} driver for a pool on ${this.driver.isCluster ? 'Redis Cluster' : 'standalone Redis'}`,
+      );
+    }
     this.presence = new PresenceStore({ keys: this.keys, pool: this.pool, presenceTtlMs: this.presenceTtlMs });
-    this.broadcaster = new Broadcaster({ subscriber: () => this.driver.subscriber, logger: this.logger });
+    this.broadcaster = new Broadcaster({
+      subscriber: () => this.driver.subscriber,
+      mode: () => this.driver.pubSubMode,
+      logger: this.logger,
+    });
   }
 
-  /** The writer pool (member 0 is the driver built from `url` or the user's clients). */
+  /** The writer pool (member 0 is the driver built from `url` or `cluster`, the user's clients, or the user's driver). */
   get connectionPool(): RedisConnectionPool {
     return this.pool;
   }
@@ -188,6 +210,8 @@ export class RedisAdapter implements EventAdapterInterface {
     });
     this.liveness = liveness;
     try {
+      // Cluster writers fail fast while the cluster is unreachable, so wait for their first connect.
+      await Promise.all(this.pool.drivers.map((driver) => driver.ready(readyTimeoutOf(driver))));
       await liveness.acquire();
     } catch (error) {
       this.state = 'idle';
@@ -207,9 +231,16 @@ export class RedisAdapter implements EventAdapterInterface {
       batchSize: this.readBatchSize,
     });
     this.takeover.start();
-    this.removeReconnectListener = this.driver.onReconnect((role) => {
+    const removeReconnect = this.driver.onReconnect((role) => {
       if (role === 'writer') this.scheduleRecover('redis connection re-established');
     });
+    // A failover can lose the last writes its old master had not replicated: re-check liveness,
+    // re-read our pending inbox entries and re-register presence the way a reconnect does.
+    const removeTopology = this.driver.onTopologyChange(() => this.scheduleRecover('redis cluster masters changed'));
+    this.removeReconnectListener = () => {
+      removeReconnect();
+      removeTopology();
+    };
     this.schedulePresenceRefresh();
     this.state = 'connected';
   }
@@ -697,6 +728,47 @@ export class RedisAdapter implements EventAdapterInterface {
     }
     return this.nodeId;
   }
+}
+
+/** Member 0 of the pool: built from `url` or `cluster`, the user's clients, or the user's driver. */
+function primaryDriver(options: RedisAdapterOptions, logger: ClusterLogger): RedisDriver {
+  const sources = (['url', 'cluster', 'pubClient', 'driver'] as const).filter((name) => options[name] !== undefined);
+  if (sources.length > 1) {
+    throw new InvalidOptionsError(sources[0], `give only one of url, cluster, pubClient and driver (got ${sources.join(' and ')})`);
+  }
+  if (sources.length === 0) throw new InvalidOptionsError('url', 'one of url, cluster, pubClient or driver is required');
+  if (options.driver !== undefined) {
+    if (!(options.driver instanceof RedisDriver)) {
+      throw new InvalidOptionsError('driver', 'must be a RedisDriver (createDriver(...) or new ClusterDriver(...))');
+    }
+    if (options.subClient || options.blockingClient) {
+      throw new InvalidOptionsError(options.subClient ? 'subClient' : 'blockingClient', 'give it to the driver, not next to it');
+    }
+    return options.driver;
+  }
+  if (options.cluster !== undefined) {
+    if (options.cluster === null || typeof options.cluster !== 'object') throw new InvalidOptionsError('cluster', 'must be an object');
+    if (options.subClient || options.blockingClient) {
+      throw new InvalidOptionsError(options.subClient ? 'subClient' : 'blockingClient', 'cannot be combined with cluster');
+    }
+    const { redisOptions, ...cluster } = options.cluster;
+    if (redisOptions !== undefined && (redisOptions === null || typeof redisOptions !== 'object')) {
+      throw new InvalidOptionsError('cluster.redisOptions', 'must be an object');
+    }
+    return new ClusterDriver({ ...cluster, redisOptions: { ...options.redisOptions, ...redisOptions }, logger });
+  }
+  return createDriver({
+    url: options.url,
+    redisOptions: options.redisOptions,
+    pubClient: options.pubClient,
+    subClient: options.subClient,
+    blockingClient: options.blockingClient,
+    logger,
+  });
+}
+
+function readyTimeoutOf(driver: RedisDriver): number {
+  return driver instanceof ClusterDriver ? driver.readyTimeoutMs : 10_000;
 }
 
 function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {

@@ -32,14 +32,25 @@ interface Connection {
   wasReady: boolean;
   down: boolean;
   errorLogged: boolean;
+  /** Redis Cluster: the masters of the client's slot map (`host:port`), empty until known. */
+  masters: ReadonlySet<string>;
   detach: () => void;
 }
+
+/** Statuses of a cluster node connection that cannot serve (ioredis does not reconnect cluster nodes itself). */
+const NODE_DOWN = new Set(['end', 'close', 'reconnecting', 'disconnecting']);
 
 export interface ConnectionStatus {
   role: ConnectionRole;
   status: string;
   owned: boolean;
 }
+
+/** How broadcasts travel: classic PUBLISH/SUBSCRIBE, or sharded SPUBLISH/SSUBSCRIBE (Redis Cluster 7+). */
+export type PubSubMode = 'classic' | 'sharded';
+
+/** Builds the driver's own connection for `role` (a {@link ClusterDriver} builds Cluster clients). */
+export type ConnectionBuilder = (role: ConnectionRole) => RedisClient;
 
 /**
  * One set of connections to Redis: a writer, a subscriber (pub/sub mode) and a blocking reader
@@ -53,6 +64,7 @@ export interface ConnectionStatus {
 export class RedisDriver {
   private readonly connectionsByRole = new Map<ConnectionRole, Connection>();
   private readonly reconnectListeners = new Set<(role: ConnectionRole) => void>();
+  private readonly topologyListeners = new Set<() => void>();
   private closed = false;
   /** Errors reported by any connection of this driver. */
   errors = 0;
@@ -62,6 +74,7 @@ export class RedisDriver {
   constructor(
     private readonly options: DriverOptions,
     private readonly logger: ClusterLogger,
+    private readonly builder?: ConnectionBuilder,
   ) {
     this.attach('writer', options.pubClient ?? this.build('writer'), options.pubClient === undefined);
     if (options.subClient) this.attach('subscriber', options.subClient, false);
@@ -86,6 +99,49 @@ export class RedisDriver {
     return this.writer instanceof Cluster;
   }
 
+  /**
+   * Sharded pub/sub when the subscriber is a Cluster client built with `shardedSubscribers`
+   * (a {@link ClusterDriver} with `shardedPubSub`, or such a user-built `subClient`).
+   */
+  get pubSubMode(): PubSubMode {
+    const subscriber = this.connectionsByRole.get('subscriber')?.client;
+    if (subscriber) return subscriber instanceof Cluster && subscriber.options.shardedSubscribers ? 'sharded' : 'classic';
+    return this.defaultPubSubMode();
+  }
+
+  /** The pub/sub mode of a subscriber this driver would build (overridden by the cluster driver). */
+  protected defaultPubSubMode(): PubSubMode {
+    const writer = this.writer;
+    return writer instanceof Cluster && writer.options.shardedSubscribers ? 'sharded' : 'classic';
+  }
+
+  /**
+   * Resolves once the writer can take commands, or rejects after `timeoutMs`. A standalone
+   * writer queues commands while it connects, so this matters for Cluster writers, which
+   * fail commands at once while the cluster is unreachable (instead of queueing them for as
+   * long as the outage lasts).
+   */
+  async ready(timeoutMs: number): Promise<void> {
+    const client = this.writer;
+    if (!(client instanceof Cluster) || client.status === 'ready' || client.options.enableOfflineQueue !== false) return;
+    if (client.status === 'wait') client.connect().catch(() => undefined); // lazyConnect
+    let onReady: () => void = () => undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        onReady = resolve;
+        client.once('ready', onReady);
+        timer = setTimeout(
+          () => reject(new Error(`Redis Cluster not ready within ${timeoutMs} ms (status ${client.status})`)),
+          timeoutMs,
+        );
+      });
+    } finally {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+    }
+  }
+
   /** Connections opened so far, with their ioredis status. */
   status(): ConnectionStatus[] {
     return [...this.connectionsByRole.values()].map(({ role, client, owned }) => ({ role, status: client.status, owned }));
@@ -97,6 +153,10 @@ export class RedisDriver {
     for (const connection of this.connectionsByRole.values()) {
       if (roles && !roles.includes(connection.role)) continue;
       if (connection.client.status !== 'ready') return false;
+      // The writer reaches every master (the subscriber and the reader use one node each).
+      if (connection.role === 'writer' && connection.client instanceof Cluster && !mastersUp(connection.client, connection.masters)) {
+        return false;
+      }
     }
     return true;
   }
@@ -105,6 +165,17 @@ export class RedisDriver {
   onReconnect(listener: (role: ConnectionRole) => void): () => void {
     this.reconnectListeners.add(listener);
     return () => this.reconnectListeners.delete(listener);
+  }
+
+  /**
+   * Redis Cluster only: called when the set of masters in the writer's slot map changes (a
+   * failover promoted a replica, or a new master got slots), not when slots merely move
+   * between masters. A failover may have lost the last writes the old master had not
+   * replicated yet. Returns the unsubscribe function.
+   */
+  onTopologyChange(listener: () => void): () => void {
+    this.topologyListeners.add(listener);
+    return () => this.topologyListeners.delete(listener);
   }
 
   /** Closes the connections this driver built; user-built ones are only detached from. */
@@ -119,6 +190,7 @@ export class RedisDriver {
       }),
     );
     this.reconnectListeners.clear();
+    this.topologyListeners.clear();
   }
 
   /** Drops the connections this driver built at once, without QUIT (as a crash would). */
@@ -129,6 +201,7 @@ export class RedisDriver {
       connection.detach();
     }
     this.reconnectListeners.clear();
+    this.topologyListeners.clear();
   }
 
   private connection(role: ConnectionRole): Connection {
@@ -136,11 +209,12 @@ export class RedisDriver {
     if (existing) return existing;
     if (this.closed) throw new Error(`redis driver is closed (${role} connection requested)`);
     const writer = this.connectionsByRole.get('writer');
-    const client = this.options.url !== undefined || !writer ? this.build(role) : duplicate(writer.client, role);
+    const client = this.builder || this.options.url !== undefined || !writer ? this.build(role) : duplicate(writer.client, role);
     return this.attach(role, client, true);
   }
 
   private build(role: ConnectionRole): RedisClient {
+    if (this.builder) return this.builder(role);
     const base = this.options.redisOptions ?? {};
     const name = `${base.connectionName ?? 'ocpp-cluster'}:${role}`;
     const options: RedisOptions = {
@@ -162,6 +236,7 @@ export class RedisDriver {
       wasReady: client.status === 'ready',
       down: false,
       errorLogged: false,
+      masters: new Set(),
       detach: () => undefined,
     };
     const onError = (error: Error): void => {
@@ -184,13 +259,34 @@ export class RedisDriver {
       this.logger.log(`redis ${role} connection is back`);
       for (const listener of this.reconnectListeners) listener(role);
     };
+    // A Cluster client's masters, for health and (writer) to notice failovers.
+    const onRefresh = (): void => {
+      if (!(client instanceof Cluster)) return;
+      const masters = mastersOf(client);
+      if (masters.size === 0) return;
+      const previous = connection.masters;
+      connection.masters = masters;
+      const changed = previous.size > 0 && (previous.size !== masters.size || [...masters].some((master) => !previous.has(master)));
+      if (role !== 'writer' || !changed || this.closed) return;
+      this.logger.log(`redis cluster masters changed: ${[...masters].sort().join(', ')}`);
+      for (const listener of this.topologyListeners) listener();
+    };
+    // A Cluster client reports a failing node (say, a master that died) here, not as 'error'.
+    const onNodeError = (error: Error, node?: string): void => {
+      this.errors++;
+      this.logger.debug?.(`redis ${role} connection to cluster node ${node ?? '?'}: ${error?.message ?? String(error)}`);
+    };
     client.on('error', onError);
     client.on('close', onClose);
     client.on('ready', onReady);
+    client.on('refresh', onRefresh);
+    client.on('node error', onNodeError);
     connection.detach = () => {
+      client.off('node error', onNodeError);
       client.off('error', onError);
       client.off('close', onClose);
       client.off('ready', onReady);
+      client.off('refresh', onRefresh);
       // A user-built client keeps a listener so that a late error cannot crash the process.
       if (!owned && client.listenerCount('error') === 0) client.on('error', () => undefined);
     };
@@ -199,8 +295,44 @@ export class RedisDriver {
   }
 }
 
+/** The masters (`host:port`) of the client's slot map; empty while it is unknown. */
+function mastersOf(cluster: Cluster): Set<string> {
+  const masters = new Set<string>();
+  for (let slot = 0; slot < 16384; slot++) {
+    const master = cluster.slots[slot]?.[0];
+    if (master !== undefined) masters.add(master);
+  }
+  return masters;
+}
+
+/**
+ * True while every master of the slot map has a connection in the client's pool that is not
+ * down (a lazy one not opened yet counts). ioredis never reconnects a cluster node: the
+ * connection to a master that died (or was cut) ends and leaves the pool, and the next
+ * command or slot refresh opens a new one. So a dead master counts as down until the slot
+ * map names its successor, a whole cluster that is gone is down at once, and a cut
+ * connection to a live master is down until the next command (a heartbeat at the latest).
+ */
+function mastersUp(cluster: Cluster, masters: ReadonlySet<string>): boolean {
+  if (masters.size === 0) return true;
+  const statusByNode = new Map(cluster.nodes('all').map((node) => [`${node.options.host}:${node.options.port}`, node.status]));
+  for (const master of masters) {
+    const status = statusByNode.get(master);
+    if (status === undefined || NODE_DOWN.has(status)) return false;
+  }
+  return true;
+}
+
 function duplicate(client: RedisClient, role: ConnectionRole): RedisClient {
-  if (client instanceof Cluster) return client.duplicate();
+  if (client instanceof Cluster) {
+    const redisOptions = client.options.redisOptions ?? {};
+    const name = `${redisOptions.connectionName ?? 'ocpp-cluster'}:${role}`;
+    return client.duplicate([], {
+      // The duplicate of a writer that fails fast still has to wait for its first connect.
+      enableOfflineQueue: true,
+      redisOptions: { ...redisOptions, connectionName: name, ...(role === 'blocking' ? { maxRetriesPerRequest: null } : {}) },
+    });
+  }
   const name = `${client.options.connectionName ?? 'ocpp-cluster'}:${role}`;
   return client.duplicate({ connectionName: name, ...(role === 'blocking' ? { maxRetriesPerRequest: null } : {}) });
 }

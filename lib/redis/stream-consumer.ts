@@ -64,6 +64,12 @@ export class StreamConsumer {
    * its reply (blocking connection) overtakes the XACK reply (writer connection).
    */
   private readonly handled = new Set<string>();
+  /**
+   * Ids of recent commands. A writer whose connection broke between Redis appending a command
+   * and answering (a master failing over, a reconnect) sends it again: the second entry has
+   * a new entry id but the same command id, and must not reach the charge point twice.
+   */
+  private readonly recentCommands = new Set<string>();
   private ackTimer: NodeJS.Timeout | null = null;
   private ackFlushing: Promise<void> = Promise.resolve();
   /** Id of the newest entry read with `>`: everything after it is unread. */
@@ -82,6 +88,8 @@ export class StreamConsumer {
   expired = 0;
   /** Entries that held no valid message (or were trimmed before delivery). */
   malformed = 0;
+  /** Commands acknowledged unhandled because the same command id was handled already. */
+  duplicates = 0;
   handlerErrors = 0;
   readErrors = 0;
 
@@ -270,10 +278,19 @@ export class StreamConsumer {
       this.queueAck(entry.id);
       return;
     }
-    if (message.kind === 'command' && Date.now() >= message.deadline) {
-      this.expired++;
-      this.queueAck(entry.id);
-      return;
+    if (message.kind === 'command') {
+      if (Date.now() >= message.deadline) {
+        this.expired++;
+        this.queueAck(entry.id);
+        return;
+      }
+      if (this.recentCommands.has(message.id)) {
+        this.duplicates++;
+        this.queueAck(entry.id);
+        return;
+      }
+      this.recentCommands.add(message.id);
+      if (this.recentCommands.size > HANDLED_MEMORY) this.recentCommands.delete(this.recentCommands.values().next().value as string);
     }
     this.received++;
     this.inFlight.add(entry.id);

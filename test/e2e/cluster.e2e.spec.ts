@@ -1,29 +1,109 @@
 import 'reflect-metadata';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
+import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { connectedChargePoint, createRPCError } from '../support/charge-point.js';
 import type { RpcClient } from '../support/charge-point.js';
 import { CsmsProcess } from '../support/csms-process.js';
-import { startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
-import type { RedisServer } from '../support/redis-server.js';
+import { startRedisCluster, startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
+import type { RedisClusterHandle, RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 /**
- * The cluster contract end to end: sample CSMS nodes as separate processes on one real Redis,
- * ocpp-rpc RPCClients as charge points.
+ * The cluster contract end to end: sample CSMS nodes as separate processes, ocpp-rpc
+ * RPCClients as charge points, on two backends: one standalone Redis (REDIS_URL), and a Redis
+ * Cluster of 3 masters + 3 replicas (REDIS_CLUSTER_NODES). The suite is the same; the Redis
+ * outages are the ones an operator of each would see.
  */
 
-const NODE_ENV = { OCPP_NODE_TTL_MS: '2000', OCPP_CALL_TIMEOUT_MS: '20000' };
+const NODE_ENV = { OCPP_CALL_TIMEOUT_MS: '20000' };
 
-describe('cluster over Redis (separate node processes)', () => {
+/** Where the sample processes find Redis, and how the tests disturb it. */
+interface Backend {
+  readonly name: string;
+  readonly kind: 'standalone' | 'cluster';
+  start(): Promise<void>;
+  /** The sample's environment for this backend (Redis address, node TTL). */
+  env(): Record<string, string>;
+  /** Redis goes away entirely (every server of it). */
+  stop(): Promise<void>;
+  /** ...and comes back empty. */
+  restart(): Promise<void>;
+  /** CLIENT KILL of every connection `nodeId` holds (on every server); returns how many. */
+  killConnectionsOf(nodeId: string): Promise<number>;
+  /** The Redis Cluster, on the cluster backend (once started). */
+  readonly cluster?: RedisClusterHandle;
+}
+
+/** Ids of the connections a sample node opened (they are named `ocpp-cluster:<node>:<role>`). */
+function connectionIds(clientList: string, nodeId: string): string[] {
+  return clientList
+    .split('\n')
+    .filter((line) => line.includes(` name=ocpp-cluster:${nodeId}:`) || line.includes(`:ocpp-cluster:${nodeId}:`))
+    .map((line) => /id=(\d+)/.exec(line)![1]);
+}
+
+function standalone(): Backend {
   let redis: RedisServer;
+  return {
+    name: 'standalone Redis',
+    kind: 'standalone',
+    start: async () => {
+      redis = await startRedisServer();
+    },
+    env: () => ({ REDIS_URL: redis.url, OCPP_NODE_TTL_MS: '2000' }),
+    stop: () => redis.stop(),
+    restart: () => redis.start(),
+    killConnectionsOf: async (nodeId) => {
+      const admin = new Redis(redis.url);
+      try {
+        const ids = connectionIds((await admin.client('LIST')) as string, nodeId);
+        for (const id of ids) await admin.client('KILL', 'ID', id);
+        return ids.length;
+      } finally {
+        admin.disconnect();
+      }
+    },
+  };
+}
+
+function redisCluster(): Backend {
+  let cluster: RedisClusterHandle;
+  return {
+    name: 'Redis Cluster (3 masters + 3 replicas)',
+    kind: 'cluster',
+    get cluster() {
+      return cluster;
+    },
+    start: async () => {
+      cluster = await startRedisCluster({ masters: 3, replicas: 1 });
+    },
+    // A node's liveness key must outlast a failover of its shard (cluster-node-timeout 1 s + election).
+    env: () => ({ REDIS_CLUSTER_NODES: cluster.nodeList, OCPP_NODE_TTL_MS: '5000' }),
+    // The whole cluster down and up again without its data (nodes.conf kept): a power cut.
+    stop: () => cluster.stopAll(),
+    restart: () => cluster.startAll(),
+    killConnectionsOf: async (nodeId) => {
+      let killed = 0;
+      for (const server of cluster.running) {
+        for (const id of connectionIds(server.cli('CLIENT', 'LIST'), nodeId)) {
+          server.cli('CLIENT', 'KILL', 'ID', id);
+          killed++;
+        }
+      }
+      return killed;
+    },
+  };
+}
+
+describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster over $backend.name (separate node processes)', ({ backend }) => {
   let a: CsmsProcess;
   let b: CsmsProcess;
   const processes: CsmsProcess[] = [];
   const clients: RpcClient[] = [];
 
   async function node(nodeId: string): Promise<CsmsProcess> {
-    const csms = await CsmsProcess.start(nodeId, { ...NODE_ENV, REDIS_URL: redis.url });
+    const csms = await CsmsProcess.start(nodeId, { ...NODE_ENV, ...backend.env() });
     processes.push(csms);
     return csms;
   }
@@ -40,9 +120,9 @@ describe('cluster over Redis (separate node processes)', () => {
   }
 
   beforeAll(async () => {
-    redis = await startRedisServer();
+    await backend.start();
     [a, b] = await Promise.all([node('node-a'), node('node-b')]);
-  });
+  }, 60_000);
 
   afterAll(async () => {
     if (process.env.DEBUG_NODES) for (const csms of processes) console.log(csms.nodeId, csms.output.join('').slice(-3000));
@@ -130,18 +210,7 @@ describe('cluster over Redis (separate node processes)', () => {
     const back = await charger(a, 'X-KILL-A');
     back.handle('Reset', () => ({ status: 'Accepted' }));
     await waitFor(async () => (await ownerOf(a, 'X-KILL')) === 'node-b', 'presence of X-KILL');
-    const admin = new Redis(redis.url);
-    try {
-      const list = (await admin.client('LIST')) as string;
-      const ids = list
-        .split('\n')
-        .filter((line) => /name=ocpp-cluster:node-b/.test(line))
-        .map((line) => /id=(\d+)/.exec(line)![1]);
-      expect(ids.length).toBeGreaterThanOrEqual(3); // writer, subscriber, blocking reader
-      for (const id of ids) await admin.client('KILL', 'ID', id);
-    } finally {
-      admin.disconnect();
-    }
+    expect(await backend.killConnectionsOf('node-b')).toBeGreaterThanOrEqual(3); // writer, subscriber, blocking reader
     await waitFor(async () => (await a.http('POST', '/chargers/X-KILL/calls/Reset', { type: 'Soft' })).status === 200, 'A → B to work again');
     await waitFor(async () => (await b.http('POST', '/chargers/X-KILL-A/calls/Reset', { type: 'Soft' })).status === 200, 'B → A to work again');
   });
@@ -161,12 +230,12 @@ describe('cluster over Redis (separate node processes)', () => {
     stayB.handle('Reset', () => ({ status: 'Accepted' }));
     await waitFor(async () => (await ownerOf(b, 'X-MOVED')) === 'node-a', 'X-MOVED on A');
 
-    await redis.stop();
+    await backend.stop();
     try {
       // While Redis is away, new upgrades are refused (503) so charge points go to healthy nodes.
       await expect(connectedChargePoint(b.wsUrl, 'X-DURING-OUTAGE')).rejects.toThrow(/Service Unavailable|503/);
     } finally {
-      await redis.start();
+      await backend.restart();
     }
     let onB: RpcClient | undefined;
     await waitFor(async () => {
@@ -195,7 +264,7 @@ describe('cluster over Redis (separate node processes)', () => {
   }, 60_000);
 
   it('a second live process with the same node id refuses to start', async () => {
-    await expect(CsmsProcess.start('node-a', { ...NODE_ENV, REDIS_URL: redis.url })).rejects.toThrow(/node-a.*(held|live|in use)/is);
+    await expect(CsmsProcess.start('node-a', { ...NODE_ENV, ...backend.env() })).rejects.toThrow(/node-a.*(held|live|in use)/is);
   });
 
   it('kill -9 of a node: callers are answered early, and calls work once the charger reconnects elsewhere', async () => {
@@ -214,7 +283,7 @@ describe('cluster over Redis (separate node processes)', () => {
     // NotConnected (from the takeover or from presence), not a Timeout after 60 s.
     expect(await inFlight).toMatchObject({ status: 404, body: { error: 'NotConnected' } });
     expect(await afterDeath).toMatchObject({ status: 404, body: { error: 'NotConnected' } });
-    await waitFor(async () => (await ownerOf(a, 'X-VICTIM')) === undefined, 'presence of the dead node to go');
+    await waitFor(async () => (await ownerOf(a, 'X-VICTIM')) === undefined, 'presence of the dead node to go', { timeoutMs: 20_000 });
 
     await victim.close({ force: true });
     const again = await charger(b, 'X-VICTIM');
@@ -267,4 +336,82 @@ describe('cluster over Redis (separate node processes)', () => {
     expect(broadcast.body.nodes).toBe(3);
     await c.stop();
   }, 60_000);
+  if (backend.kind === 'cluster') {
+    const keys = new RedisKeys();
+
+    /** Calls A → a charge point on B, one after the other, until stopped. */
+    function callLoop(identity: string) {
+      const statuses: number[] = [];
+      let running = true;
+      const done = (async () => {
+        for (let i = 0; running; i++) {
+          const { status } = await a.http('POST', `/chargers/${identity}/calls/DataTransfer?timeoutMs=5000`, { vendorId: 'e2e', data: String(i) });
+          statuses.push(status);
+        }
+      })();
+      return {
+        statuses,
+        stop: async () => {
+          running = false;
+          await done;
+        },
+      };
+    }
+
+    it('a master killed while calls run: its replica takes over, calls fail clearly at worst, then succeed', async () => {
+      const cluster = backend.cluster!;
+      // Charge points on B whose presence entries live on every master.
+      const others = ['X-FO-1', 'X-FO-2', 'X-FO-3', 'X-FO-4', 'X-FO-5', 'X-FO-6'];
+      expect(new Set(others.map((identity) => cluster.masterOf(keySlot(keys.presence(identity))))).size).toBe(3);
+      for (const identity of ['X-FAILOVER', ...others]) {
+        const cp = await charger(b, identity);
+        cp.handle('DataTransfer', ({ params }) => ({ status: 'Accepted', data: params.data }));
+        await waitFor(async () => (await ownerOf(a, identity)) === 'node-b', `${identity} on B`);
+      }
+      const calls = callLoop('X-FAILOVER');
+      await waitFor(() => calls.statuses.length >= 5, 'calls to flow');
+
+      // The master of node B's inbox and liveness key.
+      const victim = cluster.masterOf(keySlot(keys.stream('node-b')));
+      await cluster.killMaster(victim);
+      const switched = calls.statuses.length;
+      await waitFor(() => calls.statuses.slice(switched).filter((status) => status === 200).length >= 10, 'calls to succeed after the switch', {
+        timeoutMs: 30_000,
+      });
+      await calls.stop();
+      // OK, or during the switch Unavailable (503) / Timeout (504): never a wrong answer such as NotConnected.
+      expect(calls.statuses.filter((status) => ![200, 503, 504].includes(status))).toEqual([]);
+      expect(calls.statuses.slice(-5)).toEqual([200, 200, 200, 200, 200]);
+      // Presence was neither lost nor left stale: every charge point still on B, and reachable.
+      for (const identity of ['X-FAILOVER', ...others]) {
+        for (const csms of [a, b]) expect(await ownerOf(csms, identity)).toBe('node-b');
+        expect((await a.http('POST', `/chargers/${identity}/calls/DataTransfer`, { vendorId: 'e2e' })).status).toBe(200);
+      }
+      await cluster.restartNode(victim); // back as a replica, for what follows
+    }, 90_000);
+
+    it('slots migrating and a reshard while calls run: every call succeeds', async () => {
+      const cluster = backend.cluster!;
+      const cp = await charger(b, 'X-RESHARD');
+      cp.handle('DataTransfer', ({ params }) => ({ status: 'Accepted', data: params.data }));
+      await waitFor(async () => (await ownerOf(a, 'X-RESHARD')) === 'node-b', 'X-RESHARD on B');
+      const calls = callLoop('X-RESHARD');
+      await waitFor(() => calls.statuses.length >= 5, 'calls to flow');
+
+      // Both inboxes, the charge point's presence and the node registry change masters, key by key.
+      const slots = [...new Set([keys.stream('node-a'), keys.stream('node-b'), keys.presence('X-RESHARD'), keys.registry].map(keySlot))];
+      for (const slot of slots) {
+        const target = cluster.masters().find((master) => master !== cluster.masterOf(slot))!;
+        await cluster.migrateSlots([slot], target, { keysPerBatch: 1, pauseMs: 50 });
+      }
+      // And an operator's reshard of many slots.
+      const [from, to] = cluster.masters();
+      await cluster.reshard(from, to, 500);
+      const moved = calls.statuses.length;
+      await waitFor(() => calls.statuses.length >= moved + 10, 'calls after the reshard');
+      await calls.stop();
+      expect(calls.statuses.filter((status) => status !== 200)).toEqual([]);
+      expect(await ownerOf(a, 'X-RESHARD')).toBe('node-b');
+    }, 90_000);
+  }
 });

@@ -1,5 +1,15 @@
 import 'reflect-metadata';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import {
+  Broadcaster,
+  OCPP_BROADCASTER,
+  OCPP_PRESENCE_STORE,
+  OCPP_REDIS_POOL,
+  OCPP_STREAM_CONSUMER,
+  PresenceStore,
+  RedisConnectionPool,
+  StreamConsumer,
+} from '../../lib/index.js';
 import { connectedChargePoint } from '../support/charge-point.js';
 import type { RpcClient } from '../support/charge-point.js';
 import { startSampleApp } from '../support/ocpp-test-app.js';
@@ -54,6 +64,16 @@ describe('health and metrics on real Redis', () => {
     await caller?.close();
     await app?.close();
     await stopAllRedisServers();
+  });
+
+  it('exposes the Redis parts as injectable providers', async () => {
+    expect(app.app.get(OCPP_REDIS_POOL)).toBeInstanceOf(RedisConnectionPool);
+    const presence = app.app.get(OCPP_PRESENCE_STORE);
+    expect(presence).toBeInstanceOf(PresenceStore);
+    expect(app.app.get(OCPP_BROADCASTER)).toBeInstanceOf(Broadcaster);
+    const consumer = app.app.get(OCPP_STREAM_CONSUMER)();
+    expect(consumer).toBeInstanceOf(StreamConsumer);
+    expect(consumer.isRunning).toBe(true);
   });
 
   it('readiness goes 200 → 503 while Redis is down and back to 200; liveness stays 200; upgrades get 503 meanwhile', async () => {

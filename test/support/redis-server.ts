@@ -134,7 +134,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   return server;
 }
 
-export interface RedisClusterOptions {
+export interface StartClusterOptions {
   /** Masters (default 3). */
   masters?: number;
   /** Replicas per master (default 0). */
@@ -157,6 +157,17 @@ export interface ClusterNodeInfo {
 }
 
 const CLUSTER_READY_TIMEOUT_MS = 30_000;
+
+/** A slot on its way from `source` to `target` (see {@link RedisClusterHandle.beginMigration}). */
+export interface SlotMigration {
+  slot: number;
+  source: RedisServer;
+  target: RedisServer;
+  /** Moves up to `count` keys of the slot now; returns how many moved. */
+  moveKeys(count: number): number;
+  /** Moves the remaining keys and hands the slot to the target. */
+  finish(options?: { pauseMs?: number; keysPerBatch?: number }): Promise<void>;
+}
 
 /**
  * A real Redis Cluster of `masters` masters with `replicas` replicas each, every node a
@@ -210,6 +221,14 @@ export class RedisClusterHandle {
       });
   }
 
+  /** Running masters that serve slots. */
+  masters(): RedisServer[] {
+    return this.topology()
+      .filter((node) => node.flags.includes('master') && !node.flags.includes('fail') && node.slots.length > 0)
+      .map((node) => this.serverOnPort(node.port))
+      .filter((server) => server.isRunning);
+  }
+
   /** The running master that serves `slot`. */
   masterOf(slot: number): RedisServer {
     const owner = this.topology().find(
@@ -239,15 +258,15 @@ export class RedisClusterHandle {
    */
   async waitUntilHealthy({ timeoutMs = CLUSTER_READY_TIMEOUT_MS, replicated = true } = {}): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    let problem = '';
     for (;;) {
-      problem = this.healthProblem(replicated);
+      const problem = this.healthProblem(replicated);
       if (!problem) return;
       if (Date.now() > deadline) throw new Error(`cluster not healthy within ${timeoutMs} ms: ${problem}`);
       await sleep(100);
     }
   }
 
+  /** What keeps the cluster from being healthy, or '' when nothing does. */
   private healthProblem(replicated: boolean): string {
     const running = this.running;
     const views: string[] = [];
@@ -260,20 +279,19 @@ export class RedisClusterHandle {
       }
       if (!info.includes('cluster_state:ok')) return `${server.port} is not ok`;
       const topology = this.topology(server);
-      const masters = topology
-        .filter((node) => node.flags.includes('master') && node.slots.length > 0)
-        .map((node) => {
-          if (node.flags.includes('fail') || node.flags.includes('fail?')) return `failed master ${node.port}`;
-          if (!running.some((live) => live.port === node.port)) return `stopped master ${node.port}`;
-          return `${node.port}:${node.slots.map((range) => range.join('-')).join(',')}`;
-        })
-        .sort();
-      views.push(masters.join(' '));
+      const masters = topology.filter((node) => node.flags.includes('master') && node.slots.length > 0);
+      const down = masters.find((node) => node.flags.some((flag) => flag.startsWith('fail')) || !running.some((live) => live.port === node.port));
+      if (down) return `${server.port} sees master ${down.port} serving slots while it is down`;
+      views.push(
+        masters
+          .map((node) => `${node.port}:${node.slots.map((range) => range.join('-')).join(',')}`)
+          .sort()
+          .join(' '),
+      );
       if (replicated && topology.find((node) => node.flags.includes('myself'))?.masterId) {
         if (!server.cli('INFO', 'replication').includes('master_link_status:up')) return `replica ${server.port} not in sync`;
       }
     }
-    if (views.some((view) => view.includes('master'))) return views.find((view) => view.includes('master'))!;
     if (new Set(views).size > 1) return `nodes disagree: ${[...new Set(views)].join(' | ')}`;
     return '';
   }
@@ -314,46 +332,79 @@ export class RedisClusterHandle {
   }
 
   /**
-   * Moves `slots` to `target` with the CLUSTER SETSLOT sequence, one slot at a time:
-   * IMPORTING on the target, MIGRATING on the source, keys moved in small MIGRATE batches
-   * (with `pauseMs` between batches, so that clients meet ASK and TRYAGAIN), then NODE on
-   * every master. The slots stay usable throughout.
+   * Starts moving `slot` to `target`: IMPORTING on the target, MIGRATING on the source. Until
+   * `finish()`, keys already moved answer ASK on the source, multi-key commands over a split
+   * TRYAGAIN; `finish()` moves the rest and hands the slot over (SETSLOT NODE on every master).
+   */
+  beginMigration(slot: number, target: RedisServer): SlotMigration {
+    const source = this.masterOf(slot);
+    const targetId = this.nodeId(target);
+    const sourceId = this.nodeId(source);
+    target.cli('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', sourceId);
+    source.cli('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', targetId);
+    const moveKeys = (count: number): number => {
+      const keys = source.cli('CLUSTER', 'GETKEYSINSLOT', String(slot), String(count)).split('\n').filter(Boolean);
+      if (keys.length > 0) source.cli('MIGRATE', '127.0.0.1', String(target.port), '', '0', '5000', 'REPLACE', 'KEYS', ...keys);
+      return keys.length;
+    };
+    return {
+      slot,
+      source,
+      target,
+      moveKeys,
+      finish: async ({ pauseMs = 20, keysPerBatch = 2 } = {}) => {
+        while (moveKeys(keysPerBatch) > 0) await sleep(pauseMs);
+        // Target first, then source, then the others: the order redis-cli uses.
+        const masters = this.topology()
+          .filter((node) => node.flags.includes('master') && !node.flags.includes('fail'))
+          .map((node) => this.serverOnPort(node.port))
+          .filter((server) => server.isRunning);
+        const ordered = [target, source, ...masters.filter((server) => server !== target && server !== source)];
+        for (const master of ordered) master.cli('CLUSTER', 'SETSLOT', String(slot), 'NODE', targetId);
+      },
+    };
+  }
+
+  /**
+   * Moves `slots` to `target` one at a time with the CLUSTER SETSLOT sequence (see
+   * {@link beginMigration}), keys in small MIGRATE batches with `pauseMs` between them, so
+   * that clients meet ASK and TRYAGAIN. The slots stay usable throughout.
    */
   async migrateSlots(slots: readonly number[], target: RedisServer, { pauseMs = 20, keysPerBatch = 2 } = {}): Promise<void> {
-    const targetId = this.nodeId(target);
     for (const slot of slots) {
-      const source = this.masterOf(slot);
-      if (source === target) continue;
-      const sourceId = this.nodeId(source);
-      target.cli('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', sourceId);
-      source.cli('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', targetId);
-      for (;;) {
-        const keys = source.cli('CLUSTER', 'GETKEYSINSLOT', String(slot), String(keysPerBatch)).split('\n').filter(Boolean);
-        if (keys.length === 0) break;
-        source.cli('MIGRATE', '127.0.0.1', String(target.port), '', '0', '5000', 'REPLACE', 'KEYS', ...keys);
-        await sleep(pauseMs);
-      }
-      for (const master of this.running.filter((server) => this.topology().some((node) => node.port === server.port && node.flags.includes('master')))) {
-        master.cli('CLUSTER', 'SETSLOT', String(slot), 'NODE', targetId);
-      }
+      if (this.masterOf(slot) === target) continue;
+      await this.beginMigration(slot, target).finish({ pauseMs, keysPerBatch });
     }
     await this.waitUntilHealthy();
   }
 
-  /** `redis-cli --cluster reshard`: moves `count` slots from `source` to `target`, as an operator would. */
-  reshard(source: RedisServer, target: RedisServer, count: number): void {
-    const result = spawnSync(
-      'redis-cli',
-      [
-        '--cluster', 'reshard', `127.0.0.1:${source.port}`,
-        '--cluster-from', this.nodeId(source),
-        '--cluster-to', this.nodeId(target),
-        '--cluster-slots', String(count),
-        '--cluster-yes',
-      ],
-      { encoding: 'utf8', timeout: 60_000 },
-    );
-    if (result.status !== 0) throw new Error(`redis-cli --cluster reshard failed:\n${result.stdout}\n${result.stderr}`);
+  /**
+   * `redis-cli --cluster reshard`: moves `count` slots from `source` to `target`, as an
+   * operator would. Runs in the background (the test's traffic keeps flowing meanwhile).
+   */
+  async reshard(source: RedisServer, target: RedisServer, count: number, { timeoutMs = 60_000 } = {}): Promise<void> {
+    const args = [
+      '--cluster', 'reshard', `127.0.0.1:${source.port}`,
+      '--cluster-from', this.nodeId(source),
+      '--cluster-to', this.nodeId(target),
+      '--cluster-slots', String(count),
+      '--cluster-yes',
+    ];
+    const child = spawn('redis-cli', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8000)));
+    child.stderr?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8000)));
+    let timer: NodeJS.Timeout | undefined;
+    const code = await new Promise<number | null>((resolve) => {
+      child.once('exit', (exitCode) => resolve(exitCode));
+      child.once('error', () => resolve(-1));
+      timer = setTimeout(() => {
+        if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+      }, timeoutMs);
+    });
+    clearTimeout(timer);
+    if (code !== 0) throw new Error(`redis-cli --cluster reshard exited with ${code}:\n${output}`);
+    await this.waitUntilHealthy();
   }
 
   async stop(): Promise<void> {
@@ -367,7 +418,7 @@ export class RedisClusterHandle {
  * joins them with `redis-cli --cluster create ... --cluster-replicas <n> --cluster-yes`;
  * resolves once the cluster is healthy (every node ok, every replica in sync).
  */
-export async function startRedisCluster(options: number | RedisClusterOptions = 3): Promise<RedisClusterHandle> {
+export async function startRedisCluster(options: number | StartClusterOptions = 3): Promise<RedisClusterHandle> {
   const { masters = 3, replicas = 0, nodeTimeoutMs, args = [] } = typeof options === 'number' ? { masters: options } : options;
   const timeout = nodeTimeoutMs ?? (replicas > 0 ? 1000 : 2000);
   const servers: RedisServer[] = [];
