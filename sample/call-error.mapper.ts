@@ -14,8 +14,14 @@ import {
 
 /** Maps the library's typed errors to the sample API's HTTP answers. */
 export function httpErrorFor(error: unknown): HttpException {
-  if (error instanceof NotConnectedError || error instanceof ConnectionClosedError) {
-    return new HttpException({ error: 'NotConnected', message: error.message }, HttpStatus.NOT_FOUND);
+  if (error instanceof NotConnectedError) {
+    return new HttpException(
+      { error: 'NotConnected', message: error.message, maybeDelivered: error.maybeDelivered },
+      HttpStatus.NOT_FOUND,
+    );
+  }
+  if (error instanceof ConnectionClosedError) {
+    return new HttpException({ error: 'NotConnected', message: error.message, maybeDelivered: true }, HttpStatus.NOT_FOUND);
   }
   if (error instanceof OcppTimeoutError) {
     return new HttpException({ error: 'Timeout', message: error.message, sent: error.sent }, HttpStatus.GATEWAY_TIMEOUT);

@@ -28,7 +28,7 @@ export type CommandOutcome =
   | { status: 'result'; payload: Record<string, unknown> }
   | { status: 'callError'; errorCode: string; errorDescription: string; errorDetails: Record<string, unknown> }
   | { status: 'timeout'; sent: boolean }
-  | { status: 'notConnected'; reason?: string }
+  | { status: 'notConnected'; reason?: string; maybeDelivered?: boolean }
   | {
       status: 'validation';
       direction: 'request' | 'response';

@@ -54,7 +54,7 @@ export function settleOutcome(
     case 'timeout':
       throw new OcppTimeoutError(call.identity, call.action, call.timeoutMs, outcome.sent);
     case 'notConnected':
-      throw new NotConnectedError(call.identity, outcome.reason);
+      throw new NotConnectedError(call.identity, outcome.reason, outcome.maybeDelivered ?? false);
     case 'validation':
       throw new OcppValidationError(call.action, outcome.direction, outcome.errorCode, outcome.description, outcome.details);
     case 'protocolMismatch':

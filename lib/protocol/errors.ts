@@ -39,10 +39,17 @@ export class OcppCallError extends OcppClusterError {
   }
 }
 
-/** No node holds a live socket for this identity. */
+/**
+ * No node holds a live socket for this identity. `maybeDelivered` is true when the node that held
+ * it died while handling the call: the charge point may have received it.
+ */
 export class NotConnectedError extends OcppClusterError {
   readonly code = 'OCPP_NOT_CONNECTED';
-  constructor(readonly identity: string, detail?: string) {
+  constructor(
+    readonly identity: string,
+    detail?: string,
+    readonly maybeDelivered = false,
+  ) {
     super(`charge point ${JSON.stringify(identity)} is not connected${detail ? ` (${detail})` : ''}`);
   }
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ClusterMessage, CommandEnvelope } from '../cluster/envelope.js';
+import type { ClusterMessage, CommandEnvelope, CommandOutcome } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { NODE_CLEANUP, TOKEN_ACQUIRE, TOKEN_REFRESH, TOKEN_RELEASE } from './lua-scripts.js';
 import type { NodeLiveness } from './node-liveness.js';
@@ -203,8 +203,11 @@ export class NodeTakeover {
         cursor = null;
         continue;
       }
-      for (const entry of entries) await this.handle(nodeId, entry, cursor !== null, report);
-      await client.xack(streamKey, INBOX_GROUP, ...entries.map((entry) => entry.id));
+      for (const entry of entries) {
+        await this.handle(nodeId, entry, cursor !== null, report);
+        // One at a time: a failure midway must not make the next pass answer what was forwarded.
+        await client.xack(streamKey, INBOX_GROUP, entry.id);
+      }
       if (cursor !== null) cursor = entries[entries.length - 1].id;
     }
   }
@@ -217,8 +220,16 @@ export class NodeTakeover {
       return;
     }
     const { liveness, presence, send, selfId } = this.options;
-    if (message.origin === nodeId || Date.now() >= message.deadline || !(await liveness.isAlive(message.origin))) {
+    if (message.origin === nodeId || !(await liveness.isAlive(message.origin))) {
       this.count(report, 'dropped');
+      return;
+    }
+    const answer = (outcome: CommandOutcome) =>
+      send(message.origin, { kind: 'reply', id: message.id, from: selfId, identity: message.identity, outcome });
+    if (Date.now() >= message.deadline) {
+      // Tell the caller precisely, instead of letting it guess after its grace period.
+      await answer({ status: 'timeout', sent: wasDelivered });
+      this.count(report, 'answered');
       return;
     }
     if (!wasDelivered && (message.hops ?? 0) < this.maxHops) {
@@ -230,18 +241,13 @@ export class NodeTakeover {
         return;
       }
     }
-    await send(message.origin, {
-      kind: 'reply',
-      id: message.id,
-      from: selfId,
-      identity: message.identity,
-      outcome: {
-        status: 'notConnected',
-        reason: wasDelivered
-          ? `node ${nodeId} died while handling the command (it may have reached the charge point)`
-          : `node ${nodeId} died`,
-      },
-    });
+    // A command the dead node had read may have reached the charge point: say so, typed, so a
+    // caller never takes it for "nothing happened" and runs a Reset twice.
+    await answer(
+      wasDelivered
+        ? { status: 'notConnected', reason: `node ${nodeId} died while handling the command`, maybeDelivered: true }
+        : { status: 'notConnected', reason: `node ${nodeId} died` },
+    );
     this.count(report, 'answered');
   }
 

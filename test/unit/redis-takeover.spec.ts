@@ -68,7 +68,12 @@ describe('takeover of a dead node', () => {
     expect(replies.find((reply) => reply.id === inFlight.id)?.outcome).toEqual({
       status: 'notConnected',
       reason: expect.stringContaining('node A died while handling the command'),
+      maybeDelivered: true,
     });
+    const expiredReply = await waitFor('C told the expired command never went out', () =>
+      c.inbox.ofKind('reply').find((reply) => reply.id === expired.id),
+    );
+    expect(expiredReply.outcome).toEqual({ status: 'timeout', sent: false });
     const forwarded = await waitFor('B got the command for Y', () => b.inbox.ofKind('command').find((m) => m.id === forY.id));
     expect(forwarded).toEqual<CommandEnvelope>({ ...forY, hops: 1 });
 
@@ -79,13 +84,13 @@ describe('takeover of a dead node', () => {
     );
     expect(await redis.exists(keys.presence('X'))).toBe(0);
     expect((await b.adapter.getPresence('Y'))?.nodeId).toBe('B');
-    expect(c.inbox.ofKind('reply')).toHaveLength(2);
+    expect(c.inbox.ofKind('reply')).toHaveLength(3); // X twice, and the expired one
 
     const [mb, mc] = await Promise.all([b.adapter.metrics(), c.adapter.metrics()]);
     expect(mb.takeovers + mc.takeovers).toBe(1);
     expect(mb.takeoverForwarded + mc.takeoverForwarded).toBe(1);
-    expect(mb.takeoverAnswered + mc.takeoverAnswered).toBe(2);
-    expect(mb.takeoverDropped + mc.takeoverDropped).toBe(2);
+    expect(mb.takeoverAnswered + mc.takeoverAnswered).toBe(3);
+    expect(mb.takeoverDropped + mc.takeoverDropped).toBe(1); // the reply that was for A
     expect(x.nodeId).toBe('A');
   });
 
