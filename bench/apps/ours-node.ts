@@ -1,0 +1,164 @@
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { OCPP_CLUSTER_NODE, OcppClusterModule, OcppClusterService, OcppHandler } from '../../lib/index.js';
+import type { OcppClusterNode, OcppClusterOptions } from '../../lib/index.js';
+import { runCalls } from './call-runner.js';
+import { announceReady, measureMemory, serveIpc } from './ipc.js';
+
+/**
+ * One node of our CSMS for the bench, as an application would run it: a Nest app with the
+ * module on its HTTP server. Environment: BENCH_NODE_ID, BENCH_REDIS_URL (unset = in memory),
+ * BENCH_STRICT (1/0), BENCH_RATE_LIMIT (off | default), BENCH_STREAM_MAXLEN (RedisAdapter streamMaxLen),
+ * BENCH_BACKLOG (listen backlog).
+ */
+
+type Payload = Record<string, any>;
+const now = (): string => new Date().toISOString();
+
+@Injectable()
+class BenchHandlers {
+  private nextTransactionId = 1;
+
+  @OcppHandler('BootNotification')
+  boot(): Payload {
+    return { status: 'Accepted', currentTime: now(), interval: 300 };
+  }
+
+  @OcppHandler('Heartbeat')
+  heartbeat(): Payload {
+    return { currentTime: now() };
+  }
+
+  @OcppHandler('StatusNotification')
+  status(): Payload {
+    return {};
+  }
+
+  @OcppHandler('Authorize', { protocols: ['ocpp1.6'] })
+  authorize16(): Payload {
+    return { idTagInfo: { status: 'Accepted' } };
+  }
+
+  @OcppHandler('Authorize', { protocols: ['ocpp2.0.1', 'ocpp2.1'] })
+  authorize2(): Payload {
+    return { idTokenInfo: { status: 'Accepted' } };
+  }
+
+  @OcppHandler('StartTransaction', { protocols: ['ocpp1.6'] })
+  start(): Payload {
+    return { transactionId: this.nextTransactionId++, idTagInfo: { status: 'Accepted' } };
+  }
+
+  @OcppHandler('StopTransaction', { protocols: ['ocpp1.6'] })
+  stop(): Payload {
+    return { idTagInfo: { status: 'Accepted' } };
+  }
+
+  @OcppHandler('TransactionEvent', { protocols: ['ocpp2.0.1', 'ocpp2.1'] })
+  transactionEvent(): Payload {
+    return {};
+  }
+
+  @OcppHandler('MeterValues')
+  meterValues(): Payload {
+    return {};
+  }
+
+  @OcppHandler('DataTransfer')
+  dataTransfer(): Payload {
+    return { status: 'Accepted' };
+  }
+}
+
+function optionsFromEnv(env: NodeJS.ProcessEnv): OcppClusterOptions {
+  return {
+    nodeId: env.BENCH_NODE_ID || 'bench',
+    path: '/ocpp',
+    redis: env.BENCH_REDIS_URL
+      ? { url: env.BENCH_REDIS_URL, streamMaxLen: env.BENCH_STREAM_MAXLEN ? Number(env.BENCH_STREAM_MAXLEN) : undefined }
+      : undefined,
+    strictMode: env.BENCH_STRICT !== '0',
+    rateLimit: env.BENCH_RATE_LIMIT === 'off' ? false : undefined,
+    logging: false,
+  };
+}
+
+async function main(): Promise<void> {
+  @Module({
+    imports: [OcppClusterModule.forRoot(optionsFromEnv(process.env))],
+    providers: [BenchHandlers],
+  })
+  class BenchAppModule {}
+
+  const app = await NestFactory.create(BenchAppModule, { logger: false, abortOnError: false });
+  // Every bench server listens with the same backlog (BENCH_BACKLOG): with Node's default 511 a
+  // storm of 5,000 connections per node overflows the accept queue and the kernel's SYN retries
+  // (1 s, 3 s, 7 s, 15 s...) decide the result instead of the server.
+  // Nest passes extra listen() arguments through to http.Server#listen; its typing only lacks them.
+  const listen = app as unknown as { listen(port: number, host: string, backlog: number): Promise<unknown> };
+  await listen.listen(0, '127.0.0.1', Number(process.env.BENCH_BACKLOG ?? 511));
+  const port = (app.getHttpServer().address() as AddressInfo).port;
+  const service = app.get(OcppClusterService);
+  const node = app.get<OcppClusterNode>(OCPP_CLUSTER_NODE);
+  let identities: string[] = [];
+  /** Identities not yet seen in presence since the last reset (polling only these keeps the probe light). */
+  let missing: string[] = [];
+
+  serveIpc({
+    memory: async () => ({ ...(await measureMemory()), connections: node.listLocal().length }),
+    /** Now on the clock of V8's CPU profiles (µs), to cut a profile to the measured window. */
+    mark: () => Number(process.hrtime.bigint() / 1000n),
+    localCount: () => node.acceptingGateway?.connectionCount ?? node.listLocal().length,
+    setIdentities: (message) => {
+      identities = message.identities;
+      missing = [...identities];
+      return identities.length;
+    },
+    resetPresence: () => {
+      missing = [...identities];
+      return missing.length;
+    },
+    /** How many of the identities set before were seen in the cluster's presence (as this node sees it) since the last reset. */
+    presenceCount: async () => {
+      const found = await node.transport.getPresenceBatch(missing);
+      missing = missing.filter((identity) => !found.has(identity));
+      return identities.length - missing.length;
+    },
+    call: async (message) => service.sendToClient(message.identity, message.action, message.payload, { timeoutMs: message.timeoutMs }),
+    crossNodeCalls: (message) =>
+      runCalls((identity) => service.sendToClient(identity, message.action, message.payload, { timeoutMs: message.timeoutMs }), {
+        identities: message.identities,
+        total: message.total,
+        concurrency: message.concurrency,
+        warmup: message.warmup,
+      }),
+    broadcastBatch: async (message) => {
+      const startedAt = performance.now();
+      const outcomes = await service.broadcastBatch(identities, message.action, message.payload, { timeoutMs: message.timeoutMs });
+      const durationMs = performance.now() - startedAt;
+      const fulfilled = outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
+      const errorKinds: Record<string, number> = {};
+      for (const outcome of outcomes) {
+        if (outcome.status !== 'rejected') continue;
+        const kind = String((outcome.error as { code?: string })?.code ?? outcome.error?.name);
+        errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+      }
+      return { durationMs, outcomes: outcomes.length, fulfilled, rejected: outcomes.length - fulfilled, errorKinds };
+    },
+    stop: async () => {
+      setTimeout(() => process.exit(0), 5000).unref();
+      await app.close();
+      setImmediate(() => process.exit(0));
+      return true;
+    },
+  });
+  announceReady({ port });
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

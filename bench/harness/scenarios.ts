@@ -1,0 +1,398 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import type { CallRunResult } from '../apps/call-runner.js';
+import { fleetIdentities, type FloodResult } from '../simulator/fleet.js';
+import { CpuWatch } from './machine.js';
+import { benchPids, startApp, type BenchApp } from './processes.js';
+import { RedisServer } from './redis.js';
+
+/** The implementations measured side by side. */
+export type ImplName = 'ours' | 'ocpp-ws-io' | 'ocpp-rpc' | 'ws';
+
+/** Repository root, from dist/bench/harness/. */
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+const SCRIPTS: Record<ImplName, string> = {
+  ours: join(ROOT, 'dist/bench/apps/ours-node.js'),
+  'ocpp-ws-io': join(ROOT, 'bench/peers/ocpp-ws-io-node.mjs'),
+  'ocpp-rpc': join(ROOT, 'bench/peers/ocpp-rpc-server.mjs'),
+  ws: join(ROOT, 'bench/peers/ws-server.mjs'),
+};
+const STATIONS_SCRIPT = join(ROOT, 'dist/bench/apps/stations.js');
+
+export interface BenchContext {
+  scale: number;
+  logDir: string;
+  /** Set: our apps in the cross-node and inbound scenarios write CPU profiles here. */
+  profileDir?: string;
+  protocol: 'ocpp1.6' | 'ocpp2.0.1' | 'ocpp2.1';
+  /** Listen backlog of every bench server. */
+  backlog: number;
+  log(message: string): void;
+}
+
+const DATA_TRANSFER = { vendorId: 'bench', messageId: 'bench', data: 'x'.repeat(64) };
+
+function scaled(ctx: BenchContext, full: number, minimum: number): number {
+  return Math.max(minimum, Math.round(full * ctx.scale));
+}
+
+function startImpl(ctx: BenchContext, impl: ImplName, role: string, env: Record<string, string | undefined>, options: { gc?: boolean; profile?: string } = {}): BenchApp {
+  const nodeArgs: string[] = ['--max-old-space-size=4096'];
+  if (options.gc) nodeArgs.push('--expose-gc');
+  if (options.profile && ctx.profileDir && impl === 'ours') {
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${ctx.profileDir}`, `--cpu-prof-name=${options.profile}.cpuprofile`);
+  }
+  return startApp({ name: `${impl}-${role}`, script: SCRIPTS[impl], env: { BENCH_BACKLOG: String(ctx.backlog), ...env }, nodeArgs, logDir: ctx.logDir });
+}
+
+function startStations(ctx: BenchContext, role: string): BenchApp {
+  return startApp({ name: `stations-${role}`, script: STATIONS_SCRIPT, nodeArgs: ['--max-old-space-size=4096'], logDir: ctx.logDir });
+}
+
+/** Polls `check` until it returns true; resolves with the elapsed ms, rejects after `timeoutMs`. */
+async function waitUntil(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 50): Promise<number> {
+  const startedAt = performance.now();
+  for (;;) {
+    let ok: boolean;
+    try {
+      ok = await check();
+    } catch {
+      ok = false;
+    }
+    if (ok) return performance.now() - startedAt;
+    if (performance.now() - startedAt > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+const endpoint = (ready: Record<string, any>): string => `ws://127.0.0.1:${ready.port}/ocpp`;
+
+/** Profiling our apps in this scenario? */
+const profiling = (ctx: BenchContext, impl: ImplName): boolean => ctx.profileDir !== undefined && impl === 'ours';
+
+/** A measured window of a CPU profile (µs on V8's profile clock), kept beside the profile. */
+function writeProfileWindow(ctx: BenchContext, profile: string, label: string, fromUs: number, toUs: number): void {
+  const file = join(ctx.profileDir!, `${profile}.windows.json`);
+  const windows = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as unknown[]) : [];
+  windows.push({ label, fromUs, toUs });
+  writeFileSync(file, `${JSON.stringify(windows)}\n`);
+}
+
+async function stopAll(apps: Array<BenchApp | undefined>, redis?: RedisServer): Promise<void> {
+  await Promise.all(apps.filter((app): app is BenchApp => app !== undefined).map((app) => app.stop()));
+  await redis?.stop();
+}
+
+async function bootedStations(stations: BenchApp, count: number, timeoutMs: number): Promise<number> {
+  return waitUntil(
+    `${count} booted stations`,
+    async () => (await stations.request<{ booted: number }>('stats')).booted >= count,
+    timeoutMs,
+  );
+}
+
+// ---------------------------------------------------------------- cross-node commands
+
+/** CPU other processes used while the bench measured (percent of all cores); high = suspect numbers. */
+export interface Measured {
+  foreignCpuPercent: number | null;
+}
+
+export interface CrossNodeResult extends CallRunResult, Measured {
+  stations: number;
+}
+
+/** Node A calls DataTransfer on 200 stations held by node B, through Redis, 200 in flight. */
+export async function crossNode(ctx: BenchContext, impl: ImplName): Promise<CrossNodeResult> {
+  const stationCount = 200;
+  const total = scaled(ctx, 40_000, 2_000);
+  const redis = await RedisServer.start(ctx.logDir);
+  let a: BenchApp | undefined;
+  let b: BenchApp | undefined;
+  let stations: BenchApp | undefined;
+  try {
+    const env = { BENCH_REDIS_URL: redis.url, BENCH_STRICT: '1', BENCH_RATE_LIMIT: 'off' };
+    b = startImpl(ctx, impl, 'cross-b', { ...env, BENCH_NODE_ID: 'bench-b' }, { profile: 'cross-node-B' });
+    a = startImpl(ctx, impl, 'cross-a', { ...env, BENCH_NODE_ID: 'bench-a' }, { profile: 'cross-node-A' });
+    const [, readyB] = await Promise.all([a.ready, b.ready]);
+    stations = startStations(ctx, 'cross');
+    await stations.ready;
+    const { identities } = await stations.request<{ identities: string[] }>('start', {
+      urls: [endpoint(readyB)],
+      count: stationCount,
+      protocol: ctx.protocol,
+      heartbeatSeconds: 3600,
+    });
+    await bootedStations(stations, stationCount, 60_000);
+    const nodeA = a;
+    await nodeA.request('setIdentities', { identities });
+    await waitUntil('presence of 200 stations on node A', async () => (await nodeA.request<number>('presenceCount')) === stationCount, 30_000);
+    ctx.log(`  ${stationCount} stations on node B; node A sends ${total.toLocaleString('en-US')} DataTransfer calls, 200 in flight`);
+    const calls = { identities, concurrency: 200, warmup: 0, action: 'DataTransfer', payload: DATA_TRANSFER, timeoutMs: 30_000 };
+    await nodeA.request('crossNodeCalls', { ...calls, total: Math.min(4_000, Math.round(total / 10)) }, 5 * 60_000);
+    const from = profiling(ctx, impl) ? await Promise.all([nodeA.request<number>('mark'), b.request<number>('mark')]) : [];
+    const watch = new CpuWatch(benchPids());
+    const result = await nodeA.request<CallRunResult>('crossNodeCalls', { ...calls, total }, 15 * 60_000);
+    const { foreignPercent } = watch.stop();
+    if (profiling(ctx, impl)) {
+      const to = await Promise.all([nodeA.request<number>('mark'), b.request<number>('mark')]);
+      writeProfileWindow(ctx, 'cross-node-A', 'node A (caller), measured calls', from[0], to[0]);
+      writeProfileWindow(ctx, 'cross-node-B', 'node B (holds the stations), measured calls', from[1], to[1]);
+    }
+    return { ...result, stations: stationCount, foreignCpuPercent: foreignPercent };
+  } finally {
+    await stopAll([stations, a, b], redis);
+  }
+}
+
+// ---------------------------------------------------------------- inbound calls
+
+export interface InboundResult extends FloodResult, Measured {
+  rateLimit: string;
+}
+
+/** 200 stations send Heartbeat back to back to one node (strict validation on). */
+export async function inbound(ctx: BenchContext, impl: ImplName, rateLimit: 'off' | 'default' = 'off'): Promise<InboundResult> {
+  const stationCount = 200;
+  let server: BenchApp | undefined;
+  let stations: BenchApp | undefined;
+  try {
+    const profile = rateLimit === 'off' ? 'inbound' : undefined;
+    server = startImpl(ctx, impl, `inbound${rateLimit === 'off' ? '' : '-ratelimit'}`, { BENCH_NODE_ID: 'bench-solo', BENCH_STRICT: '1', BENCH_RATE_LIMIT: rateLimit }, { profile });
+    const ready = await server.ready;
+    stations = startStations(ctx, 'inbound');
+    await stations.ready;
+    await stations.request('start', { urls: [endpoint(ready)], count: stationCount, protocol: ctx.protocol, heartbeatSeconds: 3600 });
+    await bootedStations(stations, stationCount, 60_000);
+    const durationMs = scaled(ctx, 10_000, 3_000);
+    const warmupMs = 2_000;
+    const node = server;
+    const profiled = profile !== undefined && profiling(ctx, impl);
+    const from = profiled ? sleep(warmupMs).then(() => node.request<number>('mark')) : undefined;
+    const watch = new CpuWatch(benchPids());
+    const result = await stations.request<FloodResult>('flood', { action: 'Heartbeat', payload: {}, warmupMs, durationMs }, durationMs + 60_000);
+    const { foreignPercent } = watch.stop();
+    if (profiled) writeProfileWindow(ctx, profile, 'measured flood', (await from)!, await node.request<number>('mark'));
+    return { ...result, rateLimit, foreignCpuPercent: foreignPercent };
+  } finally {
+    await stopAll([stations, server]);
+  }
+}
+
+// ---------------------------------------------------------------- memory
+
+export interface MemoryResult {
+  connections: number;
+  rssPerConnectionKB: number;
+  heapPerConnectionKB: number;
+  before: NodeJS.MemoryUsage;
+  after: NodeJS.MemoryUsage & { connections: number };
+}
+
+/** RSS and heap growth of one node per idle station (after boot, after full GCs). */
+export async function memory(
+  ctx: BenchContext,
+  impl: ImplName,
+  stationsSpeak: { protocol: BenchContext['protocol']; deflate: boolean; count?: number } = { protocol: ctx.protocol, deflate: false },
+): Promise<MemoryResult> {
+  const count = scaled(ctx, stationsSpeak.count ?? 10_000, 500);
+  let server: BenchApp | undefined;
+  let stations: BenchApp | undefined;
+  try {
+    server = startImpl(ctx, impl, 'memory', { BENCH_NODE_ID: 'bench-solo', BENCH_STRICT: '1' }, { gc: true });
+    const ready = await server.ready;
+    const before = await server.request<NodeJS.MemoryUsage>('memory');
+    stations = startStations(ctx, 'memory');
+    await stations.ready;
+    // Paced: this scenario measures idle sockets, not the storm (SYN backlog drops would only slow it).
+    await stations.request('start', {
+      urls: [endpoint(ready)],
+      count,
+      protocol: stationsSpeak.protocol,
+      deflate: stationsSpeak.deflate,
+      connectRate: 2_000,
+    });
+    await bootedStations(stations, count, 180_000);
+    await sleep(2_000);
+    const after = await server.request<NodeJS.MemoryUsage & { connections: number }>('memory');
+    if (after.connections !== count) throw new Error(`the server holds ${after.connections} connections, expected ${count}`);
+    return {
+      connections: count,
+      rssPerConnectionKB: (after.rss - before.rss) / count / 1024,
+      heapPerConnectionKB: (after.heapUsed - before.heapUsed) / count / 1024,
+      before,
+      after,
+    };
+  } finally {
+    await stopAll([stations, server]);
+  }
+}
+
+// ---------------------------------------------------------------- 2-node cluster, 10,000 stations
+
+export interface ClusterResult extends Measured {
+  stations: number;
+  storm: {
+    presenceWholeMs: number;
+    allConnectedMs: number | null;
+    allBootedMs: number | null;
+    reconnects: number;
+    /** What went wrong on the stations' side during the storm (connect failures, timeouts...). */
+    stationErrors: Array<[string, number]>;
+  };
+  /** Absent for the bare `ws` floor (no cluster). */
+  broadcastBatch?:
+    | {
+        resolvedMs: number;
+        outcomes: number;
+        fulfilled: number;
+        rejected: number;
+        errorKinds: Record<string, number>;
+        /** Time until the stations had received every call (stations' count), or null. */
+        deliveredMs: number | null;
+        delivered: number;
+      }
+    | { error: string };
+  redisRestart?: { presenceWholeMs: number | null; firstRemoteCallMs: number | null; downMs: number } | { error: string };
+}
+
+/**
+ * 10,000 stations connect at once to a 2-node cluster (time until all are in presence); then
+ * broadcastBatch from node A to all of them; then Redis is killed and restarted empty (time
+ * until presence is whole again, and until a cross-node call works again).
+ */
+export async function cluster(ctx: BenchContext, impl: ImplName): Promise<ClusterResult> {
+  const count = scaled(ctx, 10_000, 500);
+  // The bare `ws` floor runs the storm only: two servers, no Redis; "presence" = its socket map.
+  const clustered = impl !== 'ws';
+  const redis = clustered ? await RedisServer.start(ctx.logDir) : undefined;
+  let a: BenchApp | undefined;
+  let b: BenchApp | undefined;
+  let stations: BenchApp | undefined;
+  try {
+    const env = { BENCH_REDIS_URL: redis?.url, BENCH_STRICT: '1', BENCH_STREAM_MAXLEN: process.env.BENCH_STREAM_MAXLEN };
+    a = startImpl(ctx, impl, 'cluster-a', { ...env, BENCH_NODE_ID: 'bench-a' }, { profile: 'cluster-A' });
+    b = startImpl(ctx, impl, 'cluster-b', { ...env, BENCH_NODE_ID: 'bench-b' });
+    const [readyA, readyB] = await Promise.all([a.ready, b.ready]);
+    stations = startStations(ctx, 'cluster');
+    await stations.ready;
+    const identities = fleetIdentities('SIM', 1, count);
+    const nodeA = a;
+    const fleet = stations;
+    await nodeA.request('setIdentities', { identities });
+    const presenceWhole = async (): Promise<boolean> =>
+      clustered
+        ? (await nodeA.request<number>('presenceCount', {}, 5_000)) === count
+        : (await nodeA.request<number>('localCount')) + (await b!.request<number>('localCount')) === count;
+
+    // Storm: every station at once, spread over the two nodes. The probe stays light so it does
+    // not slow the nodes it watches: socket counts first (in memory), then presence, and only of
+    // the identities not seen yet.
+    ctx.log(`  storm: ${count.toLocaleString('en-US')} stations connect at once to 2 nodes`);
+    const nodeB = b;
+    const stormFrom = profiling(ctx, impl) ? await nodeA.request<number>('mark') : 0;
+    const watch = new CpuWatch(benchPids());
+    const stormStart = performance.now();
+    void fleet.request('start', { urls: [endpoint(readyA), endpoint(readyB)], count, protocol: ctx.protocol, connectRate: 0 });
+    await waitUntil(
+      'every socket to reach a node',
+      async () => (await nodeA.request<number>('localCount')) + (await nodeB.request<number>('localCount')) >= count,
+      120_000,
+      50,
+    );
+    await waitUntil('presence of every station', presenceWhole, 120_000, 50);
+    const presenceWholeMs = performance.now() - stormStart;
+    if (profiling(ctx, impl)) writeProfileWindow(ctx, 'cluster-A', 'node A, reconnect storm', stormFrom, await nodeA.request<number>('mark'));
+    await bootedStations(fleet, count, 120_000);
+    const stormStats = await fleet.request<{
+      allConnectedMs: number | null;
+      allBootedMs: number | null;
+      reconnects: number;
+      topErrors: Array<[string, number]>;
+    }>('stats');
+    const result: ClusterResult = {
+      foreignCpuPercent: watch.stop().foreignPercent,
+      stations: count,
+      storm: {
+        presenceWholeMs,
+        allConnectedMs: stormStats.allConnectedMs,
+        allBootedMs: stormStats.allBootedMs,
+        reconnects: stormStats.reconnects,
+        stationErrors: stormStats.topErrors,
+      },
+    };
+    if (!clustered || !redis) return result;
+
+    // broadcastBatch to every identity from node A.
+    try {
+      ctx.log(`  broadcastBatch: DataTransfer to ${count.toLocaleString('en-US')} identities from node A`);
+      const dataTransfers = async (): Promise<number> =>
+        ((await fleet.request<{ inboundByAction: Record<string, number> }>('stats')).inboundByAction.DataTransfer ?? 0);
+      const before = await dataTransfers();
+      const batchStart = performance.now();
+      const batch = await nodeA.request<{ durationMs: number; outcomes: number; fulfilled: number; rejected: number; errorKinds: Record<string, number> }>(
+        'broadcastBatch',
+        { action: 'DataTransfer', payload: DATA_TRANSFER, timeoutMs: 30_000 },
+        120_000,
+      );
+      let deliveredMs: number | null = null;
+      try {
+        await waitUntil('every station to receive the batch', async () => (await dataTransfers()) - before >= count, 40_000, 20);
+        deliveredMs = performance.now() - batchStart;
+      } catch {
+        deliveredMs = null;
+      }
+      result.broadcastBatch = { resolvedMs: batch.durationMs, ...batch, deliveredMs, delivered: (await dataTransfers()) - before };
+    } catch (error) {
+      result.broadcastBatch = { error: String((error as Error).message ?? error) };
+    }
+
+    // Redis killed and restarted empty under 10,000 connections.
+    try {
+      ctx.log('  Redis killed and restarted empty');
+      await nodeA.request('resetPresence');
+      const restartFrom = profiling(ctx, impl) ? await nodeA.request<number>('mark') : 0;
+      const downAt = performance.now();
+      await redis.stop();
+      await redis.launch();
+      const backAt = performance.now();
+      let presenceWholeAfterMs: number | null = null;
+      let firstRemoteCallMs: number | null = null;
+      // identities[1] sits on node B (round-robin over [A, B]): a call from A crosses Redis.
+      const remoteCall = (async () => {
+        try {
+          await waitUntil(
+            'a cross-node call',
+            async () => {
+              await nodeA.request('call', { identity: identities[1], action: 'DataTransfer', payload: DATA_TRANSFER, timeoutMs: 1_000 }, 5_000);
+              return true;
+            },
+            60_000,
+            20,
+          );
+          firstRemoteCallMs = performance.now() - backAt;
+        } catch {
+          firstRemoteCallMs = null;
+        }
+      })();
+      try {
+        await waitUntil('presence to be whole again', presenceWhole, 60_000, 50);
+        presenceWholeAfterMs = performance.now() - backAt;
+      } catch {
+        presenceWholeAfterMs = null;
+      }
+      await remoteCall;
+      if (profiling(ctx, impl)) writeProfileWindow(ctx, 'cluster-A', 'node A, Redis restart until presence whole', restartFrom, await nodeA.request<number>('mark'));
+      result.redisRestart = { presenceWholeMs: presenceWholeAfterMs, firstRemoteCallMs, downMs: backAt - downAt };
+    } catch (error) {
+      result.redisRestart = { error: String((error as Error).message ?? error) };
+    }
+    return result;
+  } finally {
+    await stopAll([stations, a, b], redis);
+  }
+}

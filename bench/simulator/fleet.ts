@@ -1,0 +1,139 @@
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Station, type FloodState, type StationOptions } from './station.js';
+import { FleetStats, LatencyRecorder, type LatencySummary } from './stats.js';
+import type { Payload } from './types.js';
+
+export interface FleetOptions extends Omit<StationOptions, 'url' | 'identity'> {
+  /** Endpoints without the identity (`ws://host:port/ocpp`); stations are spread over them round-robin. */
+  urls: string[];
+  count: number;
+  prefix: string;
+  /** Number of the first station (identity = prefix + zero-padded number). */
+  startIndex: number;
+  /** New connections per second; 0 = all at once. */
+  connectRate: number;
+}
+
+export interface FloodOptions {
+  action: string;
+  payload: Payload;
+  warmupMs: number;
+  durationMs: number;
+}
+
+export interface FloodResult {
+  action: string;
+  stations: number;
+  replies: number;
+  failures: number;
+  durationMs: number;
+  callsPerSecond: number;
+  latencyMs: LatencySummary;
+}
+
+/** Identities SIM00001, SIM00002, ... (at least five digits so they sort). */
+export function fleetIdentities(prefix: string, startIndex: number, count: number): string[] {
+  const width = Math.max(5, String(startIndex + count - 1).length);
+  return Array.from({ length: count }, (_, i) => `${prefix}${String(startIndex + i).padStart(width, '0')}`);
+}
+
+export function endpointFor(url: string, identity: string): string {
+  return `${url.replace(/\/+$/, '')}/${encodeURIComponent(identity)}`;
+}
+
+/** N stations in one process, started at a chosen rate, with shared counters. */
+export class Fleet {
+  readonly stats = new FleetStats();
+  readonly stations: Station[];
+  private readonly sweepTimer: ReturnType<typeof setInterval>;
+  private startTimer: ReturnType<typeof setTimeout> | null = null;
+  private stopped = false;
+
+  constructor(private readonly options: FleetOptions) {
+    if (options.urls.length === 0) throw new Error('at least one url is needed');
+    this.stations = fleetIdentities(options.prefix, options.startIndex, options.count).map(
+      (identity, i) =>
+        new Station({ ...options, identity, url: endpointFor(options.urls[i % options.urls.length], identity) }, this.stats),
+    );
+    this.sweepTimer = setInterval(() => {
+      const now = performance.now();
+      for (const station of this.stations) station.checkTimeout(now);
+    }, 1000);
+  }
+
+  get identities(): string[] {
+    return this.stations.map((station) => station.identity);
+  }
+
+  /** Starts connecting; resolves once every station was started (not connected). */
+  start(): Promise<void> {
+    const stations = this.stations;
+    return new Promise((resolve) => {
+      let next = 0;
+      if (this.options.connectRate <= 0) {
+        // "All at once", in slices so the event loop keeps answering while 10,000 sockets open.
+        const slice = (): void => {
+          if (this.stopped) return resolve();
+          const end = Math.min(stations.length, next + 500);
+          for (; next < end; next++) stations[next].start();
+          if (next < stations.length) this.startTimer = setTimeout(slice, 0);
+          else resolve();
+        };
+        slice();
+        return;
+      }
+      const startedAt = performance.now();
+      const tick = (): void => {
+        if (this.stopped) return resolve();
+        const due = Math.min(stations.length, Math.floor(((performance.now() - startedAt) / 1000) * this.options.connectRate) + 1);
+        for (; next < due; next++) stations[next].start();
+        if (next < stations.length) this.startTimer = setTimeout(tick, 10);
+        else resolve();
+      };
+      tick();
+    });
+  }
+
+  /** Every station sends `action` back to back (one in flight each); measures after the warm-up. */
+  async flood(options: FloodOptions): Promise<FloodResult> {
+    const recorder = new LatencyRecorder();
+    let measuring = false;
+    let failures = 0;
+    const state: FloodState = {
+      action: options.action,
+      payload: options.payload,
+      running: true,
+      onReply: (latencyMs) => {
+        if (measuring) recorder.record(latencyMs);
+      },
+      onFailure: () => {
+        if (measuring) failures++;
+      },
+    };
+    for (const station of this.stations) station.startFlood(state);
+    await sleep(options.warmupMs);
+    measuring = true;
+    const startedAt = performance.now();
+    await sleep(options.durationMs);
+    measuring = false;
+    const durationMs = performance.now() - startedAt;
+    state.running = false;
+    return {
+      action: options.action,
+      stations: this.stats.booted,
+      replies: recorder.count,
+      failures,
+      durationMs,
+      callsPerSecond: (recorder.count / durationMs) * 1000,
+      latencyMs: recorder.summary(),
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.startTimer ?? undefined);
+    clearInterval(this.sweepTimer);
+    await Promise.all(this.stations.map((station) => station.stop()));
+  }
+}

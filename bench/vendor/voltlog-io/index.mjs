@@ -1,0 +1,4 @@
+import cjs from './index.cjs';
+
+export const { createLogger, consoleTransport, prettyTransport } = cjs;
+export default cjs;
