@@ -701,7 +701,6 @@ export class RedisAdapter implements EventAdapterInterface {
       received: consumer?.received ?? 0,
       acked: consumer?.acked ?? 0,
       inFlightHandlers: consumer?.inFlightCount ?? 0,
-      expiredDropped: consumer?.expired ?? 0,
       malformedMessages: (consumer?.malformed ?? 0) + this.broadcaster.malformed,
       handlerErrors: (consumer?.handlerErrors ?? 0) + this.broadcaster.handlerErrors,
       broadcastsSent: this.broadcaster.sent,

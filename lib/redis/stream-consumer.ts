@@ -44,8 +44,8 @@ export interface StreamConsumerMetrics {
  * resumes what it had not acknowledged; then it reads new entries (`>`) with BLOCK.
  * Handlers are started in stream order without waiting for each other (a handler may wait on
  * a charge point for seconds); each entry is acknowledged once its handler settles.
- * A command whose deadline has passed is acknowledged without calling the handler: the
- * caller was already told it timed out, so it must not run.
+ * A command whose deadline has passed is handed over too: the handler (the router) answers it
+ * as timed out without running it.
  */
 export class StreamConsumer {
   private readonly batchSize: number;
@@ -85,7 +85,6 @@ export class StreamConsumer {
   received = 0;
   acked = 0;
   /** Commands acknowledged unhandled because their deadline had passed. */
-  expired = 0;
   /** Entries that held no valid message (or were trimmed before delivery). */
   malformed = 0;
   /** Commands acknowledged unhandled because the same command id was handled already. */
@@ -279,11 +278,8 @@ export class StreamConsumer {
       return;
     }
     if (message.kind === 'command') {
-      if (Date.now() >= message.deadline) {
-        this.expired++;
-        this.queueAck(entry.id);
-        return;
-      }
+      // A command past its deadline still goes to the handler: the router answers it "timed out,
+      // never sent" at once (and never runs it), so the caller need not guess after its grace.
       if (this.recentCommands.has(message.id)) {
         this.duplicates++;
         this.queueAck(entry.id);
