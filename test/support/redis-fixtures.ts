@@ -4,6 +4,7 @@ import type { ClusterMessage, CommandEnvelope } from '../../lib/cluster/envelope
 import type { PresenceRecord, PresenceSnapshotSource } from '../../lib/cluster/event-adapter.interface.js';
 import type { ClusterLogger } from '../../lib/cluster/logger.js';
 import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-adapter.js';
+import { startRedisServer, stopAllRedisServers, type RedisServer } from './redis-server.js';
 
 /** A logger that keeps lines for assertions and prints nothing. */
 export class MemoryLogger implements ClusterLogger {
@@ -151,4 +152,35 @@ export class HeldClients {
   disconnect(): void {
     for (const client of this.all()) client.disconnect();
   }
+}
+
+/**
+ * One redis-server per spec file, an admin client on it, and the test nodes a test started:
+ * nodes are disconnected and the data flushed after each test, the server stopped after all.
+ */
+export function redisTestBed(defaults: (nodeId: string) => Parameters<typeof startNode>[2] = () => ({})) {
+  const bed = {
+    server: undefined as unknown as RedisServer,
+    redis: undefined as unknown as Redis,
+    nodes: [] as TestNode[],
+    async node(nodeId: string, options: Parameters<typeof startNode>[2] = {}): Promise<TestNode> {
+      const started = await startNode(bed.server.url, nodeId, { ...defaults(nodeId), ...options });
+      bed.nodes.push(started);
+      return started;
+    },
+  };
+  beforeAll(async () => {
+    bed.server = await startRedisServer();
+    bed.redis = new Redis(bed.server.port);
+    bed.redis.on('error', () => undefined);
+  });
+  afterEach(async () => {
+    await Promise.all(bed.nodes.splice(0).map((node) => node.adapter.disconnect()));
+    await bed.redis.flushall();
+  });
+  afterAll(async () => {
+    bed.redis?.disconnect();
+    await stopAllRedisServers();
+  });
+  return bed;
 }

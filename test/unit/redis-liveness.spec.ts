@@ -1,54 +1,30 @@
-import { Redis } from 'ioredis';
 import { ClusterUnavailableError, NodeIdConflictError } from '../../lib/protocol/errors.js';
 import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
-import { command, connectCharger, FakeLocalRegistry, gate, MemoryLogger, startNode, type TestNode } from '../support/redis-fixtures.js';
-import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { command, connectCharger, FakeLocalRegistry, gate, MemoryLogger, startNode, redisTestBed } from '../support/redis-fixtures.js';
 import { sleep, waitFor } from '../support/redis-wait.js';
 
 describe('RedisAdapter node liveness', () => {
-  let server: RedisServer;
-  let redis: Redis;
-  const nodes: TestNode[] = [];
+  const bed = redisTestBed();
+  const nodes = bed.nodes;
+  const node = bed.node;
   const keys = new RedisKeys();
-
-  beforeAll(async () => {
-    server = await startRedisServer();
-    redis = new Redis(server.port);
-    redis.on('error', () => undefined);
-  });
-
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map((node) => node.adapter.disconnect()));
-    await redis.flushall();
-  });
-
-  afterAll(async () => {
-    redis?.disconnect();
-    await stopAllRedisServers();
-  });
-
-  async function node(nodeId: string, options: Parameters<typeof startNode>[2] = {}): Promise<TestNode> {
-    const started = await startNode(server.url, nodeId, options);
-    nodes.push(started);
-    return started;
-  }
 
   it('refuses a second live process with the same node id', async () => {
     const first = await node('A');
-    const second = new RedisAdapter({ url: server.url, nodeTtlMs: 1500, logger: new MemoryLogger() });
+    const second = new RedisAdapter({ url: bed.server.url, nodeTtlMs: 1500, logger: new MemoryLogger() });
     try {
       await expect(second.connect('A', new FakeLocalRegistry('A'))).rejects.toBeInstanceOf(NodeIdConflictError);
     } finally {
       await second.disconnect();
     }
     expect(first.adapter.isHealthy()).toBe(true);
-    expect(await redis.get(keys.alive('A'))).not.toBeNull();
+    expect(await bed.redis.get(keys.alive('A'))).not.toBeNull();
   });
 
   it('a restart after a crash waits for the dead key, then resumes the pending entries still in time', async () => {
     const sender = await node('S', { takeoverIntervalMs: 60_000 });
-    const crashed = await startNode(server.url, 'A', { takeoverIntervalMs: 60_000 });
+    const crashed = await startNode(bed.server.url, 'A', { takeoverIntervalMs: 60_000 });
     const hold = gate();
     crashed.inbox.gate = hold.promise; // handlers never finish: entries stay pending
     const inTime = command('S', 'CP1');
@@ -60,7 +36,7 @@ describe('RedisAdapter node liveness', () => {
     const neverRead = command('S', 'CP2');
     await sender.adapter.publish('node:A', neverRead);
 
-    expect(await redis.pttl(keys.alive('A'))).toBeGreaterThan(0); // the dead process's key is still there
+    expect(await bed.redis.pttl(keys.alive('A'))).toBeGreaterThan(0); // the dead process's key is still there
     const restarted = await node('A', { takeoverIntervalMs: 60_000 });
     await waitFor('resumed entries', () => restarted.inbox.messages.length >= 3);
     await sleep(200);
@@ -75,8 +51,8 @@ describe('RedisAdapter node liveness', () => {
     await connectCharger(a, 'CP1');
     nodes.splice(nodes.indexOf(a), 1);
     await a.adapter.disconnect();
-    expect(await redis.exists(keys.alive('A'), keys.stream('A'), keys.owned('A'), keys.presence('CP1'))).toBe(0);
-    expect(await redis.zrange(keys.registry, '0', '-1')).toEqual(['B']);
+    expect(await bed.redis.exists(keys.alive('A'), keys.stream('A'), keys.owned('A'), keys.presence('CP1'))).toBe(0);
+    expect(await bed.redis.zrange(keys.registry, '0', '-1')).toEqual(['B']);
     await waitFor('nodeLeft', () => b.broadcasts.ofKind('nodeLeft').some((message) => message.nodeId === 'A'));
     expect(await b.adapter.isNodeAlive('A')).toBe(false);
   });
@@ -85,8 +61,8 @@ describe('RedisAdapter node liveness', () => {
     const a = await node('A');
     const b = await node('B');
     await connectCharger(a, 'CP1');
-    await redis.flushall();
-    await waitFor('liveness back', async () => (await redis.exists(keys.alive('A'))) === 1);
+    await bed.redis.flushall();
+    await waitFor('liveness back', async () => (await bed.redis.exists(keys.alive('A'))) === 1);
     await waitFor('presence back', async () => (await b.adapter.getPresence('CP1'))?.nodeId === 'A');
     await b.adapter.publish('node:A', command('B', 'CP1'));
     await waitFor('A reads its inbox again', () => a.inbox.ofKind('command').length === 1);
@@ -96,10 +72,10 @@ describe('RedisAdapter node liveness', () => {
 
   it('stops acting as the node when another process took its id meanwhile', async () => {
     const a = await node('A');
-    await redis.set(keys.alive('A'), 'someone-else', 'PX', 60_000);
+    await bed.redis.set(keys.alive('A'), 'someone-else', 'PX', 60_000);
     await waitFor('A notices', () => !a.adapter.isHealthy());
     expect(a.logger.lines.some((line) => line.startsWith('error') && line.includes('held by another process'))).toBe(true);
     await expect(a.adapter.setPresence('CP1', 'ocpp1.6', Date.now())).rejects.toBeInstanceOf(ClusterUnavailableError);
-    expect(await redis.get(keys.alive('A'))).toBe('someone-else');
+    expect(await bed.redis.get(keys.alive('A'))).toBe('someone-else');
   });
 });

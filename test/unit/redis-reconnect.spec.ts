@@ -1,46 +1,21 @@
-import { Redis } from 'ioredis';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
-import { command, connectCharger, startNode, type TestNode } from '../support/redis-fixtures.js';
-import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { command, connectCharger, redisTestBed } from '../support/redis-fixtures.js';
 import { sleep, waitFor } from '../support/redis-wait.js';
 
 describe('RedisAdapter when its connections are cut (CLIENT KILL)', () => {
-  let server: RedisServer;
-  let redis: Redis;
-  const nodes: TestNode[] = [];
+  const bed = redisTestBed((nodeId) => ({ redisOptions: { connectionName: `test-${nodeId}` } }));
+  const node = bed.node;
   const keys = new RedisKeys();
-
-  beforeAll(async () => {
-    server = await startRedisServer();
-    redis = new Redis(server.port);
-    redis.on('error', () => undefined);
-  });
-
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map((node) => node.adapter.disconnect()));
-    await redis.flushall();
-  });
-
-  afterAll(async () => {
-    redis?.disconnect();
-    await stopAllRedisServers();
-  });
-
-  async function node(nodeId: string): Promise<TestNode> {
-    const started = await startNode(server.url, nodeId, { redisOptions: { connectionName: `test-${nodeId}` } });
-    nodes.push(started);
-    return started;
-  }
 
   /** Kills the server side of every connection whose name starts with `prefix`. Returns how many. */
   async function killConnections(prefix: string): Promise<number> {
-    const list = String(await redis.call('CLIENT', 'LIST'));
+    const list = String(await bed.redis.call('CLIENT', 'LIST'));
     const ids = list
       .split('\n')
       .map((line) => Object.fromEntries(line.trim().split(' ').map((pair) => pair.split('=') as [string, string])))
       .filter((client) => client.name?.startsWith(prefix))
       .map((client) => client.id);
-    for (const id of ids) await redis.call('CLIENT', 'KILL', 'ID', id);
+    for (const id of ids) await bed.redis.call('CLIENT', 'KILL', 'ID', id);
     return ids.length;
   }
 
@@ -59,7 +34,7 @@ describe('RedisAdapter when its connections are cut (CLIENT KILL)', () => {
     await a.adapter.publish('node:B', command('A', 'CP2'));
     await waitFor('A can send', () => b.inbox.ofKind('command').length === 1);
     expect((await b.adapter.getPresence('CP1'))?.nodeId).toBe('A');
-    expect(await redis.exists(keys.alive('A'))).toBe(1);
+    expect(await bed.redis.exists(keys.alive('A'))).toBe(1);
     expect((await b.adapter.metrics()).takeovers).toBe(0);
   });
 
@@ -74,12 +49,12 @@ describe('RedisAdapter when its connections are cut (CLIENT KILL)', () => {
 
   it('reports unhealthy while Redis is unreachable and healthy again after', async () => {
     const a = await node('A');
-    await server.kill9();
+    await bed.server.kill9();
     try {
       await waitFor('A unhealthy', () => !a.adapter.isHealthy());
       await expect(a.adapter.publish('node:A', command('A', 'CP1'))).rejects.toMatchObject({ code: 'OCPP_CLUSTER_UNAVAILABLE' });
     } finally {
-      await server.start();
+      await bed.server.start();
     }
     await waitFor('A healthy', () => a.adapter.isHealthy());
     await waitFor('A recovered', async () => (await a.adapter.metrics()).recoveries >= 1);

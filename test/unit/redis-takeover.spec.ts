@@ -1,40 +1,15 @@
-import { Redis } from 'ioredis';
 import type { CommandEnvelope, ReplyEnvelope } from '../../lib/cluster/envelope.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
-import { command, connectCharger, gate, startNode, type TestNode } from '../support/redis-fixtures.js';
-import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { command, connectCharger, gate, startNode, redisTestBed } from '../support/redis-fixtures.js';
 import { waitFor } from '../support/redis-wait.js';
 
 describe('takeover of a dead node', () => {
-  let server: RedisServer;
-  let redis: Redis;
-  const nodes: TestNode[] = [];
+  const bed = redisTestBed();
+  const node = bed.node;
   const keys = new RedisKeys();
 
-  beforeAll(async () => {
-    server = await startRedisServer();
-    redis = new Redis(server.port);
-    redis.on('error', () => undefined);
-  });
-
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map((node) => node.adapter.disconnect()));
-    await redis.flushall();
-  });
-
-  afterAll(async () => {
-    redis?.disconnect();
-    await stopAllRedisServers();
-  });
-
-  async function node(nodeId: string): Promise<TestNode> {
-    const started = await startNode(server.url, nodeId);
-    nodes.push(started);
-    return started;
-  }
-
   it('one survivor drains the inbox: forwards what moved, answers the rest, drops the dead-ends, cleans up', async () => {
-    const a = await startNode(server.url, 'A');
+    const a = await startNode(bed.server.url, 'A');
     const b = await node('B');
     const c = await node('C');
     const x = await connectCharger(a, 'X');
@@ -77,12 +52,12 @@ describe('takeover of a dead node', () => {
     const forwarded = await waitFor('B got the command for Y', () => b.inbox.ofKind('command').find((m) => m.id === forY.id));
     expect(forwarded).toEqual<CommandEnvelope>({ ...forY, hops: 1 });
 
-    await waitFor('A is gone from the registry', async () => !(await redis.zrange(keys.registry, '0', '-1')).includes('A'));
+    await waitFor('A is gone from the registry', async () => !(await bed.redis.zrange(keys.registry, '0', '-1')).includes('A'));
     // The lock goes last, once the registry entry is gone.
     await waitFor('A has no keys left', async () =>
-      (await redis.exists(keys.alive('A'), keys.stream('A'), keys.owned('A'), keys.takeoverLock('A'))) === 0,
+      (await bed.redis.exists(keys.alive('A'), keys.stream('A'), keys.owned('A'), keys.takeoverLock('A'))) === 0,
     );
-    expect(await redis.exists(keys.presence('X'))).toBe(0);
+    expect(await bed.redis.exists(keys.presence('X'))).toBe(0);
     expect((await b.adapter.getPresence('Y'))?.nodeId).toBe('B');
     expect(c.inbox.ofKind('reply')).toHaveLength(3); // X twice, and the expired one
 
@@ -95,20 +70,20 @@ describe('takeover of a dead node', () => {
   });
 
   it('leaves live nodes alone; a command that raced a clean leave is still answered', async () => {
-    const a = await startNode(server.url, 'A');
+    const a = await startNode(bed.server.url, 'A');
     const b = await node('B');
     await new Promise((resolve) => setTimeout(resolve, 1000)); // several registry checks pass
     expect((await b.adapter.metrics()).takeovers).toBe(0);
     await a.adapter.disconnect();
-    expect(await redis.zrange(keys.registry, '0', '-1')).toEqual(['B']);
+    expect(await bed.redis.zrange(keys.registry, '0', '-1')).toEqual(['B']);
 
     // A late command for a node that has left (stream recreated by the write) is not lost:
     // re-register A as a member whose key has lapsed, as after a leave that raced a write.
-    await redis.zadd(keys.registry, Date.now(), 'A');
+    await bed.redis.zadd(keys.registry, Date.now(), 'A');
     const late = command('B', 'X');
     await b.adapter.publish('node:A', late);
     const reply = await waitFor('B answered itself', () => b.inbox.ofKind('reply').find((r) => r.id === late.id));
     expect(reply.outcome).toEqual({ status: 'notConnected', reason: 'node A died' });
-    await waitFor('A cleaned up', async () => (await redis.exists(keys.stream('A'))) === 0);
+    await waitFor('A cleaned up', async () => (await bed.redis.exists(keys.stream('A'))) === 0);
   });
 });
