@@ -56,7 +56,8 @@ describe('node inbox (stream consumer)', () => {
       metrics = await a.adapter.metrics();
       return metrics.pendingMessages === 0 && metrics.consumerLag === 0;
     });
-    expect(metrics).toMatchObject({ received: 50, acked: 50, streamLength: 50 });
+    // (Not the stream length here: the reader trims acknowledged history within a second.)
+    expect(metrics).toMatchObject({ received: 50, acked: 50 });
     // Handlers were started in stream order.
     expect(a.inbox.messages.map((message) => (message as { id: string }).id)).toEqual(sent.map((message) => message.id));
   });
