@@ -36,6 +36,7 @@ import type { ClusterLogger } from './logger.js';
 import { NOOP_METRICS_SINK, outcomeLabel } from './metrics-sink.js';
 import type { ClusterMetricsSink } from './metrics-sink.js';
 import { outcomeFromError } from './outcome.js';
+import { settleWithin, sleep as delay } from './time-bounds.js';
 import { RemoteCalls } from './remote-calls.js';
 
 /** A charge point as the public API shows it. */
@@ -186,7 +187,7 @@ export class OcppClusterNode {
     );
     await Promise.all(closing);
     // Bounded: with Redis down these would wait as long as the client retries.
-    await Promise.race([Promise.all(this.presenceRemovals), delay(STOP_STEP_TIMEOUT_MS)]);
+    await settleWithin(Promise.all(this.presenceRemovals), STOP_STEP_TIMEOUT_MS);
     this.remoteCalls.failAll(() => new NodeShuttingDownError());
     await this.leaveCluster();
   }
@@ -893,8 +894,6 @@ export interface DrainReport {
   reconnectedElsewhere: number;
   durationMs: number;
 }
-
-const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const errorMessage = (error: unknown): string => (error as Error)?.message ?? String(error);
 

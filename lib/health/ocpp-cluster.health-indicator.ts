@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import type { HealthIndicatorResult } from '@nestjs/terminus';
 import type { OcppClusterNode } from '../cluster/ocpp-cluster-node.js';
+import { settleWithin } from '../cluster/time-bounds.js';
 import { OCPP_CLUSTER_NODE, OCPP_CLUSTER_RESOLVED_OPTIONS } from '../ocpp-cluster.constants.js';
 import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 
@@ -26,7 +27,8 @@ export class OcppClusterHealthIndicator {
     const indicator = this.health.check(key);
     const { pingTimeoutMs, lagDegraded, lagDown } = this.options.health;
     try {
-      const probe = await withTimeout(this.node.transport.probe(pingTimeoutMs), pingTimeoutMs * 2);
+      const probe = await settleWithin(this.node.transport.probe(pingTimeoutMs), pingTimeoutMs * 2);
+      if (!probe) throw new Error(`transport probe did not answer within ${pingTimeoutMs * 2} ms`);
       const acceptance = this.node.acceptance();
       const details = {
         nodeId: this.node.nodeId,
@@ -64,14 +66,4 @@ export class OcppClusterHealthIndicator {
   isLive(key = 'ocpp-process'): HealthIndicatorResult {
     return this.health.check(key).up({ nodeId: this.node.nodeId, uptimeSeconds: Math.round(process.uptime()) });
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`transport probe did not answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

@@ -1,3 +1,4 @@
+import { sleep } from '../cluster/time-bounds.js';
 import { randomUUID } from 'node:crypto';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { NodeIdConflictError } from '../protocol/errors.js';
@@ -190,6 +191,3 @@ export class NodeLiveness {
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

@@ -16,7 +16,8 @@ import { Broadcaster } from './broadcaster.js';
 import { ClusterDriver, type ClusterDriverOptions } from './cluster-driver.js';
 import { pingWithin } from './connection-probe.js';
 import { NODE_CLEANUP } from './lua-scripts.js';
-import { NodeLiveness, sleep } from './node-liveness.js';
+import { NodeLiveness } from './node-liveness.js';
+import { settleWithin, sleep } from '../cluster/time-bounds.js';
 import { NodeTakeover } from './node-takeover.js';
 import { PresenceStore, type RehydrateResult } from './presence-store.js';
 import { RedisConnectionPool, validatePoolOptions, type DriverFactory } from './redis-connection-pool.js';
@@ -786,13 +787,5 @@ function unavailable(error: unknown): Error {
 
 /** Waits for a best-effort step at most STEP_TIMEOUT_MS; its failure is ignored. */
 async function bounded(step: Promise<unknown> | undefined): Promise<void> {
-  if (!step) return;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    step.catch(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, STEP_TIMEOUT_MS);
-    }),
-  ]);
-  clearTimeout(timer);
+  if (step) await settleWithin(step.catch(() => undefined), STEP_TIMEOUT_MS);
 }

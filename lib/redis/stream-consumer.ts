@@ -1,6 +1,6 @@
 import type { ClusterMessage } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
-import { sleep } from './node-liveness.js';
+import { settleWithin, sleep } from '../cluster/time-bounds.js';
 import type { RedisClient } from './redis-driver.js';
 import { decodeEntryFields, entriesOf, pairsOf, type StreamEntry } from './stream-publisher.js';
 
@@ -131,10 +131,10 @@ export class StreamConsumer {
     this.running = false;
     this.wakeAll();
     await this.interruptRead();
-    await withTimeout(this.loopDone, this.blockMs + 1000);
+    await settleWithin(this.loopDone, this.blockMs + 1000);
     const deadline = Date.now() + drainMs;
     while (this.inFlight.size > 0 && Date.now() < deadline) {
-      await withTimeout(new Promise<void>((resolve) => this.settled.add(resolve)), Math.max(1, deadline - Date.now()));
+      await settleWithin(new Promise<void>((resolve) => this.settled.add(resolve)), Math.max(1, deadline - Date.now()));
     }
     await this.flushAcks();
     if (this.trimTimer) clearTimeout(this.trimTimer);
@@ -385,7 +385,7 @@ export class StreamConsumer {
   private async interruptRead(): Promise<void> {
     if (this.readerId === null) return;
     try {
-      await withTimeout(this.options.writer().client('UNBLOCK', this.readerId), 500);
+      await settleWithin(this.options.writer().client('UNBLOCK', this.readerId), 500);
     } catch {
       // The read then ends on its own within blockMs.
     }
@@ -410,7 +410,7 @@ export class StreamConsumer {
       this.detachReader = () => undefined;
     };
     try {
-      this.readerId = (await withTimeout(reader.client('ID') as Promise<number>, 2000)) ?? null;
+      this.readerId = (await settleWithin(reader.client('ID') as Promise<number>, 2000)) ?? null;
     } catch {
       this.readerId = null;
     }
@@ -432,14 +432,4 @@ export function compareStreamIds(a: string, b: string): number {
 export function nextStreamId(id: string): string {
   const [ms, seq] = parseStreamId(id);
   return `${ms}-${seq + 1}`;
-}
-
-/** Resolves with the promise's value, or undefined after `ms` (the promise keeps running). */
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
