@@ -86,6 +86,8 @@ export interface EventAdapterInterface {
 
   /** True while the transport can carry messages (e.g. Redis connected). Cheap: no I/O. */
   isHealthy(): boolean;
+  /** Why isHealthy() is false, for logs and readiness (optional). */
+  healthIssue?(): string | null;
   /** Pings every connection and checks liveness and the consumer, each within `timeoutMs`. */
   probe(timeoutMs: number): Promise<TransportProbe>;
   metrics(): Promise<AdapterMetrics>;

@@ -112,6 +112,8 @@ export class OcppClusterNode {
   /** Actions the configured protocols define (metric labels stay bounded: others count as "unknown"). */
   private knownActions = new Set<string>();
   private drainPromise: Promise<DrainReport> | null = null;
+  /** Why the last upgrade was refused (null: accepted), so refusals are logged once per change. */
+  private lastRefusal: string | null = null;
   /** Identities this node closed while draining: commands for them wait for the new owner. */
   private readonly drainedIdentities = new Set<string>();
   /** Inbox commands being served (drain waits for them). */
@@ -161,7 +163,7 @@ export class OcppClusterNode {
       maxPayload: this.options.maxPayload,
       perMessageDeflate: this.options.perMessageDeflate,
       maxConnections: this.options.maxConnections,
-      isAcceptingConnections: () => this.acceptance(),
+      isAcceptingConnections: () => this.acceptanceForUpgrade(),
       onRejected: (reason) => this.metricsSink.upgradeRejected(reason),
       onConnection: (socket, info) => this.onConnection(socket, info),
       logger: this.logger,
@@ -205,9 +207,22 @@ export class OcppClusterNode {
     if (this.stopping) return { ok: false, status: 503, reason: 'shutting down' };
     if (this.drainPromise) return { ok: false, status: 503, reason: 'draining' };
     if (this.options.refuseUpgradesWhileTransportDown && !this.adapter.isHealthy()) {
-      return { ok: false, status: 503, reason: 'cluster transport unavailable' };
+      const issue = this.adapter.healthIssue?.();
+      return { ok: false, status: 503, reason: issue ? `cluster transport unavailable (${issue})` : 'cluster transport unavailable' };
     }
     return { ok: true };
+  }
+
+  /** acceptance() for the gateway, logging when the node starts and stops refusing charge points. */
+  private acceptanceForUpgrade(): ReturnType<OcppClusterNode['acceptance']> {
+    const verdict = this.acceptance();
+    const refusal = verdict.ok ? null : verdict.reason;
+    if (refusal !== this.lastRefusal) {
+      if (refusal !== null) this.logger.warn(`refusing new charge points with ${verdict.ok ? 0 : verdict.status}: ${refusal}`);
+      else this.logger.log('accepting new charge points again');
+      this.lastRefusal = refusal;
+    }
+    return verdict;
   }
 
   /**

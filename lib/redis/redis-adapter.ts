@@ -636,9 +636,14 @@ export class RedisAdapter implements EventAdapterInterface {
   // ---------------------------------------------------------------- health and metrics
 
   isHealthy(): boolean {
-    if (this.state !== 'connected' || !this.liveness?.isHeld) return false;
-    if (this.consumer && !this.consumer.isRunning) return false;
-    return this.driver.isHealthy() && this.pool.isHealthy();
+    return this.healthIssue() === null;
+  }
+
+  healthIssue(): string | null {
+    if (this.state !== 'connected') return `adapter is ${this.state}`;
+    if (!this.liveness?.isHeld) return 'liveness key not held';
+    if (this.consumer && !this.consumer.isRunning) return 'inbox consumer not running';
+    return this.driver.healthIssue() ?? this.pool.healthIssue();
   }
 
   /**

@@ -71,7 +71,16 @@ export class RedisConnectionPool {
 
   /** True while every member's writer is ready. */
   isHealthy(): boolean {
-    return this.drivers.every((driver) => driver.isHealthy(['writer']));
+    return this.healthIssue() === null;
+  }
+
+  /** The first member whose writer is not ready, and why; or null. */
+  healthIssue(): string | null {
+    for (const [index, driver] of this.drivers.entries()) {
+      const issue = driver.healthIssue(['writer']);
+      if (issue !== null) return index === 0 ? issue : `pool member ${index}: ${issue}`;
+    }
+    return null;
   }
 
   get errors(): number {

@@ -149,16 +149,21 @@ export class RedisDriver {
 
   /** True while every connection opened so far (or those of `roles`) is ready. */
   isHealthy(roles?: readonly ConnectionRole[]): boolean {
-    if (this.closed) return false;
+    return this.healthIssue(roles) === null;
+  }
+
+  /** Why isHealthy() is false (the first connection that is not ready), or null. */
+  healthIssue(roles?: readonly ConnectionRole[]): string | null {
+    if (this.closed) return 'driver closed';
     for (const connection of this.connectionsByRole.values()) {
       if (roles && !roles.includes(connection.role)) continue;
-      if (connection.client.status !== 'ready') return false;
+      if (connection.client.status !== 'ready') return `${connection.role} connection is ${connection.client.status}`;
       // The writer reaches every master (the subscriber and the reader use one node each).
       if (connection.role === 'writer' && connection.client instanceof Cluster && !mastersUp(connection.client, connection.masters)) {
-        return false;
+        return 'writer does not reach every master';
       }
     }
-    return true;
+    return null;
   }
 
   /** Called when a connection is ready again after a disconnect. Returns the unsubscribe function. */

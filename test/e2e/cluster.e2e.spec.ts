@@ -109,7 +109,10 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
   }
 
   async function charger(csms: CsmsProcess, identity: string, protocols = ['ocpp1.6']): Promise<RpcClient> {
-    const client = await connectedChargePoint(csms.wsUrl, identity, { protocols });
+    const client = await connectedChargePoint(csms.wsUrl, identity, { protocols }).catch((error: Error) => {
+      // The node's own account of why it refused (it logs each change of its acceptance).
+      throw new Error(`${identity} could not connect to ${csms.nodeId}: ${error.message}\n--- ${csms.nodeId} log tail ---\n${csms.output.join('').slice(-4000)}`);
+    });
     clients.push(client);
     return client;
   }
@@ -213,6 +216,10 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     expect(await backend.killConnectionsOf('node-b')).toBeGreaterThanOrEqual(3); // writer, subscriber, blocking reader
     await waitFor(async () => (await a.http('POST', '/chargers/X-KILL/calls/Reset', { type: 'Soft' })).status === 200, 'A → B to work again');
     await waitFor(async () => (await b.http('POST', '/chargers/X-KILL-A/calls/Reset', { type: 'Soft' })).status === 200, 'B → A to work again');
+    // Both nodes report ready again (and take upgrades again): the next tests connect to both.
+    for (const csms of [a, b]) {
+      await waitFor(async () => (await csms.http('GET', '/health')).status === 200, `${csms.nodeId} to be ready again`, { timeoutMs: 20_000 });
+    }
   });
 
   it('after a Redis restart presence comes back whole and never points at a stale owner', async () => {
@@ -234,6 +241,9 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     try {
       // While Redis is away, new upgrades are refused (503) so charge points go to healthy nodes.
       await expect(connectedChargePoint(b.wsUrl, 'X-DURING-OUTAGE')).rejects.toThrow(/Service Unavailable|503/);
+      // ...and the node says why in its log, once.
+      const refusal = /refusing new charge points with 503: cluster transport unavailable \(.+\)/;
+      await waitFor(() => refusal.test(b.output.join('')), 'node B to log why it refuses charge points');
     } finally {
       await backend.restart();
     }
