@@ -109,12 +109,26 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
   }
 
   async function charger(csms: CsmsProcess, identity: string, protocols = ['ocpp1.6']): Promise<RpcClient> {
-    const client = await connectedChargePoint(csms.wsUrl, identity, { protocols }).catch((error: Error) => {
-      // The node's own account of why it refused (it logs each change of its acceptance).
-      throw new Error(`${identity} could not connect to ${csms.nodeId}: ${error.message}\n--- ${csms.nodeId} log tail ---\n${csms.output.join('').slice(-4000)}`);
-    });
-    clients.push(client);
-    return client;
+    // A node may refuse for a moment (503) while a Redis connection of it reconnects, as on a
+    // loaded CI machine; a real charge point retries, so this one does too, and says so.
+    const giveUpAt = Date.now() + 15_000;
+    for (;;) {
+      try {
+        const client = await connectedChargePoint(csms.wsUrl, identity, { protocols });
+        clients.push(client);
+        return client;
+      } catch (error) {
+        const message = (error as Error).message;
+        const refusals = csms.output.join('').split('\n').filter((line) => /refusing new charge points|accepting new charge points/.test(line));
+        if (/Service Unavailable|503/.test(message) && Date.now() < giveUpAt) {
+          console.warn(`${identity}: ${csms.nodeId} answered 503, retrying; its acceptance log:\n${refusals.slice(-5).join('\n')}`);
+          await sleep(200);
+          continue;
+        }
+        // The node's own account (it logs each change of its acceptance).
+        throw new Error(`${identity} could not connect to ${csms.nodeId}: ${message}\n--- ${csms.nodeId} log tail ---\n${csms.output.join('').slice(-4000)}`, { cause: error });
+      }
+    }
   }
 
   async function ownerOf(csms: CsmsProcess, identity: string): Promise<string | undefined> {
