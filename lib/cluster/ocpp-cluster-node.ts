@@ -12,6 +12,7 @@ import {
   OcppValidationError,
   ProtocolMismatchError,
 } from '../protocol/errors.js';
+import { AnsweredCalls } from '../protocol/answered-calls.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { RpcSession } from '../protocol/rpc-session.js';
 import type { InboundCall } from '../protocol/rpc-session.js';
@@ -103,6 +104,8 @@ export class OcppClusterNode {
   readonly nodeId: string;
   private readonly registry = new LocalRegistry();
   private readonly remoteCalls = new RemoteCalls();
+  /** OCPP 2.1 retries (same message id) get their first answer again, also after a reconnect here. */
+  private readonly answeredCalls = new AnsweredCalls();
   private readonly broadcastWaits = new Map<string, { replies: Map<string, BroadcastSummary>; onReply(): void }>();
   private readonly presenceRemovals = new Set<Promise<unknown>>();
   private gateway: OcppWebSocketGateway | null = null;
@@ -764,6 +767,7 @@ export class OcppClusterNode {
       pingIntervalMs: this.options.pingIntervalMs,
       validator: this.validator,
       rateLimit: this.options.rateLimit === false ? null : this.options.rateLimit,
+      answeredCalls: this.answeredCalls,
       onCall: (call) => {
         this.counters.received++;
         return this.dispatchInbound(call, info);

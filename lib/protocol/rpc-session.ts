@@ -16,6 +16,9 @@
  * - A CALLERROR from the charger is surfaced with its code in the negotiated version's
  *   spelling (normalizeErrorCode); a code unknown to the version becomes GenericError.
  * - A handler that returns undefined/null answers `{}`; a non-object answers InternalError.
+ * - OCPP 2.1: a CALL whose (identity, id, action) was answered with a CALLRESULT recently is a
+ *   retry and gets that answer again without running the handler (AnsweredCalls); a failed call
+ *   may run again. A CALLRESULT that breaks its schema is answered with CALLRESULTERROR.
  */
 import { randomBytes } from 'node:crypto';
 import type { RawData, WebSocket } from 'ws';
@@ -23,11 +26,13 @@ import {
   encodeCall,
   encodeCallError,
   encodeCallResult,
+  encodeCallResultError,
   encodeSend,
   isJsonObject,
   parseFrame,
   type ParsedFrame,
 } from './codec.js';
+import { AnsweredCalls } from './answered-calls.js';
 import { normalizeErrorCode } from './error-codes.js';
 import {
   ConnectionClosedError,
@@ -94,6 +99,12 @@ export interface RpcSessionOptions {
   logger?: RpcSessionLogger;
   /** How long close() waits for the closing handshake before terminating. Default 5000. */
   closeTimeoutMs?: number;
+  /**
+   * OCPP 2.1 only: where answers are kept so that a retried CALL (same id and action) gets its
+   * first answer again instead of running the handler twice. Share one across the sessions of a
+   * node so a retry on a new connection is caught too. Default: one per session.
+   */
+  answeredCalls?: AnsweredCalls;
 }
 
 export interface CallOptions {
@@ -194,6 +205,8 @@ export class RpcSession {
 
   // Inbound.
   private readonly inboundIds = new Set<string>();
+  /** 2.1 only (null otherwise): answers replayed to retried CALLs. */
+  private readonly answeredCalls: AnsweredCalls | null;
   private readonly bucket: TokenBucket | null;
   private readonly backlog: RawData[] = [];
   private paused = false;
@@ -223,6 +236,7 @@ export class RpcSession {
       onClose: options.onClose,
       onProtocolProblem: options.onProtocolProblem,
     };
+    this.answeredCalls = options.protocol === 'ocpp2.1' ? (options.answeredCalls ?? new AnsweredCalls({ maxEntries: 64 })) : null;
     this.bucket = options.rateLimit
       ? new TokenBucket(options.rateLimit.capacity, options.rateLimit.refillPerSecond)
       : null;
@@ -480,6 +494,10 @@ export class RpcSession {
         if (problem === null) {
           pending.resolve(frame.payload);
         } else {
+          // 2.1 has a frame for telling the charge point its CALLRESULT was rejected.
+          if (this.protocol === 'ocpp2.1') {
+            this.write(encodeCallResultError(frame.id, problem.errorCode, problem.description, problem.details));
+          }
           pending.reject(
             new OcppValidationError(pending.action, 'response', problem.errorCode, problem.description, problem.details),
           );
@@ -523,6 +541,12 @@ export class RpcSession {
       );
       return;
     }
+    const replay = this.answeredCalls?.replayFor(this.identity, call.id, call.action);
+    if (replay !== undefined) {
+      // A 2.1 retry of a CALL we answered: its first answer again, the handler does not run twice.
+      this.write(replay);
+      return;
+    }
     if (this.validator !== null) {
       const problem = this.check(call.action, 'request', call.payload);
       if (problem !== null) {
@@ -538,7 +562,10 @@ export class RpcSession {
   private async answer(call: InboundCall): Promise<void> {
     let reply: string;
     try {
-      reply = this.encodeResult(call, await this.handlers.onCall(call));
+      const result = this.encodeResult(call, await this.handlers.onCall(call));
+      // Only results are replayed: a call that failed had no effect, so a retry may run it again.
+      if (result !== null) this.answeredCalls?.remember(this.identity, call.id, call.action, result);
+      reply = result ?? this.internalError(call.id);
     } catch (err) {
       reply = this.encodeFailure(call, err);
     }
@@ -546,11 +573,12 @@ export class RpcSession {
     this.write(reply);
   }
 
-  private encodeResult(call: InboundCall, result: unknown): string {
+  /** The CALLRESULT for a handler's result, or null (logged) when the result cannot be sent. */
+  private encodeResult(call: InboundCall, result: unknown): string | null {
     const payload = result ?? {};
     if (!isJsonObject(payload)) {
       this.logger.error(`${this.identity}: handler for ${call.action} returned a non-object; answered InternalError`);
-      return this.internalError(call.id);
+      return null;
     }
     if (this.validator !== null) {
       const problem = this.check(call.action, 'response', payload);
@@ -558,7 +586,7 @@ export class RpcSession {
         this.logger.error(
           `${this.identity}: reply to ${call.action} breaks its schema (${problem.errorCode}: ${problem.description}); answered InternalError`,
         );
-        return this.internalError(call.id);
+        return null;
       }
     }
     return encodeCallResult(call.id, payload);

@@ -10,6 +10,7 @@ import {
   ProtocolMismatchError,
   QueueFullError,
 } from '../../lib/protocol/errors.js';
+import { AnsweredCalls } from '../../lib/protocol/answered-calls.js';
 import type { OcppProtocol } from '../../lib/protocol/protocol.js';
 import { RpcSession, type PayloadValidator, type RpcSessionOptions } from '../../lib/protocol/rpc-session.js';
 
@@ -443,6 +444,23 @@ describe('RpcSession: strict validation', () => {
     expect(charger.calls()).toEqual(['Other']);
   });
 
+  it('tells a 2.1 charger with CALLRESULTERROR that its CALLRESULT broke the schema (2.0.1 has no such frame)', async () => {
+    const { session, charger } = await connect({ protocol: 'ocpp2.1', validator });
+    const bad = session.call('Strict', { ok: true });
+    const badFrame = await charger.next();
+    charger.send([3, badFrame[1], { status: 42 }]);
+    expect(await rejection(bad, 'Strict')).toBeInstanceOf(OcppValidationError);
+    expect(await charger.next('the CALLRESULTERROR')).toEqual([5, badFrame[1], 'OccurrenceConstraintViolation', 'response broken', { direction: 'response' }]);
+
+    const older = await connect({ protocol: 'ocpp2.0.1', validator });
+    const call = older.session.call('Strict', { ok: true });
+    const frame = await older.charger.next();
+    older.charger.send([3, frame[1], { status: 42 }]);
+    await rejection(call, 'Strict');
+    await older.charger.probe();
+    expect(older.charger.frames).toHaveLength(2); // the CALL and the probe's answer: nothing about the bad result
+  });
+
   it('rejects the charger’s invalid CALLRESULT and accepts a valid one', async () => {
     const { session, charger } = await connect({ validator });
     const bad = session.call('Strict', { ok: true });
@@ -533,6 +551,68 @@ describe('RpcSession: OCPP 2.1 SEND and CALLRESULTERROR', () => {
     for (const protocol of ['ocpp1.6', 'ocpp2.0.1'] as OcppProtocol[]) {
       const other = await connect({ protocol });
       expect(() => other.session.sendMessage('NotifyPeriodicEventStream', {})).toThrow(ProtocolMismatchError);
+    }
+  });
+
+  it('answers a retried CALL (same id and action) with its first answer, without running the handler again', async () => {
+    const runs: string[] = [];
+    let booked = 0;
+    const { charger } = await connect({
+      protocol: 'ocpp2.1',
+      onCall: (call) => {
+        runs.push(`${call.id}:${call.action}`);
+        return call.action === 'TransactionEvent' ? { totalCost: ++booked } : heartbeat();
+      },
+    });
+    charger.send([2, 't1', 'TransactionEvent', { eventType: 'Ended' }]);
+    expect(await charger.next('first answer')).toEqual([3, 't1', { totalCost: 1 }]);
+    charger.send([2, 't1', 'TransactionEvent', { eventType: 'Ended' }]);
+    expect(await charger.next('answer to the retry')).toEqual([3, 't1', { totalCost: 1 }]);
+    // The same id with another action is a new call, not a retry.
+    charger.send([2, 't1', 'Heartbeat', {}]);
+    expect(await charger.next('answer to the new call')).toEqual([3, 't1', heartbeat()]);
+    expect(runs).toEqual(['t1:TransactionEvent', 't1:Heartbeat']);
+  });
+
+  it('runs a retry again when the first attempt failed', async () => {
+    let attempts = 0;
+    const { charger } = await connect({
+      protocol: 'ocpp2.1',
+      onCall: () => {
+        if (++attempts === 1) throw new OcppRpcError('InternalError', 'database away');
+        return { status: 'Accepted' };
+      },
+    });
+    charger.send([2, 'r1', 'Authorize', {}]);
+    expect(await charger.next()).toEqual([4, 'r1', 'InternalError', 'database away', {}]);
+    charger.send([2, 'r1', 'Authorize', {}]);
+    expect(await charger.next()).toEqual([3, 'r1', { status: 'Accepted' }]);
+    expect(attempts).toBe(2);
+  });
+
+  it('recognises a retry on a new connection when the sessions share their answers', async () => {
+    const answeredCalls = new AnsweredCalls();
+    let runs = 0;
+    const onCall = () => ({ run: ++runs });
+    const first = await connect({ protocol: 'ocpp2.1', answeredCalls, onCall });
+    first.charger.send([2, 'x1', 'MeterValues', {}]);
+    expect(await first.charger.next()).toEqual([3, 'x1', { run: 1 }]);
+    first.charger.ws.terminate();
+
+    const second = await connect({ protocol: 'ocpp2.1', answeredCalls, onCall });
+    second.charger.send([2, 'x1', 'MeterValues', {}]);
+    expect(await second.charger.next()).toEqual([3, 'x1', { run: 1 }]);
+    expect(runs).toBe(1);
+  });
+
+  it('runs a repeated id again on 1.6 and 2.0.1 (no retry semantics there)', async () => {
+    for (const protocol of ['ocpp1.6', 'ocpp2.0.1'] as OcppProtocol[]) {
+      let runs = 0;
+      const { charger } = await connect({ protocol, onCall: () => ({ run: ++runs }) });
+      charger.send([2, 'same', 'DataTransfer', {}]);
+      expect(await charger.next()).toEqual([3, 'same', { run: 1 }]);
+      charger.send([2, 'same', 'DataTransfer', {}]);
+      expect(await charger.next()).toEqual([3, 'same', { run: 2 }]);
     }
   });
 
