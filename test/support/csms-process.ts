@@ -82,12 +82,22 @@ export class CsmsProcess {
   }
 
   async http(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-    const response = await fetch(`${this.httpUrl}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined };
+    // A pooled keep-alive socket the server closed as the request went out fails with "other
+    // side closed"; a GET is safe to send again (a POST is not: it may have reached a charger).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const response = await fetch(`${this.httpUrl}${path}`, {
+          method,
+          headers: body === undefined ? {} : { 'content-type': 'application/json' },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+        const text = await response.text();
+        return { status: response.status, body: text ? JSON.parse(text) : undefined };
+      } catch (error) {
+        const alive = this.child.exitCode === null && this.child.signalCode === null;
+        if (method !== 'GET' || !alive || attempt >= 3 || !(error instanceof TypeError)) throw error;
+        console.warn(`GET ${path} on ${this.nodeId} failed (${String((error as { cause?: unknown }).cause ?? error.message)}); sending it again`);
+      }
+    }
   }
 }
