@@ -47,12 +47,6 @@ export interface StreamLimits {
   ttlMs: number;
 }
 
-/** What became of one message of an append: its entry id, or the error Redis answered. */
-export interface AppendResult {
-  id: string | null;
-  error: Error | null;
-}
-
 /**
  * Appends messages to one stream in one pipeline (XADD ... then PEXPIRE; one slot, so valid on
  * Redis Cluster). Resolves with the entry ids. The cap grows by the batch size, so a batch never
@@ -65,19 +59,6 @@ export async function appendToStream(
   messages: readonly ClusterMessage[],
   limits: StreamLimits,
 ): Promise<string[]> {
-  const results = await appendToStreamSettled(client, streamKey, messages, limits);
-  const failed = results.find((result) => result.error !== null);
-  if (failed) throw failed.error;
-  return results.map((result) => result.id!);
-}
-
-/** {@link appendToStream}, with each message's own outcome (one XADD may fail while the others land). */
-export async function appendToStreamSettled(
-  client: RedisClient,
-  streamKey: string,
-  messages: readonly ClusterMessage[],
-  limits: StreamLimits,
-): Promise<AppendResult[]> {
   if (messages.length === 0) return [];
   const transaction = client.pipeline();
   const maxLen = limits.maxLen + messages.length - 1;
@@ -87,12 +68,13 @@ export async function appendToStreamSettled(
   transaction.pexpire(streamKey, limits.ttlMs);
   const replies = await transaction.exec();
   if (!replies) throw new Error(`pipeline on ${streamKey} got no replies`);
-  const results: AppendResult[] = [];
+  const ids: string[] = [];
   for (let i = 0; i < messages.length; i++) {
     const [error, id] = replies[i] ?? [new Error('no reply'), null];
-    results.push(error ? { id: null, error } : { id: String(id), error: null });
+    if (error) throw error;
+    ids.push(String(id));
   }
-  return results;
+  return ids;
 }
 
 /** A stream entry: id and field list (null when the entry was trimmed or deleted meanwhile). */

@@ -4,14 +4,15 @@ import { decodeEntryFields, entriesOf } from '../../lib/redis/stream-publisher.j
 import { command } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 
-describe('stream appender (appends of one turn share one pipeline)', () => {
+describe('stream appender (appends of one turn share one write)', () => {
   let server: RedisServer;
   let redis: Redis;
   const limits = { maxLen: 1000, ttlMs: 60_000 };
 
   beforeAll(async () => {
     server = await startRedisServer();
-    redis = new Redis(server.port);
+    // Like the adapter's own writers.
+    redis = new Redis(server.port, { enableAutoPipelining: true });
     redis.on('error', () => undefined);
   });
 
@@ -34,7 +35,7 @@ describe('stream appender (appends of one turn share one pipeline)', () => {
       appender.append(redis, 'inbox', messages.slice(15)),
     ]);
 
-    // One pipeline: one PEXPIRE for the three callers.
+    // One TTL renewal for the three callers of the turn.
     expect(await redis.info('commandstats')).toMatch(/cmdstat_pexpire:calls=1,/);
     expect(ids.map((own) => own.length)).toEqual([1, 14, 5]);
     const entries = entriesOf(await redis.xread('STREAMS', 'inbox', '0'));
