@@ -290,25 +290,30 @@ export class StreamConsumer {
     }
     this.received++;
     this.inFlight.add(entry.id);
-    let outcome: Promise<void>;
+    const settled = (): void => {
+      this.inFlight.delete(entry.id);
+      this.queueAck(entry.id);
+      this.wakeAll();
+    };
+    const failed = (error: unknown): void => {
+      this.handlerErrors++;
+      this.options.logger.warn(`handler for ${message.kind} ${entry.id} failed: ${(error as Error)?.message ?? String(error)}`);
+      settled();
+    };
+    let outcome: void | Promise<void>;
     try {
-      outcome = Promise.resolve(this.options.handler(message, entry.id));
+      outcome = this.options.handler(message, entry.id);
     } catch (error) {
-      outcome = Promise.reject(error);
+      failed(error);
+      return;
     }
-    outcome
-      .catch((error: unknown) => {
-        this.handlerErrors++;
-        this.options.logger.warn(`handler for ${message.kind} ${entry.id} failed: ${(error as Error)?.message ?? String(error)}`);
-      })
-      .finally(() => {
-        this.inFlight.delete(entry.id);
-        this.queueAck(entry.id);
-        this.wakeAll();
-      });
+    // Most handlers (replies) finish synchronously: no promise chain for them.
+    if (outcome !== undefined && typeof outcome.then === 'function') outcome.then(settled, failed);
+    else settled();
   }
 
   private wakeAll(): void {
+    if (this.settled.size === 0) return;
     const waiters = [...this.settled];
     this.settled.clear();
     for (const wake of waiters) wake();
