@@ -52,6 +52,11 @@ export interface OcppClusterOptions {
   rateLimit?: RateLimitOptions | false;
   /** Concurrent deliveries per node during a broadcast. */
   broadcastConcurrency?: number;
+  /**
+   * How long a caller remembers which node holds a charge point (default 1000 ms; 0 = ask
+   * presence for every call). A stale entry costs one forwarding hop, never a lost call.
+   */
+  ownerCacheMs?: number;
   /** A ready-made transport (RedisAdapter or any defineAdapter object). */
   adapter?: EventAdapterInterface;
   /** Build a RedisAdapter from these options (ignored when `adapter` is given). */

@@ -44,6 +44,7 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     validators: options.validators ?? {},
     rateLimit: options.rateLimit ?? { capacity: 100, refillPerSecond: 50 },
     broadcastConcurrency: options.broadcastConcurrency ?? 200,
+    ownerCacheMs: options.ownerCacheMs ?? 1_000,
     adapter: options.adapter,
     redis: options.redis,
     refuseUpgradesWhileTransportDown: options.refuseUpgradesWhileTransportDown ?? true,
@@ -85,6 +86,7 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
   positiveInteger('maxQueueSize', resolved.maxQueueSize);
   positiveInteger('pingIntervalMs', resolved.pingIntervalMs, { allowZero: true });
   positiveInteger('broadcastConcurrency', resolved.broadcastConcurrency);
+  positiveInteger('ownerCacheMs', resolved.ownerCacheMs, { allowZero: true });
   if (resolved.rateLimit !== false) {
     if (typeof resolved.rateLimit !== 'object' || resolved.rateLimit === null) {
       throw new InvalidOptionsError('rateLimit', 'must be false or { capacity, refillPerSecond }');

@@ -38,6 +38,7 @@ import { NOOP_METRICS_SINK, outcomeLabel } from './metrics-sink.js';
 import type { ClusterMetricsSink } from './metrics-sink.js';
 import { outcomeFromError } from './outcome.js';
 import { settleWithin, sleep as delay } from './time-bounds.js';
+import { OwnerCache } from './owner-cache.js';
 import { RemoteCalls } from './remote-calls.js';
 
 /** A charge point as the public API shows it. */
@@ -106,6 +107,7 @@ export class OcppClusterNode {
   private readonly remoteCalls = new RemoteCalls();
   /** OCPP 2.1 retries (same message id) get their first answer again, also after a reconnect here. */
   private readonly answeredCalls = new AnsweredCalls();
+  private readonly owners: OwnerCache;
   private readonly broadcastWaits = new Map<string, { replies: Map<string, BroadcastSummary>; onReply(): void }>();
   private readonly presenceRemovals = new Set<Promise<unknown>>();
   private gateway: OcppWebSocketGateway | null = null;
@@ -133,6 +135,7 @@ export class OcppClusterNode {
     private readonly metricsSink: ClusterMetricsSink = NOOP_METRICS_SINK,
   ) {
     this.nodeId = options.nodeId;
+    this.owners = new OwnerCache(options.ownerCacheMs);
   }
 
   /** Joins the cluster, then opens the gateway (on `httpServer`, or its own port). Returns the own port if any. */
@@ -549,6 +552,9 @@ export class OcppClusterNode {
     timeoutMs: number,
     deadline: number,
   ): Promise<Record<string, unknown>> {
+    const call: RemoteCall = { protocol, action, payload, timeoutMs, deadline };
+    const remembered = await this.rememberedOwner(identity);
+    if (remembered && this.acceptsRequest(remembered, call)) return this.sendRemote(remembered, call);
     let owner = await this.lookupPresence(identity);
     if (owner?.nodeId === this.nodeId && this.drainedIdentities.has(identity)) {
       owner = await this.awaitNewOwner(identity, deadline);
@@ -556,6 +562,32 @@ export class OcppClusterNode {
     if (!owner || owner.nodeId === this.nodeId) throw new NotConnectedError(identity);
     if (protocol && protocol !== owner.protocol) throw new ProtocolMismatchError(identity, protocol, owner.protocol);
     this.validateRequest(owner.protocol, action, payload);
+    this.owners.remember(owner);
+    return this.sendRemote(owner, call);
+  }
+
+  /** The cached owner of `identity` while it is fresh and its node is alive. */
+  private async rememberedOwner(identity: string): Promise<PresenceRecord | undefined> {
+    const owner = this.owners.get(identity);
+    if (!owner) return undefined;
+    if (await this.adapter.isNodeAlive(owner.nodeId).catch(() => false)) return owner;
+    this.owners.forget(identity);
+    return undefined;
+  }
+
+  /**
+   * Whether a remembered owner's connection takes the request as it is. When not, the entry
+   * may describe an older connection (another protocol): presence decides, and the caller's
+   * error comes from there.
+   */
+  private acceptsRequest(owner: PresenceRecord, { protocol, action, payload }: RemoteCall): boolean {
+    if (protocol && protocol !== owner.protocol) return false;
+    return !this.validator || !this.validator.validate(owner.protocol, action, 'request', payload);
+  }
+
+  /** Sends the command to the owner's inbox; settles with the owner's answer. */
+  private async sendRemote(owner: PresenceRecord, { protocol, action, payload, timeoutMs, deadline }: RemoteCall): Promise<Record<string, unknown>> {
+    const { identity } = owner;
     const command = this.commandFor(identity, protocol, action, payload, deadline);
     const reply = this.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline, expectedProtocol: protocol });
     this.counters.remoteSent++;
@@ -615,6 +647,8 @@ export class OcppClusterNode {
         return this.onCommand(message);
       case 'reply':
         this.counters.remoteReceived++;
+        if (message.outcome.status === 'notConnected') this.owners.forget(message.identity);
+        else this.owners.answeredBy(message.identity, message.from);
         if (!this.remoteCalls.settle(message.id, message.outcome)) this.onBroadcastReply(message.id, message.from, message.outcome);
         return;
       case 'broadcast':
@@ -622,6 +656,7 @@ export class OcppClusterNode {
       case 'evict':
         return this.onEvict(message);
       case 'nodeLeft':
+        this.owners.forgetNode(message.nodeId);
         return;
     }
   }
@@ -898,6 +933,15 @@ export class OcppClusterNode {
       connectedAt: new Date(connection.connectedAt).toISOString(),
     };
   }
+}
+
+/** A call for a charge point on another node, as the caller made it. */
+interface RemoteCall {
+  protocol: OcppProtocol | undefined;
+  action: string;
+  payload: Record<string, unknown>;
+  timeoutMs: number;
+  deadline: number;
 }
 
 /** What a connection's handlers keep of its upgrade. */

@@ -1,4 +1,5 @@
 import { OcppTimeoutError } from '../protocol/errors.js';
+import { DeadlineSweeper } from './deadline-sweeper.js';
 import type { CommandOutcome } from './envelope.js';
 import { settleOutcome } from './outcome.js';
 
@@ -9,7 +10,8 @@ interface PendingCall {
   expectedProtocol?: string;
   resolve(result: Record<string, unknown>): void;
   reject(error: unknown): void;
-  timer: NodeJS.Timeout;
+  /** Deadline slot in the sweeper. */
+  slot: number;
 }
 
 /**
@@ -19,6 +21,7 @@ interface PendingCall {
  */
 export class RemoteCalls {
   private readonly pending = new Map<string, PendingCall>();
+  private readonly deadlines = new DeadlineSweeper<string>((id) => this.expire(id));
 
   constructor(private readonly replyGraceMs = 1_000) {}
 
@@ -31,23 +34,23 @@ export class RemoteCalls {
     call: { identity: string; action: string; timeoutMs: number; deadline: number; expectedProtocol?: string },
   ): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
-      const waitMs = Math.max(0, call.deadline - Date.now()) + this.replyGraceMs;
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        // No word from the owner: it may have sent the call before the deadline.
-        reject(new OcppTimeoutError(call.identity, call.action, call.timeoutMs, true));
-      }, waitMs);
-      timer.unref?.();
-      this.pending.set(id, { ...call, resolve, reject, timer });
+      const slot = this.deadlines.add(id, Math.max(call.deadline, Date.now()) + this.replyGraceMs);
+      this.pending.set(id, {
+        identity: call.identity,
+        action: call.action,
+        timeoutMs: call.timeoutMs,
+        expectedProtocol: call.expectedProtocol,
+        resolve,
+        reject,
+        slot,
+      });
     });
   }
 
   /** Settles the call with the owner's outcome; false when nobody waits for it any more. */
   settle(id: string, outcome: CommandOutcome): boolean {
-    const call = this.pending.get(id);
+    const call = this.take(id);
     if (!call) return false;
-    this.pending.delete(id);
-    clearTimeout(call.timer);
     try {
       call.resolve(settleOutcome(outcome, call));
     } catch (error) {
@@ -58,14 +61,27 @@ export class RemoteCalls {
 
   /** Fails one waiting call (e.g. the publish itself failed). */
   fail(id: string, error: unknown): void {
-    const call = this.pending.get(id);
-    if (!call) return;
-    this.pending.delete(id);
-    clearTimeout(call.timer);
-    call.reject(error);
+    this.take(id)?.reject(error);
   }
 
   failAll(error: () => unknown): void {
     for (const id of [...this.pending.keys()]) this.fail(id, error());
+    this.deadlines.clear();
+  }
+
+  private take(id: string): PendingCall | undefined {
+    const call = this.pending.get(id);
+    if (!call) return undefined;
+    this.pending.delete(id);
+    this.deadlines.remove(id, call.slot);
+    return call;
+  }
+
+  private expire(id: string): void {
+    const call = this.pending.get(id);
+    if (!call) return;
+    this.pending.delete(id);
+    // No word from the owner: it may have sent the call before the deadline.
+    call.reject(new OcppTimeoutError(call.identity, call.action, call.timeoutMs, true));
   }
 }

@@ -24,7 +24,7 @@ import { RedisConnectionPool, validatePoolOptions, type DriverFactory } from './
 import { createDriver, DEFAULT_REDIS_LOGGER, RedisDriver, type RedisClient } from './redis-driver.js';
 import { DEFAULT_PREFIX, INBOX_GROUP, keyPartProblem, RedisKeys } from './redis-keys.js';
 import { StreamConsumer } from './stream-consumer.js';
-import { appendToStream } from './stream-publisher.js';
+import { StreamAppender } from './stream-appender.js';
 
 /** The plain-option form of a {@link ClusterDriver} (`redis: { cluster: { nodes, natMap } }`). */
 export type RedisClusterOptions = Omit<ClusterDriverOptions, 'logger' | 'redisOptions'> & {
@@ -102,6 +102,7 @@ export class RedisAdapter implements EventAdapterInterface {
   private readonly takeoverIntervalMs: number;
   private readonly readBatchSize: number;
   private readonly maxInFlight: number;
+  private readonly appender: StreamAppender;
 
   private state: State = 'idle';
   private nodeId: string | null = null;
@@ -138,6 +139,7 @@ export class RedisAdapter implements EventAdapterInterface {
     this.takeoverIntervalMs = integerOption('takeoverIntervalMs', options.takeoverIntervalMs, 1000, 50, 60_000);
     this.readBatchSize = integerOption('readBatchSize', options.readBatchSize, 100, 1, 10_000);
     this.maxInFlight = integerOption('maxInFlight', options.maxInFlight, 1000, 1, 1_000_000);
+    this.appender = new StreamAppender({ maxLen: this.streamMaxLen, ttlMs: this.streamTtlMs });
     if (options.logger !== undefined && (typeof options.logger !== 'object' || typeof options.logger.warn !== 'function')) {
       throw new InvalidOptionsError('logger', 'must have log, warn and error methods');
     }
@@ -398,7 +400,7 @@ export class RedisAdapter implements EventAdapterInterface {
   private async sendToNode(target: string, messages: ClusterMessage[]): Promise<void> {
     const streamKey = this.keys.stream(target);
     try {
-      await appendToStream(this.pool.pick(streamKey), streamKey, messages, { maxLen: this.streamMaxLen, ttlMs: this.streamTtlMs });
+      await this.appender.append(this.pool.pick(streamKey), streamKey, messages);
       this.counters.sent += messages.length;
     } catch (error) {
       this.counters.sendFailures += messages.length;

@@ -70,7 +70,7 @@ export class StreamConsumer {
    * a new entry id but the same command id, and must not reach the charge point twice.
    */
   private readonly recentCommands = new Set<string>();
-  private ackTimer: NodeJS.Timeout | null = null;
+  private ackTimer: { cancel(): void } | null = null;
   private ackFlushing: Promise<void> = Promise.resolve();
   /** Id of the newest entry read with `>`: everything after it is unread. */
   private lastReadId: string | null = null;
@@ -148,7 +148,7 @@ export class StreamConsumer {
     this.aborted = true;
     this.ackQueue = [];
     this.handled.clear();
-    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer?.cancel();
     this.ackTimer = null;
     if (this.trimTimer) clearTimeout(this.trimTimer);
     this.trimTimer = null;
@@ -290,25 +290,30 @@ export class StreamConsumer {
     }
     this.received++;
     this.inFlight.add(entry.id);
-    let outcome: Promise<void>;
+    const settled = (): void => {
+      this.inFlight.delete(entry.id);
+      this.queueAck(entry.id);
+      this.wakeAll();
+    };
+    const failed = (error: unknown): void => {
+      this.handlerErrors++;
+      this.options.logger.warn(`handler for ${message.kind} ${entry.id} failed: ${(error as Error)?.message ?? String(error)}`);
+      settled();
+    };
+    let outcome: void | Promise<void>;
     try {
-      outcome = Promise.resolve(this.options.handler(message, entry.id));
+      outcome = this.options.handler(message, entry.id);
     } catch (error) {
-      outcome = Promise.reject(error);
+      failed(error);
+      return;
     }
-    outcome
-      .catch((error: unknown) => {
-        this.handlerErrors++;
-        this.options.logger.warn(`handler for ${message.kind} ${entry.id} failed: ${(error as Error)?.message ?? String(error)}`);
-      })
-      .finally(() => {
-        this.inFlight.delete(entry.id);
-        this.queueAck(entry.id);
-        this.wakeAll();
-      });
+    // Most handlers (replies) finish synchronously: no promise chain for them.
+    if (outcome !== undefined && typeof outcome.then === 'function') outcome.then(settled, failed);
+    else settled();
   }
 
   private wakeAll(): void {
+    if (this.settled.size === 0) return;
     const waiters = [...this.settled];
     this.settled.clear();
     for (const wake of waiters) wake();
@@ -324,11 +329,20 @@ export class StreamConsumer {
 
   private scheduleAckFlush(delayMs: number): void {
     if (this.ackTimer) return;
-    this.ackTimer = setTimeout(() => {
+    const flush = () => {
       this.ackTimer = null;
       void this.flushAcks();
-    }, delayMs);
-    this.ackTimer.unref();
+    };
+    if (delayMs === 0) {
+      // setImmediate, not setTimeout(0): the XACK then joins the writer's auto-pipeline of this
+      // turn (the replies and commands this batch produced) instead of a write of its own.
+      const immediate = setImmediate(flush);
+      this.ackTimer = { cancel: () => clearImmediate(immediate) };
+      return;
+    }
+    const timer = setTimeout(flush, delayMs);
+    timer.unref();
+    this.ackTimer = { cancel: () => clearTimeout(timer) };
   }
 
   /** Acknowledges everything queued; ids whose XACK failed stay queued and are retried. */
