@@ -17,6 +17,7 @@ import {
 import type { RedisConnectionPool } from './redis-connection-pool.js';
 import type { RedisClient } from './redis-driver.js';
 import { groupBySlot, keySlot, type RedisKeys } from './redis-keys.js';
+import { TickBatcher } from './tick-batcher.js';
 
 /** Commands per pipeline on bulk reads and writes. */
 const BATCH_SIZE = 500;
@@ -74,6 +75,8 @@ export class PresenceStore {
   private readonly keys: RedisKeys;
   private readonly pool: RedisConnectionPool;
   private readonly ttlMs: number;
+  /** Claims of one event-loop turn (a connection storm) go to Redis as one script call per slot group. */
+  private readonly claims = new TickBatcher<ClaimRequest, ClaimResult>((requests) => this.claimBatch(requests));
 
   constructor(options: PresenceStoreOptions) {
     this.keys = options.keys;
@@ -92,12 +95,11 @@ export class PresenceStore {
 
   /** Claims `identity` for `nodeId` with a new, higher epoch. `previous` is the raw entry it replaced. */
   async claim(identity: string, nodeId: string, protocol: OcppProtocol, connectedAt: number): Promise<ClaimResult> {
+    // Validated here, so that a bad identity or node id fails alone instead of failing its batch.
     this.keys.nodeId(nodeId);
     const key = this.keys.presence(identity);
     const epochKey = this.keys.presenceEpoch(identity);
-    const [outcome] = await this.claimBatch([{ identity, nodeId, protocol, connectedAt, key, epochKey }]);
-    if (outcome instanceof Error) throw outcome;
-    return outcome;
+    return this.claims.add({ identity, nodeId, protocol, connectedAt, key, epochKey });
   }
 
   private async claimBatch(requests: ClaimRequest[]): Promise<Array<ClaimResult | Error>> {

@@ -164,6 +164,28 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
       expect(result.missing.map((record) => record.identity)).toEqual(['CP3']);
     });
 
+    it('claims made in the same tick share a call yet keep their order: the later claim wins', async () => {
+      const identities = Array.from({ length: 450 }, (_, i) => `CP${i}`);
+      const [first, second, ...rest] = await Promise.all([
+        store.claim('SAME', 'A', 'ocpp1.6', 1),
+        store.claim('SAME', 'B', 'ocpp1.6', 2),
+        ...identities.map((identity) => store.claim(identity, 'A', 'ocpp1.6', 3)),
+      ]);
+      expect(second.record.epoch).toBeGreaterThan(first.record.epoch);
+      expect(second.previous).toEqual(first.record);
+      expect(await store.get('SAME')).toEqual(second.record);
+      expect(new Set(rest.map((claim) => claim.record.identity))).toEqual(new Set(identities));
+      expect((await store.getBatch(identities)).size).toBe(450);
+      expect(await store.ownedIdentities('A')).toHaveLength(451);
+    });
+
+    it('fails a claim with a bad identity alone, not the claims made in the same tick', async () => {
+      const bad = store.claim('bad{tag}', 'A', 'ocpp1.6', 1);
+      const good = store.claim('CP1', 'A', 'ocpp1.6', 1);
+      await expect(bad).rejects.toMatchObject({ code: 'OCPP_INVALID_KEY_PART' });
+      expect((await good).record.nodeId).toBe('A');
+    });
+
     it('reads many entries in one go and lists what a node owns', async () => {
       for (let i = 0; i < 1200; i++) await store.claim(`CP${i}`, i % 2 ? 'A' : 'B', 'ocpp1.6', i);
       await store.claim('CP1', 'B', 'ocpp1.6', 1); // moved from A to B
