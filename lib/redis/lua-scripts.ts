@@ -150,6 +150,25 @@ return out
 );
 
 /**
+ * Reads entries. KEYS per identity: presence hash.
+ * Returns per identity, flattened: node, epoch, protocol, connectedAt (false when absent).
+ */
+export const PRESENCE_READ = new LuaScript(
+  'presenceRead',
+  `
+local out, n = {}, 0
+for i = 1, #KEYS do
+  local f = redis.call('HMGET', KEYS[i], 'node', 'epoch', 'protocol', 'connectedAt')
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = f[1], f[2], f[3], f[4]
+  n = n + 4
+end
+return out
+`,
+  1,
+  true,
+);
+
+/**
  * Deletes the entry only while (node, epoch) still own it.
  * KEYS: presence hash. ARGV: node, epoch. Returns 1 when removed, else 0.
  */

@@ -2,8 +2,8 @@ import { Cluster } from 'ioredis';
 import type { PresenceRecord } from '../cluster/event-adapter.interface.js';
 import { isOcppProtocol, type OcppProtocol } from '../protocol/protocol.js';
 import {
-  isClusterRedirection,
   PRESENCE_CLAIM,
+  PRESENCE_READ,
   PRESENCE_REFRESH_IF_OWNER,
   PRESENCE_REHYDRATE,
   PRESENCE_REMOVE_IF_OWNER,
@@ -143,28 +143,23 @@ export class PresenceStore {
   }
 
   /**
-   * Entries of many identities: one pipeline of HMGETs per Redis Cluster master (never a
-   * cross-slot MGET). An HMGET whose slot moved meanwhile is sent again on its own.
+   * Entries of many identities: one read script per 200 identities (per slot on Redis Cluster,
+   * never a cross-slot call), pipelined per master.
    */
   async getBatch(identities: readonly string[]): Promise<Map<string, PresenceRecord>> {
     const found = new Map<string, PresenceRecord>();
-    const unique = [...new Set(identities)];
-    const fieldsOf = (client: RedisClient, identity: string) =>
-      client.hmget(this.keys.presence(identity), 'node', 'epoch', 'protocol', 'connectedAt');
-    await this.forEachBatch(unique, (identity) => this.keys.presence(identity), async (client, batch) => {
-      const pipeline = client.pipeline();
-      for (const identity of batch) pipeline.hmget(this.keys.presence(identity), 'node', 'epoch', 'protocol', 'connectedAt');
-      const replies = (await pipeline.exec()) ?? [];
-      await Promise.all(
-        batch.map(async (identity, index) => {
-          let [error, fields] = replies[index] ?? [new Error('no reply'), null];
-          if (error && isClusterRedirection(error)) [error, fields] = [null, await fieldsOf(client, identity)];
-          if (error) throw error;
-          const record = toRecord(identity, fields as unknown[]);
+    await this.forEachScriptGroup(
+      [...new Set(identities)],
+      (identity) => this.keys.presence(identity),
+      (group) => ({ script: PRESENCE_READ, keys: group.map((identity) => this.keys.presence(identity)), args: [] }),
+      (group, error, reply) => {
+        if (error) throw error;
+        group.forEach((identity, index) => {
+          const record = toRecord(identity, reply.slice(index * 4, index * 4 + 4));
           if (record) found.set(identity, record);
-        }),
-      );
-    });
+        });
+      },
+    );
     return found;
   }
 
