@@ -15,10 +15,15 @@ import type { RedisClient } from './redis-driver.js';
 export class LuaScript {
   readonly sha: string;
 
+  /**
+   * `numberOfKeys` is exact; with `batched` it is the keys of one item and a call may carry
+   * any positive number of items (their keys one after the other).
+   */
   constructor(
     readonly name: string,
     readonly lua: string,
     readonly numberOfKeys: number,
+    readonly batched = false,
   ) {
     this.sha = createHash('sha1').update(lua).digest('hex');
   }
@@ -26,22 +31,26 @@ export class LuaScript {
   async run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     this.checkKeys(keys);
     try {
-      return await client.evalsha(this.sha, this.numberOfKeys, ...keys, ...args);
+      return await client.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (error) {
       if (!isNoScript(error)) throw error;
-      return client.eval(this.lua, this.numberOfKeys, ...keys, ...args);
+      return client.eval(this.lua, keys.length, ...keys, ...args);
     }
   }
 
   /** Queues the script on a pipeline or transaction (EVALSHA; see {@link runPipelined} for the fallback). */
   queue(pipeline: ChainableCommander, keys: readonly string[], args: readonly (string | number)[]): void {
     this.checkKeys(keys);
-    pipeline.evalsha(this.sha, this.numberOfKeys, ...keys, ...args);
+    pipeline.evalsha(this.sha, keys.length, ...keys, ...args);
   }
 
   private checkKeys(keys: readonly string[]): void {
-    if (keys.length !== this.numberOfKeys) {
-      throw new Error(`script ${this.name} takes ${this.numberOfKeys} keys, got ${keys.length}`);
+    const fits = this.batched
+      ? keys.length > 0 && keys.length % this.numberOfKeys === 0
+      : keys.length === this.numberOfKeys;
+    if (!fits) {
+      const wanted = this.batched ? `a positive multiple of ${this.numberOfKeys}` : String(this.numberOfKeys);
+      throw new Error(`script ${this.name} takes ${wanted} keys, got ${keys.length}`);
     }
   }
 }
@@ -110,22 +119,53 @@ end
 local function fmt(n) return string.format('%.0f', n) end
 `;
 
+// Batched presence scripts handle many identities in one call: on a standalone server any
+// identities at all, on Redis Cluster those whose keys share one slot (callers group by slot).
+// Each identity is handled exactly as if it had its own call, in the order given.
+
 /**
- * Claims an identity with a new, higher epoch (the newest connection wins).
- * KEYS: presence hash, epoch counter. ARGV: node, protocol, connectedAt, ttlMs, counterTtlMs.
- * Returns { epoch, prevNode, prevEpoch, prevProtocol, prevConnectedAt } (false when none).
+ * Claims identities with a new, higher epoch each (the newest connection wins).
+ * KEYS per identity: presence hash, epoch counter. ARGV: ttlMs, counterTtlMs, then per identity
+ * node, protocol, connectedAt. Returns per identity, flattened:
+ * epoch, prevNode, prevEpoch, prevProtocol, prevConnectedAt (false when none).
  */
 export const PRESENCE_CLAIM = new LuaScript(
   'presenceClaim',
   `${NEXT_EPOCH}
-local prev = redis.call('HMGET', KEYS[1], 'node', 'epoch', 'protocol', 'connectedAt')
-local epoch = next_epoch(KEYS[2], tonumber(prev[2] or '0'))
-redis.call('SET', KEYS[2], fmt(epoch), 'PX', ARGV[5])
-redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', fmt(epoch), 'protocol', ARGV[2], 'connectedAt', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return { fmt(epoch), prev[1] or false, prev[2] or false, prev[3] or false, prev[4] or false }
+local out, n = {}, 0
+for i = 1, #KEYS / 2 do
+  local hash, counter = KEYS[2 * i - 1], KEYS[2 * i]
+  local prev = redis.call('HMGET', hash, 'node', 'epoch', 'protocol', 'connectedAt')
+  local epoch = next_epoch(counter, tonumber(prev[2] or '0'))
+  redis.call('SET', counter, fmt(epoch), 'PX', ARGV[2])
+  redis.call('HSET', hash, 'node', ARGV[3 * i], 'epoch', fmt(epoch), 'protocol', ARGV[3 * i + 1], 'connectedAt', ARGV[3 * i + 2])
+  redis.call('PEXPIRE', hash, ARGV[1])
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = fmt(epoch), prev[1] or false, prev[2] or false, prev[3] or false, prev[4] or false
+  n = n + 5
+end
+return out
 `,
   2,
+  true,
+);
+
+/**
+ * Reads entries. KEYS per identity: presence hash.
+ * Returns per identity, flattened: node, epoch, protocol, connectedAt (false when absent).
+ */
+export const PRESENCE_READ = new LuaScript(
+  'presenceRead',
+  `
+local out, n = {}, 0
+for i = 1, #KEYS do
+  local f = redis.call('HMGET', KEYS[i], 'node', 'epoch', 'protocol', 'connectedAt')
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = f[1], f[2], f[3], f[4]
+  n = n + 4
+end
+return out
+`,
+  1,
+  true,
 );
 
 /**
@@ -146,21 +186,29 @@ return 0
 );
 
 /**
- * Extends the TTL only while (node, epoch) still own the entry.
- * KEYS: presence hash. ARGV: node, epoch, ttlMs. Returns 1 refreshed, 0 owned by someone else, -1 absent.
+ * Extends the TTL of entries only while (node, epoch) still own them.
+ * KEYS per identity: presence hash. ARGV: node, ttlMs, then per identity its epoch.
+ * Returns per identity: 1 refreshed, 0 owned by someone else, -1 absent.
  */
 export const PRESENCE_REFRESH_IF_OWNER = new LuaScript(
   'presenceRefreshIfOwner',
   `
-local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch')
-if not cur[1] then return -1 end
-if cur[1] == ARGV[1] and tonumber(cur[2]) == tonumber(ARGV[2]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return 1
+local out = {}
+for i = 1, #KEYS do
+  local cur = redis.call('HMGET', KEYS[i], 'node', 'epoch')
+  if not cur[1] then
+    out[i] = -1
+  elseif cur[1] == ARGV[1] and tonumber(cur[2]) == tonumber(ARGV[i + 2]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
 end
-return 0
+return out
 `,
   1,
+  true,
 );
 
 /** Status codes of {@link PRESENCE_REHYDRATE}. */
@@ -170,44 +218,56 @@ export const REHYDRATE_WRITTEN = 2;
 export const REHYDRATE_DISPLACED = 3;
 
 /**
- * Re-registers a local connection after Redis lost or expired its entry, never over a newer
+ * Re-registers local connections after Redis lost or expired their entries, never over a newer
  * owner. With an epoch: written when the entry is absent or holds an older epoch (any node),
  * kept (TTL refreshed) when it is this very connection, refused when the entry is newer.
  * With epoch 0 (a connection that never got an epoch because Redis was down when it
  * connected): claimed with a new epoch unless a connection that started later owns it.
- * KEYS: presence hash, epoch counter. ARGV: node, epoch, protocol, connectedAt, ttlMs, counterTtlMs.
- * Returns { status, epoch, curNode, curEpoch, curProtocol, curConnectedAt } where cur* is the
- * entry found before (false when none).
+ * KEYS per identity: presence hash, epoch counter. ARGV: node, ttlMs, counterTtlMs, then per
+ * identity epoch, protocol, connectedAt.
+ * Returns per identity, flattened: status, epoch, curNode, curEpoch, curProtocol, curConnectedAt
+ * where cur* is the entry found before (false when none).
  */
 export const PRESENCE_REHYDRATE = new LuaScript(
   'presenceRehydrate',
   `${NEXT_EPOCH}
-local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch', 'protocol', 'connectedAt')
-local mine = tonumber(ARGV[2]) or 0
-local theirs = tonumber(cur[2] or '0') or 0
-local function found(status, epoch)
-  return { status, fmt(epoch), cur[1] or false, cur[2] or false, cur[3] or false, cur[4] or false }
-end
-if mine == 0 then
-  if cur[1] and cur[1] ~= ARGV[1] and (tonumber(cur[4]) or 0) > (tonumber(ARGV[4]) or 0) then
-    return found(0, theirs)
+local node, ttl, counter_ttl = ARGV[1], ARGV[2], ARGV[3]
+local function rehydrate(hash, counter_key, mine, protocol, connected_at)
+  local cur = redis.call('HMGET', hash, 'node', 'epoch', 'protocol', 'connectedAt')
+  local theirs = tonumber(cur[2] or '0') or 0
+  local function found(status, epoch)
+    return status, fmt(epoch), cur[1] or false, cur[2] or false, cur[3] or false, cur[4] or false
   end
-  mine = next_epoch(KEYS[2], theirs)
-elseif cur[1] then
-  if cur[1] == ARGV[1] and theirs == mine then
-    redis.call('PEXPIRE', KEYS[1], ARGV[5])
-    return found(1, mine)
+  if mine == 0 then
+    if cur[1] and cur[1] ~= node and (tonumber(cur[4]) or 0) > (tonumber(connected_at) or 0) then
+      return found(0, theirs)
+    end
+    mine = next_epoch(counter_key, theirs)
+  elseif cur[1] then
+    if cur[1] == node and theirs == mine then
+      redis.call('PEXPIRE', hash, ttl)
+      return found(1, mine)
+    end
+    if theirs >= mine then return found(0, theirs) end
   end
-  if theirs >= mine then return found(0, theirs) end
+  local counter = tonumber(redis.call('GET', counter_key) or '0') or 0
+  redis.call('SET', counter_key, fmt(math.max(counter, mine)), 'PX', counter_ttl)
+  redis.call('HSET', hash, 'node', node, 'epoch', fmt(mine), 'protocol', protocol, 'connectedAt', connected_at)
+  redis.call('PEXPIRE', hash, ttl)
+  if cur[1] then return found(3, mine) end
+  return found(2, mine)
 end
-local counter = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-redis.call('SET', KEYS[2], fmt(math.max(counter, mine)), 'PX', ARGV[6])
-redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', fmt(mine), 'protocol', ARGV[3], 'connectedAt', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-if cur[1] then return found(3, mine) end
-return found(2, mine)
+local out, n = {}, 0
+for i = 1, #KEYS / 2 do
+  local a = 3 * i + 1
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6] =
+    rehydrate(KEYS[2 * i - 1], KEYS[2 * i], tonumber(ARGV[a]) or 0, ARGV[a + 1], ARGV[a + 2])
+  n = n + 6
+end
+return out
 `,
   2,
+  true,
 );
 
 /**

@@ -2,8 +2,8 @@ import { Cluster } from 'ioredis';
 import type { PresenceRecord } from '../cluster/event-adapter.interface.js';
 import { isOcppProtocol, type OcppProtocol } from '../protocol/protocol.js';
 import {
-  isClusterRedirection,
   PRESENCE_CLAIM,
+  PRESENCE_READ,
   PRESENCE_REFRESH_IF_OWNER,
   PRESENCE_REHYDRATE,
   PRESENCE_REMOVE_IF_OWNER,
@@ -17,9 +17,12 @@ import {
 import type { RedisConnectionPool } from './redis-connection-pool.js';
 import type { RedisClient } from './redis-driver.js';
 import { groupBySlot, keySlot, type RedisKeys } from './redis-keys.js';
+import { TickBatcher } from './tick-batcher.js';
 
 /** Commands per pipeline on bulk reads and writes. */
 const BATCH_SIZE = 500;
+/** Identities per batched script call: bounds how long one call holds Redis (a few ms). */
+const IDENTITIES_PER_SCRIPT = 200;
 /** Pipelines in flight at once on bulk operations. */
 const BATCH_CONCURRENCY = 8;
 
@@ -37,6 +40,21 @@ export interface RehydrateResult {
   status: RehydrateStatus;
   /** The entry found in Redis before (the newer owner when refused, the older one when displaced). */
   existing: PresenceRecord | null;
+}
+
+export interface ClaimResult {
+  record: PresenceRecord;
+  /** The raw entry the claim replaced. */
+  previous: PresenceRecord | null;
+}
+
+interface ClaimRequest {
+  identity: string;
+  nodeId: string;
+  protocol: OcppProtocol;
+  connectedAt: number;
+  key: string;
+  epochKey: string;
 }
 
 export interface RefreshResult {
@@ -57,6 +75,8 @@ export class PresenceStore {
   private readonly keys: RedisKeys;
   private readonly pool: RedisConnectionPool;
   private readonly ttlMs: number;
+  /** Claims of one event-loop turn (a connection storm) go to Redis as one script call per slot group. */
+  private readonly claims = new TickBatcher<ClaimRequest, ClaimResult>((requests) => this.claimBatch(requests));
 
   constructor(options: PresenceStoreOptions) {
     this.keys = options.keys;
@@ -74,22 +94,45 @@ export class PresenceStore {
   }
 
   /** Claims `identity` for `nodeId` with a new, higher epoch. `previous` is the raw entry it replaced. */
-  async claim(
-    identity: string,
-    nodeId: string,
-    protocol: OcppProtocol,
-    connectedAt: number,
-  ): Promise<{ record: PresenceRecord; previous: PresenceRecord | null }> {
+  async claim(identity: string, nodeId: string, protocol: OcppProtocol, connectedAt: number): Promise<ClaimResult> {
+    // Validated here, so that a bad identity or node id fails alone instead of failing its batch.
+    this.keys.nodeId(nodeId);
     const key = this.keys.presence(identity);
-    const reply = (await PRESENCE_CLAIM.run(
-      this.clientFor(key),
-      [key, this.keys.presenceEpoch(identity)],
-      [nodeId, protocol, connectedAt, this.ttlMs, this.counterTtlMs],
-    )) as unknown[];
-    const record: PresenceRecord = { identity, nodeId, epoch: Number(reply[0]), protocol, connectedAt };
-    const previous = toRecord(identity, reply.slice(1));
-    await this.clientFor(this.keys.owned(nodeId)).sadd(this.keys.owned(nodeId), identity);
-    return { record, previous };
+    const epochKey = this.keys.presenceEpoch(identity);
+    return this.claims.add({ identity, nodeId, protocol, connectedAt, key, epochKey });
+  }
+
+  private async claimBatch(requests: ClaimRequest[]): Promise<Array<ClaimResult | Error>> {
+    const outcomes = new Map<ClaimRequest, ClaimResult | Error>();
+    await this.forEachScriptGroup(
+      requests,
+      (request) => request.key,
+      (group) => ({
+        script: PRESENCE_CLAIM,
+        keys: group.flatMap((request) => [request.key, request.epochKey]),
+        args: [this.ttlMs, this.counterTtlMs, ...group.flatMap((request) => [request.nodeId, request.protocol, request.connectedAt])],
+      }),
+      (group, error, reply) =>
+        group.forEach((request, index) => {
+          if (error) {
+            outcomes.set(request, error);
+            return;
+          }
+          const fields = reply.slice(index * 5, index * 5 + 5);
+          const { identity, nodeId, protocol, connectedAt } = request;
+          const record: PresenceRecord = { identity, nodeId, epoch: Number(fields[0]), protocol, connectedAt };
+          outcomes.set(request, { record, previous: toRecord(identity, fields.slice(1)) });
+        }),
+    );
+    const claimedBy = new Map<string, string[]>();
+    for (const [request, outcome] of outcomes) {
+      if (outcome instanceof Error) continue;
+      const identities = claimedBy.get(request.nodeId);
+      if (identities) identities.push(request.identity);
+      else claimedBy.set(request.nodeId, [request.identity]);
+    }
+    for (const [nodeId, identities] of claimedBy) await this.addOwned(nodeId, identities);
+    return requests.map((request) => outcomes.get(request) ?? new Error(`no reply for the claim of ${request.identity}`));
   }
 
   /** The entry as stored (the caller decides whether its node is alive). */
@@ -100,28 +143,23 @@ export class PresenceStore {
   }
 
   /**
-   * Entries of many identities: one pipeline of HMGETs per Redis Cluster master (never a
-   * cross-slot MGET). An HMGET whose slot moved meanwhile is sent again on its own.
+   * Entries of many identities: one read script per 200 identities (per slot on Redis Cluster,
+   * never a cross-slot call), pipelined per master.
    */
   async getBatch(identities: readonly string[]): Promise<Map<string, PresenceRecord>> {
     const found = new Map<string, PresenceRecord>();
-    const unique = [...new Set(identities)];
-    const fieldsOf = (client: RedisClient, identity: string) =>
-      client.hmget(this.keys.presence(identity), 'node', 'epoch', 'protocol', 'connectedAt');
-    await this.forEachBatch(unique, (identity) => this.keys.presence(identity), async (client, batch) => {
-      const pipeline = client.pipeline();
-      for (const identity of batch) pipeline.hmget(this.keys.presence(identity), 'node', 'epoch', 'protocol', 'connectedAt');
-      const replies = (await pipeline.exec()) ?? [];
-      await Promise.all(
-        batch.map(async (identity, index) => {
-          let [error, fields] = replies[index] ?? [new Error('no reply'), null];
-          if (error && isClusterRedirection(error)) [error, fields] = [null, await fieldsOf(client, identity)];
-          if (error) throw error;
-          const record = toRecord(identity, fields as unknown[]);
+    await this.forEachScriptGroup(
+      [...new Set(identities)],
+      (identity) => this.keys.presence(identity),
+      (group) => ({ script: PRESENCE_READ, keys: group.map((identity) => this.keys.presence(identity)), args: [] }),
+      (group, error, reply) => {
+        if (error) throw error;
+        group.forEach((identity, index) => {
+          const record = toRecord(identity, reply.slice(index * 4, index * 4 + 4));
           if (record) found.set(identity, record);
-        }),
-      );
-    });
+        });
+      },
+    );
     return found;
   }
 
@@ -137,18 +175,22 @@ export class PresenceStore {
   async refresh(records: readonly PresenceRecord[], nodeId: string): Promise<RefreshResult> {
     const result: RefreshResult = { refreshed: 0, missing: [], lost: [] };
     const withEpoch = records.filter((record) => record.epoch > 0);
-    await this.forEachScriptBatch(
+    await this.forEachScriptGroup(
       withEpoch,
-      (record) => ({
+      (record) => this.keys.presence(record.identity),
+      (group) => ({
         script: PRESENCE_REFRESH_IF_OWNER,
-        keys: [this.keys.presence(record.identity)],
-        args: [nodeId, record.epoch, this.ttlMs],
+        keys: group.map((record) => this.keys.presence(record.identity)),
+        args: [nodeId, this.ttlMs, ...group.map((record) => record.epoch)],
       }),
-      (record, error, reply) => {
+      (group, error, reply) => {
         if (error) throw error;
-        if (reply === 1) result.refreshed++;
-        else if (reply === -1) result.missing.push(record);
-        else result.lost.push(record);
+        group.forEach((record, index) => {
+          const code = Number(reply[index]);
+          if (code === 1) result.refreshed++;
+          else if (code === -1) result.missing.push(record);
+          else result.lost.push(record);
+        });
       },
     );
     if (result.lost.length > 0) await this.forget(nodeId, result.lost.map((record) => record.identity));
@@ -162,38 +204,32 @@ export class PresenceStore {
    */
   async rehydrate(records: readonly PresenceRecord[], nodeId: string): Promise<RehydrateResult[]> {
     const results: RehydrateResult[] = [];
-    await this.forEachScriptBatch(
+    await this.forEachScriptGroup(
       records,
-      (record) => ({
+      (record) => this.keys.presence(record.identity),
+      (group) => ({
         script: PRESENCE_REHYDRATE,
-        keys: [this.keys.presence(record.identity), this.keys.presenceEpoch(record.identity)],
-        args: [nodeId, record.epoch, record.protocol, record.connectedAt, this.ttlMs, this.counterTtlMs],
+        keys: group.flatMap((record) => [this.keys.presence(record.identity), this.keys.presenceEpoch(record.identity)]),
+        args: [nodeId, this.ttlMs, this.counterTtlMs, ...group.flatMap((record) => [record.epoch, record.protocol, record.connectedAt])],
       }),
-      (record, error, reply) => {
+      (group, error, reply) => {
         if (error) throw error;
-        const fields = reply as unknown[];
-        const code = Number(fields[0]);
-        const existing = toRecord(record.identity, fields.slice(2));
-        const status: RehydrateStatus =
-          code === REHYDRATE_KEPT
-            ? 'kept'
-            : code === REHYDRATE_WRITTEN
-              ? 'written'
-              : code === REHYDRATE_DISPLACED
-                ? 'displaced'
-                : 'refused';
-        const epoch = code === REHYDRATE_REFUSED ? record.epoch : Number(fields[1]);
-        results.push({ record: { ...record, nodeId, epoch }, status, existing });
+        group.forEach((record, index) => results.push(rehydrateResultOf(record, nodeId, reply.slice(index * 6, index * 6 + 6))));
       },
     );
     const held = results.filter((result) => result.status !== 'refused').map((result) => result.record.identity);
     const refused = results.filter((result) => result.status === 'refused').map((result) => result.record.identity);
-    const owned = this.keys.owned(nodeId);
-    for (let i = 0; i < held.length; i += BATCH_SIZE) {
-      await this.clientFor(owned).sadd(owned, ...held.slice(i, i + BATCH_SIZE));
-    }
+    await this.addOwned(nodeId, held);
     if (refused.length > 0) await this.forget(nodeId, refused);
     return results;
+  }
+
+  /** Adds identities to `nodeId`'s owned index. */
+  private async addOwned(nodeId: string, identities: readonly string[]): Promise<void> {
+    const owned = this.keys.owned(nodeId);
+    for (let i = 0; i < identities.length; i += BATCH_SIZE) {
+      await this.clientFor(owned).sadd(owned, ...identities.slice(i, i + BATCH_SIZE));
+    }
   }
 
   /** Identities in `nodeId`'s owned index (a hint: check them with {@link getBatch}). */
@@ -225,16 +261,30 @@ export class PresenceStore {
     }
   }
 
-  private async forEachScriptBatch<T>(
+  /**
+   * Runs a batched script over many items: one call per group of items whose keys may share a
+   * call (see {@link scriptGroups}), the calls pipelined by {@link forEachBatch}. Items of one
+   * group also share a pool member, the one each of them would use alone, so that the writes of
+   * one identity keep their order. `onReply` gets each group's flat reply, or its error.
+   */
+  private async forEachScriptGroup<T>(
     items: readonly T[],
-    callOf: (item: T) => ScriptCall,
-    onReply: (item: T, error: Error | null, reply: unknown) => void,
+    keyOf: (item: T) => string,
+    callOf: (group: T[]) => ScriptCall,
+    onReply: (group: T[], error: Error | null, reply: unknown[]) => void,
   ): Promise<void> {
-    const calls = new Map<T, ScriptCall>(items.map((item) => [item, callOf(item)]));
-    await this.forEachBatch(items, (item) => calls.get(item)!.keys[0], async (client, batch) => {
-      const replies = await runPipelined(client, batch.map((item) => calls.get(item)!));
-      batch.forEach((item, index) => onReply(item, replies[index].error, replies[index].result));
-    });
+    if (items.length === 0) return;
+    const byMember = this.pool.size === 1 ? [items] : groupBy(items, (item) => this.pool.indexOf(keyOf(item)));
+    await Promise.all(
+      byMember.map(async (memberItems) => {
+        const groups = scriptGroups(this.clientFor(keyOf(memberItems[0])), memberItems, keyOf);
+        const calls = new Map(groups.map((group) => [group, callOf(group)]));
+        await this.forEachBatch(groups, (group) => keyOf(group[0]), async (client, batch) => {
+          const replies = await runPipelined(client, batch.map((group) => calls.get(group)!));
+          batch.forEach((group, index) => onReply(group, replies[index].error, (replies[index].result as unknown[]) ?? []));
+        });
+      }),
+    );
   }
 
   /**
@@ -272,21 +322,51 @@ export class PresenceStore {
 }
 
 /**
+ * Items that one batched script call may carry: on a standalone server any, on Redis Cluster
+ * only those whose keys hash to one slot; at most {@link IDENTITIES_PER_SCRIPT} a call.
+ */
+function scriptGroups<T>(client: RedisClient, items: readonly T[], keyOf: (item: T) => string): T[][] {
+  const sameSlot = client instanceof Cluster ? groupBy(items, (item) => keySlot(keyOf(item))) : [items];
+  const groups: T[][] = [];
+  for (const group of sameSlot) {
+    for (let i = 0; i < group.length; i += IDENTITIES_PER_SCRIPT) groups.push(group.slice(i, i + IDENTITIES_PER_SCRIPT));
+  }
+  return groups;
+}
+
+/** Items grouped by `groupOf`, in input order. */
+function groupBy<T, K>(items: readonly T[], groupOf: (item: T) => K): T[][] {
+  const groups = new Map<K, T[]>();
+  for (const item of items) {
+    const key = groupOf(item);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return [...groups.values()];
+}
+
+/** What one identity's share of a {@link PRESENCE_REHYDRATE} reply says. */
+function rehydrateResultOf(record: PresenceRecord, nodeId: string, fields: readonly unknown[]): RehydrateResult {
+  const code = Number(fields[0]);
+  const existing = toRecord(record.identity, fields.slice(2));
+  const status: RehydrateStatus =
+    code === REHYDRATE_KEPT ? 'kept' : code === REHYDRATE_WRITTEN ? 'written' : code === REHYDRATE_DISPLACED ? 'displaced' : 'refused';
+  const epoch = code === REHYDRATE_REFUSED ? record.epoch : Number(fields[1]);
+  return { record: { ...record, nodeId, epoch }, status, existing };
+}
+
+/**
  * Items grouped by the node that serves their key's slot (master and replicas, the way
  * ioredis groups slots), in input order. Slots the map does not know yet get a group each.
  */
 function groupByNode<T>(client: RedisClient, items: readonly T[], keyOf: (item: T) => string): T[][] {
   if (!(client instanceof Cluster)) return [items.slice()];
-  const groups = new Map<string, T[]>();
-  for (const item of items) {
+  return groupBy(items, (item) => {
     const slot = keySlot(keyOf(item));
     const nodes = client.slots[slot];
-    const node = nodes && nodes.length > 0 ? nodes.join(';') : `slot:${slot}`;
-    const group = groups.get(node);
-    if (group) group.push(item);
-    else groups.set(node, [item]);
-  }
-  return [...groups.values()];
+    return nodes && nodes.length > 0 ? nodes.join(';') : `slot:${slot}`;
+  });
 }
 
 /** ioredis refused a pipeline whose keys it now maps to different nodes. */

@@ -1,5 +1,8 @@
 import { Cluster, Redis } from 'ioredis';
+import { PresenceStore } from '../../lib/redis/presence-store.js';
 import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
+import { RedisConnectionPool } from '../../lib/redis/redis-connection-pool.js';
+import { createDriver } from '../../lib/redis/redis-driver.js';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, FakeLocalRegistry, Inbox, MemoryLogger } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
@@ -60,6 +63,41 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
   it('computes slots exactly as the cluster does', async () => {
     const samples = [keys.alive('n1'), keys.stream('node-7'), keys.presence('CP-1'), keys.presenceEpoch('é'), keys.registry, 'foo'];
     for (const key of samples) expect(await probe.cluster('KEYSLOT', key)).toBe(keySlot(key));
+  });
+
+  it('batches presence scripts per slot: same-tick claims and a mixed rehydrate over many slots', async () => {
+    const store = new PresenceStore({
+      keys,
+      pool: new RedisConnectionPool(createDriver({ pubClient: clusterClient(), logger: new MemoryLogger() })),
+      presenceTtlMs: 60_000,
+    });
+    // SLOT-0 and a partner whose keys share its slot, so that one script call carries both.
+    const slotOf = (identity: string) => keySlot(keys.presence(identity));
+    let partner = 0;
+    while (slotOf(`PAIR-${partner}`) !== slotOf('SLOT-0')) partner++;
+    const pair = ['SLOT-0', `PAIR-${partner}`];
+    const identities = [...Array.from({ length: 300 }, (_, i) => `SLOT-${i}`), pair[1]];
+
+    const claimsOfX = await Promise.all(identities.map((identity) => store.claim(identity, 'X', 'ocpp1.6', 1)));
+    // Y reconnects some of them later: one of the pair (not the other), and every tenth identity.
+    const movedToY = new Set([pair[0], ...identities.filter((identity, i) => i % 10 === 0 && identity !== pair[1])]);
+    const claimsOfY = await Promise.all([...movedToY].map((identity) => store.claim(identity, 'Y', 'ocpp1.6', 2)));
+
+    for (const server of cluster.running) server.cli('FLUSHALL');
+    // X comes back first and writes everything; Y comes back and displaces X where it is newer.
+    const first = await store.rehydrate(claimsOfX.map((claim) => claim.record), 'X');
+    expect(first.every((result) => result.status === 'written')).toBe(true);
+    const second = await store.rehydrate(claimsOfY.map((claim) => claim.record), 'Y');
+    expect(second.every((result) => result.status === 'displaced')).toBe(true);
+    // X re-registering again keeps its own entries and is refused where Y is newer.
+    const third = await store.rehydrate(claimsOfX.map((claim) => claim.record), 'X');
+    for (const result of third) {
+      expect(result.status).toBe(movedToY.has(result.record.identity) ? 'refused' : 'kept');
+    }
+    const owners = await store.getBatch(identities);
+    for (const identity of identities) expect(owners.get(identity)?.nodeId).toBe(movedToY.has(identity) ? 'Y' : 'X');
+    expect(owners.get(pair[1])?.nodeId).toBe('X');
+    for (const server of cluster.running) server.cli('FLUSHALL');
   });
 
   it('claims, reads in bulk, sends, broadcasts and takes over without a CROSSSLOT error', async () => {

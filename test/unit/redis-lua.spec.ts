@@ -129,6 +129,63 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
       expect((await store.get('CP2'))?.nodeId).toBe('B');
     });
 
+    it('rehydrates one batch mixing newer owners elsewhere, older owners, its own entries and lost ones', async () => {
+      const olderElsewhere = await store.claim('OLD', 'B', 'ocpp1.6', 1);
+      const ours = await store.claim('OLD', 'A', 'ocpp1.6', 2);
+      const oursStill = await store.claim('KEPT', 'A', 'ocpp1.6', 3);
+      const stale = await store.claim('NEWER', 'A', 'ocpp1.6', 4);
+      const newer = await store.claim('NEWER', 'B', 'ocpp1.6', 5);
+      const lost = await store.claim('LOST', 'A', 'ocpp1.6', 6);
+      await redis.del(keys.presence('LOST'));
+      // OLD: B's older entry came back (e.g. B re-registered first after a flush): ours displaces it.
+      await redis.hset(keys.presence('OLD'), 'node', 'B', 'epoch', String(olderElsewhere.record.epoch));
+      const unclaimed = { identity: 'FRESH', nodeId: 'A', epoch: 0, protocol: 'ocpp1.6' as const, connectedAt: 7 };
+
+      const results = await store.rehydrate([ours.record, oursStill.record, stale.record, lost.record, unclaimed], 'A');
+      const status = Object.fromEntries(results.map((result) => [result.record.identity, result.status]));
+      expect(status).toEqual({ OLD: 'displaced', KEPT: 'kept', NEWER: 'refused', LOST: 'written', FRESH: 'written' });
+      expect(await store.get('NEWER')).toEqual(newer.record);
+      expect(results.find((result) => result.record.identity === 'NEWER')?.existing).toEqual(newer.record);
+      expect(await store.get('OLD')).toEqual(ours.record);
+      expect(await store.get('LOST')).toEqual(lost.record);
+      expect((await store.get('FRESH'))?.epoch).toBeGreaterThan(0);
+      expect((await store.ownedIdentities('A')).sort()).toEqual(['FRESH', 'KEPT', 'LOST', 'OLD']);
+    });
+
+    it('refreshes one batch mixing owned, lost and taken entries', async () => {
+      const owned = await store.claim('CP1', 'A', 'ocpp1.6', 1);
+      const taken = await store.claim('CP2', 'A', 'ocpp1.6', 1);
+      await store.claim('CP2', 'B', 'ocpp1.6', 2);
+      const gone = await store.claim('CP3', 'A', 'ocpp1.6', 1);
+      await redis.del(keys.presence('CP3'));
+      const result = await store.refresh([owned.record, taken.record, gone.record], 'A');
+      expect(result.refreshed).toBe(1);
+      expect(result.lost.map((record) => record.identity)).toEqual(['CP2']);
+      expect(result.missing.map((record) => record.identity)).toEqual(['CP3']);
+    });
+
+    it('claims made in the same tick share a call yet keep their order: the later claim wins', async () => {
+      const identities = Array.from({ length: 450 }, (_, i) => `CP${i}`);
+      const [first, second, ...rest] = await Promise.all([
+        store.claim('SAME', 'A', 'ocpp1.6', 1),
+        store.claim('SAME', 'B', 'ocpp1.6', 2),
+        ...identities.map((identity) => store.claim(identity, 'A', 'ocpp1.6', 3)),
+      ]);
+      expect(second.record.epoch).toBeGreaterThan(first.record.epoch);
+      expect(second.previous).toEqual(first.record);
+      expect(await store.get('SAME')).toEqual(second.record);
+      expect(new Set(rest.map((claim) => claim.record.identity))).toEqual(new Set(identities));
+      expect((await store.getBatch(identities)).size).toBe(450);
+      expect(await store.ownedIdentities('A')).toHaveLength(451);
+    });
+
+    it('fails a claim with a bad identity alone, not the claims made in the same tick', async () => {
+      const bad = store.claim('bad{tag}', 'A', 'ocpp1.6', 1);
+      const good = store.claim('CP1', 'A', 'ocpp1.6', 1);
+      await expect(bad).rejects.toMatchObject({ code: 'OCPP_INVALID_KEY_PART' });
+      expect((await good).record.nodeId).toBe('A');
+    });
+
     it('reads many entries in one go and lists what a node owns', async () => {
       for (let i = 0; i < 1200; i++) await store.claim(`CP${i}`, i % 2 ? 'A' : 'B', 'ocpp1.6', i);
       await store.claim('CP1', 'B', 'ocpp1.6', 1); // moved from A to B

@@ -1,3 +1,5 @@
+import type { Redis } from 'ioredis';
+import { createDriver, reconnectDelayMs } from '../../lib/redis/redis-driver.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, redisTestBed } from '../support/redis-fixtures.js';
 import { sleep, waitFor } from '../support/redis-wait.js';
@@ -62,5 +64,26 @@ describe('RedisAdapter when its connections are cut (CLIENT KILL)', () => {
     await waitFor('A reads its inbox', () => a.inbox.ofKind('command').length >= 1);
     await sleep(300);
     expect(a.inbox.ofKind('command')).toHaveLength(1); // re-reading pending entries after recovery runs nothing twice
+  });
+});
+
+describe('reconnect backoff of the connections the driver builds', () => {
+  it('tries again soon after a drop and never waits more than about half a second between attempts', () => {
+    const delays = Array.from({ length: 50 }, (_, attempt) => reconnectDelayMs(attempt + 1));
+    expect(delays[0]).toBeLessThan(50);
+    expect(Math.max(...delays)).toBeLessThan(525);
+  });
+
+  it('keeps a retryStrategy the user gave', async () => {
+    const userStrategy = (): number => 1234;
+    const driver = createDriver({ url: 'redis://127.0.0.1:1', redisOptions: { lazyConnect: true, retryStrategy: userStrategy } });
+    const built = createDriver({ url: 'redis://127.0.0.1:1', redisOptions: { lazyConnect: true } });
+    try {
+      expect((driver.writer as Redis).options.retryStrategy).toBe(userStrategy);
+      expect((built.writer as Redis).options.retryStrategy).toBe(reconnectDelayMs);
+    } finally {
+      driver.destroy();
+      built.destroy();
+    }
   });
 });
