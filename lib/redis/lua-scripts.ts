@@ -169,20 +169,28 @@ return out
 );
 
 /**
- * Deletes the entry only while (node, epoch) still own it.
- * KEYS: presence hash. ARGV: node, epoch. Returns 1 when removed, else 0.
+ * Deletes entries only while (node, epoch) still own them: an entry a newer connection claimed
+ * since, on this node or another, stays.
+ * KEYS per identity: presence hash. ARGV per identity: node, epoch.
+ * Returns per identity: 1 removed, 0 left (someone else's, or absent).
  */
 export const PRESENCE_REMOVE_IF_OWNER = new LuaScript(
   'presenceRemoveIfOwner',
   `
-local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch')
-if cur[1] == ARGV[1] and tonumber(cur[2]) == tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1])
-  return 1
+local out = {}
+for i = 1, #KEYS do
+  local cur = redis.call('HMGET', KEYS[i], 'node', 'epoch')
+  if cur[1] == ARGV[2 * i - 1] and tonumber(cur[2]) == tonumber(ARGV[2 * i]) then
+    redis.call('DEL', KEYS[i])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
 end
-return 0
+return out
 `,
   1,
+  true,
 );
 
 /**

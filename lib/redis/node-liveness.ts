@@ -35,6 +35,8 @@ export class NodeLiveness {
   private running = false;
   private held = false;
   private readonly aliveCache = new Map<string, { alive: boolean; at: number }>();
+  /** EXISTS queries in flight, one per node: callers arriving meanwhile share it instead of asking again. */
+  private readonly aliveQueries = new Map<string, Promise<boolean>>();
   private readonly aliveCacheMs: number;
   /** Heartbeats that failed (Redis unreachable). */
   failures = 0;
@@ -145,15 +147,28 @@ export class NodeLiveness {
     this.held = false;
   }
 
-  /** Whether `nodeId` holds its liveness key now (answers reused for a few hundred ms). */
+  /**
+   * Whether `nodeId` holds its liveness key now (answers reused for a few hundred ms). When the
+   * answer is stale, concurrent callers (a burst of commands for one node) share one EXISTS; if
+   * it fails they all get its error and nothing is cached, so the next caller asks again.
+   */
   async isAlive(nodeId: string): Promise<boolean> {
     if (nodeId === this.options.nodeId && this.held) return true;
     const cached = this.aliveCache.get(nodeId);
-    const now = Date.now();
-    if (cached && now - cached.at < this.aliveCacheMs) return cached.alive;
+    if (cached && Date.now() - cached.at < this.aliveCacheMs) return cached.alive;
+    const inFlight = this.aliveQueries.get(nodeId);
+    if (inFlight) return inFlight;
+    const query = this.queryAlive(nodeId).finally(() => this.aliveQueries.delete(nodeId));
+    this.aliveQueries.set(nodeId, query);
+    return query;
+  }
+
+  private async queryAlive(nodeId: string): Promise<boolean> {
+    const askedAt = Date.now();
     const key = this.options.keys.alive(nodeId);
     const alive = (await this.options.pool.pick(key).exists(key)) === 1;
-    this.aliveCache.set(nodeId, { alive, at: now });
+    // An isAliveNow answered meanwhile was asked later: keep it.
+    if ((this.aliveCache.get(nodeId)?.at ?? -Infinity) <= askedAt) this.aliveCache.set(nodeId, { alive, at: askedAt });
     if (this.aliveCache.size > 10_000) this.aliveCache.clear();
     return alive;
   }

@@ -8,6 +8,9 @@ import type { RedisConnectionPool } from './redis-connection-pool.js';
 import { INBOX_GROUP, type RedisKeys } from './redis-keys.js';
 import { decodeEntryFields, entriesOf, type StreamEntry } from './stream-publisher.js';
 
+/** Stale presence entries removed between two checks that the dead node is still dead. */
+const STALE_REMOVALS_PER_CHECK = 100;
+
 export interface NodeTakeoverOptions {
   keys: RedisKeys;
   pool: RedisConnectionPool;
@@ -261,11 +264,13 @@ export class NodeTakeover {
     const { presence, liveness } = this.options;
     const stale = await presence.listOwned(nodeId);
     let removed = 0;
-    for (let i = 0; i < stale.length; i++) {
+    for (let i = 0; i < stale.length; i += STALE_REMOVALS_PER_CHECK) {
       // A node that was only stalled re-registers its sockets when it comes back: leave them.
-      if (i % 100 === 0 && (await liveness.isAliveNow(nodeId))) break;
-      const record = stale[i];
-      if (await presence.remove(record.identity, nodeId, record.epoch)) removed++;
+      if (await liveness.isAliveNow(nodeId)) break;
+      // Issued together so that they share batched script calls.
+      const chunk = stale.slice(i, i + STALE_REMOVALS_PER_CHECK);
+      const outcomes = await Promise.all(chunk.map((record) => presence.remove(record.identity, nodeId, record.epoch)));
+      removed += outcomes.filter(Boolean).length;
     }
     return removed;
   }

@@ -49,6 +49,7 @@ export interface ClaimResult {
 }
 
 interface ClaimRequest {
+  kind: 'claim';
   identity: string;
   nodeId: string;
   protocol: OcppProtocol;
@@ -56,6 +57,18 @@ interface ClaimRequest {
   key: string;
   epochKey: string;
 }
+
+interface RemoveRequest {
+  kind: 'remove';
+  identity: string;
+  nodeId: string;
+  epoch: number;
+  key: string;
+}
+
+/** A presence write of one event-loop turn; claims and removals share a batch to keep their order. */
+type WriteRequest = ClaimRequest | RemoveRequest;
+type WriteOutcome = ClaimResult | boolean;
 
 export interface RefreshResult {
   refreshed: number;
@@ -75,8 +88,13 @@ export class PresenceStore {
   private readonly keys: RedisKeys;
   private readonly pool: RedisConnectionPool;
   private readonly ttlMs: number;
-  /** Claims of one event-loop turn (a connection storm) go to Redis as one script call per slot group. */
-  private readonly claims = new TickBatcher<ClaimRequest, ClaimResult>((requests) => this.claimBatch(requests));
+  /**
+   * Claims and removals of one event-loop turn (a connection or disconnect storm) go to Redis as
+   * one script call per slot group and kind, in the order they were made.
+   */
+  private readonly writes = new TickBatcher<WriteRequest, WriteOutcome>((requests) => this.writeBatch(requests));
+  /** Settles once the previous batch's owned-index update is done (see {@link writeBatch}). */
+  private ownedUpdates: Promise<void> = Promise.resolve();
 
   constructor(options: PresenceStoreOptions) {
     this.keys = options.keys;
@@ -99,40 +117,51 @@ export class PresenceStore {
     this.keys.nodeId(nodeId);
     const key = this.keys.presence(identity);
     const epochKey = this.keys.presenceEpoch(identity);
-    return this.claims.add({ identity, nodeId, protocol, connectedAt, key, epochKey });
+    return this.writes.add({ kind: 'claim', identity, nodeId, protocol, connectedAt, key, epochKey }) as Promise<ClaimResult>;
   }
 
-  private async claimBatch(requests: ClaimRequest[]): Promise<Array<ClaimResult | Error>> {
-    const outcomes = new Map<ClaimRequest, ClaimResult | Error>();
-    await this.forEachScriptGroup(
-      requests,
-      (request) => request.key,
-      (group) => ({
-        script: PRESENCE_CLAIM,
-        keys: group.flatMap((request) => [request.key, request.epochKey]),
-        args: [this.ttlMs, this.counterTtlMs, ...group.flatMap((request) => [request.nodeId, request.protocol, request.connectedAt])],
-      }),
-      (group, error, reply) =>
-        group.forEach((request, index) => {
-          if (error) {
-            outcomes.set(request, error);
-            return;
-          }
-          const fields = reply.slice(index * 5, index * 5 + 5);
-          const { identity, nodeId, protocol, connectedAt } = request;
-          const record: PresenceRecord = { identity, nodeId, epoch: Number(fields[0]), protocol, connectedAt };
-          outcomes.set(request, { record, previous: toRecord(identity, fields.slice(1)) });
-        }),
-    );
-    const claimedBy = new Map<string, string[]>();
-    for (const [request, outcome] of outcomes) {
-      if (outcome instanceof Error) continue;
-      const identities = claimedBy.get(request.nodeId);
-      if (identities) identities.push(request.identity);
-      else claimedBy.set(request.nodeId, [request.identity]);
+  /**
+   * Runs one turn's claims and removals. Writes of one identity share a pool member and keep
+   * their order within a script group, so the presence hashes end as if each ran alone. The
+   * owned index lives in another slot, so it is updated afterwards (see {@link ownedChanges}),
+   * and only after the previous batch's update is done, so that an earlier batch's update never
+   * lands after a later one's.
+   */
+  private async writeBatch(requests: WriteRequest[]): Promise<Array<WriteOutcome | Error>> {
+    const previousUpdate = this.ownedUpdates;
+    let updateDone!: () => void;
+    this.ownedUpdates = new Promise((resolve) => (updateDone = resolve));
+    try {
+      const outcomes = new Map<WriteRequest, WriteOutcome | Error>();
+      await this.forEachScriptGroup(
+        requests,
+        (request) => request.key,
+        (group) => (group[0].kind === 'claim' ? this.claimCall(group as ClaimRequest[]) : removeCall(group as RemoveRequest[])),
+        (group, error, reply) =>
+          group.forEach((request, index) => outcomes.set(request, error ?? writeOutcomeOf(request, index, reply))),
+        (request) => request.kind,
+      );
+      await previousUpdate;
+      await this.updateOwned(ownedChanges(requests, outcomes));
+      return requests.map((request) => outcomes.get(request) ?? new Error(`no reply for the ${request.kind} of ${request.identity}`));
+    } finally {
+      updateDone();
     }
-    for (const [nodeId, identities] of claimedBy) await this.addOwned(nodeId, identities);
-    return requests.map((request) => outcomes.get(request) ?? new Error(`no reply for the claim of ${request.identity}`));
+  }
+
+  private claimCall(group: readonly ClaimRequest[]): ScriptCall {
+    return {
+      script: PRESENCE_CLAIM,
+      keys: group.flatMap((request) => [request.key, request.epochKey]),
+      args: [this.ttlMs, this.counterTtlMs, ...group.flatMap((request) => [request.nodeId, request.protocol, request.connectedAt])],
+    };
+  }
+
+  /** Applies a batch's owned-index changes: per node one SADD and one SREM per {@link BATCH_SIZE} identities. */
+  private async updateOwned(changes: Map<string, OwnedChanges>): Promise<void> {
+    for (const [nodeId, { added, dropped }] of changes) {
+      await Promise.all([this.addOwned(nodeId, added), this.forget(nodeId, dropped)]);
+    }
   }
 
   /** The entry as stored (the caller decides whether its node is alive). */
@@ -163,12 +192,15 @@ export class PresenceStore {
     return found;
   }
 
-  /** Removes the entry only while (`nodeId`, `epoch`) still own it. */
+  /**
+   * Removes the entry only while (`nodeId`, `epoch`) still own it. Removals of one turn (a
+   * drain, a network blip closing thousands of sockets) share script calls with that turn's claims.
+   */
   async remove(identity: string, nodeId: string, epoch: number): Promise<boolean> {
+    // Validated here, so that a bad identity or node id fails alone instead of failing its batch.
+    this.keys.nodeId(nodeId);
     const key = this.keys.presence(identity);
-    const removed = (await PRESENCE_REMOVE_IF_OWNER.run(this.clientFor(key), [key], [nodeId, epoch])) === 1;
-    if (removed) await this.clientFor(this.keys.owned(nodeId)).srem(this.keys.owned(nodeId), identity);
-    return removed;
+    return this.writes.add({ kind: 'remove', identity, nodeId, epoch, key }) as Promise<boolean>;
   }
 
   /** Extends the TTL of the given local connections where they still own their entry. */
@@ -265,19 +297,21 @@ export class PresenceStore {
    * Runs a batched script over many items: one call per group of items whose keys may share a
    * call (see {@link scriptGroups}), the calls pipelined by {@link forEachBatch}. Items of one
    * group also share a pool member, the one each of them would use alone, so that the writes of
-   * one identity keep their order. `onReply` gets each group's flat reply, or its error.
+   * one identity keep their order. With `kindOf`, a group holds consecutive items of one kind
+   * only (one script each). `onReply` gets each group's flat reply, or its error.
    */
   private async forEachScriptGroup<T>(
     items: readonly T[],
     keyOf: (item: T) => string,
     callOf: (group: T[]) => ScriptCall,
     onReply: (group: T[], error: Error | null, reply: unknown[]) => void,
+    kindOf?: (item: T) => string,
   ): Promise<void> {
     if (items.length === 0) return;
     const byMember = this.pool.size === 1 ? [items] : groupBy(items, (item) => this.pool.indexOf(keyOf(item)));
     await Promise.all(
       byMember.map(async (memberItems) => {
-        const groups = scriptGroups(this.clientFor(keyOf(memberItems[0])), memberItems, keyOf);
+        const groups = scriptGroups(this.clientFor(keyOf(memberItems[0])), memberItems, keyOf, kindOf);
         const calls = new Map(groups.map((group) => [group, callOf(group)]));
         await this.forEachBatch(groups, (group) => keyOf(group[0]), async (client, batch) => {
           const replies = await runPipelined(client, batch.map((group) => calls.get(group)!));
@@ -323,15 +357,83 @@ export class PresenceStore {
 
 /**
  * Items that one batched script call may carry: on a standalone server any, on Redis Cluster
- * only those whose keys hash to one slot; at most {@link IDENTITIES_PER_SCRIPT} a call.
+ * only those whose keys hash to one slot; with `kindOf`, only a run of consecutive items of one
+ * kind; at most {@link IDENTITIES_PER_SCRIPT} a call. Groups of one slot keep the items' order.
  */
-function scriptGroups<T>(client: RedisClient, items: readonly T[], keyOf: (item: T) => string): T[][] {
+function scriptGroups<T>(
+  client: RedisClient,
+  items: readonly T[],
+  keyOf: (item: T) => string,
+  kindOf?: (item: T) => string,
+): T[][] {
   const sameSlot = client instanceof Cluster ? groupBy(items, (item) => keySlot(keyOf(item))) : [items];
   const groups: T[][] = [];
-  for (const group of sameSlot) {
-    for (let i = 0; i < group.length; i += IDENTITIES_PER_SCRIPT) groups.push(group.slice(i, i + IDENTITIES_PER_SCRIPT));
+  for (const slotItems of sameSlot) {
+    for (const run of kindOf ? runsOf(slotItems, kindOf) : [slotItems]) {
+      for (let i = 0; i < run.length; i += IDENTITIES_PER_SCRIPT) groups.push(run.slice(i, i + IDENTITIES_PER_SCRIPT));
+    }
   }
   return groups;
+}
+
+/** Items split where their kind changes, in order. */
+function runsOf<T>(items: readonly T[], kindOf: (item: T) => string): T[][] {
+  const runs: T[][] = [];
+  let previousKind: string | undefined;
+  for (const item of items) {
+    const kind = kindOf(item);
+    if (runs.length > 0 && kind === previousKind) runs[runs.length - 1].push(item);
+    else runs.push([item]);
+    previousKind = kind;
+  }
+  return runs;
+}
+
+function removeCall(group: readonly RemoveRequest[]): ScriptCall {
+  return {
+    script: PRESENCE_REMOVE_IF_OWNER,
+    keys: group.map((request) => request.key),
+    args: group.flatMap((request) => [request.nodeId, request.epoch]),
+  };
+}
+
+/** What one request's share of its group's reply says: a claim's result, or whether a removal removed. */
+function writeOutcomeOf(request: WriteRequest, index: number, reply: readonly unknown[]): WriteOutcome {
+  if (request.kind === 'remove') return Number(reply[index]) === 1;
+  const fields = reply.slice(index * 5, index * 5 + 5);
+  const { identity, nodeId, protocol, connectedAt } = request;
+  const record: PresenceRecord = { identity, nodeId, epoch: Number(fields[0]), protocol, connectedAt };
+  return { record, previous: toRecord(identity, fields.slice(1)) };
+}
+
+interface OwnedChanges {
+  added: string[];
+  dropped: string[];
+}
+
+/**
+ * Per node, the owned-index changes of a batch: an identity the node claimed is added; one it
+ * only removed is dropped. A removal that shares a batch with a claim of the same identity
+ * always names an older epoch (a removal's epoch comes from a claim that has already been
+ * answered), so the claim decides, whichever of the two Redis ran first.
+ */
+function ownedChanges(requests: readonly WriteRequest[], outcomes: Map<WriteRequest, WriteOutcome | Error>): Map<string, OwnedChanges> {
+  const lastWrite = new Map<string, Map<string, 'added' | 'dropped'>>();
+  for (const request of requests) {
+    const outcome = outcomes.get(request);
+    if (outcome === undefined || outcome instanceof Error || outcome === false) continue;
+    let byIdentity = lastWrite.get(request.nodeId);
+    if (!byIdentity) lastWrite.set(request.nodeId, (byIdentity = new Map()));
+    if (request.kind === 'claim') byIdentity.set(request.identity, 'added');
+    else if (byIdentity.get(request.identity) !== 'added') byIdentity.set(request.identity, 'dropped');
+  }
+  const changes = new Map<string, OwnedChanges>();
+  for (const [nodeId, byIdentity] of lastWrite) {
+    const change: OwnedChanges = { added: [], dropped: [] };
+    for (const [identity, write] of byIdentity) change[write].push(identity);
+    changes.set(nodeId, change);
+  }
+  return changes;
 }
 
 /** Items grouped by `groupOf`, in input order. */

@@ -184,3 +184,9 @@ export function redisTestBed(defaults: (nodeId: string) => Parameters<typeof sta
   });
   return bed;
 }
+
+/** How many times Redis ran `command` so far, from an `INFO commandstats` reply (0 when never). */
+export function commandCalls(commandstats: string, command: string): number {
+  const match = new RegExp(`^cmdstat_${command.toLowerCase()}:calls=(\\d+)`, 'm').exec(commandstats);
+  return match ? Number(match[1]) : 0;
+}

@@ -4,7 +4,8 @@ import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
 import { RedisConnectionPool } from '../../lib/redis/redis-connection-pool.js';
 import { createDriver } from '../../lib/redis/redis-driver.js';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
-import { command, FakeLocalRegistry, Inbox, MemoryLogger } from '../support/redis-fixtures.js';
+import { PRESENCE_REMOVE_IF_OWNER } from '../../lib/redis/lua-scripts.js';
+import { command, commandCalls, FakeLocalRegistry, Inbox, MemoryLogger } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
 import { waitFor } from '../support/redis-wait.js';
 
@@ -97,6 +98,38 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
     const owners = await store.getBatch(identities);
     for (const identity of identities) expect(owners.get(identity)?.nodeId).toBe(movedToY.has(identity) ? 'Y' : 'X');
     expect(owners.get(pair[1])?.nodeId).toBe('X');
+    for (const server of cluster.running) server.cli('FLUSHALL');
+  });
+
+  it('removes a same-turn batch over many slots with one script call per slot, never a newer claim', async () => {
+    const store = new PresenceStore({
+      keys,
+      pool: new RedisConnectionPool(createDriver({ pubClient: clusterClient(), logger: new MemoryLogger() })),
+      presenceTtlMs: 60_000,
+    });
+    const identities = Array.from({ length: 300 }, (_, i) => `GONE-${i}`);
+    const claims = await Promise.all(identities.map((identity) => store.claim(identity, 'X', 'ocpp1.6', 1)));
+    // Every tenth identity reconnected on Y since: X's removal must leave it.
+    const movedToY = identities.filter((_, i) => i % 10 === 0);
+    await Promise.all(movedToY.map((identity) => store.claim(identity, 'Y', 'ocpp1.6', 2)));
+    const neverClaimed = Array.from({ length: 30 }, (_, i) => `NEVER-${i}`);
+    for (const server of cluster.running) server.cli('SCRIPT', 'LOAD', PRESENCE_REMOVE_IF_OWNER.lua);
+    const evalshaCalls = () => cluster.running.reduce((sum, server) => sum + commandCalls(server.cli('INFO', 'commandstats'), 'evalsha'), 0);
+    const before = evalshaCalls();
+
+    const removed = await Promise.all([
+      ...claims.map(({ record }) => store.remove(record.identity, 'X', record.epoch)),
+      ...neverClaimed.map((identity) => store.remove(identity, 'X', 1)),
+    ]);
+
+    const slots = new Set([...identities, ...neverClaimed].map((identity) => keySlot(keys.presence(identity))));
+    expect(evalshaCalls() - before).toBe(slots.size);
+    expect(removed).toEqual([...identities.map((identity) => !movedToY.includes(identity)), ...neverClaimed.map(() => false)]);
+    const left = await store.getBatch([...identities, ...neverClaimed]);
+    expect([...left.keys()].sort()).toEqual([...movedToY].sort());
+    expect([...left.values()].every((record) => record.nodeId === 'Y')).toBe(true);
+    expect((await store.listOwned('X')).length).toBe(0);
+    expect((await store.ownedIdentities('X')).sort()).toEqual([...movedToY].sort());
     for (const server of cluster.running) server.cli('FLUSHALL');
   });
 

@@ -3,6 +3,7 @@ import {
   LIVENESS_REFRESH,
   NODE_CLEANUP,
   PRESENCE_CLAIM,
+  PRESENCE_REMOVE_IF_OWNER,
   TOKEN_ACQUIRE,
   TOKEN_REFRESH,
   TOKEN_RELEASE,
@@ -11,7 +12,7 @@ import { PresenceStore } from '../../lib/redis/presence-store.js';
 import { RedisConnectionPool } from '../../lib/redis/redis-connection-pool.js';
 import { createDriver, type RedisDriver } from '../../lib/redis/redis-driver.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
-import { MemoryLogger } from '../support/redis-fixtures.js';
+import { commandCalls, MemoryLogger } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 
 describe('Lua presence fencing and token scripts (real Redis)', () => {
@@ -177,6 +178,93 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
       expect(new Set(rest.map((claim) => claim.record.identity))).toEqual(new Set(identities));
       expect((await store.getBatch(identities)).size).toBe(450);
       expect(await store.ownedIdentities('A')).toHaveLength(451);
+    });
+
+    it('removes a same-turn batch in a few script calls, never an entry a newer connection claimed', async () => {
+      const owned = Array.from({ length: 400 }, (_, i) => `OWN${i}`);
+      const claims = await Promise.all(owned.map((identity) => store.claim(identity, 'A', 'ocpp1.6', 1)));
+      // Claimed since by a newer connection: on another node, and on this node again.
+      const elsewhere = await store.claim('OWN0', 'B', 'ocpp1.6', 2);
+      const reconnected = await store.claim('OWN1', 'A', 'ocpp1.6', 3);
+      const neverClaimed = Array.from({ length: 50 }, (_, i) => `NEVER${i}`);
+      await redis.script('LOAD', PRESENCE_REMOVE_IF_OWNER.lua);
+      const before = await redis.info('commandstats');
+
+      const removed = await Promise.all([
+        ...claims.map(({ record }) => store.remove(record.identity, 'A', record.epoch)),
+        ...neverClaimed.map((identity) => store.remove(identity, 'A', 1)),
+      ]);
+
+      const after = await redis.info('commandstats');
+      expect(removed).toEqual([false, false, ...owned.slice(2).map(() => true), ...neverClaimed.map(() => false)]);
+      // 450 removals of one turn: three script calls of at most 200 identities, one owned-index update.
+      expect(commandCalls(after, 'evalsha') - commandCalls(before, 'evalsha')).toBe(3);
+      expect(commandCalls(after, 'srem') - commandCalls(before, 'srem')).toBe(1);
+      expect(await store.get('OWN0')).toEqual(elsewhere.record);
+      expect(await store.get('OWN1')).toEqual(reconnected.record);
+      expect((await store.getBatch([...owned, ...neverClaimed])).size).toBe(2);
+      // Only what a removal removed leaves A's index; OWN0 stays there as a hint that B's entry outranks.
+      expect((await store.ownedIdentities('A')).sort()).toEqual(['OWN0', 'OWN1']);
+      expect((await store.listOwned('A')).map((record) => record.identity)).toEqual(['OWN1']);
+      expect(await store.ownedIdentities('B')).toEqual(['OWN0']);
+    });
+
+    it('a claim and a removal of one identity in the same turn end as if run one after the other', async () => {
+      const old = await store.claim('CP1', 'A', 'ocpp1.6', 1);
+      // The old socket's removal first, then a new socket on this node: removed, then claimed anew.
+      const [removedFirst, claimedSecond] = await Promise.all([
+        store.remove('CP1', 'A', old.record.epoch),
+        store.claim('CP1', 'A', 'ocpp1.6', 2),
+      ]);
+      expect(removedFirst).toBe(true);
+      expect(claimedSecond.previous).toBeNull();
+      expect(await store.get('CP1')).toEqual(claimedSecond.record);
+      expect(await store.ownedIdentities('A')).toEqual(['CP1']);
+
+      // The new claim first: the old socket's removal finds a newer epoch and leaves it.
+      const [claimedFirst, removedSecond] = await Promise.all([
+        store.claim('CP1', 'A', 'ocpp1.6', 3),
+        store.remove('CP1', 'A', claimedSecond.record.epoch),
+      ]);
+      expect(removedSecond).toBe(false);
+      expect(await store.get('CP1')).toEqual(claimedFirst.record);
+      expect(await store.ownedIdentities('A')).toEqual(['CP1']);
+
+      // Its last socket closing while another identity connects: each ends in its own state.
+      const [, lastRemoval] = await Promise.all([
+        store.claim('CP2', 'A', 'ocpp1.6', 4),
+        store.remove('CP1', 'A', claimedFirst.record.epoch),
+      ]);
+      expect(lastRemoval).toBe(true);
+      expect(await store.get('CP1')).toBeNull();
+      expect(await store.ownedIdentities('A')).toEqual(['CP2']);
+    });
+
+    it('keeps a same-turn claim and removal in order across a pool of connections', async () => {
+      const pooled = new PresenceStore({
+        keys,
+        pool: new RedisConnectionPool(driver, {
+          poolSize: 3,
+          driverFactory: () => createDriver({ url: server.url, logger: new MemoryLogger() }),
+        }),
+        presenceTtlMs: 60_000,
+      });
+      const identities = Array.from({ length: 60 }, (_, i) => `CP${i}`);
+      const old = await Promise.all(identities.map((identity) => pooled.claim(identity, 'A', 'ocpp1.6', 1)));
+      // Every identity: its old socket's removal, then a new claim on node B, in one turn.
+      const outcomes = await Promise.all(
+        old.flatMap(({ record }) => [pooled.remove(record.identity, 'A', record.epoch), pooled.claim(record.identity, 'B', 'ocpp1.6', 2)]),
+      );
+      try {
+        for (let i = 0; i < identities.length; i++) {
+          expect(outcomes[2 * i]).toBe(true);
+          expect(await pooled.get(identities[i])).toEqual((outcomes[2 * i + 1] as { record: unknown }).record);
+        }
+        expect(await pooled.ownedIdentities('A')).toEqual([]);
+        expect((await pooled.ownedIdentities('B')).sort()).toEqual([...identities].sort());
+      } finally {
+        await pooled['pool'].close();
+      }
     });
 
     it('fails a claim with a bad identity alone, not the claims made in the same tick', async () => {
