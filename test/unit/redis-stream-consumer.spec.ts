@@ -62,6 +62,39 @@ describe('node inbox (stream consumer)', () => {
     expect(a.inbox.messages.map((message) => (message as { id: string }).id)).toEqual(sent.map((message) => message.id));
   });
 
+  it('at maxInFlight, with every command held by a handler that never finishes, still reads the replies to its own calls', async () => {
+    const owner = await node('S');
+    const a = await node('A', { readBatchSize: 2, maxInFlight: 2 });
+    const commands: ClusterMessage[] = [];
+    const replies: ClusterMessage[] = [];
+    await a.adapter.unsubscribe('node:A');
+    await a.adapter.subscribe('node:A', (message) => {
+      if (message.kind !== 'reply') {
+        commands.push(message);
+        return new Promise<void>(() => undefined); // a charge point that never answers
+      }
+      replies.push(message); // the router settles a reply synchronously
+    });
+    await owner.adapter.publishBatch(Array.from({ length: 5 }, (_, i) => ({ channel: 'node:A', message: command('S', `CP${i}`) })));
+    await waitFor('A holds maxInFlight commands', () => commands.length === 2);
+
+    const answers = Array.from({ length: 3 }, (_, i): ClusterMessage => ({
+      kind: 'reply',
+      id: `call-${i}`,
+      from: 'S',
+      identity: `CP${i}`,
+      outcome: { status: 'result', payload: {} },
+    }));
+    for (const answer of answers) await owner.adapter.publish('node:A', answer);
+    await waitFor('A got the answers to its own calls', () => replies.length === answers.length);
+    expect(replies).toEqual(answers);
+    expect(commands).toHaveLength(2); // the inbox stayed paused at the limit
+
+    // Replies are acknowledged at once; lag and pending are the commands' alone.
+    await waitFor('replies acknowledged', async () => (await a.adapter.metrics()).pendingMessages === 2);
+    expect(await a.adapter.metrics()).toMatchObject({ pendingMessages: 2, consumerLag: 3, inFlightHandlers: 2 });
+  });
+
   it('acknowledges only when the handler settles (a rejected handler is acknowledged and counted)', async () => {
     const sender = await node('S');
     const a = await node('A');
