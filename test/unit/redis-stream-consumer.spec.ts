@@ -3,7 +3,7 @@ import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { StreamConsumer } from '../../lib/redis/stream-consumer.js';
 import { appendToStream } from '../../lib/redis/stream-publisher.js';
-import { command, gate, MemoryLogger, startNode, type TestNode } from '../support/redis-fixtures.js';
+import { command, gate, MemoryLogger, replies, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/redis-wait.js';
 
@@ -65,30 +65,15 @@ describe('node inbox (stream consumer)', () => {
   it('at maxInFlight, with every command held by a handler that never finishes, still reads the replies to its own calls', async () => {
     const owner = await node('S');
     const a = await node('A', { readBatchSize: 2, maxInFlight: 2 });
-    const commands: ClusterMessage[] = [];
-    const replies: ClusterMessage[] = [];
-    await a.adapter.unsubscribe('node:A');
-    await a.adapter.subscribe('node:A', (message) => {
-      if (message.kind !== 'reply') {
-        commands.push(message);
-        return new Promise<void>(() => undefined); // a charge point that never answers
-      }
-      replies.push(message); // the router settles a reply synchronously
-    });
+    a.inbox.holdCommands = true;
     await owner.adapter.publishBatch(Array.from({ length: 5 }, (_, i) => ({ channel: 'node:A', message: command('S', `CP${i}`) })));
-    await waitFor('A holds maxInFlight commands', () => commands.length === 2);
+    await waitFor('A holds maxInFlight commands', () => a.inbox.ofKind('command').length === 2);
 
-    const answers = Array.from({ length: 3 }, (_, i): ClusterMessage => ({
-      kind: 'reply',
-      id: `call-${i}`,
-      from: 'S',
-      identity: `CP${i}`,
-      outcome: { status: 'result', payload: {} },
-    }));
+    const answers = replies('S', 3);
     for (const answer of answers) await owner.adapter.publish('node:A', answer);
-    await waitFor('A got the answers to its own calls', () => replies.length === answers.length);
-    expect(replies).toEqual(answers);
-    expect(commands).toHaveLength(2); // the inbox stayed paused at the limit
+    await waitFor('A got the answers to its own calls', () => a.inbox.ofKind('reply').length === answers.length);
+    expect(a.inbox.ofKind('reply')).toEqual(answers);
+    expect(a.inbox.ofKind('command')).toHaveLength(2); // the inbox stayed paused at the limit
 
     // Replies are acknowledged at once; lag and pending are the commands' alone.
     await waitFor('replies acknowledged', async () => (await a.adapter.metrics()).pendingMessages === 2);
