@@ -24,7 +24,10 @@ export type ClusterMessageHandler = (message: ClusterMessage) => void | Promise<
 export interface AdapterMetrics {
   /** Entries delivered to this node but not acknowledged yet. */
   pendingMessages: number;
-  /** Entries in this node's inbox not yet delivered to its consumer group (real lag, not stream length). */
+  /**
+   * Entries in this node's streams not yet delivered to its consumer group (real lag, not stream
+   * length); the Redis transport counts its inbox and its replies stream.
+   */
   consumerLag: number;
   activeSubscriptions: number;
   [extra: string]: number;

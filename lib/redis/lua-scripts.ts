@@ -330,8 +330,8 @@ return 0
 
 /**
  * The liveness heartbeat: extends the node's liveness key while we hold it, and with it the
- * node's inbox and owned set (so an idle node keeps its consumer group).
- * KEYS: alive, stream, owned. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs.
+ * node's inbox, owned set and replies stream (so an idle node keeps its consumer groups).
+ * KEYS: alive, stream, owned, replies. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs.
  * Returns 1 refreshed, 0 absent (lapsed or Redis lost it), -1 held by another process.
  */
 export const LIVENESS_REFRESH = new LuaScript(
@@ -343,15 +343,17 @@ if cur ~= ARGV[1] then return -1 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[3])
 return 1
 `,
-  3,
+  4,
 );
 
 /**
- * Last step of a takeover: deletes a dead node's inbox and owned set, but only while the node
- * is still dead and its inbox holds nothing undelivered or unacknowledged.
- * KEYS: alive, stream, owned. ARGV: group.
+ * Last step of a takeover (and of a clean leave): deletes a dead node's inbox, owned set and
+ * replies stream, but only while the node is still dead and its inbox holds nothing undelivered
+ * or unacknowledged. Its replies are not waited for: the calls they answer died with the node.
+ * KEYS: alive, stream, owned, replies. ARGV: group.
  * Returns 1 deleted, 0 the node is alive again, -1 entries remain (drain again).
  */
 export const NODE_CLEANUP = new LuaScript(
@@ -378,8 +380,8 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   end
   if newest and not has_group then return -1 end
 end
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 return 1
 `,
-  3,
+  4,
 );

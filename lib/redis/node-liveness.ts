@@ -12,7 +12,7 @@ export interface NodeLivenessOptions {
   nodeId: string;
   /** TTL of the liveness key; refreshed every third of it. */
   ttlMs: number;
-  /** TTL the heartbeat gives the node's own inbox (so an idle node keeps its consumer group). */
+  /** TTL the heartbeat gives the node's inbox and replies streams (so an idle node keeps its consumer groups). */
   streamTtlMs: number;
   /** TTL the heartbeat gives the node's owned-identities index. */
   ownedTtlMs: number;
@@ -121,7 +121,7 @@ export class NodeLiveness {
     const result = Number(
       await LIVENESS_REFRESH.run(
         this.client,
-        [this.aliveKey, keys.stream(nodeId), keys.owned(nodeId)],
+        [this.aliveKey, keys.stream(nodeId), keys.owned(nodeId), keys.replies(nodeId)],
         [this.token, ttlMs, streamTtlMs, ownedTtlMs],
       ),
     );

@@ -58,8 +58,9 @@ export interface TakeoverReport {
  *    the dead node (replies, evictions) are dropped;
  * 3. presence entries still pointing at the dead node are deleted (only where node and epoch
  *    still match);
- * 4. its keys are deleted (only while it is still dead and nothing is left unread) and it
- *    leaves the registry.
+ * 4. its keys are deleted (only while it is still dead and nothing is left unread in its
+ *    inbox; its replies stream goes unread, the calls they answer died with it) and it leaves
+ *    the registry.
  *
  * Before every batch the takeover checks that the node is still dead and the lock still ours,
  * and stops otherwise.
@@ -154,9 +155,11 @@ export class NodeTakeover {
         if (!(await this.drain(nodeId, report, stillOurs))) return report;
         report.presenceRemoved += await this.removeStalePresence(nodeId);
         const cleaned = Number(
-          await NODE_CLEANUP.run(pool.pick(keys.stream(nodeId)), [keys.alive(nodeId), keys.stream(nodeId), keys.owned(nodeId)], [
-            INBOX_GROUP,
-          ]),
+          await NODE_CLEANUP.run(
+            pool.pick(keys.stream(nodeId)),
+            [keys.alive(nodeId), keys.stream(nodeId), keys.owned(nodeId), keys.replies(nodeId)],
+            [INBOX_GROUP],
+          ),
         );
         if (cleaned === 0) return report; // it came back
         if (cleaned === 1) {

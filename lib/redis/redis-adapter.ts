@@ -25,6 +25,7 @@ import { createDriver, DEFAULT_REDIS_LOGGER, RedisDriver, type RedisClient } fro
 import { DEFAULT_PREFIX, INBOX_GROUP, keyPartProblem, RedisKeys } from './redis-keys.js';
 import { StreamConsumer } from './stream-consumer.js';
 import { StreamAppender } from './stream-appender.js';
+import { destinationStream } from './stream-publisher.js';
 
 /** The plain-option form of a {@link ClusterDriver} (`redis: { cluster: { nodes, natMap } }`). */
 export type RedisClusterOptions = Omit<ClusterDriverOptions, 'logger' | 'redisOptions'> & {
@@ -80,7 +81,7 @@ const STEP_TIMEOUT_MS = 2000;
 
 /**
  * The Redis cluster transport: node inboxes on Redis Streams with consumer groups (unicast,
- * acknowledged), pub/sub for broadcasts, presence with epoch fencing in Lua, node liveness with
+ * acknowledged; answers to a node's own calls on a replies stream of its own), pub/sub for broadcasts, presence with epoch fencing in Lua, node liveness with
  * a short TTL, and takeover of dead nodes' inboxes. Keys carry hash tags (Redis Cluster safe).
  *
  * After a Redis reconnect (or when the liveness key lapsed) it re-acquires liveness, recreates
@@ -295,7 +296,7 @@ export class RedisAdapter implements EventAdapterInterface {
         // Entries that arrived after we stopped reading stay for a survivor's takeover to answer.
         const cleaned = await NODE_CLEANUP.run(
           this.pool.pick(this.keys.stream(nodeId)),
-          [this.keys.alive(nodeId), this.keys.stream(nodeId), this.keys.owned(nodeId)],
+          [this.keys.alive(nodeId), this.keys.stream(nodeId), this.keys.owned(nodeId), this.keys.replies(nodeId)],
           [INBOX_GROUP],
         );
         if (cleaned === 1) await this.pool.pick(this.keys.registry).zrem(this.keys.registry, nodeId);
@@ -365,6 +366,7 @@ export class RedisAdapter implements EventAdapterInterface {
     if (this.consumer) await this.consumer.stop();
     this.consumer = new StreamConsumer({
       streamKey: this.keys.stream(nodeId),
+      repliesKey: this.keys.replies(nodeId),
       group: INBOX_GROUP,
       consumer: nodeId,
       reader: () => this.driver.blocking,
@@ -396,11 +398,21 @@ export class RedisAdapter implements EventAdapterInterface {
     }
   }
 
-  /** Appends to `target`'s inbox through the pool member that carries that node (ordering). */
+  /**
+   * Appends to `target`'s streams (answers to its replies stream, the rest to its inbox) through
+   * the pool member that carries that node (ordering).
+   */
   private async sendToNode(target: string, messages: ClusterMessage[]): Promise<void> {
-    const streamKey = this.keys.stream(target);
+    const client = this.pool.pick(this.keys.stream(target));
+    const byStream = new Map<string, ClusterMessage[]>();
+    for (const message of messages) {
+      const streamKey = destinationStream(this.keys, target, message);
+      const list = byStream.get(streamKey);
+      if (list) list.push(message);
+      else byStream.set(streamKey, [message]);
+    }
     try {
-      await this.appender.append(this.pool.pick(streamKey), streamKey, messages);
+      await Promise.all([...byStream].map(([streamKey, list]) => this.appender.append(client, streamKey, list)));
       this.counters.sent += messages.length;
     } catch (error) {
       this.counters.sendFailures += messages.length;

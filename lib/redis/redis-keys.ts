@@ -7,7 +7,8 @@ import { InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
  * | key                                 | type   | slot          |
  * | ----------------------------------- | ------ | ------------- |
  * | `<prefix>{n:<node>}:alive`          | string | node          | liveness token, short TTL
- * | `<prefix>{n:<node>}:stream`         | stream | node          | the node's inbox (group `inbox`)
+ * | `<prefix>{n:<node>}:stream`         | stream | node          | the node's inbox (group `inbox`): commands, evictions
+ * | `<prefix>{n:<node>}:replies`        | stream | node          | answers to the node's own calls (group `inbox`)
  * | `<prefix>{n:<node>}:owned`          | set    | node          | identities the node claimed
  * | `<prefix>{n:<node>}:takeover`       | string | node          | lock of the survivor draining it
  * | `<prefix>{p:<identity>}`            | hash   | identity      | node, epoch, protocol, connectedAt
@@ -28,7 +29,7 @@ export class InvalidKeyPartError extends OcppClusterError {
   }
 }
 
-/** Consumer group every node reads its own inbox through (one consumer per node: the node id). */
+/** Consumer group every node reads its own inbox and replies streams through (one consumer per node: the node id). */
 export const INBOX_GROUP = 'inbox';
 /** Field of a stream entry that holds the JSON message. */
 export const MESSAGE_FIELD = 'm';
@@ -100,6 +101,14 @@ export class RedisKeys {
 
   stream(nodeId: string): string {
     return `${this.nodeTag(nodeId)}:stream`;
+  }
+
+  /**
+   * Answers to the node's own calls, apart from its inbox so that commands waiting on slow
+   * charge points never hold them back. Same hash tag: one XREADGROUP reads both.
+   */
+  replies(nodeId: string): string {
+    return `${this.nodeTag(nodeId)}:replies`;
   }
 
   owned(nodeId: string): string {

@@ -1,16 +1,28 @@
 import type { ClusterMessage } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { settleWithin, sleep } from '../cluster/time-bounds.js';
+import { ConsumedStream } from './consumed-stream.js';
 import type { RedisClient } from './redis-driver.js';
-import { decodeEntryFields, entriesOf, pairsOf, type StreamEntry } from './stream-publisher.js';
+import { decodeEntryFields, entriesByStream, pairsOf, type StreamEntry } from './stream-publisher.js';
 
-/** How many handled entry ids are remembered to skip duplicates on a pending re-read. */
-const HANDLED_MEMORY = 20_000;
+/** How many recent command ids are remembered to drop a command appended twice. */
+const RECENT_COMMANDS = 20_000;
 /** Acknowledged history is trimmed at most this often. */
 const TRIM_INTERVAL_MS = 1000;
+/**
+ * BLOCK of a replies-only read where CLIENT UNBLOCK is not available (Redis Cluster): a settled
+ * command waits at most this long before the inbox is read again.
+ */
+const SATURATED_BLOCK_MS = 50;
 
 export interface StreamConsumerOptions {
+  /** The node's inbox: commands (each may wait on a charge point), evictions. */
   streamKey: string;
+  /**
+   * The node's replies stream (answers to its own calls), in the inbox's hash slot. Read in the
+   * same XREADGROUP, and still read while the inbox is at `maxInFlight`.
+   */
+  repliesKey?: string;
   group: string;
   /** Consumer name inside the group: the node id, so a restarted node finds its pending entries. */
   consumer: string;
@@ -25,25 +37,28 @@ export interface StreamConsumerOptions {
   batchSize?: number;
   /** BLOCK of each read, at most 1000 ms (default 1000): also bounds how long stop() waits. */
   blockMs?: number;
-  /** Handlers running at once; reading pauses at the limit (default 1000). */
+  /** Inbox handlers running at once; the inbox is not read at the limit (default 1000). */
   maxInFlight?: number;
 }
 
 export interface StreamConsumerMetrics {
-  /** Delivered to this consumer group, not acknowledged yet (XPENDING). */
+  /** Delivered to this consumer group, not acknowledged yet (XPENDING), inbox and replies. */
   pending: number;
-  /** In the stream, not yet delivered to the group (XINFO GROUPS lag). */
+  /** In the streams, not yet delivered to the group (XINFO GROUPS lag), inbox and replies. */
   lag: number;
-  /** Entries in the stream, acknowledged ones included (XLEN). */
+  /** Entries in the streams, acknowledged ones included (XLEN), inbox and replies. */
   length: number;
 }
 
 /**
- * A node's inbox reader: XREADGROUP on its own stream through a consumer group. On start it
- * first re-reads its own pending entries (id 0), which is how a node restarted after a crash
- * resumes what it had not acknowledged; then it reads new entries (`>`) with BLOCK.
+ * A node's reader: XREADGROUP on its own inbox and replies streams through a consumer group.
+ * On start it first re-reads its own pending entries (id 0), which is how a node restarted
+ * after a crash resumes what it had not acknowledged; then it reads new entries (`>`) with BLOCK.
  * Handlers are started in stream order without waiting for each other (a handler may wait on
  * a charge point for seconds); each entry is acknowledged once its handler settles.
+ * With `maxInFlight` inbox handlers running it reads the replies stream alone, so the answers
+ * to this node's own calls never queue behind commands waiting on slow charge points; replies
+ * (settled at once) do not count against the limit.
  * A command whose deadline has passed is handed over too: the handler (the router) answers it
  * as timed out without running it.
  */
@@ -51,19 +66,12 @@ export class StreamConsumer {
   private readonly batchSize: number;
   private readonly blockMs: number;
   private readonly maxInFlight: number;
+  private readonly inbox: ConsumedStream;
+  private readonly streams: ConsumedStream[];
   private running = false;
   private aborted = false;
   private loopDone: Promise<void> = Promise.resolve();
-  /** Cursor while re-reading our own pending entries; null once on new entries. */
-  private pendingCursor: string | null = '0';
-  private readonly inFlight = new Set<string>();
   private readonly settled = new Set<() => void>();
-  private ackQueue: string[] = [];
-  /**
-   * Recently handled ids. A re-read of our pending entries must not run them again, even when
-   * its reply (blocking connection) overtakes the XACK reply (writer connection).
-   */
-  private readonly handled = new Set<string>();
   /**
    * Ids of recent commands. A writer whose connection broke between Redis appending a command
    * and answering (a master failing over, a reconnect) sends it again: the second entry has
@@ -72,10 +80,8 @@ export class StreamConsumer {
   private readonly recentCommands = new Set<string>();
   private ackTimer: { cancel(): void } | null = null;
   private ackFlushing: Promise<void> = Promise.resolve();
-  /** Id of the newest entry read with `>`: everything after it is unread. */
-  private lastReadId: string | null = null;
-  private lastTrimAt = 0;
-  private trimTimer: NodeJS.Timeout | null = null;
+  /** A read of the replies stream alone is blocking: a settled command should end it. */
+  private blockedOnRepliesOnly = false;
   private readerId: number | null = null;
   private detachReader: () => void = () => undefined;
 
@@ -96,6 +102,8 @@ export class StreamConsumer {
     this.batchSize = options.batchSize ?? 100;
     this.blockMs = Math.min(options.blockMs ?? 1000, 1000);
     this.maxInFlight = options.maxInFlight ?? 1000;
+    this.inbox = new ConsumedStream(options.streamKey);
+    this.streams = options.repliesKey ? [this.inbox, new ConsumedStream(options.repliesKey)] : [this.inbox];
   }
 
   get isRunning(): boolean {
@@ -107,8 +115,11 @@ export class StreamConsumer {
     return this.blockMs;
   }
 
+  /** Handlers running, inbox and replies. */
   get inFlightCount(): number {
-    return this.inFlight.size;
+    let count = 0;
+    for (const stream of this.streams) count += stream.inFlight.size;
+    return count;
   }
 
   /** Creates the group if needed, then reads in the background until {@link stop}. */
@@ -118,7 +129,7 @@ export class StreamConsumer {
     await this.trackReaderId();
     this.running = true;
     this.aborted = false;
-    this.pendingCursor = '0';
+    for (const stream of this.streams) stream.pendingCursor = '0';
     this.loopDone = this.loop();
   }
 
@@ -133,12 +144,14 @@ export class StreamConsumer {
     await this.interruptRead();
     await settleWithin(this.loopDone, this.blockMs + 1000);
     const deadline = Date.now() + drainMs;
-    while (this.inFlight.size > 0 && Date.now() < deadline) {
+    while (this.inFlightCount > 0 && Date.now() < deadline) {
       await settleWithin(new Promise<void>((resolve) => this.settled.add(resolve)), Math.max(1, deadline - Date.now()));
     }
     await this.flushAcks();
-    if (this.trimTimer) clearTimeout(this.trimTimer);
-    this.trimTimer = null;
+    for (const stream of this.streams) {
+      if (stream.trimTimer) clearTimeout(stream.trimTimer);
+      stream.trimTimer = null;
+    }
     this.detachReader();
   }
 
@@ -146,32 +159,33 @@ export class StreamConsumer {
   abort(): void {
     this.running = false;
     this.aborted = true;
-    this.ackQueue = [];
-    this.handled.clear();
+    for (const stream of this.streams) stream.forget();
     this.ackTimer?.cancel();
     this.ackTimer = null;
-    if (this.trimTimer) clearTimeout(this.trimTimer);
-    this.trimTimer = null;
     this.wakeAll();
     this.detachReader();
   }
 
   /**
-   * After Redis came back: recreate the group if the stream vanished (a restart without
+   * After Redis came back: recreate the groups if the streams vanished (a restart without
    * persistence), and re-read our own pending entries (those in flight here are skipped).
    */
   async resync(): Promise<void> {
     await this.ensureGroup();
-    this.pendingCursor = '0';
-    if (this.ackQueue.length > 0) this.scheduleAckFlush(0);
+    for (const stream of this.streams) stream.pendingCursor = '0';
+    if (this.streams.some((stream) => stream.ackQueue.length > 0)) this.scheduleAckFlush(0);
   }
 
-  /** Creates the consumer group (and the stream). True when it had to be created. */
+  /** Creates the consumer group (and the stream) on each stream. True when one had to be created. */
   async ensureGroup(): Promise<boolean> {
-    const { streamKey, group } = this.options;
+    const created = await Promise.all(this.streams.map((stream) => this.ensureGroupOn(stream.key)));
+    return created.includes(true);
+  }
+
+  private async ensureGroupOn(streamKey: string): Promise<boolean> {
     try {
       // From id 0: entries added after the stream vanished and before the group exists are not skipped.
-      await this.options.writer().xgroup('CREATE', streamKey, group, '0', 'MKSTREAM');
+      await this.options.writer().xgroup('CREATE', streamKey, this.options.group, '0', 'MKSTREAM');
       return true;
     } catch (error) {
       if (error instanceof Error && error.message.startsWith('BUSYGROUP')) return false;
@@ -179,9 +193,19 @@ export class StreamConsumer {
     }
   }
 
+  /** Inbox and replies summed: an unread reply is a call about to time out, as real as a command. */
   async metrics(): Promise<StreamConsumerMetrics> {
-    const { streamKey, group } = this.options;
     const client = this.options.writer();
+    const each = await Promise.all(this.streams.map((stream) => this.metricsOf(client, stream.key)));
+    return each.reduce((sum, one) => ({
+      pending: sum.pending + one.pending,
+      lag: sum.lag + one.lag,
+      length: sum.length + one.length,
+    }));
+  }
+
+  private async metricsOf(client: RedisClient, streamKey: string): Promise<StreamConsumerMetrics> {
+    const { group } = this.options;
     const pipeline = client.pipeline();
     pipeline.xinfo('GROUPS', streamKey);
     pipeline.xpending(streamKey, group);
@@ -193,7 +217,7 @@ export class StreamConsumer {
     const info = (groups as unknown[]).map(pairsOf).find((entry) => String(entry.name) === group);
     const pending = Number(Array.isArray(summary) ? summary[0] : pairsOf(summary).count) || 0;
     if (!info) return { pending, lag: 0, length: Number(length) || 0 };
-    return { pending, lag: await this.lagOf(client, info), length: Number(length) || 0 };
+    return { pending, lag: await this.lagOf(client, streamKey, info), length: Number(length) || 0 };
   }
 
   /**
@@ -201,10 +225,9 @@ export class StreamConsumer {
    * entries-added - entries-read, and on older servers count the entries after
    * last-delivered-id.
    */
-  private async lagOf(client: RedisClient, info: Record<string, unknown>): Promise<number> {
+  private async lagOf(client: RedisClient, streamKey: string, info: Record<string, unknown>): Promise<number> {
     if (typeof info.lag === 'number') return info.lag;
     if (info.lag !== null && info.lag !== undefined && Number.isFinite(Number(info.lag))) return Number(info.lag);
-    const { streamKey } = this.options;
     if (info['entries-read'] !== undefined && info['entries-read'] !== null) {
       const stream = pairsOf(await client.xinfo('STREAM', streamKey));
       const added = Number(stream['entries-added']);
@@ -218,16 +241,18 @@ export class StreamConsumer {
   private async loop(): Promise<void> {
     let backoffMs = 50;
     while (this.running) {
-      if (this.inFlight.size >= this.maxInFlight) {
+      const room = this.maxInFlight - this.inbox.inFlight.size;
+      // At the limit the inbox waits, but replies (settled at once) are still read.
+      const streams = room > 0 ? this.streams : this.streams.slice(1);
+      if (streams.length === 0) {
         this.lastReadAt = Date.now(); // backpressure, not a stuck reader
         await new Promise<void>((resolve) => this.settled.add(resolve));
         continue;
       }
-      const cursor = this.pendingCursor;
-      const count = Math.min(this.batchSize, this.maxInFlight - this.inFlight.size);
-      let entries: StreamEntry[];
+      const cursors = streams.map((stream) => stream.pendingCursor);
+      let byStream: Map<string, StreamEntry[]>;
       try {
-        entries = entriesOf(await this.read(cursor, count));
+        byStream = entriesByStream(await this.read(streams, cursors, room > 0 ? Math.min(this.batchSize, room) : this.batchSize));
         this.lastReadAt = Date.now();
         backoffMs = 50;
       } catch (error) {
@@ -235,7 +260,7 @@ export class StreamConsumer {
         this.readErrors++;
         const message = (error as Error).message ?? String(error);
         if (message.startsWith('NOGROUP')) {
-          // The stream (and its group) vanished: Redis restarted without persistence, or it expired.
+          // A stream (and its group) vanished: Redis restarted without persistence, or it expired.
           const recreated = await this.ensureGroup().then(
             () => true,
             () => false,
@@ -247,34 +272,40 @@ export class StreamConsumer {
         await sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, 1000);
         continue;
+      } finally {
+        this.blockedOnRepliesOnly = false;
       }
       // After abort() nothing more is handled; after stop() what was already read is still
       // handled (and acknowledged) rather than left pending.
       if (this.aborted) break;
-      if (cursor !== null && this.pendingCursor === cursor) {
-        this.pendingCursor = entries.length === 0 ? null : entries[entries.length - 1].id;
-      } else if (cursor === null && entries.length > 0) {
-        this.lastReadId = entries[entries.length - 1].id;
-      }
-      for (const entry of entries) this.dispatch(entry);
+      streams.forEach((stream, i) => {
+        const entries = byStream.get(stream.key) ?? [];
+        stream.advance(cursors[i], entries.at(-1)?.id);
+        for (const entry of entries) this.dispatch(stream, entry);
+      });
     }
   }
 
-  private read(cursor: string | null, count: number): Promise<unknown> {
-    const { streamKey, group, consumer } = this.options;
+  private read(streams: ConsumedStream[], cursors: Array<string | null>, count: number): Promise<unknown> {
+    const { group, consumer } = this.options;
     const args: Array<string | number> = ['GROUP', group, consumer, 'COUNT', count];
-    if (cursor === null) args.push('BLOCK', this.blockMs);
-    args.push('STREAMS', streamKey, cursor ?? '>');
+    // Re-reading pending entries returns at once; only new entries are waited for.
+    if (cursors.every((cursor) => cursor === null)) {
+      const repliesOnly = streams[0] !== this.inbox;
+      args.push('BLOCK', repliesOnly && this.readerId === null ? Math.min(this.blockMs, SATURATED_BLOCK_MS) : this.blockMs);
+      this.blockedOnRepliesOnly = repliesOnly;
+    }
+    args.push('STREAMS', ...streams.map((stream) => stream.key), ...cursors.map((cursor) => cursor ?? '>'));
     const reader = this.options.reader() as unknown as { xreadgroup(...args: Array<string | number>): Promise<unknown> };
     return reader.xreadgroup(...args);
   }
 
-  private dispatch(entry: StreamEntry): void {
-    if (this.inFlight.has(entry.id) || this.handled.has(entry.id)) return;
+  private dispatch(stream: ConsumedStream, entry: StreamEntry): void {
+    if (stream.isKnown(entry.id)) return;
     const message = entry.fields ? decodeEntryFields(entry.fields) : null;
     if (!message) {
       this.malformed++;
-      this.queueAck(entry.id);
+      this.queueAck(stream, entry.id);
       return;
     }
     if (message.kind === 'command') {
@@ -282,18 +313,18 @@ export class StreamConsumer {
       // never sent" at once (and never runs it), so the caller need not guess after its grace.
       if (this.recentCommands.has(message.id)) {
         this.duplicates++;
-        this.queueAck(entry.id);
+        this.queueAck(stream, entry.id);
         return;
       }
       this.recentCommands.add(message.id);
-      if (this.recentCommands.size > HANDLED_MEMORY) this.recentCommands.delete(this.recentCommands.values().next().value as string);
+      if (this.recentCommands.size > RECENT_COMMANDS) this.recentCommands.delete(this.recentCommands.values().next().value as string);
     }
     this.received++;
-    this.inFlight.add(entry.id);
+    stream.inFlight.add(entry.id);
     const settled = (): void => {
-      this.inFlight.delete(entry.id);
-      this.queueAck(entry.id);
-      this.wakeAll();
+      stream.inFlight.delete(entry.id);
+      this.queueAck(stream, entry.id);
+      if (stream === this.inbox) this.onInboxRoom();
     };
     const failed = (error: unknown): void => {
       this.handlerErrors++;
@@ -312,6 +343,15 @@ export class StreamConsumer {
     else settled();
   }
 
+  /** An inbox handler settled: a read of the replies alone ends now, so the inbox is read again. */
+  private onInboxRoom(): void {
+    this.wakeAll();
+    if (this.blockedOnRepliesOnly && this.running) {
+      this.blockedOnRepliesOnly = false;
+      void this.interruptRead();
+    }
+  }
+
   private wakeAll(): void {
     if (this.settled.size === 0) return;
     const waiters = [...this.settled];
@@ -319,11 +359,9 @@ export class StreamConsumer {
     for (const wake of waiters) wake();
   }
 
-  private queueAck(id: string): void {
+  private queueAck(stream: ConsumedStream, id: string): void {
     if (this.aborted) return;
-    this.handled.add(id);
-    if (this.handled.size > HANDLED_MEMORY) this.handled.delete(this.handled.values().next().value as string);
-    this.ackQueue.push(id);
+    stream.markHandled(id);
     this.scheduleAckFlush(0);
   }
 
@@ -348,50 +386,52 @@ export class StreamConsumer {
   /** Acknowledges everything queued; ids whose XACK failed stay queued and are retried. */
   private flushAcks(): Promise<void> {
     this.ackFlushing = this.ackFlushing.then(async () => {
-      if (this.ackQueue.length === 0) return;
-      const ids = this.ackQueue;
-      this.ackQueue = [];
-      try {
-        await this.options.writer().xack(this.options.streamKey, this.options.group, ...ids);
-        this.acked += ids.length;
-        this.scheduleTrim();
-      } catch (error) {
-        // Once stopped, unacknowledged entries stay pending: the next start re-reads them.
-        if (this.aborted || !this.running) return;
-        this.ackQueue = ids.concat(this.ackQueue);
-        this.options.logger.debug?.(`XACK on ${this.options.streamKey} failed: ${(error as Error).message}`);
-        this.scheduleAckFlush(500);
-      }
+      await Promise.all(this.streams.map((stream) => this.flushAcksOf(stream)));
     });
     return this.ackFlushing;
   }
 
+  private async flushAcksOf(stream: ConsumedStream): Promise<void> {
+    if (stream.ackQueue.length === 0) return;
+    const ids = stream.ackQueue;
+    stream.ackQueue = [];
+    try {
+      await this.options.writer().xack(stream.key, this.options.group, ...ids);
+      this.acked += ids.length;
+      this.scheduleTrim(stream);
+    } catch (error) {
+      // Once stopped, unacknowledged entries stay pending: the next start re-reads them.
+      if (this.aborted || !this.running) return;
+      stream.ackQueue = ids.concat(stream.ackQueue);
+      this.options.logger.debug?.(`XACK on ${stream.key} failed: ${(error as Error).message}`);
+      this.scheduleAckFlush(500);
+    }
+  }
+
   /**
-   * Trims the acknowledged history off the stream (XTRIM MINID ~ <oldest entry still needed>),
+   * Trims the acknowledged history off a stream (XTRIM MINID ~ <oldest entry still needed>),
    * so `MAXLEN ~ streamMaxLen` on the producers only ever bites on a real backlog. Entries in
    * flight, awaiting their XACK or not yet read are never trimmed; neither is anything while
    * our own pending entries are being re-read.
    */
-  private scheduleTrim(): void {
-    if (this.trimTimer || this.aborted) return;
-    const delay = Math.max(0, this.lastTrimAt + TRIM_INTERVAL_MS - Date.now());
-    this.trimTimer = setTimeout(() => {
-      this.trimTimer = null;
-      void this.trim();
+  private scheduleTrim(stream: ConsumedStream): void {
+    if (stream.trimTimer || this.aborted) return;
+    const delay = Math.max(0, stream.lastTrimAt + TRIM_INTERVAL_MS - Date.now());
+    stream.trimTimer = setTimeout(() => {
+      stream.trimTimer = null;
+      void this.trim(stream);
     }, delay);
-    this.trimTimer.unref();
+    stream.trimTimer.unref();
   }
 
-  private async trim(): Promise<void> {
-    if (this.pendingCursor !== null || this.lastReadId === null || this.aborted || !this.running) return;
-    this.lastTrimAt = Date.now();
-    let threshold = nextStreamId(this.lastReadId);
-    for (const id of this.inFlight) if (compareStreamIds(id, threshold) < 0) threshold = id;
-    for (const id of this.ackQueue) if (compareStreamIds(id, threshold) < 0) threshold = id;
+  private async trim(stream: ConsumedStream): Promise<void> {
+    const threshold = stream.trimThreshold();
+    if (threshold === null || this.aborted || !this.running) return;
+    stream.lastTrimAt = Date.now();
     try {
-      await this.options.writer().xtrim(this.options.streamKey, 'MINID', '~', threshold);
+      await this.options.writer().xtrim(stream.key, 'MINID', '~', threshold);
     } catch (error) {
-      this.options.logger.debug?.(`XTRIM on ${this.options.streamKey} failed: ${(error as Error).message}`);
+      this.options.logger.debug?.(`XTRIM on ${stream.key} failed: ${(error as Error).message}`);
     }
   }
 
@@ -429,21 +469,4 @@ export class StreamConsumer {
       this.readerId = null;
     }
   }
-}
-
-function parseStreamId(id: string): [number, number] {
-  const dash = id.indexOf('-');
-  return dash === -1 ? [Number(id), 0] : [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
-}
-
-export function compareStreamIds(a: string, b: string): number {
-  const [am, as] = parseStreamId(a);
-  const [bm, bs] = parseStreamId(b);
-  return am !== bm ? am - bm : as - bs;
-}
-
-/** The smallest id after `id` (XTRIM MINID keeps entries >= it). */
-export function nextStreamId(id: string): string {
-  const [ms, seq] = parseStreamId(id);
-  return `${ms}-${seq + 1}`;
 }

@@ -1,14 +1,22 @@
 import type { ClusterMessage } from '../cluster/envelope.js';
 import type { RedisClient } from './redis-driver.js';
-import { MESSAGE_FIELD } from './redis-keys.js';
+import { MESSAGE_FIELD, type RedisKeys } from './redis-keys.js';
 
 /**
- * What a node inbox entry holds, and how it gets there: one field (`m`) with the JSON message.
+ * What a node's stream entry holds, and how it gets there: one field (`m`) with the JSON message.
  * Appending trims the stream (`MAXLEN ~`) and renews its TTL in the same pipeline, so an
  * inbox nobody reads any more cannot outlive `streamTtlSeconds`.
  */
 
 const KINDS = new Set(['command', 'reply', 'broadcast', 'evict', 'nodeLeft']);
+
+/**
+ * The stream of `nodeId` a message for it goes to: answers (replies to its calls, broadcast
+ * summaries) to its replies stream, which it reads even while its inbox waits on charge points.
+ */
+export function destinationStream(keys: RedisKeys, nodeId: string, message: ClusterMessage): string {
+  return message.kind === 'reply' ? keys.replies(nodeId) : keys.stream(nodeId);
+}
 
 export function encodeMessage(message: ClusterMessage): string {
   return JSON.stringify(message);
@@ -84,18 +92,32 @@ export interface StreamEntry {
 }
 
 /**
- * Entries of an XREAD/XREADGROUP reply for one stream. Accepts the RESP2 shape
- * `[[key, entries]]`, the flattened RESP3 map `[key, entries]` and a RESP3 object `{ key: entries }`.
+ * Entries of an XREAD/XREADGROUP reply for one stream (the first one the reply names). Accepts
+ * the RESP2 shape `[[key, entries]]`, the flattened RESP3 map `[key, entries]` and a RESP3
+ * object `{ key: entries }`.
  */
 export function entriesOf(reply: unknown): StreamEntry[] {
-  if (reply === null || reply === undefined) return [];
-  let entries: unknown;
+  for (const entries of entriesByStream(reply).values()) return entries;
+  return [];
+}
+
+/** Entries of an XREAD/XREADGROUP reply by stream key (the shapes of {@link entriesOf}). */
+export function entriesByStream(reply: unknown): Map<string, StreamEntry[]> {
+  const byStream = new Map<string, StreamEntry[]>();
+  if (reply === null || reply === undefined) return byStream;
   if (Array.isArray(reply)) {
-    if (reply.length === 0) return [];
-    entries = Array.isArray(reply[0]) ? (reply[0] as unknown[])[1] : reply[1];
+    if (Array.isArray(reply[0])) {
+      for (const item of reply as unknown[][]) byStream.set(String(item[0]), toEntries(item[1]));
+    } else {
+      for (let i = 0; i + 1 < reply.length; i += 2) byStream.set(String(reply[i]), toEntries(reply[i + 1]));
+    }
   } else if (typeof reply === 'object') {
-    entries = Object.values(reply as Record<string, unknown>)[0];
+    for (const [key, entries] of Object.entries(reply as Record<string, unknown>)) byStream.set(key, toEntries(entries));
   }
+  return byStream;
+}
+
+function toEntries(entries: unknown): StreamEntry[] {
   if (!Array.isArray(entries)) return [];
   return entries.map((entry) => {
     const [id, fields] = entry as [unknown, unknown];

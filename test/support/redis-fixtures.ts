@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
-import type { ClusterMessage, CommandEnvelope } from '../../lib/cluster/envelope.js';
+import type { ClusterMessage, CommandEnvelope, ReplyEnvelope } from '../../lib/cluster/envelope.js';
 import type { PresenceRecord, PresenceSnapshotSource } from '../../lib/cluster/event-adapter.interface.js';
 import type { ClusterLogger } from '../../lib/cluster/logger.js';
 import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-adapter.js';
@@ -43,8 +43,11 @@ export class Inbox {
   readonly messages: ClusterMessage[] = [];
   /** When set, handlers wait on this before acknowledging. */
   gate: Promise<void> | null = null;
+  /** When set, command handlers never finish (charge points that never answer); replies settle at once, as in the router. */
+  holdCommands = false;
   readonly handler = (message: ClusterMessage): Promise<void> | void => {
     this.messages.push(message);
+    if (this.holdCommands && message.kind === 'command') return new Promise<void>(() => undefined);
     return this.gate ?? undefined;
   };
   ofKind<K extends ClusterMessage['kind']>(kind: K): Array<Extract<ClusterMessage, { kind: K }>> {
@@ -70,6 +73,17 @@ export function command(origin: string, identity: string, overrides: Partial<Com
     deadline: Date.now() + 60_000,
     ...overrides,
   };
+}
+
+/** Answers from `from` to calls `call-0`..`call-<count-1>`, as an owner sends them back. */
+export function replies(from: string, count: number): ReplyEnvelope[] {
+  return Array.from({ length: count }, (_, i) => ({
+    kind: 'reply',
+    id: `call-${i}`,
+    from,
+    identity: `CP${i}`,
+    outcome: { status: 'result', payload: {} },
+  }));
 }
 
 export interface TestNode {

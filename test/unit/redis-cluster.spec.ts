@@ -1,11 +1,11 @@
 import { Cluster, Redis } from 'ioredis';
 import { PresenceStore } from '../../lib/redis/presence-store.js';
-import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
+import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-adapter.js';
 import { RedisConnectionPool } from '../../lib/redis/redis-connection-pool.js';
 import { createDriver } from '../../lib/redis/redis-driver.js';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { PRESENCE_REMOVE_IF_OWNER } from '../../lib/redis/lua-scripts.js';
-import { command, commandCalls, FakeLocalRegistry, Inbox, MemoryLogger } from '../support/redis-fixtures.js';
+import { command, commandCalls, FakeLocalRegistry, Inbox, MemoryLogger, replies } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
 import { waitFor } from '../support/redis-wait.js';
 
@@ -39,7 +39,7 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
 
   const clientsOf = new Map<RedisAdapter, Cluster[]>();
 
-  async function node(nodeId: string, inbox: Inbox): Promise<RedisAdapter> {
+  async function node(nodeId: string, inbox: Inbox, options: Partial<RedisAdapterOptions> = {}): Promise<RedisAdapter> {
     const own = [
       clusterClient({ redisOptions: { connectionName: `${nodeId}-writer` } }),
       clusterClient({ redisOptions: { connectionName: `${nodeId}-subscriber` } }),
@@ -52,6 +52,7 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
       nodeTtlMs: 1500,
       takeoverIntervalMs: 200,
       logger: new MemoryLogger(),
+      ...options,
     });
     adapters.push(adapter);
     clientsOf.set(adapter, own);
@@ -168,5 +169,19 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
     expect(reply.outcome).toEqual({ status: 'notConnected', reason: 'node A died' });
     await waitFor('A removed', async () => (await b.getPresenceBatch(identities)).size === 30);
     expect(await b.isNodeAlive('A')).toBe(false);
+  });
+
+  it('reads inbox and replies in one XREADGROUP (one slot), and the replies alone at maxInFlight', async () => {
+    expect(keySlot(keys.replies('sat-a'))).toBe(keySlot(keys.stream('sat-a')));
+    const held = new Inbox();
+    held.holdCommands = true;
+    const sender = await node('sat-s', new Inbox());
+    await node('sat-a', held, { maxInFlight: 2, readBatchSize: 2 });
+    for (let i = 0; i < 4; i++) await sender.publish('node:sat-a', command('sat-s', `CP${i}`));
+    await waitFor('sat-a holds maxInFlight commands', () => held.ofKind('command').length === 2);
+    const answers = replies('sat-s', 2);
+    for (const answer of answers) await sender.publish('node:sat-a', answer);
+    await waitFor('sat-a got the answers to its own calls', () => held.ofKind('reply').length === answers.length);
+    expect(held.ofKind('command')).toHaveLength(2);
   });
 });

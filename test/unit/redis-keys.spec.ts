@@ -14,6 +14,7 @@ describe('Redis key layout', () => {
   it('uses the documented names under the default prefix', () => {
     expect(keys.alive('n1')).toBe('ocpp-cluster:{n:n1}:alive');
     expect(keys.stream('n1')).toBe('ocpp-cluster:{n:n1}:stream');
+    expect(keys.replies('n1')).toBe('ocpp-cluster:{n:n1}:replies');
     expect(keys.owned('n1')).toBe('ocpp-cluster:{n:n1}:owned');
     expect(keys.takeoverLock('n1')).toBe('ocpp-cluster:{n:n1}:takeover');
     expect(keys.presence('CP-1')).toBe('ocpp-cluster:{p:CP-1}');
@@ -24,7 +25,7 @@ describe('Redis key layout', () => {
 
   it('puts every key of one node in one slot, and a presence entry with its epoch counter', () => {
     for (const node of ['n1', 'node-b', 'host.example.com-4f2a']) {
-      const slots = new Set([keys.alive(node), keys.stream(node), keys.owned(node), keys.takeoverLock(node)].map(keySlot));
+      const slots = new Set([keys.alive(node), keys.stream(node), keys.replies(node), keys.owned(node), keys.takeoverLock(node)].map(keySlot));
       expect(slots.size).toBe(1);
     }
     for (const identity of ['CP-1', 'é-station', 'a'.repeat(48)]) {

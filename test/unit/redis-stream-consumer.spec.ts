@@ -3,7 +3,7 @@ import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { StreamConsumer } from '../../lib/redis/stream-consumer.js';
 import { appendToStream } from '../../lib/redis/stream-publisher.js';
-import { command, gate, MemoryLogger, startNode, type TestNode } from '../support/redis-fixtures.js';
+import { command, gate, MemoryLogger, replies, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/redis-wait.js';
 
@@ -60,6 +60,24 @@ describe('node inbox (stream consumer)', () => {
     expect(metrics).toMatchObject({ received: 50, acked: 50 });
     // Handlers were started in stream order.
     expect(a.inbox.messages.map((message) => (message as { id: string }).id)).toEqual(sent.map((message) => message.id));
+  });
+
+  it('at maxInFlight, with every command held by a handler that never finishes, still reads the replies to its own calls', async () => {
+    const owner = await node('S');
+    const a = await node('A', { readBatchSize: 2, maxInFlight: 2 });
+    a.inbox.holdCommands = true;
+    await owner.adapter.publishBatch(Array.from({ length: 5 }, (_, i) => ({ channel: 'node:A', message: command('S', `CP${i}`) })));
+    await waitFor('A holds maxInFlight commands', () => a.inbox.ofKind('command').length === 2);
+
+    const answers = replies('S', 3);
+    for (const answer of answers) await owner.adapter.publish('node:A', answer);
+    await waitFor('A got the answers to its own calls', () => a.inbox.ofKind('reply').length === answers.length);
+    expect(a.inbox.ofKind('reply')).toEqual(answers);
+    expect(a.inbox.ofKind('command')).toHaveLength(2); // the inbox stayed paused at the limit
+
+    // Replies are acknowledged at once; lag and pending are the commands' alone.
+    await waitFor('replies acknowledged', async () => (await a.adapter.metrics()).pendingMessages === 2);
+    expect(await a.adapter.metrics()).toMatchObject({ pendingMessages: 2, consumerLag: 3, inFlightHandlers: 2 });
   });
 
   it('acknowledges only when the handler settles (a rejected handler is acknowledged and counted)', async () => {
