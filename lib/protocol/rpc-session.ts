@@ -192,7 +192,9 @@ export class RpcSession {
   private readonly handlers: Pick<RpcSessionOptions, 'onCall' | 'onSend' | 'onClose' | 'onProtocolProblem'>;
 
   // Outbound: ids are a random per-session prefix plus a counter, far below 36 characters.
-  private readonly idPrefix = randomBytes(6).toString('base64url');
+  // The prefix is drawn at the first outbound call: most sessions of a reconnect storm make none,
+  // and randomBytes per connection was a measurable part of accepting one.
+  private idPrefix: string | null = null;
   private idCounter = 0;
   private readonly queue: PendingCall[] = [];
   private inFlight: PendingCall | null = null;
@@ -348,6 +350,7 @@ export class RpcSession {
   }
 
   private nextId(): string {
+    this.idPrefix ??= randomBytes(6).toString('base64url');
     return this.idPrefix + (++this.idCounter).toString(36);
   }
 
