@@ -840,8 +840,11 @@ export class OcppClusterNode {
       void replaced.rpc.close(1000, 'replaced by a newer connection');
     }
     connection.claimed = this.claimPresence(connection);
+    // Without a hook, no promise chain per connection (it showed in reconnect storm profiles).
+    const onConnected = this.listeners.onConnected;
+    if (!onConnected) return;
     void Promise.resolve()
-      .then(() => this.listeners.onConnected?.(this.infoOf(connection), connection.session))
+      .then(() => onConnected(this.infoOf(connection), connection.session))
       .catch((error) => this.logger.warn(`connect hook failed for ${info.identity}: ${String(error)}`));
   }
 
@@ -909,9 +912,10 @@ export class OcppClusterNode {
       this.presenceRemovals.add(removal);
     }
     // A socket replaced by a newer connection of the same charge point is not a disconnect.
-    if (!wasCurrent) return;
+    const onDisconnected = this.listeners.onDisconnected;
+    if (!wasCurrent || !onDisconnected) return;
     void Promise.resolve()
-      .then(() => this.listeners.onDisconnected?.({ ...this.infoOf(connection), code, reason }, connection.session))
+      .then(() => onDisconnected({ ...this.infoOf(connection), code, reason }, connection.session))
       .catch((error) => this.logger.warn(`disconnect hook failed for ${connection.identity}: ${String(error)}`));
   }
 

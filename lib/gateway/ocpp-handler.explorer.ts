@@ -17,6 +17,11 @@ export class OcppHandlerExplorer implements OnModuleInit {
   readonly handlers: HandlerRegistry;
   private readonly connected: ConnectedFn[] = [];
   private readonly disconnected: DisconnectedFn[] = [];
+  /**
+   * Given to the node before module init; filled there with only the events some provider
+   * listens to, so that without listeners the node does no hook work per connection.
+   */
+  readonly listeners: ConnectionListeners = {};
   private readonly logger = new Logger('OcppCluster');
 
   constructor(
@@ -45,16 +50,15 @@ export class OcppHandlerExplorer implements OnModuleInit {
         if (event === 'disconnected') this.disconnected.push((method as DisconnectedFn).bind(instance));
       }
     }
-  }
-
-  get listeners(): ConnectionListeners {
-    return {
-      onConnected: async (charger, session) => {
+    if (this.connected.length > 0) {
+      this.listeners.onConnected = async (charger, session) => {
         for (const listener of this.connected) await listener(charger, session);
-      },
-      onDisconnected: async (charger, session) => {
+      };
+    }
+    if (this.disconnected.length > 0) {
+      this.listeners.onDisconnected = async (charger, session) => {
         for (const listener of this.disconnected) await listener(charger, session);
-      },
-    };
+      };
+    }
   }
 }
