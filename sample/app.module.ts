@@ -4,6 +4,7 @@ import { TerminusModule } from '@nestjs/terminus';
 import { OcppClusterModule } from '../lib/index.js';
 import type { OcppClusterOptions } from '../lib/index.js';
 import { ChargersController } from './chargers.controller.js';
+import { ConnectionLog } from './connection-log.js';
 import { HealthController } from './health.controller.js';
 import { MetricsController } from './metrics.controller.js';
 import { StationHandlers } from './station.handlers.js';
@@ -19,7 +20,7 @@ export class AppModule {
         OcppClusterModule.forRootAsync({ useFactory: () => options }),
       ],
       controllers: [ChargersController, HealthController, MetricsController],
-      providers: [StationHandlers],
+      providers: [StationHandlers, ConnectionLog],
     };
   }
 }

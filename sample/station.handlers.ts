@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
-import { Injectable, Logger } from '@nestjs/common';
-import { OcppHandler, OnChargerConnected, OnChargerDisconnected } from '../lib/index.js';
-import type { ChargerInfo, OcppContext } from '../lib/index.js';
+import { Injectable } from '@nestjs/common';
+import { OcppHandler } from '../lib/index.js';
+import type { OcppContext } from '../lib/index.js';
 
 type Payload = Record<string, any>;
 
@@ -11,8 +11,6 @@ const now = (): string => new Date().toISOString();
 /** What a minimal CSMS answers; every reply is valid against the OCA schemas. */
 @Injectable()
 export class StationHandlers {
-  private readonly logger = new Logger('Stations');
-
   @OcppHandler('BootNotification')
   bootNotification(_payload: Payload, _context: OcppContext): Payload {
     return { status: 'Accepted', currentTime: now(), interval: HEARTBEAT_INTERVAL_SECONDS };
@@ -62,15 +60,5 @@ export class StationHandlers {
   @OcppHandler('DataTransfer')
   dataTransfer(payload: Payload): Payload {
     return payload.data === undefined ? { status: 'Accepted' } : { status: 'Accepted', data: payload.data };
-  }
-
-  @OnChargerConnected()
-  connected(charger: ChargerInfo): void {
-    this.logger.log(`${charger.identity} connected (${charger.protocol})`);
-  }
-
-  @OnChargerDisconnected()
-  disconnected(charger: ChargerInfo & { code: number }): void {
-    this.logger.log(`${charger.identity} disconnected (${charger.code})`);
   }
 }

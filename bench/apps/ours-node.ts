@@ -1,10 +1,12 @@
 import 'reflect-metadata';
-import { Injectable, Module } from '@nestjs/common';
+import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { OCPP_CLUSTER_NODE, OcppClusterModule, OcppClusterService, OcppHandler } from '../../lib/index.js';
+import { OCPP_CLUSTER_NODE, OcppClusterModule, OcppClusterService } from '../../lib/index.js';
 import type { OcppClusterNode, OcppClusterOptions } from '../../lib/index.js';
+// The sample's answers (without its connection log: 10,000 log lines would be measured too).
+import { StationHandlers } from '../../sample/station.handlers.js';
 import { runCalls } from './call-runner.js';
 import { announceReady, measureMemory, serveIpc } from './ipc.js';
 
@@ -14,64 +16,6 @@ import { announceReady, measureMemory, serveIpc } from './ipc.js';
  * BENCH_STRICT (1/0), BENCH_RATE_LIMIT (off | default), BENCH_STREAM_MAXLEN (RedisAdapter streamMaxLen),
  * BENCH_BACKLOG (listen backlog).
  */
-
-type Payload = Record<string, any>;
-const now = (): string => new Date().toISOString();
-
-@Injectable()
-class BenchHandlers {
-  private nextTransactionId = 1;
-
-  @OcppHandler('BootNotification')
-  boot(): Payload {
-    return { status: 'Accepted', currentTime: now(), interval: 300 };
-  }
-
-  @OcppHandler('Heartbeat')
-  heartbeat(): Payload {
-    return { currentTime: now() };
-  }
-
-  @OcppHandler('StatusNotification')
-  status(): Payload {
-    return {};
-  }
-
-  @OcppHandler('Authorize', { protocols: ['ocpp1.6'] })
-  authorize16(): Payload {
-    return { idTagInfo: { status: 'Accepted' } };
-  }
-
-  @OcppHandler('Authorize', { protocols: ['ocpp2.0.1', 'ocpp2.1'] })
-  authorize2(): Payload {
-    return { idTokenInfo: { status: 'Accepted' } };
-  }
-
-  @OcppHandler('StartTransaction', { protocols: ['ocpp1.6'] })
-  start(): Payload {
-    return { transactionId: this.nextTransactionId++, idTagInfo: { status: 'Accepted' } };
-  }
-
-  @OcppHandler('StopTransaction', { protocols: ['ocpp1.6'] })
-  stop(): Payload {
-    return { idTagInfo: { status: 'Accepted' } };
-  }
-
-  @OcppHandler('TransactionEvent', { protocols: ['ocpp2.0.1', 'ocpp2.1'] })
-  transactionEvent(): Payload {
-    return {};
-  }
-
-  @OcppHandler('MeterValues')
-  meterValues(): Payload {
-    return {};
-  }
-
-  @OcppHandler('DataTransfer')
-  dataTransfer(): Payload {
-    return { status: 'Accepted' };
-  }
-}
 
 function optionsFromEnv(env: NodeJS.ProcessEnv): OcppClusterOptions {
   return {
@@ -89,7 +33,7 @@ function optionsFromEnv(env: NodeJS.ProcessEnv): OcppClusterOptions {
 async function main(): Promise<void> {
   @Module({
     imports: [OcppClusterModule.forRoot(optionsFromEnv(process.env))],
-    providers: [BenchHandlers],
+    providers: [StationHandlers],
   })
   class BenchAppModule {}
 

@@ -1,39 +1,12 @@
 // Shared by the peer apps (plain ESM so they resolve their packages from bench/node_modules).
-// Same IPC contract and measurements as bench/apps/*.ts.
+// The IPC contract and the call loop are ours, from the build `npm run bench` makes before it
+// starts any app (dist/bench/apps), so every implementation is driven and measured alike.
 import { createServer } from 'node:http';
 import process from 'node:process';
-import { performance } from 'node:perf_hooks';
 import { setImmediate, setTimeout } from 'node:timers';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { runCalls as runCallsOf } from '../../dist/bench/apps/call-runner.js';
 
-export function serveIpc(handlers) {
-  if (!process.send) throw new Error('this bench app runs as a child of the bench driver (IPC channel needed)');
-  process.on('message', (message) => {
-    const handler = handlers[message.type];
-    Promise.resolve()
-      .then(() => {
-        if (!handler) throw new Error(`unknown request ${String(message.type)}`);
-        return handler(message);
-      })
-      .then(
-        (result) => process.send?.({ id: message.id, ok: true, result }),
-        (error) => process.send?.({ id: message.id, ok: false, error: String(error?.stack ?? error) }),
-      );
-  });
-  process.on('disconnect', () => process.exit(0));
-}
-
-export function announceReady(info) {
-  process.send?.({ ready: true, ...info });
-}
-
-export async function measureMemory() {
-  for (let i = 0; i < 3; i++) {
-    globalThis.gc?.();
-    await sleep(100);
-  }
-  return process.memoryUsage();
-}
+export { announceReady, measureMemory, serveIpc } from '../../dist/bench/apps/ipc.js';
 
 export const now = () => new Date().toISOString();
 
@@ -53,7 +26,7 @@ export function listenWithBacklog(onUpgrade) {
   });
 }
 
-/** The answers every bench CSMS gives (the same as bench/apps/ours-node.ts). */
+/** The answers every bench CSMS gives (ours gives the sample's, sample/station.handlers.ts: the same for what the stations send). */
 export function replyFor(action, protocol) {
   switch (action) {
     case 'BootNotification':
@@ -71,54 +44,16 @@ export function replyFor(action, protocol) {
 
 export const HANDLED_ACTIONS = ['BootNotification', 'Heartbeat', 'StatusNotification', 'Authorize', 'MeterValues', 'DataTransfer'];
 
-function summary(values, count) {
-  const sorted = values.slice(0, count).sort();
-  const at = (q) => (count === 0 ? 0 : sorted[Math.min(count - 1, Math.floor(q * count))]);
-  let sum = 0;
-  for (let i = 0; i < count; i++) sum += sorted[i];
-  return { count, mean: count ? sum / count : 0, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: count ? sorted[count - 1] : 0 };
-}
-
-async function phase(send, options, count) {
-  const latencies = new Float64Array(count);
-  let recorded = 0;
-  let issued = 0;
-  let errors = 0;
-  const errorKinds = {};
-  const startedAt = performance.now();
-  const worker = async (index) => {
-    const identity = options.identities[index % options.identities.length];
-    while (issued < count) {
-      issued++;
-      const sentAt = performance.now();
-      try {
-        const reply = await send(identity);
-        if (reply === undefined) throw Object.assign(new Error('no reply'), { code: 'NoReply' });
-        latencies[recorded++] = performance.now() - sentAt;
-      } catch (error) {
-        errors++;
-        const kind = String(error?.code ?? error?.name ?? error);
-        errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: options.concurrency }, (_, i) => worker(i)));
-  const durationMs = performance.now() - startedAt;
-  return {
-    calls: count,
-    ok: recorded,
-    errors,
-    errorKinds,
-    durationMs,
-    callsPerSecond: (recorded / durationMs) * 1000,
-    latencyMs: summary(latencies, recorded),
-  };
-}
-
-/** Same loop as bench/apps/call-runner.ts: worker i targets identities[i % n]. */
-export async function runCalls(send, options) {
-  if (options.warmup > 0) await phase(send, options, options.warmup);
-  return phase(send, options, options.total);
+/**
+ * bench/apps/call-runner.ts's loop, for a peer whose send resolves undefined when it got no reply
+ * (ocpp-ws-io's safeSend): that counts as an error ("NoReply"), not as a latency.
+ */
+export function runCalls(send, options) {
+  return runCallsOf(async (identity) => {
+    const reply = await send(identity);
+    if (reply === undefined) throw Object.assign(new Error('no reply'), { code: 'NoReply' });
+    return reply;
+  }, options);
 }
 
 export async function stopAndExit(close) {

@@ -212,9 +212,12 @@ export class OcppClusterNode {
   acceptance(): { ok: true } | { ok: false; status: number; reason: string } {
     if (this.stopping) return { ok: false, status: 503, reason: 'shutting down' };
     if (this.drainPromise) return { ok: false, status: 503, reason: 'draining' };
-    if (this.options.refuseUpgradesWhileTransportDown && !this.adapter.isHealthy()) {
-      const issue = this.adapter.healthIssue?.();
-      return { ok: false, status: 503, reason: issue ? `cluster transport unavailable (${issue})` : 'cluster transport unavailable' };
+    if (this.options.refuseUpgradesWhileTransportDown) {
+      // One check: healthIssue() where the adapter says why, isHealthy() where it cannot.
+      const issue = this.adapter.healthIssue ? this.adapter.healthIssue() : this.adapter.isHealthy() ? null : '';
+      if (issue !== null) {
+        return { ok: false, status: 503, reason: issue ? `cluster transport unavailable (${issue})` : 'cluster transport unavailable' };
+      }
     }
     return { ok: true };
   }
@@ -223,11 +226,10 @@ export class OcppClusterNode {
   private acceptanceForUpgrade(): ReturnType<OcppClusterNode['acceptance']> {
     const verdict = this.acceptance();
     const refusal = verdict.ok ? null : verdict.reason;
-    if (refusal !== this.lastRefusal) {
-      if (refusal !== null) this.logger.warn(`refusing new charge points with ${verdict.ok ? 0 : verdict.status}: ${refusal}`);
-      else this.logger.log('accepting new charge points again');
-      this.lastRefusal = refusal;
-    }
+    if (refusal === this.lastRefusal) return verdict;
+    this.lastRefusal = refusal;
+    if (!verdict.ok) this.logger.warn(`refusing new charge points with ${verdict.status}: ${verdict.reason}`);
+    else this.logger.log('accepting new charge points again');
     return verdict;
   }
 
@@ -554,14 +556,14 @@ export class OcppClusterNode {
   ): Promise<Record<string, unknown>> {
     const call: RemoteCall = { protocol, action, payload, timeoutMs, deadline };
     const remembered = await this.rememberedOwner(identity);
-    if (remembered && this.acceptsRequest(remembered, call)) return this.sendRemote(remembered, call);
+    if (remembered && this.requestProblem(remembered, call) === null) return this.sendRemote(remembered, call);
     let owner = await this.lookupPresence(identity);
     if (owner?.nodeId === this.nodeId && this.drainedIdentities.has(identity)) {
       owner = await this.awaitNewOwner(identity, deadline);
     }
     if (!owner || owner.nodeId === this.nodeId) throw new NotConnectedError(identity);
-    if (protocol && protocol !== owner.protocol) throw new ProtocolMismatchError(identity, protocol, owner.protocol);
-    this.validateRequest(owner.protocol, action, payload);
+    const problem = this.requestProblem(owner, call);
+    if (problem) throw problem;
     this.owners.remember(owner);
     return this.sendRemote(owner, call);
   }
@@ -576,13 +578,13 @@ export class OcppClusterNode {
   }
 
   /**
-   * Whether a remembered owner's connection takes the request as it is. When not, the entry
-   * may describe an older connection (another protocol): presence decides, and the caller's
-   * error comes from there.
+   * Why `owner`'s connection cannot take the request as it is, or null. For a remembered owner
+   * a problem only means the entry may describe an older connection: presence decides then,
+   * and the caller's error comes from there.
    */
-  private acceptsRequest(owner: PresenceRecord, { protocol, action, payload }: RemoteCall): boolean {
-    if (protocol && protocol !== owner.protocol) return false;
-    return !this.validator || !this.validator.validate(owner.protocol, action, 'request', payload);
+  private requestProblem(owner: PresenceRecord, { protocol, action, payload }: RemoteCall): Error | null {
+    if (protocol && protocol !== owner.protocol) return new ProtocolMismatchError(owner.identity, protocol, owner.protocol);
+    return this.requestValidationError(owner.protocol, action, payload);
   }
 
   /** Sends the command to the owner's inbox; settles with the owner's answer. */
@@ -634,9 +636,13 @@ export class OcppClusterNode {
 
   /** Fails fast on the caller's node, before anything crosses the network. */
   private validateRequest(protocol: OcppProtocol | undefined, action: string, payload: Record<string, unknown>): void {
-    if (!this.validator || !protocol) return;
-    const problem = this.validator.validate(protocol, action, 'request', payload);
-    if (problem) throw new OcppValidationError(action, 'request', problem.errorCode, problem.description, problem.details);
+    const error = this.requestValidationError(protocol, action, payload);
+    if (error) throw error;
+  }
+
+  private requestValidationError(protocol: OcppProtocol | undefined, action: string, payload: Record<string, unknown>): OcppValidationError | null {
+    const problem = this.validator && protocol ? this.validator.validate(protocol, action, 'request', payload) : null;
+    return problem ? new OcppValidationError(action, 'request', problem.errorCode, problem.description, problem.details) : null;
   }
 
   // ---------------------------------------------------------------- cluster inbox

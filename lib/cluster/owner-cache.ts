@@ -46,8 +46,4 @@ export class OwnerCache {
   forgetNode(nodeId: string): void {
     for (const [identity, entry] of this.entries) if (entry.record.nodeId === nodeId) this.entries.delete(identity);
   }
-
-  clear(): void {
-    this.entries.clear();
-  }
 }

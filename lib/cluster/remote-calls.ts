@@ -78,9 +78,9 @@ export class RemoteCalls {
   }
 
   private expire(id: string): void {
-    const call = this.pending.get(id);
+    // The sweeper already dropped the deadline's slot: take()'s remove is a no-op here.
+    const call = this.take(id);
     if (!call) return;
-    this.pending.delete(id);
     // No word from the owner: it may have sent the call before the deadline.
     call.reject(new OcppTimeoutError(call.identity, call.action, call.timeoutMs, true));
   }

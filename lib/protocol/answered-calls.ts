@@ -22,8 +22,8 @@ interface AnsweredCall {
   at: number;
 }
 
-export const DEFAULT_ANSWERED_CALLS_TTL_MS = 120_000;
-export const DEFAULT_ANSWERED_CALLS_MAX_ENTRIES = 10_000;
+const DEFAULT_ANSWERED_CALLS_TTL_MS = 120_000;
+const DEFAULT_ANSWERED_CALLS_MAX_ENTRIES = 10_000;
 
 export class AnsweredCalls {
   private readonly ttlMs: number;

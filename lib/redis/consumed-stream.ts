@@ -61,6 +61,10 @@ export class ConsumedStream {
   forget(): void {
     this.ackQueue = [];
     this.handled.clear();
+    this.cancelTrim();
+  }
+
+  cancelTrim(): void {
     if (this.trimTimer) clearTimeout(this.trimTimer);
     this.trimTimer = null;
   }

@@ -174,11 +174,8 @@ export class NodeLiveness {
   }
 
   /** Whether `nodeId` holds its liveness key, asked from Redis now (no cache). */
-  async isAliveNow(nodeId: string): Promise<boolean> {
-    const key = this.options.keys.alive(nodeId);
-    const alive = (await this.options.pool.pick(key).exists(key)) === 1;
-    this.aliveCache.set(nodeId, { alive, at: Date.now() });
-    return alive;
+  isAliveNow(nodeId: string): Promise<boolean> {
+    return this.queryAlive(nodeId);
   }
 
   private async register(): Promise<void> {

@@ -270,10 +270,7 @@ export class NodeTakeover {
     for (let i = 0; i < stale.length; i += STALE_REMOVALS_PER_CHECK) {
       // A node that was only stalled re-registers its sockets when it comes back: leave them.
       if (await liveness.isAliveNow(nodeId)) break;
-      // Issued together so that they share batched script calls.
-      const chunk = stale.slice(i, i + STALE_REMOVALS_PER_CHECK);
-      const outcomes = await Promise.all(chunk.map((record) => presence.remove(record.identity, nodeId, record.epoch)));
-      removed += outcomes.filter(Boolean).length;
+      removed += await presence.removeMany(stale.slice(i, i + STALE_REMOVALS_PER_CHECK), nodeId);
     }
     return removed;
   }

@@ -1,5 +1,6 @@
 import { Cluster } from 'ioredis';
 import type { PresenceRecord } from '../cluster/event-adapter.interface.js';
+import { groupBy } from '../cluster/group-by.js';
 import { isOcppProtocol, type OcppProtocol } from '../protocol/protocol.js';
 import {
   PRESENCE_CLAIM,
@@ -203,6 +204,12 @@ export class PresenceStore {
     return this.writes.add({ kind: 'remove', identity, nodeId, epoch, key }) as Promise<boolean>;
   }
 
+  /** remove() for each record, issued together so they share batched script calls. Returns how many went. */
+  async removeMany(records: readonly PresenceRecord[], nodeId: string): Promise<number> {
+    const outcomes = await Promise.all(records.map((record) => this.remove(record.identity, nodeId, record.epoch)));
+    return outcomes.filter(Boolean).length;
+  }
+
   /** Extends the TTL of the given local connections where they still own their entry. */
   async refresh(records: readonly PresenceRecord[], nodeId: string): Promise<RefreshResult> {
     const result: RefreshResult = { refreshed: 0, missing: [], lost: [] };
@@ -308,9 +315,9 @@ export class PresenceStore {
     kindOf?: (item: T) => string,
   ): Promise<void> {
     if (items.length === 0) return;
-    const byMember = this.pool.size === 1 ? [items] : groupBy(items, (item) => this.pool.indexOf(keyOf(item)));
+    const byMember = groupBy(items, (item) => this.pool.indexOf(keyOf(item)));
     await Promise.all(
-      byMember.map(async (memberItems) => {
+      [...byMember.values()].map(async (memberItems) => {
         const groups = scriptGroups(this.clientFor(keyOf(memberItems[0])), memberItems, keyOf, kindOf);
         const calls = new Map(groups.map((group) => [group, callOf(group)]));
         await this.forEachBatch(groups, (group) => keyOf(group[0]), async (client, batch) => {
@@ -366,7 +373,7 @@ function scriptGroups<T>(
   keyOf: (item: T) => string,
   kindOf?: (item: T) => string,
 ): T[][] {
-  const sameSlot = client instanceof Cluster ? groupBy(items, (item) => keySlot(keyOf(item))) : [items];
+  const sameSlot = client instanceof Cluster ? groupBySlot(items, keyOf).values() : [items];
   const groups: T[][] = [];
   for (const slotItems of sameSlot) {
     for (const run of kindOf ? runsOf(slotItems, kindOf) : [slotItems]) {
@@ -436,18 +443,6 @@ function ownedChanges(requests: readonly WriteRequest[], outcomes: Map<WriteRequ
   return changes;
 }
 
-/** Items grouped by `groupOf`, in input order. */
-function groupBy<T, K>(items: readonly T[], groupOf: (item: T) => K): T[][] {
-  const groups = new Map<K, T[]>();
-  for (const item of items) {
-    const key = groupOf(item);
-    const group = groups.get(key);
-    if (group) group.push(item);
-    else groups.set(key, [item]);
-  }
-  return [...groups.values()];
-}
-
 /** What one identity's share of a {@link PRESENCE_REHYDRATE} reply says. */
 function rehydrateResultOf(record: PresenceRecord, nodeId: string, fields: readonly unknown[]): RehydrateResult {
   const code = Number(fields[0]);
@@ -464,11 +459,12 @@ function rehydrateResultOf(record: PresenceRecord, nodeId: string, fields: reado
  */
 function groupByNode<T>(client: RedisClient, items: readonly T[], keyOf: (item: T) => string): T[][] {
   if (!(client instanceof Cluster)) return [items.slice()];
-  return groupBy(items, (item) => {
+  const byNode = groupBy(items, (item) => {
     const slot = keySlot(keyOf(item));
     const nodes = client.slots[slot];
     return nodes && nodes.length > 0 ? nodes.join(';') : `slot:${slot}`;
   });
+  return [...byNode.values()];
 }
 
 /** ioredis refused a pipeline whose keys it now maps to different nodes. */

@@ -9,6 +9,7 @@ import type {
   PresenceSnapshotSource,
   TransportProbe,
 } from '../cluster/event-adapter.interface.js';
+import { groupBy } from '../cluster/group-by.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { ClusterUnavailableError, InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
@@ -290,9 +291,7 @@ export class RedisAdapter implements EventAdapterInterface {
     await bounded(this.liveness!.release());
     await bounded(
       (async () => {
-        // Issued together so that they share batched script calls.
-        const owned = await this.presence.listOwned(nodeId);
-        await Promise.all(owned.map((record) => this.presence.remove(record.identity, nodeId, record.epoch)));
+        await this.presence.removeMany(await this.presence.listOwned(nodeId), nodeId);
         // Entries that arrived after we stopped reading stay for a survivor's takeover to answer.
         const cleaned = await NODE_CLEANUP.run(
           this.pool.pick(this.keys.stream(nodeId)),
@@ -327,20 +326,13 @@ export class RedisAdapter implements EventAdapterInterface {
 
   /** One MULTI per destination node (messages keep their order per node); broadcasts go through PUBLISH. */
   async publishBatch(messages: ReadonlyArray<{ channel: string; message: ClusterMessage }>): Promise<void> {
-    const byNode = new Map<string, ClusterMessage[]>();
-    const broadcasts: ClusterMessage[] = [];
-    for (const { channel, message } of messages) {
-      if (channel === BROADCAST_CHANNEL) {
-        broadcasts.push(message);
-        continue;
-      }
-      const target = this.targetOf(channel);
-      const list = byNode.get(target);
-      if (list) list.push(message);
-      else byNode.set(target, [message]);
-    }
-    const sends: Promise<unknown>[] = [...byNode].map(([target, list]) => this.sendToNode(target, list));
-    for (const message of broadcasts) sends.push(this.publish(BROADCAST_CHANNEL, message));
+    const broadcasts = messages.filter(({ channel }) => channel === BROADCAST_CHANNEL);
+    const byNode = groupBy(
+      messages.filter(({ channel }) => channel !== BROADCAST_CHANNEL),
+      ({ channel }) => this.targetOf(channel),
+    );
+    const sends: Promise<unknown>[] = [...byNode].map(([target, list]) => this.sendToNode(target, list.map(({ message }) => message)));
+    for (const { message } of broadcasts) sends.push(this.publish(BROADCAST_CHANNEL, message));
     const results = await Promise.allSettled(sends);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw unavailable(failed.reason);
@@ -404,13 +396,7 @@ export class RedisAdapter implements EventAdapterInterface {
    */
   private async sendToNode(target: string, messages: ClusterMessage[]): Promise<void> {
     const client = this.pool.pick(this.keys.stream(target));
-    const byStream = new Map<string, ClusterMessage[]>();
-    for (const message of messages) {
-      const streamKey = destinationStream(this.keys, target, message);
-      const list = byStream.get(streamKey);
-      if (list) list.push(message);
-      else byStream.set(streamKey, [message]);
-    }
+    const byStream = groupBy(messages, (message) => destinationStream(this.keys, target, message));
     try {
       await Promise.all([...byStream].map(([streamKey, list]) => this.appender.append(client, streamKey, list)));
       this.counters.sent += messages.length;

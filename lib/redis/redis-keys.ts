@@ -1,3 +1,4 @@
+import { groupBy } from '../cluster/group-by.js';
 import { InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
 
 /**
@@ -161,12 +162,5 @@ export function keySlot(key: string): number {
 
 /** Groups items by the slot of their key, keeping the input order inside each group. */
 export function groupBySlot<T>(items: readonly T[], keyOf: (item: T) => string): Map<number, T[]> {
-  const groups = new Map<number, T[]>();
-  for (const item of items) {
-    const slot = keySlot(keyOf(item));
-    const group = groups.get(slot);
-    if (group) group.push(item);
-    else groups.set(slot, [item]);
-  }
-  return groups;
+  return groupBy(items, (item) => keySlot(keyOf(item)));
 }

@@ -1,7 +1,6 @@
 import type { ClusterMessage } from '../cluster/envelope.js';
 import type { RedisClient } from './redis-driver.js';
-import { MESSAGE_FIELD } from './redis-keys.js';
-import { appendToStream, encodeMessage, type StreamLimits } from './stream-publisher.js';
+import { appendToStream, batchMaxLen, xaddArgs, type StreamLimits } from './stream-publisher.js';
 
 /**
  * Appends inbox messages so that everything a node writes to Redis in one turn of the event
@@ -20,11 +19,8 @@ export class StreamAppender {
   /** Resolves with the entry ids of `messages`, or rejects when any of them was not appended. */
   append(client: RedisClient, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
     if (!client.options.enableAutoPipelining) return appendToStream(client, streamKey, messages, this.limits);
-    // The cap grows by the call's size, so a batch never trims its own entries.
-    const maxLen = this.limits.maxLen + messages.length - 1;
-    const appended = messages.map((message) =>
-      client.xadd(streamKey, 'MAXLEN', '~', maxLen, '*', MESSAGE_FIELD, encodeMessage(message)),
-    );
+    const maxLen = batchMaxLen(this.limits, messages.length);
+    const appended = messages.map((message) => client.xadd(streamKey, ...xaddArgs(maxLen, message)));
     this.renewTtl(client, streamKey);
     return Promise.all(appended) as Promise<string[]>;
   }

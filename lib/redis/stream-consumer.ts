@@ -148,10 +148,7 @@ export class StreamConsumer {
       await settleWithin(new Promise<void>((resolve) => this.settled.add(resolve)), Math.max(1, deadline - Date.now()));
     }
     await this.flushAcks();
-    for (const stream of this.streams) {
-      if (stream.trimTimer) clearTimeout(stream.trimTimer);
-      stream.trimTimer = null;
-    }
+    for (const stream of this.streams) stream.cancelTrim();
     this.detachReader();
   }
 

@@ -61,6 +61,16 @@ export interface StreamLimits {
  * trims its own entries. A pipeline rather than MULTI: half the commands, and a PEXPIRE that
  * failed alone is redone by the next append or the owner's heartbeat.
  */
+/** The MAXLEN of a batch's XADDs: the cap grows by the batch size, so a batch never trims its own entries. */
+export function batchMaxLen(limits: StreamLimits, batchSize: number): number {
+  return limits.maxLen + batchSize - 1;
+}
+
+/** What follows the key in the XADD of one message. */
+export function xaddArgs(maxLen: number, message: ClusterMessage): ['MAXLEN', '~', number, '*', string, string] {
+  return ['MAXLEN', '~', maxLen, '*', MESSAGE_FIELD, encodeMessage(message)];
+}
+
 export async function appendToStream(
   client: RedisClient,
   streamKey: string,
@@ -69,10 +79,8 @@ export async function appendToStream(
 ): Promise<string[]> {
   if (messages.length === 0) return [];
   const transaction = client.pipeline();
-  const maxLen = limits.maxLen + messages.length - 1;
-  for (const message of messages) {
-    transaction.xadd(streamKey, 'MAXLEN', '~', maxLen, '*', MESSAGE_FIELD, encodeMessage(message));
-  }
+  const maxLen = batchMaxLen(limits, messages.length);
+  for (const message of messages) transaction.xadd(streamKey, ...xaddArgs(maxLen, message));
   transaction.pexpire(streamKey, limits.ttlMs);
   const replies = await transaction.exec();
   if (!replies) throw new Error(`pipeline on ${streamKey} got no replies`);

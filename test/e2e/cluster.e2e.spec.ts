@@ -119,8 +119,8 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
         return client;
       } catch (error) {
         const message = (error as Error).message;
-        const refusals = csms.output.join('').split('\n').filter((line) => /refusing new charge points|accepting new charge points/.test(line));
         if (/Service Unavailable|503/.test(message) && Date.now() < giveUpAt) {
+          const refusals = csms.output.join('').split('\n').filter((line) => /refusing new charge points|accepting new charge points/.test(line));
           console.warn(`${identity}: ${csms.nodeId} answered 503, retrying; its acceptance log:\n${refusals.slice(-5).join('\n')}`);
           await sleep(200);
           continue;

@@ -95,9 +95,12 @@ export interface TestNode {
   logger: MemoryLogger;
 }
 
-/** Builds, connects and subscribes an adapter (inbox and broadcast) the way the router does. */
+/**
+ * Builds, connects and subscribes an adapter (inbox and broadcast) the way the router does.
+ * `url` undefined: the options name the connection (`cluster`, `driver`, your clients).
+ */
 export async function startNode(
-  url: string,
+  url: string | undefined,
   nodeId: string,
   options: Partial<RedisAdapterOptions> = {},
   { subscribe = true }: { subscribe?: boolean } = {},

@@ -6,7 +6,7 @@ import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-ad
 import { createDriver } from '../../lib/redis/redis-driver.js';
 import { appendToStream } from '../../lib/redis/stream-publisher.js';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
-import { command, connectCharger, FakeLocalRegistry, Inbox, MemoryLogger, type TestNode } from '../support/redis-fixtures.js';
+import { command, connectCharger, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle, type RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/redis-wait.js';
 
@@ -85,22 +85,12 @@ describe('RedisAdapter on Redis Cluster (3 masters + 3 replicas)', () => {
   });
 
   async function node(nodeId: string, options: Partial<RedisAdapterOptions> = {}): Promise<TestNode> {
-    const logger = new MemoryLogger();
     // The node TTL must outlast a failover (cluster-node-timeout 1 s + election here).
-    const adapter = new RedisAdapter({
+    const started = await startNode(undefined, nodeId, {
       ...(options.driver ? {} : { cluster: { nodes: cluster.nodes } }),
       nodeTtlMs: 5000,
-      takeoverIntervalMs: 200,
-      logger,
       ...options,
     });
-    const registry = new FakeLocalRegistry(nodeId);
-    const inbox = new Inbox();
-    const broadcasts = new Inbox();
-    await adapter.connect(nodeId, registry);
-    await adapter.subscribe(`node:${nodeId}`, inbox.handler);
-    await adapter.subscribe('broadcast', broadcasts.handler);
-    const started: TestNode = { nodeId, adapter, registry, inbox, broadcasts, logger };
     nodes.push(started);
     return started;
   }

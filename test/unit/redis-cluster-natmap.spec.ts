@@ -1,7 +1,7 @@
 import { createConnection } from 'node:net';
 import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
-import { command, connectCharger, FakeLocalRegistry, Inbox, MemoryLogger, type TestNode } from '../support/redis-fixtures.js';
+import { command, connectCharger, FakeLocalRegistry, MemoryLogger, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { freePort, startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
 import { waitFor } from '../support/redis-wait.js';
 
@@ -41,15 +41,7 @@ describe('ClusterDriver natMap (nodes announce unreachable addresses)', () => {
   });
 
   async function node(nodeId: string, natMap: ConstructorParameters<typeof RedisAdapter>[0]['cluster']): Promise<TestNode> {
-    const logger = new MemoryLogger();
-    const adapter = new RedisAdapter({ cluster: natMap, nodeTtlMs: 5000, takeoverIntervalMs: 200, logger });
-    const registry = new FakeLocalRegistry(nodeId);
-    const inbox = new Inbox();
-    const broadcasts = new Inbox();
-    await adapter.connect(nodeId, registry);
-    await adapter.subscribe(`node:${nodeId}`, inbox.handler);
-    await adapter.subscribe('broadcast', broadcasts.handler);
-    const started: TestNode = { nodeId, adapter, registry, inbox, broadcasts, logger };
+    const started = await startNode(undefined, nodeId, { cluster: natMap, nodeTtlMs: 5000 });
     nodes.push(started);
     return started;
   }
