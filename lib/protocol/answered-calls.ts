@@ -18,6 +18,8 @@ export interface AnsweredCallsOptions {
 
 interface AnsweredCall {
   action: string;
+  /** The request's payload as JSON: a retry repeats it, a rebooted charger reusing the id does not. */
+  request: string;
   reply: string;
   at: number;
 }
@@ -39,18 +41,19 @@ export class AnsweredCalls {
     return this.answers.size;
   }
 
-  /** The reply given to this CALL, when it is a retry of one answered recently (same action). */
-  replayFor(identity: string, id: string, action: string): string | undefined {
+  /** The reply given to this CALL, when it is a retry of one answered recently (same action and payload). */
+  replayFor(identity: string, id: string, action: string, payload: unknown): string | undefined {
     this.expire();
     const answered = this.answers.get(keyOf(identity, id));
-    return answered !== undefined && answered.action === action ? answered.reply : undefined;
+    if (answered === undefined || answered.action !== action) return undefined;
+    return answered.request === JSON.stringify(payload) ? answered.reply : undefined;
   }
 
-  remember(identity: string, id: string, action: string, reply: string): void {
+  remember(identity: string, id: string, action: string, payload: unknown, reply: string): void {
     const key = keyOf(identity, id);
     // Re-inserting keeps the Map in time order.
     this.answers.delete(key);
-    this.answers.set(key, { action, reply, at: this.now() });
+    this.answers.set(key, { action, request: JSON.stringify(payload), reply, at: this.now() });
     while (this.answers.size > this.maxEntries) this.answers.delete(this.answers.keys().next().value!);
   }
 

@@ -16,7 +16,7 @@
  * - A CALLERROR from the charger is surfaced with its code in the negotiated version's
  *   spelling (normalizeErrorCode); a code unknown to the version becomes GenericError.
  * - A handler that returns undefined/null answers `{}`; a non-object answers InternalError.
- * - OCPP 2.1: a CALL whose (identity, id, action) was answered with a CALLRESULT recently is a
+ * - OCPP 2.1: a CALL whose (identity, id, action, payload) was answered with a CALLRESULT recently is a
  *   retry and gets that answer again without running the handler (AnsweredCalls); a failed call
  *   may run again. A CALLRESULT that breaks its schema is answered with CALLRESULTERROR.
  */
@@ -544,7 +544,7 @@ export class RpcSession {
       );
       return;
     }
-    const replay = this.answeredCalls?.replayFor(this.identity, call.id, call.action);
+    const replay = this.answeredCalls?.replayFor(this.identity, call.id, call.action, call.payload);
     if (replay !== undefined) {
       // A 2.1 retry of a CALL we answered: its first answer again, the handler does not run twice.
       this.write(replay);
@@ -567,7 +567,7 @@ export class RpcSession {
     try {
       const result = this.encodeResult(call, await this.handlers.onCall(call));
       // Only results are replayed: a call that failed had no effect, so a retry may run it again.
-      if (result !== null) this.answeredCalls?.remember(this.identity, call.id, call.action, result);
+      if (result !== null) this.answeredCalls?.remember(this.identity, call.id, call.action, call.payload, result);
       reply = result ?? this.internalError(call.id);
     } catch (err) {
       reply = this.encodeFailure(call, err);

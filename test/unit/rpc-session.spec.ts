@@ -568,10 +568,13 @@ describe('RpcSession: OCPP 2.1 SEND and CALLRESULTERROR', () => {
     expect(await charger.next('first answer')).toEqual([3, 't1', { totalCost: 1 }]);
     charger.send([2, 't1', 'TransactionEvent', { eventType: 'Ended' }]);
     expect(await charger.next('answer to the retry')).toEqual([3, 't1', { totalCost: 1 }]);
-    // The same id with another action is a new call, not a retry.
+    // The same id and action with other content is a new call (a charger that rebooted reuses ids).
+    charger.send([2, 't1', 'TransactionEvent', { eventType: 'Started' }]);
+    expect(await charger.next('answer to the other content')).toEqual([3, 't1', { totalCost: 2 }]);
+    // So is the same id with another action.
     charger.send([2, 't1', 'Heartbeat', {}]);
     expect(await charger.next('answer to the new call')).toEqual([3, 't1', heartbeat()]);
-    expect(runs).toEqual(['t1:TransactionEvent', 't1:Heartbeat']);
+    expect(runs).toEqual(['t1:TransactionEvent', 't1:TransactionEvent', 't1:Heartbeat']);
   });
 
   it('runs a retry again when the first attempt failed', async () => {
