@@ -2,6 +2,7 @@ import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { Registry } from 'prom-client';
 import type { EventAdapterInterface } from './cluster/event-adapter.interface.js';
 import type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
+import type { AnsweredCallsOptions } from './protocol/answered-calls.js';
 import type { OcppProtocol } from './protocol/protocol.js';
 import type { PayloadValidatorFn } from './protocol/validator.js';
 import type { RedisAdapterOptions } from './redis/redis-adapter.js';
@@ -57,6 +58,11 @@ export interface OcppClusterOptions {
    * presence for every call). A stale entry costs one forwarding hop, never a lost call.
    */
   ownerCacheMs?: number;
+  /**
+   * OCPP 2.1 retries: how long, and how many bytes of answers (per charge point, per node), a
+   * node keeps to replay to a retried CALL.
+   */
+  retryCache?: AnsweredCallsOptions;
   /** A ready-made transport (RedisAdapter or any defineAdapter object). */
   adapter?: EventAdapterInterface;
   /** Build a RedisAdapter from these options (ignored when `adapter` is given). */
@@ -92,12 +98,13 @@ export interface ResolvedOcppClusterOptions
   extends Required<
     Omit<
       OcppClusterOptions,
-      'port' | 'host' | 'tls' | 'identityPattern' | 'authenticate' | 'maxConnections' | 'adapter' | 'redis' | 'validators' | 'drain' | 'health' | 'metricsRegistry'
+      'port' | 'host' | 'tls' | 'identityPattern' | 'authenticate' | 'maxConnections' | 'adapter' | 'redis' | 'validators' | 'drain' | 'health' | 'metricsRegistry' | 'retryCache'
     >
   > {
   drain: Required<DrainOptions>;
   metricsRegistry?: Registry;
   health: Required<HealthOptions>;
+  retryCache: Required<AnsweredCallsOptions>;
   port?: number;
   host?: string;
   tls?: HttpsServerOptions;

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { InvalidOptionsError } from './protocol/errors.js';
+import { DEFAULT_ANSWERED_CALLS_OPTIONS } from './protocol/answered-calls.js';
 import { isOcppProtocol, SUPPORTED_PROTOCOLS } from './protocol/protocol.js';
 import type { OcppClusterOptions, ResolvedOcppClusterOptions } from './ocpp-cluster.options.js';
 
@@ -45,6 +46,7 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     rateLimit: options.rateLimit ?? { capacity: 100, refillPerSecond: 50 },
     broadcastConcurrency: options.broadcastConcurrency ?? 200,
     ownerCacheMs: options.ownerCacheMs ?? 1_000,
+    retryCache: { ...DEFAULT_ANSWERED_CALLS_OPTIONS, ...options.retryCache },
     adapter: options.adapter,
     redis: options.redis,
     refuseUpgradesWhileTransportDown: options.refuseUpgradesWhileTransportDown ?? true,
@@ -87,6 +89,15 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
   positiveInteger('pingIntervalMs', resolved.pingIntervalMs, { allowZero: true });
   positiveInteger('broadcastConcurrency', resolved.broadcastConcurrency);
   positiveInteger('ownerCacheMs', resolved.ownerCacheMs, { allowZero: true });
+  if (options.retryCache !== undefined && (options.retryCache === null || typeof options.retryCache !== 'object')) {
+    throw new InvalidOptionsError('retryCache', 'must be { ttlMs?, maxBytesPerChargePoint?, maxBytesPerNode? }');
+  }
+  positiveInteger('retryCache.ttlMs', resolved.retryCache.ttlMs);
+  positiveInteger('retryCache.maxBytesPerChargePoint', resolved.retryCache.maxBytesPerChargePoint);
+  positiveInteger('retryCache.maxBytesPerNode', resolved.retryCache.maxBytesPerNode);
+  if (resolved.retryCache.maxBytesPerNode < resolved.retryCache.maxBytesPerChargePoint) {
+    throw new InvalidOptionsError('retryCache.maxBytesPerNode', 'must be at least retryCache.maxBytesPerChargePoint');
+  }
   if (resolved.rateLimit !== false) {
     if (typeof resolved.rateLimit !== 'object' || resolved.rateLimit === null) {
       throw new InvalidOptionsError('rateLimit', 'must be false or { capacity, refillPerSecond }');

@@ -92,6 +92,8 @@ export interface ClusterNodeMetrics {
   redisConsumerLag: { pendingMessages: number; lag: number };
   activeSubscriptions: number;
   adapter: Record<string, number>;
+  /** OCPP 2.1 answers kept for retries, and the bytes counted against `retryCache.maxBytesPerNode`. */
+  retryCache: { entries: number; bytes: number };
 }
 
 /** Forwarding limit when a command's target keeps moving between nodes. */
@@ -105,8 +107,8 @@ export class OcppClusterNode {
   readonly nodeId: string;
   private readonly registry = new LocalRegistry();
   private readonly remoteCalls = new RemoteCalls();
-  /** OCPP 2.1 retries (same message id) get their first answer again, also after a reconnect here. */
-  private readonly answeredCalls = new AnsweredCalls();
+  /** OCPP 2.1 retries (same message id and payload) get their first answer again, also after a reconnect here. */
+  private readonly answeredCalls: AnsweredCalls;
   private readonly owners: OwnerCache;
   private readonly broadcastWaits = new Map<string, { replies: Map<string, BroadcastSummary>; onReply(): void }>();
   private readonly presenceRemovals = new Set<Promise<unknown>>();
@@ -136,6 +138,7 @@ export class OcppClusterNode {
   ) {
     this.nodeId = options.nodeId;
     this.owners = new OwnerCache(options.ownerCacheMs);
+    this.answeredCalls = new AnsweredCalls(options.retryCache);
   }
 
   /** Joins the cluster, then opens the gateway (on `httpServer`, or its own port). Returns the own port if any. */
@@ -197,6 +200,7 @@ export class OcppClusterNode {
     // Bounded: with Redis down these would wait as long as the client retries.
     await settleWithin(Promise.all(this.presenceRemovals), STOP_STEP_TIMEOUT_MS);
     this.remoteCalls.failAll(() => new NodeShuttingDownError());
+    this.answeredCalls.clear();
     await this.leaveCluster();
   }
 
@@ -510,6 +514,7 @@ export class OcppClusterNode {
       redisConsumerLag: { pendingMessages: adapterMetrics.pendingMessages, lag: adapterMetrics.consumerLag },
       activeSubscriptions: adapterMetrics.activeSubscriptions,
       adapter: { ...adapterMetrics },
+      retryCache: { entries: this.answeredCalls.size, bytes: this.answeredCalls.bytes },
     };
   }
 

@@ -17,8 +17,9 @@
  *   spelling (normalizeErrorCode); a code unknown to the version becomes GenericError.
  * - A handler that returns undefined/null answers `{}`; a non-object answers InternalError.
  * - OCPP 2.1: a CALL whose (identity, id, action, payload) was answered with a CALLRESULT recently is a
- *   retry and gets that answer again without running the handler (AnsweredCalls); a failed call
- *   may run again. A CALLRESULT that breaks its schema is answered with CALLRESULTERROR.
+ *   retry and gets that answer again without running the handler (AnsweredCalls: never for a
+ *   BootNotification, nor for what was answered before one); a failed call may run again. A
+ *   CALLRESULT that breaks its schema is answered with CALLRESULTERROR.
  */
 import { randomBytes } from 'node:crypto';
 import type { RawData, WebSocket } from 'ws';
@@ -32,7 +33,7 @@ import {
   parseFrame,
   type ParsedFrame,
 } from './codec.js';
-import { AnsweredCalls } from './answered-calls.js';
+import { AnsweredCalls, type Arrival } from './answered-calls.js';
 import { normalizeErrorCode } from './error-codes.js';
 import {
   ConnectionClosedError,
@@ -100,9 +101,9 @@ export interface RpcSessionOptions {
   /** How long close() waits for the closing handshake before terminating. Default 5000. */
   closeTimeoutMs?: number;
   /**
-   * OCPP 2.1 only: where answers are kept so that a retried CALL (same id and action) gets its
-   * first answer again instead of running the handler twice. Share one across the sessions of a
-   * node so a retry on a new connection is caught too. Default: one per session.
+   * OCPP 2.1 only: where answers are kept so that a retried CALL (same id, action and payload) gets
+   * its first answer again instead of running the handler twice. Share one across the sessions of
+   * a node so a retry on a new connection is caught too. Default: one per session.
    */
   answeredCalls?: AnsweredCalls;
 }
@@ -238,7 +239,7 @@ export class RpcSession {
       onClose: options.onClose,
       onProtocolProblem: options.onProtocolProblem,
     };
-    this.answeredCalls = options.protocol === 'ocpp2.1' ? (options.answeredCalls ?? new AnsweredCalls({ maxEntries: 64 })) : null;
+    this.answeredCalls = options.protocol === 'ocpp2.1' ? (options.answeredCalls ?? new AnsweredCalls()) : null;
     this.bucket = options.rateLimit
       ? new TokenBucket(options.rateLimit.capacity, options.rateLimit.refillPerSecond)
       : null;
@@ -544,10 +545,10 @@ export class RpcSession {
       );
       return;
     }
-    const replay = this.answeredCalls?.replayFor(this.identity, call.id, call.action, call.payload);
-    if (replay !== undefined) {
+    const arrival = this.answeredCalls?.arrive(this.identity, call);
+    if (arrival?.replay !== undefined) {
       // A 2.1 retry of a CALL we answered: its first answer again, the handler does not run twice.
-      this.write(replay);
+      this.write(arrival.replay);
       return;
     }
     if (this.validator !== null) {
@@ -559,15 +560,15 @@ export class RpcSession {
       }
     }
     this.inboundIds.add(call.id);
-    void this.answer(call);
+    void this.answer(call, arrival);
   }
 
-  private async answer(call: InboundCall): Promise<void> {
+  private async answer(call: InboundCall, arrival: Arrival | undefined): Promise<void> {
     let reply: string;
     try {
       const result = this.encodeResult(call, await this.handlers.onCall(call));
       // Only results are replayed: a call that failed had no effect, so a retry may run it again.
-      if (result !== null) this.answeredCalls?.remember(this.identity, call.id, call.action, call.payload, result);
+      if (result !== null && arrival !== undefined) this.answeredCalls?.remember(arrival, result);
       reply = result ?? this.internalError(call.id);
     } catch (err) {
       reply = this.encodeFailure(call, err);
