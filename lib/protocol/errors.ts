@@ -136,6 +136,18 @@ export class ClusterUnavailableError extends OcppClusterError {
   }
 }
 
+/**
+ * This node cannot prove it still holds its lease (its liveness key), so it wrote nothing:
+ * a command read from the cluster transport is never sent once another node may have answered it.
+ */
+export class LeaseLostError extends OcppClusterError {
+  readonly code = 'OCPP_LEASE_LOST';
+  readonly sent = false;
+  constructor(readonly nodeId: string) {
+    super(`node ${JSON.stringify(nodeId)} cannot prove it still holds its lease; nothing was sent`);
+  }
+}
+
 /** The node is draining or shutting down and takes no new work. */
 export class NodeShuttingDownError extends OcppClusterError {
   readonly code = 'OCPP_SHUTTING_DOWN';
