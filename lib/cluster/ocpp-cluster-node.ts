@@ -162,7 +162,7 @@ export class OcppClusterNode {
   }
 
   private async openGateway(httpServer?: HttpServer): Promise<number | undefined> {
-    await this.adapter.subscribe(nodeChannel(this.nodeId), (message) => this.onClusterMessage(message));
+    await this.adapter.subscribe(nodeChannel(this.nodeId), (message, delivery) => this.onClusterMessage(message, delivery));
     await this.adapter.subscribe(BROADCAST_CHANNEL, (message) => this.onClusterMessage(message));
     this.gateway = new OcppWebSocketGateway({
       path: this.options.path,

@@ -27,7 +27,10 @@ export function outcomeFromError(error: unknown): CommandOutcome {
   }
   if (error instanceof OcppTimeoutError) return { status: 'timeout', sent: error.sent };
   if (error instanceof NotConnectedError) return { status: 'notConnected' };
-  if (error instanceof ConnectionClosedError) return { status: 'notConnected', reason: 'connection closed' };
+  if (error instanceof ConnectionClosedError) {
+    // A CALL already written may have been acted on before the socket went: never say "not delivered" then.
+    return error.sent ? { status: 'notConnected', reason: 'connection closed', maybeDelivered: true } : { status: 'notConnected', reason: 'connection closed' };
+  }
   if (error instanceof OcppValidationError) {
     return {
       status: 'validation',

@@ -107,7 +107,12 @@ export class QueueFullError extends OcppClusterError {
 /** The socket closed while the call was queued or in flight. */
 export class ConnectionClosedError extends OcppClusterError {
   readonly code = 'OCPP_CONNECTION_CLOSED';
-  constructor(readonly identity: string, readonly closeCode?: number) {
+  /** `sent`: the CALL had been written to the socket (the charger may have acted on it). */
+  constructor(
+    readonly identity: string,
+    readonly closeCode?: number,
+    readonly sent = false,
+  ) {
     super(`connection of ${identity} closed${closeCode ? ` (${closeCode})` : ''}`);
   }
 }

@@ -715,7 +715,7 @@ export class RpcSession {
 
     const pending = this.inFlight;
     this.inFlight = null;
-    if (pending !== null) pending.reject(new ConnectionClosedError(this.identity, code));
+    if (pending !== null) pending.reject(new ConnectionClosedError(this.identity, code, true));
     for (const queued of this.queue.splice(0)) queued.reject(new ConnectionClosedError(this.identity, code));
     this.backlog.length = 0;
     this.inboundIds.clear();

@@ -133,7 +133,10 @@ export class NodeLiveness {
   /** How long the lease has been held with every heartbeat answered promptly (0 when not held). */
   steadyForMs(): number {
     if (!this.hasLease()) return 0;
-    return Math.max(0, performance.now() - this.steadySince);
+    const now = performance.now();
+    // An answer overdue right now is a stall in progress, whatever the lease still says.
+    if (now - this.lastAnsweredAt > this.intervalMs * 1.5) return 0;
+    return Math.max(0, now - this.steadySince);
   }
 
   private get aliveKey(): string {
