@@ -35,6 +35,8 @@ export type {
   AdapterMetrics,
   PresenceSnapshotSource,
   ClusterMessageHandler,
+  DeliveryInfo,
+  LeaseChange,
   TransportProbe,
 } from './cluster/event-adapter.interface.js';
 export type { ClusterMessage, CommandEnvelope, ReplyEnvelope, CommandOutcome } from './cluster/envelope.js';

@@ -3,6 +3,7 @@ import {
   ClusterUnavailableError,
   ConnectionClosedError,
   InvalidOptionsError,
+  LeaseLostError,
   NodeShuttingDownError,
   NotConnectedError,
   OcppCallError,
@@ -21,7 +22,7 @@ export function httpErrorFor(error: unknown): HttpException {
     );
   }
   if (error instanceof ConnectionClosedError) {
-    return new HttpException({ error: 'NotConnected', message: error.message, maybeDelivered: true }, HttpStatus.NOT_FOUND);
+    return new HttpException({ error: 'NotConnected', message: error.message, maybeDelivered: error.sent }, HttpStatus.NOT_FOUND);
   }
   if (error instanceof OcppTimeoutError) {
     return new HttpException({ error: 'Timeout', message: error.message, sent: error.sent }, HttpStatus.GATEWAY_TIMEOUT);
@@ -56,7 +57,7 @@ export function httpErrorFor(error: unknown): HttpException {
   if (error instanceof QueueFullError) {
     return new HttpException({ error: 'QueueFull', message: error.message }, HttpStatus.TOO_MANY_REQUESTS);
   }
-  if (error instanceof ClusterUnavailableError || error instanceof NodeShuttingDownError) {
+  if (error instanceof ClusterUnavailableError || error instanceof NodeShuttingDownError || error instanceof LeaseLostError) {
     return new HttpException({ error: 'Unavailable', message: error.message }, HttpStatus.SERVICE_UNAVAILABLE);
   }
   if (error instanceof InvalidOptionsError) {

@@ -9,7 +9,7 @@ export interface SampleConfig {
 /**
  * Reads the sample's environment: PORT, OCPP_PATH, OCPP_NODE_ID, REDIS_URL, REDIS_CLUSTER_NODES
  * (`host:port,host:port,...`: a Redis Cluster; it takes precedence over REDIS_URL), OCPP_REDIS_POOL_SIZE,
- * OCPP_NODE_TTL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS, OCPP_LAG_DEGRADED,
+ * OCPP_NODE_TTL_MS, OCPP_TAKEOVER_INTERVAL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS, OCPP_LAG_DEGRADED,
  * OCPP_LAG_DOWN.
  */
 export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SampleConfig {
@@ -28,6 +28,7 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
       poolSize,
       driverFactory: poolSize > 1 ? () => new ClusterDriver({ nodes: clusterNodes, redisOptions }) : undefined,
       nodeTtlMs: env.OCPP_NODE_TTL_MS ? Number(env.OCPP_NODE_TTL_MS) : undefined,
+      takeoverIntervalMs: env.OCPP_TAKEOVER_INTERVAL_MS ? Number(env.OCPP_TAKEOVER_INTERVAL_MS) : undefined,
       redisOptions,
     };
   } else if (env.REDIS_URL) {
@@ -39,6 +40,7 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
       // Extra writers for a pool: messages to one node always take the same one (ordering).
       driverFactory: poolSize > 1 ? () => createDriver({ url }) : undefined,
       nodeTtlMs: env.OCPP_NODE_TTL_MS ? Number(env.OCPP_NODE_TTL_MS) : undefined,
+      takeoverIntervalMs: env.OCPP_TAKEOVER_INTERVAL_MS ? Number(env.OCPP_TAKEOVER_INTERVAL_MS) : undefined,
       // Names the node's connections in CLIENT LIST, so an operator sees who is who.
       redisOptions: env.OCPP_NODE_ID ? { connectionName: `ocpp-cluster:${env.OCPP_NODE_ID}` } : undefined,
     };

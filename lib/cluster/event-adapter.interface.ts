@@ -18,8 +18,29 @@ export interface PresenceClaim {
   previous: PresenceRecord | null;
 }
 
+/** What the transport knows about a delivery. */
+export interface DeliveryInfo {
+  /**
+   * The message was read before, by this node's consumer in an earlier incarnation (a crashed,
+   * restarted or taken-over process): it may have reached the charge point already.
+   */
+  redelivered?: boolean;
+}
+
 /** Resolving the promise acknowledges the message (a stream transport ACKs only then). */
-export type ClusterMessageHandler = (message: ClusterMessage) => void | Promise<void>;
+export type ClusterMessageHandler = (message: ClusterMessage, delivery?: DeliveryInfo) => void | Promise<void>;
+
+/**
+ * What happened to this node's lease (fencing), as told by a transport with leases:
+ * - `suspended`: the node cannot prove it still holds its lease; write nothing it read from the
+ *   transport to a socket until `resumed`.
+ * - `resumed`: the lease is proven again and nobody took the node over meanwhile.
+ * - `fenced`: another node took this one over while its lease had lapsed: what it read before
+ *   was answered by someone else and must never be sent or answered; close the sockets.
+ * - `rejoined`: back in the cluster under a fresh incarnation after `fenced`.
+ * - `lost`: another process holds this node id: stop serving for good.
+ */
+export type LeaseChange = 'suspended' | 'resumed' | 'fenced' | 'rejoined' | 'lost';
 
 export interface AdapterMetrics {
   /** Entries delivered to this node but not acknowledged yet. */
@@ -49,6 +70,8 @@ export interface TransportProbe {
 export interface PresenceSnapshotSource {
   /** This node's live connections (identity, epoch, protocol, connectedAt). */
   localPresence(): PresenceRecord[];
+  /** Told about every change of this node's lease (fencing); see LeaseChange. */
+  onLeaseChange?(change: LeaseChange): void;
 }
 
 /**
@@ -86,6 +109,12 @@ export interface EventAdapterInterface {
   listPresence(): Promise<PresenceRecord[]>;
   /** True while `nodeId` holds its liveness key. */
   isNodeAlive(nodeId: string): Promise<boolean>;
+  /**
+   * Fencing: whether this node can prove, now and without I/O, that it still holds its lease.
+   * Checked before every command read from the transport is written to a socket. A transport
+   * without leases (in memory: one process) leaves it out, which counts as always true.
+   */
+  holdsLease?(): boolean;
 
   /** True while the transport can carry messages (e.g. Redis connected). Cheap: no I/O. */
   isHealthy(): boolean;

@@ -29,8 +29,9 @@ import type {
   EvictEnvelope,
 } from './envelope.js';
 import { BROADCAST_CHANNEL, nodeChannel } from './envelope.js';
-import type { EventAdapterInterface, PresenceRecord } from './event-adapter.interface.js';
+import type { DeliveryInfo, EventAdapterInterface, LeaseChange, PresenceRecord } from './event-adapter.interface.js';
 import type { HandlerRegistry } from './handler-registry.js';
+import { LeaseGuard } from './lease-guard.js';
 import { LocalRegistry } from './local-registry.js';
 import type { LocalConnection } from './local-registry.js';
 import type { ClusterLogger } from './logger.js';
@@ -110,6 +111,7 @@ export class OcppClusterNode {
   /** OCPP 2.1 retries (same message id and payload) get their first answer again, also after a reconnect here. */
   private readonly answeredCalls: AnsweredCalls;
   private readonly owners: OwnerCache;
+  private readonly lease: LeaseGuard;
   private readonly broadcastWaits = new Map<string, { replies: Map<string, BroadcastSummary>; onReply(): void }>();
   private readonly presenceRemovals = new Set<Promise<unknown>>();
   private gateway: OcppWebSocketGateway | null = null;
@@ -139,6 +141,7 @@ export class OcppClusterNode {
     this.nodeId = options.nodeId;
     this.owners = new OwnerCache(options.ownerCacheMs);
     this.answeredCalls = new AnsweredCalls(options.retryCache);
+    this.lease = new LeaseGuard(this.nodeId, adapter);
   }
 
   /** Joins the cluster, then opens the gateway (on `httpServer`, or its own port). Returns the own port if any. */
@@ -149,6 +152,7 @@ export class OcppClusterNode {
     this.knownActions = new Set(this.options.protocols.flatMap((protocol) => this.validator?.actions(protocol) ?? []));
     await this.adapter.connect(this.nodeId, {
       localPresence: () => this.localPresence(),
+      onLeaseChange: (change) => this.onLeaseChange(change),
     });
     // From here on a failure must not leave a half-joined node holding its id (and sockets) alive.
     this.started = true;
@@ -161,7 +165,7 @@ export class OcppClusterNode {
   }
 
   private async openGateway(httpServer?: HttpServer): Promise<number | undefined> {
-    await this.adapter.subscribe(nodeChannel(this.nodeId), (message) => this.onClusterMessage(message));
+    await this.adapter.subscribe(nodeChannel(this.nodeId), (message, delivery) => this.onClusterMessage(message, delivery));
     await this.adapter.subscribe(BROADCAST_CHANNEL, (message) => this.onClusterMessage(message));
     this.gateway = new OcppWebSocketGateway({
       path: this.options.path,
@@ -212,9 +216,26 @@ export class OcppClusterNode {
     return this.drainPromise !== null;
   }
 
+  /**
+   * Liveness: false once this node knows it lost its authority (another process holds its id,
+   * or it was taken over and has not rejoined yet). A lease that merely cannot be proven (Redis
+   * unreachable) keeps the node live: restarting it would not bring Redis back.
+   */
+  liveness(): { live: true } | { live: false; reason: string } {
+    switch (this.lease.state) {
+      case 'lost':
+        return { live: false, reason: 'node id held by another process' };
+      case 'fenced':
+        return { live: false, reason: 'taken over while its lease had lapsed; rejoining' };
+      default:
+        return { live: true };
+    }
+  }
+
   /** Whether the gateway takes new charge points now, and why not. */
   acceptance(): { ok: true } | { ok: false; status: number; reason: string } {
     if (this.stopping) return { ok: false, status: 503, reason: 'shutting down' };
+    if (this.lease.state !== 'held') return { ok: false, status: 503, reason: `lease ${this.lease.state}` };
     if (this.drainPromise) return { ok: false, status: 503, reason: 'draining' };
     if (this.options.refuseUpgradesWhileTransportDown) {
       // One check: healthIssue() where the adapter says why, isHealthy() where it cannot.
@@ -543,12 +564,13 @@ export class OcppClusterNode {
     action: string,
     payload: Record<string, unknown>,
     deadline: number,
+    gate?: CallGate,
   ): Promise<Record<string, unknown>> {
     if (protocol && protocol !== connection.protocol) {
       return Promise.reject(new ProtocolMismatchError(connection.identity, protocol, connection.protocol));
     }
     // The deadline decides; timeoutMs only has to be a valid positive number.
-    return connection.rpc.call(action, payload, { deadline, timeoutMs: Math.max(1, deadline - Date.now()) });
+    return connection.rpc.call(action, payload, { deadline, timeoutMs: Math.max(1, deadline - Date.now()), ...gate });
   }
 
   private async callRemote(
@@ -652,10 +674,10 @@ export class OcppClusterNode {
 
   // ---------------------------------------------------------------- cluster inbox
 
-  private onClusterMessage(message: ClusterMessage): void | Promise<void> {
+  private onClusterMessage(message: ClusterMessage, delivery?: DeliveryInfo): void | Promise<void> {
     switch (message.kind) {
       case 'command':
-        return this.onCommand(message);
+        return delivery?.redelivered ? this.onRedeliveredCommand(message) : this.onCommand(message);
       case 'reply':
         this.counters.remoteReceived++;
         if (message.outcome.status === 'notConnected') this.owners.forget(message.identity);
@@ -678,19 +700,65 @@ export class OcppClusterNode {
    */
   private onCommand(command: CommandEnvelope): Promise<void> {
     this.activeCommands++;
-    const outcome = this.runCommand(command);
+    const incarnation = this.lease.incarnation;
+    const outcome = this.runCommand(command, incarnation);
     return outcome
-      .then((result) => this.reply(command, result))
+      .then((result) => (result.status === 'failed' && result.errorCode === LEASE_LOST_CODE ? this.afterSuspension() : result))
+      .then((result) => (result && this.lease.mayAnswer(incarnation) ? this.reply(command, result) : undefined))
       .finally(() => {
         this.activeCommands--;
       });
   }
 
-  private runCommand(command: CommandEnvelope): Promise<CommandOutcome> {
+  /**
+   * A command an earlier process of this node had read (it crashed, restarted or was taken
+   * over): it may have reached the charge point, so it is answered as such and never sent again.
+   */
+  private onRedeliveredCommand(command: CommandEnvelope): Promise<void> {
+    return this.reply(command, {
+      status: 'notConnected',
+      reason: `node ${this.nodeId} restarted while handling the command`,
+      maybeDelivered: true,
+    });
+  }
+
+  /**
+   * A command refused because the lease could not be proven. Taken back with nobody having
+   * taken the node over: tell the caller it was not sent. Taken over: the survivor answered it.
+   */
+  private async afterSuspension(): Promise<CommandOutcome | null> {
+    const end = await this.lease.suspensionEnd();
+    if (end === 'fenced') return null;
+    return {
+      status: 'failed',
+      errorCode: new ClusterUnavailableError('').code,
+      message: `not sent: node ${this.nodeId} could not prove its lease (Redis stalled or unreachable)`,
+    };
+  }
+
+  private onLeaseChange(change: LeaseChange): void {
+    const state = this.lease.apply(change);
+    if (change === 'suspended') this.logger.warn(`lease suspended: nothing read from the cluster is sent to charge points until it is proven again`);
+    else if (change === 'resumed') this.logger.log('lease proven again; serving commands');
+    else if (change === 'rejoined') this.logger.log('rejoined the cluster under a fresh lease');
+    if (change !== 'fenced' && change !== 'lost') return;
+    this.logger.error(
+      state === 'lost'
+        ? 'another process holds this node id: closing every charge point socket (1012); this node is not live'
+        : 'this node was taken over while its lease had lapsed: closing every charge point socket (1012) so they reconnect to live nodes',
+    );
+    this.owners.clear();
+    for (const connection of this.registry.values()) {
+      void connection.rpc.close(1012, 'service restart').catch(() => undefined);
+    }
+  }
+
+  private runCommand(command: CommandEnvelope, incarnation: number): Promise<CommandOutcome> {
     if (Date.now() >= command.deadline) return Promise.resolve({ status: 'timeout', sent: false });
     const connection = this.servingConnection(command.identity);
-    if (!connection) return this.forwardOrGiveUp(command);
+    if (!connection) return this.forwardOrGiveUp(command, incarnation);
     if (command.fireAndForget) {
+      if (!this.lease.mayWrite(incarnation)) return Promise.resolve(outcomeFromError(this.lease.refusal()));
       try {
         connection.rpc.sendMessage(command.action, command.payload);
         return Promise.resolve({ status: 'result', payload: {} });
@@ -698,22 +766,37 @@ export class OcppClusterNode {
         return Promise.resolve(outcomeFromError(error));
       }
     }
-    return this.callLocal(connection, command.protocol, command.action, command.payload, command.deadline).then(
+    return this.callLocal(connection, command.protocol, command.action, command.payload, command.deadline, this.gateFor(incarnation)).then(
       (payload): CommandOutcome => ({ status: 'result', payload }),
       (error): CommandOutcome => outcomeFromError(error),
     );
   }
 
+  /** Writing a command read in `incarnation` to a socket is allowed only while the lease is proven. */
+  private gateFor(incarnation: number): CallGate {
+    return { mayWrite: () => this.lease.mayWrite(incarnation), refusal: () => this.lease.refusal() };
+  }
+
   /** The charge point moved after the caller looked it up: follow it while the deadline allows. */
-  private async forwardOrGiveUp(command: CommandEnvelope): Promise<CommandOutcome> {
+  private async forwardOrGiveUp(command: CommandEnvelope, incarnation: number): Promise<CommandOutcome> {
     const hops = command.hops ?? 0;
-    let owner = hops < MAX_HOPS ? await this.adapter.getPresence(command.identity).catch(() => null) : null;
+    let owner: PresenceRecord | null = null;
+    if (hops < MAX_HOPS) {
+      try {
+        owner = await this.adapter.getPresence(command.identity);
+      } catch (error) {
+        // Not knowing where it is is not "not connected".
+        return outcomeFromError(error instanceof OcppClusterError ? error : new ClusterUnavailableError(errorMessage(error)));
+      }
+    }
     if (owner?.nodeId === this.nodeId && this.drainedIdentities.has(command.identity)) {
       owner = await this.awaitNewOwner(command.identity, command.deadline);
     }
     if (!owner || owner.nodeId === this.nodeId || Date.now() >= command.deadline) {
       return { status: 'notConnected' };
     }
+    // Forwarding is a write of what we read: after a takeover its caller was answered already.
+    if (!this.lease.mayWrite(incarnation)) return outcomeFromError(this.lease.refusal());
     try {
       await this.adapter.publish(nodeChannel(owner.nodeId), { ...command, hops: hops + 1 });
       return FORWARDED;
@@ -746,8 +829,9 @@ export class OcppClusterNode {
       (connection) => !message.protocol || connection.protocol === message.protocol,
     );
     this.metricsSink.broadcastFanout(targets.length);
+    const gate = message.origin === this.nodeId ? undefined : this.gateFor(this.lease.incarnation);
     const results = await mapSettledBounded(targets, this.options.broadcastConcurrency, (connection) =>
-      this.callLocal(connection, undefined, message.action, message.payload, message.deadline),
+      this.callLocal(connection, undefined, message.action, message.payload, message.deadline, gate),
     );
     const delivered = results.filter((result) => result.status === 'fulfilled').length;
     const summary = { delivered, failed: results.length - delivered, nodes: 1 };
@@ -977,6 +1061,13 @@ const errorMessage = (error: unknown): string => (error as Error)?.message ?? St
 
 /** How long an owner keeps trying to deliver a reply after the command's deadline. */
 const REPLY_GRACE_MS = 1_000;
+const LEASE_LOST_CODE = 'OCPP_LEASE_LOST';
+
+/** Fencing for one call: checked right before its frame is written. */
+interface CallGate {
+  mayWrite: () => boolean;
+  refusal: () => Error;
+}
 /** Bound on each clean-up step of stop(), so shutdown never hangs on a dead Redis. */
 const STOP_STEP_TIMEOUT_MS = 2_000;
 

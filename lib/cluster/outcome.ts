@@ -1,4 +1,5 @@
 import {
+  ClusterUnavailableError,
   ConnectionClosedError,
   NotConnectedError,
   OcppCallError,
@@ -11,6 +12,7 @@ import {
 } from '../protocol/errors.js';
 
 const QUEUE_FULL_CODE = new QueueFullError('', 0).code;
+const UNAVAILABLE_CODE = new ClusterUnavailableError('').code;
 import type { CommandOutcome } from './envelope.js';
 
 /** Turns what a local call produced into something that can cross to another node. */
@@ -25,7 +27,10 @@ export function outcomeFromError(error: unknown): CommandOutcome {
   }
   if (error instanceof OcppTimeoutError) return { status: 'timeout', sent: error.sent };
   if (error instanceof NotConnectedError) return { status: 'notConnected' };
-  if (error instanceof ConnectionClosedError) return { status: 'notConnected', reason: 'connection closed' };
+  if (error instanceof ConnectionClosedError) {
+    // A CALL already written may have been acted on before the socket went: never say "not delivered" then.
+    return error.sent ? { status: 'notConnected', reason: 'connection closed', maybeDelivered: true } : { status: 'notConnected', reason: 'connection closed' };
+  }
   if (error instanceof OcppValidationError) {
     return {
       status: 'validation',
@@ -61,6 +66,8 @@ export function settleOutcome(
       throw new ProtocolMismatchError(call.identity, call.expectedProtocol ?? 'unknown', outcome.actual);
     case 'failed':
       if (outcome.errorCode === QUEUE_FULL_CODE) throw new QueueFullError(call.identity, outcome.limit ?? 0);
+      // The owner could not tell (or reach) the truth: as unavailable as if Redis were down here.
+      if (outcome.errorCode === UNAVAILABLE_CODE) throw new ClusterUnavailableError(outcome.message);
       throw new RemoteCallFailedError(call.identity, call.action, outcome.errorCode, outcome.message);
   }
 }

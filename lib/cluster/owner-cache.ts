@@ -43,6 +43,11 @@ export class OwnerCache {
     if (entry && entry.record.nodeId !== nodeId) this.entries.delete(identity);
   }
 
+  /** Forgets everything (the node was fenced: what it knew may be stale). */
+  clear(): void {
+    this.entries.clear();
+  }
+
   forgetNode(nodeId: string): void {
     for (const [identity, entry] of this.entries) if (entry.record.nodeId === nodeId) this.entries.delete(identity);
   }

@@ -62,8 +62,15 @@ export class OcppClusterHealthIndicator {
     }
   }
 
-  /** Liveness: this process answers. Never touches Redis, so a Redis blip cannot restart every node. */
+  /**
+   * Liveness: this process answers and has not lost its authority (another process holds its
+   * node id, or it was taken over and has not rejoined yet). Never touches Redis, so a Redis
+   * blip cannot restart every node.
+   */
   isLive(key = 'ocpp-process'): HealthIndicatorResult {
-    return this.health.check(key).up({ nodeId: this.node.nodeId, uptimeSeconds: Math.round(process.uptime()) });
+    const details = { nodeId: this.node.nodeId, uptimeSeconds: Math.round(process.uptime()) };
+    const liveness = this.node.liveness();
+    if (!liveness.live) return this.health.check(key).down({ ...details, reason: liveness.reason });
+    return this.health.check(key).up(details);
   }
 }

@@ -107,7 +107,12 @@ export class QueueFullError extends OcppClusterError {
 /** The socket closed while the call was queued or in flight. */
 export class ConnectionClosedError extends OcppClusterError {
   readonly code = 'OCPP_CONNECTION_CLOSED';
-  constructor(readonly identity: string, readonly closeCode?: number) {
+  /** `sent`: the CALL had been written to the socket (the charger may have acted on it). */
+  constructor(
+    readonly identity: string,
+    readonly closeCode?: number,
+    readonly sent = false,
+  ) {
     super(`connection of ${identity} closed${closeCode ? ` (${closeCode})` : ''}`);
   }
 }
@@ -133,6 +138,18 @@ export class ClusterUnavailableError extends OcppClusterError {
   readonly code = 'OCPP_CLUSTER_UNAVAILABLE';
   constructor(reason: string) {
     super(`cluster transport unavailable: ${reason}`);
+  }
+}
+
+/**
+ * This node cannot prove it still holds its lease (its liveness key), so it wrote nothing:
+ * a command read from the cluster transport is never sent once another node may have answered it.
+ */
+export class LeaseLostError extends OcppClusterError {
+  readonly code = 'OCPP_LEASE_LOST';
+  readonly sent = false;
+  constructor(readonly nodeId: string) {
+    super(`node ${JSON.stringify(nodeId)} cannot prove it still holds its lease; nothing was sent`);
   }
 }
 

@@ -113,6 +113,13 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Absolute epoch ms; the earlier of this and now + timeoutMs applies. */
   deadline?: number;
+  /**
+   * Asked right before the frame is written (the call may wait in the queue for seconds): when
+   * it returns false the call is rejected with `refusal()` and nothing is sent. Fencing uses it.
+   */
+  mayWrite?: () => boolean;
+  /** The error for a call `mayWrite` refused. */
+  refusal?: () => Error;
 }
 
 interface PendingCall {
@@ -120,6 +127,8 @@ interface PendingCall {
   action: string;
   frame: string;
   deadline: number;
+  mayWrite?: () => boolean;
+  refusal?: () => Error;
   /** The time the call was given, for the timeout error. */
   budgetMs: number;
   resolve(payload: Record<string, unknown>): void;
@@ -307,7 +316,17 @@ export class RpcSession {
       return Promise.reject(err);
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ id, action, frame, deadline, budgetMs: deadline - now, resolve, reject });
+      this.queue.push({
+        id,
+        action,
+        frame,
+        deadline,
+        mayWrite: options?.mayWrite,
+        refusal: options?.refusal,
+        budgetMs: deadline - now,
+        resolve,
+        reject,
+      });
       this.pump();
       if (this.queue.length > 0) this.armQueueTimer(deadline);
     });
@@ -363,6 +382,10 @@ export class RpcSession {
       const now = Date.now();
       if (next.deadline <= now) {
         next.reject(new OcppTimeoutError(this.identity, next.action, next.budgetMs, false));
+        continue;
+      }
+      if (next.mayWrite !== undefined && !next.mayWrite()) {
+        next.reject(next.refusal?.() ?? new ConnectionClosedError(this.identity));
         continue;
       }
       this.inFlight = next;
@@ -693,7 +716,7 @@ export class RpcSession {
 
     const pending = this.inFlight;
     this.inFlight = null;
-    if (pending !== null) pending.reject(new ConnectionClosedError(this.identity, code));
+    if (pending !== null) pending.reject(new ConnectionClosedError(this.identity, code, true));
     for (const queued of this.queue.splice(0)) queued.reject(new ConnectionClosedError(this.identity, code));
     this.backlog.length = 0;
     this.inboundIds.clear();

@@ -328,10 +328,40 @@ return 0
   1,
 );
 
+/** LIVENESS_ACQUIRE results. */
+export const LEASE_TAKEN = 1;
+export const LEASE_RESUMED = 2;
+export const LEASE_TAKEN_OVER = 3;
+export const LEASE_HELD_ELSEWHERE = 0;
+
+/**
+ * Takes (or takes back) a node's liveness key, with the fencing record beside it.
+ * KEYS: alive, holder. ARGV: token, ttlMs, holderTtlMs, mode ('fresh': a new process or a new
+ * incarnation; 'resume': take back a key that lapsed, only if nobody took the node over).
+ * Returns { LEASE_TAKEN | LEASE_RESUMED | LEASE_TAKEN_OVER, 0 } or { LEASE_HELD_ELSEWHERE, pttl }.
+ */
+export const LIVENESS_ACQUIRE = new LuaScript(
+  'livenessAcquire',
+  `
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return { 0, redis.call('PTTL', KEYS[1]) } end
+if ARGV[4] == 'resume' then
+  local holder = redis.call('GET', KEYS[2])
+  if holder and holder ~= ARGV[1] then return { 3, 0 } end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+if ARGV[4] == 'resume' then return { 2, 0 } end
+return { 1, 0 }
+`,
+  2,
+);
+
 /**
  * The liveness heartbeat: extends the node's liveness key while we hold it, and with it the
- * node's inbox, owned set and replies stream (so an idle node keeps its consumer groups).
- * KEYS: alive, stream, owned, replies. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs.
+ * fencing record, the node's inbox, owned set and replies stream (so an idle node keeps its
+ * consumer groups).
+ * KEYS: alive, stream, owned, replies, holder. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs, holderTtlMs.
  * Returns 1 refreshed, 0 absent (lapsed or Redis lost it), -1 held by another process.
  */
 export const LIVENESS_REFRESH = new LuaScript(
@@ -344,9 +374,40 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[3])
+redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[5])
 return 1
 `,
-  4,
+  5,
+);
+
+/**
+ * Before a survivor answers anything of a dead node's inbox: marks the node taken over, but
+ * only while its liveness key is absent. A process of that node taking its key back afterwards
+ * then learns it was taken over (LIVENESS_ACQUIRE 'resume' → LEASE_TAKEN_OVER) and never sends
+ * what it had read. KEYS: alive, holder. ARGV: marker, holderTtlMs. Returns 1 marked, 0 alive.
+ */
+export const TAKEOVER_FENCE = new LuaScript(
+  'takeoverFence',
+  `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+`,
+  2,
+);
+
+/** Clean leave: deletes the liveness key and the fencing record while they are ours. KEYS: alive, holder. ARGV: token. */
+export const LIVENESS_RELEASE = new LuaScript(
+  'livenessRelease',
+  `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+  return 1
+end
+return 0
+`,
+  2,
 );
 
 /**

@@ -1,10 +1,38 @@
-import { sleep } from '../cluster/time-bounds.js';
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { ClusterLogger } from '../cluster/logger.js';
+import { sleep } from '../cluster/time-bounds.js';
 import { NodeIdConflictError } from '../protocol/errors.js';
-import { LIVENESS_REFRESH, TOKEN_ACQUIRE, TOKEN_RELEASE } from './lua-scripts.js';
+import {
+  LEASE_HELD_ELSEWHERE,
+  LEASE_RESUMED,
+  LEASE_TAKEN,
+  LEASE_TAKEN_OVER,
+  LIVENESS_ACQUIRE,
+  LIVENESS_REFRESH,
+  LIVENESS_RELEASE,
+} from './lua-scripts.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
 import type { RedisKeys } from './redis-keys.js';
+
+/**
+ * How long the fencing record outlives the liveness key: a process frozen for less than this
+ * learns, when it wakes, whether its node was taken over meanwhile.
+ */
+export const HOLDER_TTL_MS = 24 * 3600_000;
+
+/** What happened to this process's lease. */
+export type LeaseEvent =
+  /** The lease can no longer be proven (no refresh answered in time): serve nothing read from Redis. */
+  | 'suspended'
+  /** The key was still ours, or taken back with nobody having taken the node over: serve again. */
+  | 'resumed'
+  /** A survivor took the node over while the lease had lapsed: what was read before must never be served. */
+  | 'takenOver'
+  /** Another process holds the node id now. */
+  | 'conflict';
+
+export type ResumeResult = 'resumed' | 'takenOver' | 'conflict';
 
 export interface NodeLivenessOptions {
   keys: RedisKeys;
@@ -17,8 +45,8 @@ export interface NodeLivenessOptions {
   /** TTL the heartbeat gives the node's owned-identities index. */
   ownedTtlMs: number;
   logger: ClusterLogger;
-  /** The key lapsed (Redis lost it, or we stalled past the TTL) or another process holds it now. */
-  onLost: (reason: 'lapsed' | 'conflict') => void;
+  /** The lease was lost, taken back, taken over or taken by another process (see LeaseEvent). */
+  onLeaseEvent: (event: LeaseEvent) => void;
   /** How long "is node X alive" answers are reused (default 250 ms). */
   aliveCacheMs?: number;
 }
@@ -28,25 +56,55 @@ export interface NodeLivenessOptions {
  * refreshed every third of it. A second live process with the same node id is refused
  * (`NodeIdConflictError`); a process restarted after a crash waits at most about one TTL for
  * the dead process's key to lapse, then takes the id (and with it the inbox) over.
+ *
+ * Fencing: by its own monotonic clock the node knows until when its key is certainly still its
+ * own (the send time of the last answered refresh + TTL − a margin); {@link hasLease} is checked
+ * before every command read from Redis is written to a socket. When that time passes without a
+ * newer answer the lease is `suspended`; the next heartbeat tries to take the key back, which
+ * works only if no survivor marked the node taken over meanwhile (the `holder` record).
+ * {@link steadyForMs} tells how long Redis has answered this node's heartbeats promptly: a
+ * survivor takes a node over only after a whole TTL of that, so a stall of Redis (which lapses
+ * every key at once) is never taken for a node's death.
  */
 export class NodeLiveness {
-  readonly token = randomUUID();
+  private currentToken = randomUUID();
   private timer: NodeJS.Timeout | null = null;
+  private leaseTimer: NodeJS.Timeout | null = null;
   private running = false;
   private held = false;
+  /** performance.now() until which the key is certainly ours; 0 when not held. */
+  private leaseUntil = 0;
+  /** performance.now() since which every heartbeat was answered promptly. */
+  private steadySince = Infinity;
+  private lastAnsweredAt = 0;
+  private suspended = false;
+  private beating = false;
   private readonly aliveCache = new Map<string, { alive: boolean; at: number }>();
   /** EXISTS queries in flight, one per node: callers arriving meanwhile share it instead of asking again. */
   private readonly aliveQueries = new Map<string, Promise<boolean>>();
   private readonly aliveCacheMs: number;
+  private readonly intervalMs: number;
+  private readonly marginMs: number;
   /** Heartbeats that failed (Redis unreachable). */
   failures = 0;
+  /** Times the lease was suspended / taken over. */
+  suspensions = 0;
+  takenOver = 0;
 
   constructor(private readonly options: NodeLivenessOptions) {
     this.aliveCacheMs = options.aliveCacheMs ?? 250;
+    this.intervalMs = Math.max(50, Math.floor(options.ttlMs / 3));
+    // Covers clock-rate differences between this process and Redis.
+    this.marginMs = Math.max(20, Math.floor(options.ttlMs / 10));
   }
 
   get nodeId(): string {
     return this.options.nodeId;
+  }
+
+  /** This process's token (a new one per incarnation: after being taken over it rejoins under another). */
+  get token(): string {
+    return this.currentToken;
   }
 
   /** True while this process believes it holds the liveness key. */
@@ -54,12 +112,50 @@ export class NodeLiveness {
     return this.held;
   }
 
+  /** True while the lease is lost and not yet taken back. */
+  get isSuspended(): boolean {
+    return this.suspended;
+  }
+
+  /** Whether this process can prove, now, that the node's key is still its own. No I/O. */
+  hasLease(): boolean {
+    return this.held && performance.now() < this.leaseUntil;
+  }
+
+  /**
+   * Whether this node may judge others dead: it holds its lease and Redis has answered it
+   * promptly for a whole TTL, so a lapsed key elsewhere is not a stall of Redis.
+   */
+  isSteady(): boolean {
+    return this.steadyForMs() >= this.options.ttlMs;
+  }
+
+  /** How long the lease has been held with every heartbeat answered promptly (0 when not held). */
+  steadyForMs(): number {
+    if (!this.hasLease()) return 0;
+    const now = performance.now();
+    // An answer overdue right now is a stall in progress, whatever the lease still says.
+    if (now - this.lastAnsweredAt > this.intervalMs * 1.5) return 0;
+    return Math.max(0, now - this.steadySince);
+  }
+
   private get aliveKey(): string {
     return this.options.keys.alive(this.options.nodeId);
   }
 
+  private get holderKey(): string {
+    return this.options.keys.holder(this.options.nodeId);
+  }
+
   private get client() {
     return this.options.pool.pick(this.aliveKey);
+  }
+
+  private runAcquire(mode: 'fresh' | 'resume'): Promise<[number, number]> {
+    const { ttlMs } = this.options;
+    return LIVENESS_ACQUIRE.run(this.client, [this.aliveKey, this.holderKey], [this.currentToken, ttlMs, HOLDER_TTL_MS, mode]) as Promise<
+      [number, number]
+    >;
   }
 
   /**
@@ -74,9 +170,10 @@ export class NodeLiveness {
     let waitBound: number | null = null;
     let lastPttl: number | null = null;
     for (;;) {
-      const [ok, pttl] = (await TOKEN_ACQUIRE.run(this.client, [this.aliveKey], [this.token, ttlMs])) as [number, number];
-      if (ok === 1) {
-        this.held = true;
+      const sentAt = performance.now();
+      const [status, pttl] = await this.runAcquire('fresh');
+      if (status !== LEASE_HELD_ELSEWHERE) {
+        this.granted(sentAt, true);
         await this.register();
         return;
       }
@@ -94,42 +191,75 @@ export class NodeLiveness {
     }
   }
 
-  /** Takes the key again after it lapsed (no waiting). False when another process holds it. */
-  async reacquire(): Promise<boolean> {
-    const [ok] = (await TOKEN_ACQUIRE.run(this.client, [this.aliveKey], [this.token, this.options.ttlMs])) as [number, number];
-    this.held = ok === 1;
-    if (this.held) await this.register();
-    return this.held;
+  /**
+   * Takes the key back after it lapsed (or confirms we hold it), without waiting: `resumed`
+   * when nobody took the node over meanwhile, `takenOver` when a survivor did (nothing read
+   * before may be served; rejoin with {@link renew}), `conflict` when another process holds it.
+   */
+  async reacquire(): Promise<ResumeResult> {
+    const sentAt = performance.now();
+    const [status] = await this.runAcquire('resume');
+    if (status === LEASE_TAKEN || status === LEASE_RESUMED) {
+      this.granted(sentAt, false);
+      await this.register();
+      if (this.suspended) this.emit('resumed');
+      return 'resumed';
+    }
+    this.lose();
+    if (status === LEASE_TAKEN_OVER) {
+      this.takenOver++;
+      this.emit('takenOver');
+      return 'takenOver';
+    }
+    this.emit('conflict');
+    return 'conflict';
+  }
+
+  /** Rejoins under a fresh token (a new incarnation) after being taken over. False when another process holds the id. */
+  async renew(): Promise<boolean> {
+    this.currentToken = randomUUID();
+    const sentAt = performance.now();
+    const [status] = await this.runAcquire('fresh');
+    if (status === LEASE_HELD_ELSEWHERE) return false;
+    this.granted(sentAt, true);
+    this.suspended = false;
+    await this.register();
+    return true;
   }
 
   /** Starts the heartbeat (every ttl/3). */
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.schedule();
+    this.schedule(this.intervalMs);
   }
 
   stop(): void {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.clearLeaseTimer();
   }
 
   /** One heartbeat: 1 refreshed, 0 lapsed, -1 another process holds the key. */
   async refresh(): Promise<number> {
     const { keys, nodeId, ttlMs, streamTtlMs, ownedTtlMs } = this.options;
+    const sentAt = performance.now();
     const result = Number(
       await LIVENESS_REFRESH.run(
         this.client,
-        [this.aliveKey, keys.stream(nodeId), keys.owned(nodeId), keys.replies(nodeId)],
-        [this.token, ttlMs, streamTtlMs, ownedTtlMs],
+        [this.aliveKey, keys.stream(nodeId), keys.owned(nodeId), keys.replies(nodeId), this.holderKey],
+        [this.currentToken, ttlMs, streamTtlMs, ownedTtlMs, HOLDER_TTL_MS],
       ),
     );
     if (result === 1) {
+      this.granted(sentAt, false);
       // Re-registering on every beat heals a registry entry a takeover removed in a race.
       await this.register();
+      // The key was ours all along (a slow answer, not a takeover): nothing was served meanwhile.
+      if (this.suspended && this.hasLease()) this.emit('resumed');
     } else {
-      this.held = false;
+      this.lose();
     }
     return result;
   }
@@ -138,13 +268,74 @@ export class NodeLiveness {
   async release(): Promise<boolean> {
     this.stop();
     this.held = false;
-    return (await TOKEN_RELEASE.run(this.client, [this.aliveKey], [this.token])) === 1;
+    this.leaseUntil = 0;
+    return (await LIVENESS_RELEASE.run(this.client, [this.aliveKey, this.holderKey], [this.currentToken])) === 1;
   }
 
   /** Forgets the key without touching Redis (crash simulation / abort): it lapses on its own. */
   abandon(): void {
     this.stop();
     this.held = false;
+    this.leaseUntil = 0;
+  }
+
+  /** A refresh or acquire sent at `sentAt` was answered: the key is ours until sentAt + TTL (minus the margin). */
+  private granted(sentAt: number, fresh: boolean): void {
+    const now = performance.now();
+    const interval = this.intervalMs;
+    // A slow answer or a long gap between answers means Redis (or this process) stalled: start
+    // counting steadiness again, so a survivor waits a whole TTL before judging anyone dead.
+    const disturbed = fresh || !this.hasLease() || now - sentAt > interval / 2 || now - this.lastAnsweredAt > interval * 2 + interval / 2;
+    this.leaseUntil = Math.max(this.held ? this.leaseUntil : 0, sentAt + this.options.ttlMs - this.marginMs);
+    this.held = true;
+    this.lastAnsweredAt = now;
+    if (disturbed) this.steadySince = now;
+    this.armLeaseTimer();
+  }
+
+  private lose(): void {
+    this.held = false;
+    this.leaseUntil = 0;
+    this.steadySince = Infinity;
+    this.clearLeaseTimer();
+  }
+
+  private emit(event: LeaseEvent): void {
+    if (event === 'suspended') {
+      if (this.suspended) return;
+      this.suspensions++;
+    }
+    // Suspended until taken back; after a takeover or a conflict, until renew() (or for good).
+    this.suspended = event !== 'resumed';
+    this.options.onLeaseEvent(event);
+  }
+
+  /** Fires when the lease runs out without a newer answer (also right after a freeze ends). */
+  private armLeaseTimer(): void {
+    this.clearLeaseTimer();
+    const delay = Math.max(0, this.leaseUntil - performance.now());
+    this.leaseTimer = setTimeout(() => {
+      this.leaseTimer = null;
+      if (this.running && !this.hasLease()) this.onLapsed();
+    }, delay + 1);
+    this.leaseTimer.unref();
+  }
+
+  private clearLeaseTimer(): void {
+    if (this.leaseTimer) clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
+  }
+
+  private onLapsed(): void {
+    this.options.logger.warn(
+      `node ${this.options.nodeId} cannot prove its lease any more: serving nothing read from Redis until it is taken back`,
+    );
+    this.lose();
+    this.emit('suspended');
+    // Try to take it back at once instead of waiting for the next beat (one beat at a time).
+    if (this.beating) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.schedule(0);
   }
 
   /**
@@ -183,23 +374,35 @@ export class NodeLiveness {
     await this.options.pool.pick(keys.registry).zadd(keys.registry, Date.now(), nodeId);
   }
 
-  private schedule(): void {
-    if (!this.running) return;
-    this.timer = setTimeout(() => void this.beat(), Math.max(50, Math.floor(this.options.ttlMs / 3)));
+  private schedule(delayMs: number): void {
+    if (!this.running || this.timer !== null) return;
+    this.timer = setTimeout(() => void this.beat(), delayMs);
     this.timer.unref();
   }
 
   private async beat(): Promise<void> {
+    this.timer = null;
+    this.beating = true;
+    let keepBeating = true;
     try {
-      const result = await this.refresh();
-      if (result === 0 && this.running) this.options.onLost('lapsed');
-      else if (result === -1 && this.running) this.options.onLost('conflict');
+      if (this.suspended) {
+        // Taken over or conflict: whoever owns this liveness decides what comes next.
+        keepBeating = (await this.reacquire()) === 'resumed';
+      } else {
+        const result = await this.refresh();
+        if (result === 0 && this.running) this.emit('suspended');
+        else if (result === -1 && this.running) {
+          this.emit('conflict');
+          keepBeating = false;
+        }
+      }
     } catch (error) {
       this.failures++;
       this.options.logger.debug?.(`liveness heartbeat failed: ${(error as Error).message}`);
     } finally {
-      this.schedule();
+      this.beating = false;
+      // While suspended, try to take the key back soon rather than a third of a TTL later.
+      if (keepBeating) this.schedule(this.suspended ? Math.min(this.intervalMs, 100) : this.intervalMs);
     }
   }
 }
-

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ClusterMessage, CommandEnvelope, CommandOutcome } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
-import { NODE_CLEANUP, TOKEN_ACQUIRE, TOKEN_REFRESH, TOKEN_RELEASE } from './lua-scripts.js';
-import type { NodeLiveness } from './node-liveness.js';
+import { NODE_CLEANUP, TAKEOVER_FENCE, TOKEN_ACQUIRE, TOKEN_REFRESH, TOKEN_RELEASE } from './lua-scripts.js';
+import { HOLDER_TTL_MS, type NodeLiveness } from './node-liveness.js';
 import type { PresenceStore } from './presence-store.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
 import { INBOX_GROUP, type RedisKeys } from './redis-keys.js';
@@ -64,6 +64,11 @@ export interface TakeoverReport {
  *
  * Before every batch the takeover checks that the node is still dead and the lock still ours,
  * and stops otherwise.
+ *
+ * Fencing: a survivor takes over only while its own lease is held and Redis has answered it
+ * promptly for a whole TTL (a stall of Redis lapses every key at once and is no node's death),
+ * and before answering anything it marks the node taken over (only while the node's key is
+ * absent), so the dead node's process, should it wake up, learns that before it serves again.
  */
 export class NodeTakeover {
   private readonly intervalMs: number;
@@ -123,6 +128,7 @@ export class NodeTakeover {
 
   private async scanOnce(): Promise<TakeoverReport[]> {
     const { keys, pool, selfId, liveness } = this.options;
+    if (!liveness.isSteady()) return [];
     const members = await pool.pick(keys.registry).zrange(keys.registry, '0', '-1');
     const reports: TakeoverReport[] = [];
     for (const nodeId of members) {
@@ -147,9 +153,13 @@ export class NodeTakeover {
       // Released by a survivor that just finished: the node left the registry before its lock.
       if ((await pool.pick(keys.registry).zscore(keys.registry, nodeId)) === null) return null;
       const stillOurs = async (): Promise<boolean> =>
+        liveness.isSteady() &&
         !(await liveness.isAliveNow(nodeId)) &&
         (await TOKEN_REFRESH.run(lockClient, [lockKey], [lockToken, this.lockTtlMs])) === 1;
       if (!(await stillOurs())) return null;
+      const marker = `taken-over-by:${this.options.selfId}:${lockToken}`;
+      const fenced = await TAKEOVER_FENCE.run(pool.pick(keys.alive(nodeId)), [keys.alive(nodeId), keys.holder(nodeId)], [marker, HOLDER_TTL_MS]);
+      if (Number(fenced) !== 1) return null;
       logger.warn(`node ${nodeId} is gone (liveness lapsed); taking over its inbox`);
       for (let attempt = 0; attempt < 5; attempt++) {
         if (!(await this.drain(nodeId, report, stillOurs))) return report;

@@ -3,6 +3,7 @@ import { BROADCAST_CHANNEL, nodeIdOfChannel, type ClusterMessage } from '../clus
 import type {
   AdapterMetrics,
   ClusterMessageHandler,
+  DeliveryInfo,
   EventAdapterInterface,
   PresenceClaim,
   PresenceRecord,
@@ -17,7 +18,7 @@ import { Broadcaster } from './broadcaster.js';
 import { ClusterDriver, type ClusterDriverOptions } from './cluster-driver.js';
 import { pingWithin } from './connection-probe.js';
 import { NODE_CLEANUP } from './lua-scripts.js';
-import { NodeLiveness } from './node-liveness.js';
+import { NodeLiveness, type LeaseEvent } from './node-liveness.js';
 import { settleWithin, sleep } from '../cluster/time-bounds.js';
 import { NodeTakeover } from './node-takeover.js';
 import { PresenceStore, type RehydrateResult } from './presence-store.js';
@@ -115,6 +116,8 @@ export class RedisAdapter implements EventAdapterInterface {
   private presenceTimer: NodeJS.Timeout | null = null;
   private removeReconnectListener: () => void = () => undefined;
   private recovering: Promise<void> | null = null;
+  private inboxHandler: ClusterMessageHandler | null = null;
+  private rejoining: Promise<void> | null = null;
   private recoverAgain = false;
   /** Epochs given to local sockets that connected while Redis was unreachable (their own epoch is 0). */
   private readonly adopted = new Map<string, number>();
@@ -127,6 +130,7 @@ export class RedisAdapter implements EventAdapterInterface {
     rehydrateRefused: 0,
     evictsSent: 0,
     presenceRefreshFailures: 0,
+    rejoins: 0,
   };
 
   constructor(options: RedisAdapterOptions) {
@@ -211,7 +215,7 @@ export class RedisAdapter implements EventAdapterInterface {
       streamTtlMs: this.streamTtlMs,
       ownedTtlMs: this.presenceTtlMs,
       logger: this.logger,
-      onLost: (reason) => (reason === 'conflict' ? this.onConflict() : this.scheduleRecover('liveness key lapsed')),
+      onLeaseEvent: (event) => this.onLeaseEvent(event),
     });
     this.liveness = liveness;
     try {
@@ -356,23 +360,33 @@ export class RedisAdapter implements EventAdapterInterface {
       throw new InvalidOptionsError('channel', `a node reads only its own inbox (${channel} is not node:${nodeId})`);
     }
     if (this.consumer) await this.consumer.stop();
-    this.consumer = new StreamConsumer({
+    this.inboxHandler = handler;
+    try {
+      await this.startConsumer(nodeId, handler);
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  private async startConsumer(nodeId: string, handler: ClusterMessageHandler): Promise<void> {
+    const consumer = new StreamConsumer({
       streamKey: this.keys.stream(nodeId),
       repliesKey: this.keys.replies(nodeId),
       group: INBOX_GROUP,
       consumer: nodeId,
       reader: () => this.driver.blocking,
       writer: () => this.pool.pick(this.keys.stream(nodeId)),
-      handler: (message) => handler(message),
+      handler: (message, _entryId, redelivered) => (redelivered ? handler(message, REDELIVERED) : handler(message)),
       logger: this.logger,
       batchSize: this.readBatchSize,
       maxInFlight: this.maxInFlight,
     });
+    this.consumer = consumer;
     try {
-      await this.consumer.start();
+      await consumer.start();
     } catch (error) {
-      this.consumer = null;
-      throw unavailable(error);
+      if (this.consumer === consumer) this.consumer = null;
+      throw error;
     }
   }
 
@@ -429,13 +443,34 @@ export class RedisAdapter implements EventAdapterInterface {
   }
 
   async getPresence(identity: string): Promise<PresenceRecord | null> {
+    let record: PresenceRecord | null;
+    let alive: boolean;
     try {
-      const record = await this.presence.get(identity);
+      record = await this.presence.get(identity);
       if (!record) return null;
-      return (await this.isAlive(record.nodeId)) ? record : null;
+      alive = await this.isAlive(record.nodeId);
     } catch (error) {
       throw unavailable(error);
     }
+    if (alive) return record;
+    this.requireSteady(record.nodeId);
+    return null;
+  }
+
+  /**
+   * A lapsed liveness key means "dead" only when Redis has answered this node promptly for a
+   * whole TTL: a stall of Redis lapses every key at once, and a charge point on a node that is
+   * merely catching up must not be reported definitively not connected.
+   */
+  private requireSteady(nodeId: string): void {
+    const steadyMs = this.liveness?.steadyForMs() ?? Infinity;
+    if (steadyMs < this.nodeTtlMs) {
+      throw new ClusterUnavailableError(`cannot tell whether node ${nodeId} is down: Redis has not answered steadily for a node TTL`);
+    }
+  }
+
+  holdsLease(): boolean {
+    return this.state === 'connected' && this.rejoining === null && (this.liveness?.hasLease() ?? false);
   }
 
   async getPresenceBatch(identities: readonly string[]): Promise<Map<string, PresenceRecord>> {
@@ -515,10 +550,9 @@ export class RedisAdapter implements EventAdapterInterface {
     let backoffMs = 100;
     while (this.state === 'connected') {
       try {
-        if (!(await this.liveness!.reacquire())) {
-          this.onConflict();
-          return;
-        }
+        const lease = await this.liveness!.reacquire();
+        // Taken over or conflict: onLeaseEvent (told by reacquire) handles it.
+        if (lease !== 'resumed') return;
         this.liveness!.start();
         await this.consumer?.resync();
         await this.rehydrate();
@@ -532,16 +566,73 @@ export class RedisAdapter implements EventAdapterInterface {
     }
   }
 
+  private onLeaseEvent(event: LeaseEvent): void {
+    if (this.state !== 'connected') return;
+    switch (event) {
+      case 'suspended':
+        this.source?.onLeaseChange?.('suspended');
+        return;
+      case 'resumed':
+        this.source?.onLeaseChange?.('resumed');
+        // The key may have been lost with Redis's data: re-read the inbox and re-register presence.
+        this.scheduleRecover('liveness key taken back');
+        return;
+      case 'takenOver':
+        this.rejoining ??= this.rejoin().finally(() => {
+          this.rejoining = null;
+        });
+        return;
+      case 'conflict':
+        this.onConflict();
+        return;
+    }
+  }
+
+  /**
+   * A survivor took this node over while its lease had lapsed (it was frozen, or cut off from
+   * Redis): everything read before was answered there. Stop reading at once (nothing more is
+   * acknowledged), let the node drop what it held and close its sockets, then come back under
+   * a fresh token with a new reader, which answers what is left of the old pending entries as
+   * possibly delivered and never sends them.
+   */
+  private async rejoin(): Promise<void> {
+    const nodeId = this.nodeId!;
+    this.logger.error(`node ${nodeId} was taken over while its lease had lapsed; dropping what it read and rejoining`);
+    this.consumer?.abort();
+    this.consumer = null;
+    this.source?.onLeaseChange?.('fenced');
+    let backoffMs = 100;
+    while (this.state === 'connected') {
+      try {
+        if (!(await this.liveness!.renew())) {
+          this.onConflict();
+          return;
+        }
+        this.liveness!.start();
+        if (this.inboxHandler) await this.startConsumer(nodeId, this.inboxHandler);
+        this.counters.rejoins++;
+        this.logger.log(`node ${nodeId} rejoined the cluster under a fresh lease`);
+        this.source?.onLeaseChange?.('rejoined');
+        return;
+      } catch (error) {
+        this.logger.debug?.(`rejoining failed: ${(error as Error).message}`);
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 2000);
+      }
+    }
+  }
+
   /** Another process took our node id while we were cut off: stop acting as this node. */
   private onConflict(): void {
     if (this.state !== 'connected') return;
     this.state = 'conflict';
     this.logger.error(
-      `node id ${this.nodeId} is now held by another process; this node stops reading its inbox and is unhealthy`,
+      `node id ${this.nodeId} is now held by another process; this node stops reading its inbox, closes its sockets and is not live`,
     );
     this.stopTimers();
     void this.takeover?.stop();
     this.consumer?.abort();
+    this.source?.onLeaseChange?.('lost');
   }
 
   /** Re-registers local sockets (see the class comment). Returns what happened to each. */
@@ -722,6 +813,9 @@ export class RedisAdapter implements EventAdapterInterface {
       presenceRehydrateRefused: this.counters.rehydrateRefused,
       evictsSent: this.counters.evictsSent,
       heartbeatFailures: this.liveness?.failures ?? 0,
+      leaseSuspensions: this.liveness?.suspensions ?? 0,
+      leaseTakenOver: this.liveness?.takenOver ?? 0,
+      rejoins: this.counters.rejoins,
       poolSize: this.pool.size,
       healthy: this.isHealthy() ? 1 : 0,
     };
@@ -734,6 +828,8 @@ export class RedisAdapter implements EventAdapterInterface {
     return this.nodeId;
   }
 }
+
+const REDELIVERED: DeliveryInfo = Object.freeze({ redelivered: true });
 
 /** Member 0 of the pool: built from `url` or `cluster`, the user's clients, or the user's driver. */
 function primaryDriver(options: RedisAdapterOptions, logger: ClusterLogger): RedisDriver {

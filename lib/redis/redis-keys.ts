@@ -12,6 +12,7 @@ import { InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
  * | `<prefix>{n:<node>}:replies`        | stream | node          | answers to the node's own calls (group `inbox`)
  * | `<prefix>{n:<node>}:owned`          | set    | node          | identities the node claimed
  * | `<prefix>{n:<node>}:takeover`       | string | node          | lock of the survivor draining it
+ * | `<prefix>{n:<node>}:holder`         | string | node          | token of the process whose lease the node's inbox belongs to (fencing)
  * | `<prefix>{p:<identity>}`            | hash   | identity      | node, epoch, protocol, connectedAt
  * | `<prefix>{p:<identity>}:epoch`      | string | identity      | epoch counter
  * | `<prefix>nodes`                     | zset   | its own       | node registry (score: last refresh)
@@ -114,6 +115,15 @@ export class RedisKeys {
 
   owned(nodeId: string): string {
     return `${this.nodeTag(nodeId)}:owned`;
+  }
+
+  /**
+   * The token of the process the node's inbox belongs to. It outlives the liveness key: a
+   * takeover overwrites it, so a process whose key lapsed can tell a Redis stall (still its
+   * own) from being taken over (someone else's) before it serves anything again.
+   */
+  holder(nodeId: string): string {
+    return `${this.nodeTag(nodeId)}:holder`;
   }
 
   takeoverLock(nodeId: string): string {

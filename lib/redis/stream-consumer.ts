@@ -30,8 +30,12 @@ export interface StreamConsumerOptions {
   reader: () => RedisClient;
   /** The connection for acknowledgements, group creation and metrics. */
   writer: () => RedisClient;
-  /** Settling (resolve or reject) acknowledges the entry. Called in stream order. */
-  handler: (message: ClusterMessage, entryId: string) => void | Promise<void>;
+  /**
+   * Settling (resolve or reject) acknowledges the entry. Called in stream order. `redelivered`:
+   * the entry was read before (it is in this consumer's pending list and not handled by this
+   * reader): an earlier process of the node may have sent it to the charge point already.
+   */
+  handler: (message: ClusterMessage, entryId: string, redelivered: boolean) => void | Promise<void>;
   logger: ClusterLogger;
   /** Entries per read (default 100). */
   batchSize?: number;
@@ -278,7 +282,8 @@ export class StreamConsumer {
       streams.forEach((stream, i) => {
         const entries = byStream.get(stream.key) ?? [];
         stream.advance(cursors[i], entries.at(-1)?.id);
-        for (const entry of entries) this.dispatch(stream, entry);
+        const fromPendingList = cursors[i] !== null;
+        for (const entry of entries) this.dispatch(stream, entry, fromPendingList);
       });
     }
   }
@@ -297,7 +302,7 @@ export class StreamConsumer {
     return reader.xreadgroup(...args);
   }
 
-  private dispatch(stream: ConsumedStream, entry: StreamEntry): void {
+  private dispatch(stream: ConsumedStream, entry: StreamEntry, redelivered: boolean): void {
     if (stream.isKnown(entry.id)) return;
     const message = entry.fields ? decodeEntryFields(entry.fields) : null;
     if (!message) {
@@ -330,7 +335,7 @@ export class StreamConsumer {
     };
     let outcome: void | Promise<void>;
     try {
-      outcome = this.options.handler(message, entry.id);
+      outcome = this.options.handler(message, entry.id, redelivered);
     } catch (error) {
       failed(error);
       return;

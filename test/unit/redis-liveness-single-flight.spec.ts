@@ -27,7 +27,7 @@ describe('NodeLiveness.isAlive: one EXISTS for concurrent callers (real Redis)',
       streamTtlMs: 60_000,
       ownedTtlMs: 60_000,
       logger: new MemoryLogger(),
-      onLost: () => undefined,
+      onLeaseEvent: () => undefined,
       aliveCacheMs,
     });
   }

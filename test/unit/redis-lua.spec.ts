@@ -1,6 +1,13 @@
 import { Redis } from 'ioredis';
 import {
+  LEASE_HELD_ELSEWHERE,
+  LEASE_RESUMED,
+  LEASE_TAKEN,
+  LEASE_TAKEN_OVER,
+  LIVENESS_ACQUIRE,
   LIVENESS_REFRESH,
+  LIVENESS_RELEASE,
+  TAKEOVER_FENCE,
   NODE_CLEANUP,
   PRESENCE_CLAIM,
   PRESENCE_REMOVE_IF_OWNER,
@@ -318,16 +325,45 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
     });
 
     it('the heartbeat extends the node inbox, replies stream and owned index with the liveness key', async () => {
-      const nodeKeys = [keys.alive('A'), keys.stream('A'), keys.owned('A'), keys.replies('A')];
+      const nodeKeys = [keys.alive('A'), keys.stream('A'), keys.owned('A'), keys.replies('A'), keys.holder('A')];
       await TOKEN_ACQUIRE.run(client(), [keys.alive('A')], ['t', 5000]);
       await redis.xadd(keys.stream('A'), '*', 'm', '{}');
       await redis.xadd(keys.replies('A'), '*', 'm', '{}');
       await redis.sadd(keys.owned('A'), 'CP1');
-      expect(await LIVENESS_REFRESH.run(client(), nodeKeys, ['t', 5000, 60_000, 70_000])).toBe(1);
+      expect(await LIVENESS_REFRESH.run(client(), nodeKeys, ['t', 5000, 60_000, 70_000, 80_000])).toBe(1);
       expect(await redis.pttl(keys.stream('A'))).toBeGreaterThan(50_000);
       expect(await redis.pttl(keys.replies('A'))).toBeGreaterThan(50_000);
       expect(await redis.pttl(keys.owned('A'))).toBeGreaterThan(60_000);
-      expect(await LIVENESS_REFRESH.run(client(), nodeKeys, ['other', 5000, 1, 1])).toBe(-1);
+      expect(await redis.get(keys.holder('A'))).toBe('t');
+      expect(await redis.pttl(keys.holder('A'))).toBeGreaterThan(70_000);
+      expect(await LIVENESS_REFRESH.run(client(), nodeKeys, ['other', 5000, 1, 1, 1])).toBe(-1);
+    });
+
+    it('takes a lapsed lease back only when no survivor marked the node taken over meanwhile', async () => {
+      const fencing = [keys.alive('F'), keys.holder('F')];
+      expect(await LIVENESS_ACQUIRE.run(client(), fencing, ['t1', 5000, 60_000, 'fresh'])).toEqual([LEASE_TAKEN, 0]);
+      // Held: a survivor cannot mark it, another token cannot take it.
+      expect(await TAKEOVER_FENCE.run(client(), fencing, ['survivor', 60_000])).toBe(0);
+      const [heldElsewhere, pttl] = (await LIVENESS_ACQUIRE.run(client(), fencing, ['t2', 5000, 60_000, 'fresh'])) as number[];
+      expect(heldElsewhere).toBe(LEASE_HELD_ELSEWHERE);
+      expect(pttl).toBeGreaterThan(0);
+      // Lapsed (a Redis stall): taken back under the same token.
+      await redis.del(keys.alive('F'));
+      expect(await LIVENESS_ACQUIRE.run(client(), fencing, ['t1', 5000, 60_000, 'resume'])).toEqual([LEASE_RESUMED, 0]);
+      // Lapsed and taken over: the old token learns it, a fresh incarnation gets in.
+      await redis.del(keys.alive('F'));
+      expect(await TAKEOVER_FENCE.run(client(), fencing, ['survivor', 60_000])).toBe(1);
+      expect(await LIVENESS_ACQUIRE.run(client(), fencing, ['t1', 5000, 60_000, 'resume'])).toEqual([LEASE_TAKEN_OVER, 0]);
+      expect(await redis.exists(keys.alive('F'))).toBe(0);
+      expect(await LIVENESS_ACQUIRE.run(client(), fencing, ['t3', 5000, 60_000, 'fresh'])).toEqual([LEASE_TAKEN, 0]);
+      expect(await redis.get(keys.holder('F'))).toBe('t3');
+      // Redis lost everything (restart without persistence): nobody took it over, so it resumes.
+      await redis.del(keys.alive('F'), keys.holder('F'));
+      expect(await LIVENESS_ACQUIRE.run(client(), fencing, ['t3', 5000, 60_000, 'resume'])).toEqual([LEASE_RESUMED, 0]);
+      // A clean leave removes both, only for the holder.
+      expect(await LIVENESS_RELEASE.run(client(), fencing, ['t1'])).toBe(0);
+      expect(await LIVENESS_RELEASE.run(client(), fencing, ['t3'])).toBe(1);
+      expect(await redis.exists(keys.alive('F'), keys.holder('F'))).toBe(0);
     });
 
     it('deletes a dead node only when it is still dead and nothing is left unread in its inbox', async () => {

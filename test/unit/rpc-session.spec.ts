@@ -663,8 +663,13 @@ describe('RpcSession: closing', () => {
     const queued = session.call('B', {});
     await charger.next();
     await within(session.close(1001, 'going away'), 'close');
-    expect(await rejection(inFlight, 'A')).toBeInstanceOf(ConnectionClosedError);
-    expect(await rejection(queued, 'B')).toBeInstanceOf(ConnectionClosedError);
+    const inFlightError = await rejection(inFlight, 'A');
+    const queuedError = await rejection(queued, 'B');
+    expect(inFlightError).toBeInstanceOf(ConnectionClosedError);
+    expect(queuedError).toBeInstanceOf(ConnectionClosedError);
+    // The written one may have been acted on; the queued one never left.
+    expect((inFlightError as ConnectionClosedError).sent).toBe(true);
+    expect((queuedError as ConnectionClosedError).sent).toBe(false);
     expect(await within(charger.closed, 'client close')).toEqual({ code: 1001, reason: 'going away' });
     expect(session.isOpen).toBe(false);
     expect(closes).toEqual([[1001, 'going away']]);

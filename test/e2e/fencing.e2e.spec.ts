@@ -1,0 +1,232 @@
+import { Redis } from 'ioredis';
+import { CsmsProcess } from '../support/csms-process.js';
+import { RecordingCharger } from '../support/recording-charger.js';
+import { startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
+import type { RedisServer } from '../support/redis-server.js';
+import { sleep, waitFor, withTimeout } from '../support/wait.js';
+
+/**
+ * Fencing, tried the way a hostile operator would: real sample processes on a real Redis,
+ * frozen with SIGSTOP, killed with SIGKILL, Redis itself stalled with DEBUG SLEEP. Every call
+ * made through a node's HTTP API is recorded with its answer and the time of the answer; every
+ * charger records each command it received and when. The promise under test: a command never
+ * reaches a charger after its caller was told it failed, and an answer that says "not
+ * delivered" is true.
+ */
+
+const NODE_TTL_MS = 1500;
+
+interface CallRecord {
+  tag: string;
+  identity: string;
+  status: number;
+  body: any;
+  answeredAt: number;
+}
+
+describe('fencing (separate node processes, real Redis)', () => {
+  let redis: RedisServer;
+  let admin: Redis;
+  const processes: CsmsProcess[] = [];
+  const chargers: RecordingCharger[] = [];
+  let tagCounter = 0;
+
+  function env(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      REDIS_URL: `redis://127.0.0.1:${redis.port}`,
+      OCPP_NODE_TTL_MS: String(NODE_TTL_MS),
+      OCPP_CALL_TIMEOUT_MS: '20000',
+      OCPP_DRAIN_WINDOW_MS: '200',
+      OCPP_DRAIN_SETTLE_MS: '200',
+      ...extra,
+    };
+  }
+
+  async function node(nodeId: string, extra: Record<string, string> = {}): Promise<CsmsProcess> {
+    const csms = await CsmsProcess.start(nodeId, env(extra));
+    processes.push(csms);
+    return csms;
+  }
+
+  async function charger(csms: CsmsProcess, identity: string, replyDelayMs: number | null): Promise<RecordingCharger> {
+    const client = await RecordingCharger.connect(csms.wsUrl, identity, replyDelayMs);
+    chargers.push(client);
+    return client;
+  }
+
+  /** One DataTransfer through `via`'s HTTP API, tagged so the charger's record can be matched. */
+  async function call(via: CsmsProcess, identity: string, timeoutMs = 20_000): Promise<CallRecord> {
+    const tag = `t${++tagCounter}`;
+    const { status, body } = await via.http(
+      'POST',
+      `/chargers/${encodeURIComponent(identity)}/calls/DataTransfer?timeoutMs=${timeoutMs}`,
+      { vendorId: 'fencing', data: tag },
+    );
+    return { tag, identity, status, body, answeredAt: Date.now() };
+  }
+
+  async function visibleFrom(csms: CsmsProcess, identity: string, nodeId: string): Promise<boolean> {
+    const { status, body } = await csms.http('GET', `/chargers/${encodeURIComponent(identity)}`);
+    return status === 200 && body.nodeId === nodeId;
+  }
+
+  /** Every receipt of a call's tag by any charger, with its time. */
+  function receipts(tag: string): number[] {
+    return chargers.flatMap((client) => client.received.filter((received) => received.payload.data === tag).map((received) => received.at));
+  }
+
+  /** Calls whose answer was broken by what chargers saw: the violations the suite exists to find. */
+  function violations(calls: CallRecord[]): string[] {
+    const found: string[] = [];
+    for (const record of calls) {
+      const seen = receipts(record.tag);
+      if (seen.length > 1) found.push(`${record.tag} reached a charger ${seen.length} times`);
+      if (record.status === 200) continue;
+      const late = seen.filter((at) => at > record.answeredAt);
+      if (late.length > 0) {
+        found.push(`${record.tag} reached ${record.identity} ${late[0] - record.answeredAt} ms after its caller was told ${record.status} ${JSON.stringify(record.body)}`);
+      }
+      const saidNotDelivered =
+        (record.body?.error === 'NotConnected' && record.body.maybeDelivered === false) ||
+        (record.body?.error === 'Timeout' && record.body.sent === false);
+      if (saidNotDelivered && seen.length > 0) {
+        found.push(`${record.tag} reached ${record.identity} although its caller was told it was not delivered: ${JSON.stringify(record.body)}`);
+      }
+    }
+    return found;
+  }
+
+  beforeEach(async () => {
+    redis = await startRedisServer({ args: ['--enable-debug-command', 'yes'] });
+    admin = new Redis(redis.port, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    admin.on('error', () => undefined);
+  }, 30_000);
+
+  afterEach(async () => {
+    for (const client of chargers.splice(0)) client.close();
+    for (const csms of processes.splice(0)) {
+      try {
+        process.kill(csms.pid, 'SIGCONT');
+      } catch {
+        // already gone
+      }
+      await csms.kill9().catch(() => undefined);
+    }
+    admin.disconnect();
+    await stopAllRedisServers();
+  });
+
+  it('a node frozen past its TTL sends nothing its survivor answered; it closes its sockets (1012) and rejoins', async () => {
+    const a = await node('fence-a');
+    const b = await node('fence-b');
+    const identities = Array.from({ length: 10 }, (_, i) => `FZ${i}`);
+    // Slow chargers: commands queue up on node b behind one in-flight call each.
+    const onB = await Promise.all(identities.map((identity) => charger(b, identity, 150)));
+    for (const identity of identities) await waitFor(() => visibleFrom(a, identity, 'fence-b'), `${identity} on fence-b`);
+    const calls = identities.flatMap((identity) => Array.from({ length: 10 }, () => call(a, identity)));
+    await waitFor(() => onB.every((client) => client.received.length > 0), 'every charger to be serving a command');
+    process.kill(b.pid, 'SIGSTOP');
+    await sleep(NODE_TTL_MS * 4);
+    process.kill(b.pid, 'SIGCONT');
+    const records = await withTimeout(Promise.all(calls), 60_000, 'every caller to be answered');
+
+    expect(violations(records)).toEqual([]);
+    const failed = records.filter((record) => record.status !== 200);
+    // The survivor answered what the frozen node held (otherwise this test proved nothing).
+    expect(failed.length).toBeGreaterThan(0);
+    // The frozen node learnt it was taken over: its chargers were told to go elsewhere.
+    const codes = await withTimeout(Promise.all(onB.map((client) => client.closed)), 20_000, 'node b to close its sockets');
+    expect(new Set(codes)).toEqual(new Set([1012]));
+    // ...and it serves again under a fresh lease: a new charger on it is reachable from a.
+    await waitFor(async () => (await b.http('GET', '/health/live')).status === 200, 'fence-b to be live again', { timeoutMs: 20_000 });
+    await waitFor(async () => (await b.http('GET', '/health')).status === 200, 'fence-b to be ready again', { timeoutMs: 20_000 });
+    const back = await charger(b, 'FZ-BACK', 0);
+    await waitFor(() => visibleFrom(a, 'FZ-BACK', 'fence-b'), 'FZ-BACK on fence-b');
+    const after = await call(a, 'FZ-BACK');
+    expect(after.status).toBe(200);
+    expect(back.tags()).toEqual([after.tag]);
+  }, 120_000);
+
+  it('a zombie whose node id another process took closes its sockets and is not live', async () => {
+    const z1 = await node('zombie');
+    const onZ1 = await Promise.all(Array.from({ length: 5 }, (_, i) => charger(z1, `ZB${i}`, 0)));
+    process.kill(z1.pid, 'SIGSTOP');
+    // A replacement with the same id waits for the frozen one's key to lapse, then takes the id.
+    const z2 = await node('zombie');
+    process.kill(z1.pid, 'SIGCONT');
+
+    const codes = await withTimeout(Promise.all(onZ1.map((client) => client.closed)), 20_000, 'the zombie to close its sockets');
+    expect(new Set(codes)).toEqual(new Set([1012]));
+    const live = await z1.http('GET', '/health/live');
+    expect(live.status).toBe(503);
+    expect(JSON.stringify(live.body)).toContain('node id held by another process');
+    expect((await z1.http('GET', '/health')).status).toBe(503);
+    // The chargers can come back on the process that holds the id now, and are reachable.
+    const again = await charger(z2, 'ZB0', 0);
+    const result = await call(z2, 'ZB0');
+    expect(result.status).toBe(200);
+    expect(again.tags()).toEqual([result.tag]);
+  }, 90_000);
+
+  it('a node restarted after kill -9 answers the commands its dead process had read as maybe delivered', async () => {
+    // The caller does not take over (its check runs once a minute): the restarted process answers.
+    const a = await node('restart-a', { OCPP_TAKEOVER_INTERVAL_MS: '60000' });
+    const b = await node('restart-b');
+    const identities = Array.from({ length: 5 }, (_, i) => `RS${i}`);
+    // Silent chargers: what node b read stays in flight, unacknowledged.
+    const onB = await Promise.all(identities.map((identity) => charger(b, identity, null)));
+    for (const identity of identities) await waitFor(() => visibleFrom(a, identity, 'restart-b'), `${identity} on restart-b`);
+    const calls = identities.flatMap((identity) => [call(a, identity), call(a, identity)]);
+    await waitFor(() => onB.every((client) => client.received.length > 0), 'every charger to have received its first command');
+    await b.kill9();
+    await node('restart-b');
+    const records = await withTimeout(Promise.all(calls), 40_000, 'every caller to be answered');
+
+    expect(violations(records)).toEqual([]);
+    for (const record of records) {
+      expect(record.status).toBe(404);
+      // Read by the dead process: it may have reached the charger, and the caller must know.
+      expect(record.body).toMatchObject({ error: 'NotConnected', maybeDelivered: true });
+    }
+  }, 90_000);
+
+  it.each([
+    ['DEBUG SLEEP', (ms: number) => admin.call('DEBUG', 'SLEEP', String(ms / 1000))],
+    ['CLIENT PAUSE WRITE', (ms: number) => admin.call('CLIENT', 'PAUSE', String(ms), 'WRITE').then(() => sleep(ms))],
+  ])('a Redis stall (%s) longer than the node TTL is no node death: no NotConnected for connected chargers, no takeover', async (_kind, stallFor) => {
+    const a = await node('stall-a');
+    const b = await node('stall-b');
+    const identities = Array.from({ length: 10 }, (_, i) => `ST${i}`);
+    const onB = await Promise.all(identities.map((identity) => charger(b, identity, 0)));
+    for (const identity of identities) await waitFor(() => visibleFrom(a, identity, 'stall-b'), `${identity} on stall-b`);
+    // Let both nodes see Redis answer steadily first, as in production.
+    await sleep(NODE_TTL_MS * 2);
+
+    const records: CallRecord[] = [];
+    let calling = true;
+    const loops = identities.map(async (identity) => {
+      while (calling) records.push(await call(a, identity, 8_000));
+    });
+    await sleep(500);
+    await admin.connect();
+    const stall = stallFor(NODE_TTL_MS * 3);
+    await sleep(300);
+    // A burst issued while Redis sleeps: every lookup is answered only after it wakes, when
+    // every liveness key (b's too) has just lapsed.
+    const burst = identities.flatMap((identity) => Array.from({ length: 15 }, () => call(a, identity, 8_000)));
+    await stall;
+    records.push(...(await withTimeout(Promise.all(burst), 30_000, 'the burst to be answered')));
+    await sleep(NODE_TTL_MS * 2);
+    calling = false;
+    await withTimeout(Promise.all(loops), 30_000, 'the call loops to end');
+
+    expect(violations(records)).toEqual([]);
+    const notConnected = records.filter((record) => record.status === 404);
+    expect(notConnected).toEqual([]);
+    for (const record of records) expect([200, 503, 504]).toContain(record.status);
+    // Nobody took node b over: its chargers were never closed, and they are served again.
+    expect(onB.every((client) => client.isOpen)).toBe(true);
+    const after = await call(a, 'ST0');
+    expect(after.status).toBe(200);
+  }, 90_000);
+});
