@@ -1,5 +1,6 @@
 import {
   ConnectionClosedError,
+  InboxFullError,
   NotConnectedError,
   OcppCallError,
   OcppClusterError,
@@ -10,8 +11,10 @@ import {
   RemoteCallFailedError,
 } from '../protocol/errors.js';
 
-const QUEUE_FULL_CODE = new QueueFullError('', 0).code;
 import type { CommandOutcome } from './envelope.js';
+
+const QUEUE_FULL_CODE = new QueueFullError('', 0).code;
+const INBOX_FULL_CODE = new InboxFullError('', 0, 0).code;
 
 /** Turns what a local call produced into something that can cross to another node. */
 export function outcomeFromError(error: unknown): CommandOutcome {
@@ -37,6 +40,9 @@ export function outcomeFromError(error: unknown): CommandOutcome {
   }
   if (error instanceof ProtocolMismatchError) return { status: 'protocolMismatch', actual: error.actual };
   if (error instanceof QueueFullError) return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit };
+  if (error instanceof InboxFullError) {
+    return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit, nodeId: error.nodeId, queued: error.queued };
+  }
   if (error instanceof OcppClusterError) return { status: 'failed', errorCode: error.code, message: error.message };
   return { status: 'failed', errorCode: 'INTERNAL', message: 'internal error on the owning node' };
 }
@@ -61,6 +67,9 @@ export function settleOutcome(
       throw new ProtocolMismatchError(call.identity, call.expectedProtocol ?? 'unknown', outcome.actual);
     case 'failed':
       if (outcome.errorCode === QUEUE_FULL_CODE) throw new QueueFullError(call.identity, outcome.limit ?? 0);
+      if (outcome.errorCode === INBOX_FULL_CODE) {
+        throw new InboxFullError(outcome.nodeId ?? '', outcome.queued ?? outcome.limit ?? 0, outcome.limit ?? 0);
+      }
       throw new RemoteCallFailedError(call.identity, call.action, outcome.errorCode, outcome.message);
   }
 }

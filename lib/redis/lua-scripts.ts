@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from './redis-driver.js';
+import { MESSAGE_FIELD } from './redis-keys.js';
 
 /**
  * The atomic steps of the cluster, one Lua script each. Every script touches the keys of ONE
@@ -330,8 +331,9 @@ return 0
 
 /**
  * The liveness heartbeat: extends the node's liveness key while we hold it, and with it the
- * node's inbox, owned set and replies stream (so an idle node keeps its consumer groups).
- * KEYS: alive, stream, owned, replies. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs.
+ * node's inbox, owned set and replies stream (so an idle node keeps its consumer groups); writes
+ * the node's inbox cap again (so a Redis that lost it learns it within one beat).
+ * KEYS: alive, stream, owned, replies, cap. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs, inboxCap.
  * Returns 1 refreshed, 0 absent (lapsed or Redis lost it), -1 held by another process.
  */
 export const LIVENESS_REFRESH = new LuaScript(
@@ -344,16 +346,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[3])
+redis.call('SET', KEYS[5], ARGV[5], 'PX', ARGV[3])
 return 1
 `,
-  4,
+  5,
 );
 
 /**
  * Last step of a takeover (and of a clean leave): deletes a dead node's inbox, owned set and
  * replies stream, but only while the node is still dead and its inbox holds nothing undelivered
  * or unacknowledged. Its replies are not waited for: the calls they answer died with the node.
- * KEYS: alive, stream, owned, replies. ARGV: group.
+ * KEYS: alive, stream, owned, replies, cap. ARGV: group.
  * Returns 1 deleted, 0 the node is alive again, -1 entries remain (drain again).
  */
 export const NODE_CLEANUP = new LuaScript(
@@ -380,8 +383,50 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   end
   if newest and not has_group then return -1 end
 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 return 1
 `,
-  4,
+  5,
+);
+
+/**
+ * Appends messages to one of a node's streams, with backpressure instead of trimming: when the
+ * batch holds commands and the owner's inbox already holds its cap of commands not yet handled
+ * (undelivered: the group's lag; delivered but unacknowledged: its pending count), nothing is
+ * appended and the refusal is returned, so the caller learns at once that nothing was sent. The
+ * cap is the owner's (its heartbeat writes it), the writer's own only while the owner's is
+ * unknown. A batch is admitted or refused whole, so the cap may be passed by one batch. Nothing
+ * is ever trimmed here (an entry trimmed unread would be a command lost without a word); the
+ * reader trims what it acknowledged. Renews the stream's TTL.
+ * KEYS: stream, cap. ARGV: group, fallbackCap, ttlMs, commands in the batch, then each
+ * message's JSON. Returns { 1, id... } when appended, { 0, queued, cap } when refused.
+ */
+export const INBOX_APPEND = new LuaScript(
+  'inboxAppend',
+  `
+if tonumber(ARGV[4]) > 0 then
+  local cap = tonumber(redis.call('GET', KEYS[2]) or '') or tonumber(ARGV[2])
+  local queued = 0
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    -- No group yet (the stream came back before its reader): every entry is undelivered.
+    queued = redis.call('XLEN', KEYS[1])
+    for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+      local info = {}
+      for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+      -- Lag is unknown (false) only after deletions in the unread range: XLEN then bounds it.
+      if info['name'] == ARGV[1] and type(info['lag']) == 'number' then
+        queued = info['lag'] + info['pending']
+      end
+    end
+  end
+  if queued >= cap then return { 0, queued, cap } end
+end
+local out = { 1 }
+for i = 5, #ARGV do
+  out[#out + 1] = redis.call('XADD', KEYS[1], '*', '${MESSAGE_FIELD}', ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return out
+`,
+  2,
 );

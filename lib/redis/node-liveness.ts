@@ -16,6 +16,8 @@ export interface NodeLivenessOptions {
   streamTtlMs: number;
   /** TTL the heartbeat gives the node's owned-identities index. */
   ownedTtlMs: number;
+  /** The node's inbox cap (its `streamMaxLen`), written with every heartbeat for writers to apply. */
+  inboxCap: number;
   logger: ClusterLogger;
   /** The key lapsed (Redis lost it, or we stalled past the TTL) or another process holds it now. */
   onLost: (reason: 'lapsed' | 'conflict') => void;
@@ -77,6 +79,7 @@ export class NodeLiveness {
       const [ok, pttl] = (await TOKEN_ACQUIRE.run(this.client, [this.aliveKey], [this.token, ttlMs])) as [number, number];
       if (ok === 1) {
         this.held = true;
+        await this.writeInboxCap();
         await this.register();
         return;
       }
@@ -98,7 +101,10 @@ export class NodeLiveness {
   async reacquire(): Promise<boolean> {
     const [ok] = (await TOKEN_ACQUIRE.run(this.client, [this.aliveKey], [this.token, this.options.ttlMs])) as [number, number];
     this.held = ok === 1;
-    if (this.held) await this.register();
+    if (this.held) {
+      await this.writeInboxCap();
+      await this.register();
+    }
     return this.held;
   }
 
@@ -117,13 +123,9 @@ export class NodeLiveness {
 
   /** One heartbeat: 1 refreshed, 0 lapsed, -1 another process holds the key. */
   async refresh(): Promise<number> {
-    const { keys, nodeId, ttlMs, streamTtlMs, ownedTtlMs } = this.options;
+    const { keys, nodeId, ttlMs, streamTtlMs, ownedTtlMs, inboxCap } = this.options;
     const result = Number(
-      await LIVENESS_REFRESH.run(
-        this.client,
-        [this.aliveKey, keys.stream(nodeId), keys.owned(nodeId), keys.replies(nodeId)],
-        [this.token, ttlMs, streamTtlMs, ownedTtlMs],
-      ),
+      await LIVENESS_REFRESH.run(this.client, keys.nodeKeys(nodeId), [this.token, ttlMs, streamTtlMs, ownedTtlMs, inboxCap]),
     );
     if (result === 1) {
       // Re-registering on every beat heals a registry entry a takeover removed in a race.
@@ -176,6 +178,12 @@ export class NodeLiveness {
   /** Whether `nodeId` holds its liveness key, asked from Redis now (no cache). */
   isAliveNow(nodeId: string): Promise<boolean> {
     return this.queryAlive(nodeId);
+  }
+
+  /** Before the first command can arrive: writers apply the owner's cap, not their own. */
+  private async writeInboxCap(): Promise<void> {
+    const { keys, nodeId, inboxCap, streamTtlMs } = this.options;
+    await this.client.set(keys.inboxCap(nodeId), inboxCap, 'PX', streamTtlMs);
   }
 
   private async register(): Promise<void> {

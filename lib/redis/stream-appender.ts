@@ -1,35 +1,45 @@
 import type { ClusterMessage } from '../cluster/envelope.js';
+import { InboxFullError } from '../protocol/errors.js';
+import { INBOX_APPEND } from './lua-scripts.js';
 import type { RedisClient } from './redis-driver.js';
-import { appendToStream, batchMaxLen, xaddArgs, type StreamLimits } from './stream-publisher.js';
+import { INBOX_GROUP, type RedisKeys } from './redis-keys.js';
+import { encodeMessage } from './stream-publisher.js';
+
+export interface InboxLimits {
+  /** Cap on a node's commands not yet handled while its own cap is unknown (this node's `streamMaxLen`). */
+  fallbackCap: number;
+  /** TTL renewed on every append. */
+  ttlMs: number;
+}
 
 /**
- * Appends inbox messages so that everything a node writes to Redis in one turn of the event
- * loop leaves in one socket write. The cross-node profile spent a third of the caller's time
- * in socket writes, one per appended message. On an auto-pipelining writer (ours are) each
- * message is a plain XADD, which joins that turn's pipeline together with the acknowledgements
- * and presence reads of the same turn; the stream's TTL is renewed once per turn, right after
- * its first XADD. On any other client, one pipeline per call as before.
+ * Appends messages to a node's streams, refusing commands its inbox has no room for
+ * ({@link INBOX_APPEND}: the owner's cap, never a trim). One EVALSHA per call: on an
+ * auto-pipelining writer (ours are) it joins that turn's pipeline with the acknowledgements and
+ * presence reads of the same turn, so appends of one turn still leave in one socket write (the
+ * cross-node profile spent a third of the caller's time in socket writes, one per message).
  */
 export class StreamAppender {
-  /** Streams whose TTL this turn's pipeline already renews. */
-  private readonly renewed = new Set<string>();
+  constructor(
+    private readonly keys: RedisKeys,
+    private readonly limits: InboxLimits,
+  ) {}
 
-  constructor(private readonly limits: StreamLimits) {}
-
-  /** Resolves with the entry ids of `messages`, or rejects when any of them was not appended. */
-  append(client: RedisClient, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
-    if (!client.options.enableAutoPipelining) return appendToStream(client, streamKey, messages, this.limits);
-    const maxLen = batchMaxLen(this.limits, messages.length);
-    const appended = messages.map((message) => client.xadd(streamKey, ...xaddArgs(maxLen, message)));
-    this.renewTtl(client, streamKey);
-    return Promise.all(appended) as Promise<string[]>;
-  }
-
-  private renewTtl(client: RedisClient, streamKey: string): void {
-    if (this.renewed.has(streamKey)) return;
-    if (this.renewed.size === 0) setImmediate(() => this.renewed.clear());
-    this.renewed.add(streamKey);
-    // A PEXPIRE that failed alone is redone by the next append or the owner's heartbeat.
-    client.pexpire(streamKey, this.limits.ttlMs).catch(() => undefined);
+  /**
+   * Resolves with the entry ids of `messages` (all appended to `streamKey`, one of `nodeId`'s
+   * streams); rejects with `InboxFullError` when they were refused (none was appended), or with
+   * the Redis error.
+   */
+  async append(client: RedisClient, nodeId: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
+    if (messages.length === 0) return [];
+    let commands = 0;
+    for (const message of messages) if (message.kind === 'command') commands++;
+    const reply = (await INBOX_APPEND.run(
+      client,
+      [streamKey, this.keys.inboxCap(nodeId)],
+      [INBOX_GROUP, this.limits.fallbackCap, this.limits.ttlMs, commands, ...messages.map(encodeMessage)],
+    )) as unknown[];
+    if (Number(reply[0]) !== 1) throw new InboxFullError(nodeId, Number(reply[1]), Number(reply[2]));
+    return reply.slice(1).map(String);
   }
 }

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { StreamConsumer } from '../../lib/redis/stream-consumer.js';
-import { appendToStream } from '../../lib/redis/stream-publisher.js';
+import { StreamAppender } from '../../lib/redis/stream-appender.js';
 import { command, gate, MemoryLogger, replies, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/redis-wait.js';
@@ -113,14 +113,6 @@ describe('node inbox (stream consumer)', () => {
     await waitFor('both acknowledged', async () => (await a.adapter.metrics()).acked === 2);
   });
 
-  it('trims with MAXLEN ~ and renews the stream TTL in the same pipeline', async () => {
-    const messages: ClusterMessage[] = Array.from({ length: 300 }, (_, i) => command('S', `CP${i}`));
-    for (const message of messages) await appendToStream(redis, 's', [message], { maxLen: 100, ttlMs: 60_000 });
-    expect(await redis.xlen('s')).toBeLessThan(300);
-    expect(await redis.xlen('s')).toBeGreaterThanOrEqual(100);
-    expect(await redis.pttl('s')).toBeGreaterThan(50_000);
-  });
-
   it('computes lag from entries-read when Redis cannot report it (deletions in the stream)', async () => {
     const received: ClusterMessage[] = [];
     const hold = gate();
@@ -140,10 +132,8 @@ describe('node inbox (stream consumer)', () => {
     });
     try {
       await consumer.start();
-      const ids = await appendToStream(redis, keys.stream('X'), Array.from({ length: 6 }, (_, i) => command('S', `CP${i}`)), {
-        maxLen: 1000,
-        ttlMs: 60_000,
-      });
+      const appender = new StreamAppender(keys, { fallbackCap: 1000, ttlMs: 60_000 });
+      const ids = await appender.append(redis, 'X', keys.stream('X'), Array.from({ length: 6 }, (_, i) => command('S', `CP${i}`)));
       await waitFor('two in flight', () => received.length === 2);
       await redis.xdel(keys.stream('X'), ids[1]); // a tombstone at the delivered position: Redis's lag turns null
       const groups = (await redis.xinfo('GROUPS', keys.stream('X'))) as unknown[][];
