@@ -390,39 +390,39 @@ return 1
 );
 
 /**
- * Appends messages to one of a node's streams, with backpressure instead of trimming: when the
- * batch holds commands and the owner's inbox already holds its cap of commands not yet handled
- * (undelivered: the group's lag; delivered but unacknowledged: its pending count), nothing is
- * appended and the refusal is returned, so the caller learns at once that nothing was sent. The
- * cap is the owner's (its heartbeat writes it), the writer's own only while the owner's is
- * unknown. A batch is admitted or refused whole, so the cap may be passed by one batch. Nothing
- * is ever trimmed here (an entry trimmed unread would be a command lost without a word); the
- * reader trims what it acknowledged. Renews the stream's TTL.
- * KEYS: stream, cap. ARGV: group, fallbackCap, ttlMs, commands in the batch, then each
- * message's JSON. Returns { 1, id... } when appended, { 0, queued, cap } when refused.
+ * Appends commands to a node's inbox, with backpressure instead of trimming: when the inbox
+ * already holds its cap of commands not yet handled (undelivered: the group's lag; delivered but
+ * unacknowledged: its pending count), nothing is appended and the refusal is returned, so the
+ * caller learns at once that nothing was sent. The cap is the owner's (its heartbeat writes it),
+ * the writer's own only while the owner's is unknown. A batch is admitted or refused whole, so
+ * the cap may be passed by one batch. Nothing is ever trimmed here (an entry trimmed unread
+ * would be a command lost without a word); the reader trims what it acknowledged. Renews the
+ * stream's TTL. Lean on purpose (no table per group, XINFO only for a non-empty inbox): it runs
+ * once per cross-node command.
+ * KEYS: stream, cap. ARGV: group, fallbackCap, ttlMs, then each message's JSON.
+ * Returns { 1, id... } when appended, { 0, queued, cap } when refused.
  */
 export const INBOX_APPEND = new LuaScript(
   'inboxAppend',
   `
-if tonumber(ARGV[4]) > 0 then
-  local cap = tonumber(redis.call('GET', KEYS[2]) or '') or tonumber(ARGV[2])
-  local queued = 0
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    -- No group yet (the stream came back before its reader): every entry is undelivered.
-    queued = redis.call('XLEN', KEYS[1])
-    for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-      local info = {}
-      for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
-      -- Lag is unknown (false) only after deletions in the unread range: XLEN then bounds it.
-      if info['name'] == ARGV[1] and type(info['lag']) == 'number' then
-        queued = info['lag'] + info['pending']
-      end
+local cap = tonumber(redis.call('GET', KEYS[2]) or ARGV[2])
+-- Before the owner created its group (or without a lag: deletions in the unread range) every
+-- entry counts as unhandled.
+local queued = redis.call('XLEN', KEYS[1])
+if queued > 0 then
+  local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+  for g = 1, #groups do
+    local group, name, lag, pending = groups[g], nil, nil, nil
+    for i = 1, #group, 2 do
+      local field = group[i]
+      if field == 'name' then name = group[i + 1] elseif field == 'lag' then lag = group[i + 1] elseif field == 'pending' then pending = group[i + 1] end
     end
+    if name == ARGV[1] and lag then queued = lag + pending end
   end
-  if queued >= cap then return { 0, queued, cap } end
 end
+if queued >= cap then return { 0, queued, cap } end
 local out = { 1 }
-for i = 5, #ARGV do
+for i = 4, #ARGV do
   out[#out + 1] = redis.call('XADD', KEYS[1], '*', '${MESSAGE_FIELD}', ARGV[i])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])

@@ -107,6 +107,17 @@ describe('stream appender (appends of one turn share one write; a full inbox ref
     const evict: ClusterMessage = { kind: 'evict', identity: 'CP1', epoch: 1, newOwner: 'B' };
     await expect(appender.append(redis, 'A', inbox, [evict])).resolves.toHaveLength(1);
     await expect(appender.append(redis, 'A', keys.replies('A'), replies('B', 50))).resolves.toHaveLength(50);
-    expect(await redis.xlen(keys.replies('A'))).toBe(50);
+    // The same through a client that does not auto-pipeline (a user's own connection): one pipeline.
+    const plain = new Redis(server.port);
+    try {
+      const ids = await appender.append(plain, 'A', keys.replies('A'), replies('C', 5));
+      expect(ids).toHaveLength(5);
+      expect(entriesOf(await redis.xread('STREAMS', keys.replies('A'), '0')).slice(-5).map((entry) => entry.id)).toEqual(ids);
+      await expect(appender.append(plain, 'A', inbox, commands(1))).rejects.toBeInstanceOf(InboxFullError);
+    } finally {
+      plain.disconnect();
+    }
+    expect(await redis.xlen(keys.replies('A'))).toBe(55);
+    expect(await redis.pttl(keys.replies('A'))).toBeGreaterThan(50_000);
   });
 });
