@@ -113,6 +113,40 @@ describe('node inbox (stream consumer)', () => {
     await waitFor('both acknowledged', async () => (await a.adapter.metrics()).acked === 2);
   });
 
+  it('counts a pending entry deleted before it was handled as lost (not malformed), and handles the rest', async () => {
+    const streamKey = keys.stream('L');
+    const appender = new StreamAppender(keys, { fallbackCap: 1000, ttlMs: 60_000 });
+    await redis.xgroup('CREATE', streamKey, 'inbox', '0', 'MKSTREAM');
+    const sent = Array.from({ length: 3 }, (_, i) => command('S', `CP${i}`));
+    const ids = await appender.append(redis, 'L', streamKey, sent);
+    // A previous run of node L read them, then someone deleted one before it was acknowledged.
+    await redis.xreadgroup('GROUP', 'inbox', 'L', 'COUNT', 10, 'STREAMS', streamKey, '>');
+    await redis.xdel(streamKey, ids[1]);
+    const received: ClusterMessage[] = [];
+    const logger = new MemoryLogger();
+    const consumer = new StreamConsumer({
+      streamKey,
+      group: 'inbox',
+      consumer: 'L',
+      reader: () => blocking,
+      writer: () => redis,
+      handler: (message) => {
+        received.push(message);
+      },
+      logger,
+    });
+    try {
+      await consumer.start();
+      await waitFor('all three acknowledged', () => consumer.acked === 3);
+      expect(received).toEqual([sent[0], sent[2]]);
+      expect(consumer.lost).toBe(1);
+      expect(consumer.malformed).toBe(0);
+      expect(logger.lines.some((line) => line.startsWith('warn') && line.includes(ids[1]))).toBe(true);
+    } finally {
+      await consumer.stop();
+    }
+  });
+
   it('computes lag from entries-read when Redis cannot report it (deletions in the stream)', async () => {
     const received: ClusterMessage[] = [];
     const hold = gate();
