@@ -37,7 +37,16 @@ export type CommandOutcome =
       details: Record<string, unknown>;
     }
   | { status: 'protocolMismatch'; actual: string }
-  | { status: 'failed'; errorCode: string; message: string; limit?: number };
+  | {
+      status: 'failed';
+      errorCode: string;
+      message: string;
+      /** QueueFullError, InboxFullError: the limit that refused the call. */
+      limit?: number;
+      /** InboxFullError: the node whose inbox refused the command, and how many commands it held. */
+      nodeId?: string;
+      queued?: number;
+    };
 
 /** The outcome of a command, sent back to the origin's inbox. */
 export interface ReplyEnvelope {

@@ -46,6 +46,8 @@ export function outcomeLabel(error: unknown): string {
       return 'protocol_mismatch';
     case 'OCPP_QUEUE_FULL':
       return 'queue_full';
+    case 'OCPP_INBOX_FULL':
+      return 'inbox_full';
     case 'OCPP_CLUSTER_UNAVAILABLE':
       return 'cluster_unavailable';
     case 'OCPP_SHUTTING_DOWN':

@@ -7,6 +7,7 @@ import {
   OcppClusterError,
   OcppRpcError,
   ClusterUnavailableError,
+  InboxFullError,
   NodeShuttingDownError,
   NotConnectedError,
   OcppValidationError,
@@ -21,6 +22,7 @@ import { OcppWebSocketGateway } from '../gateway/ocpp-websocket-gateway.js';
 import type { ConnectionInfo } from '../gateway/ocpp-websocket-gateway.js';
 import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 import { mapSettledBounded } from './bounded-all.js';
+import { groupBy } from './group-by.js';
 import type {
   BroadcastEnvelope,
   ClusterMessage,
@@ -365,7 +367,7 @@ export class OcppClusterNode {
     const command = { ...this.commandFor(identity, undefined, action, payload, deadline), fireAndForget: true };
     const reply = this.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline });
     await this.adapter.publish(nodeChannel(owner.nodeId), command).catch((error) => {
-      this.remoteCalls.fail(command.id, new ClusterUnavailableError(errorMessage(error)));
+      this.remoteCalls.fail(command.id, publishFailure(error));
     });
     await reply;
   }
@@ -458,14 +460,16 @@ export class OcppClusterNode {
       track(identity, this.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline }));
       batch.push({ channel: nodeChannel(owner.nodeId), message: command });
     }
-    if (batch.length > 0) {
-      this.counters.remoteSent += batch.length;
-      await this.adapter.publishBatch(batch).catch((error) => {
-        for (const { message } of batch) {
-          this.remoteCalls.fail((message as CommandEnvelope).id, new ClusterUnavailableError(String(error)));
-        }
-      });
-    }
+    this.counters.remoteSent += batch.length;
+    // One publish per owner: a node that refuses (a full inbox) or fails fails only its own
+    // commands; the others were appended and will run, so their callers must not hear otherwise.
+    await Promise.all(
+      [...groupBy(batch, ({ channel }) => channel).values()].map((list) =>
+        this.adapter.publishBatch(list).catch((error) => {
+          for (const { message } of list) this.remoteCalls.fail((message as CommandEnvelope).id, publishFailure(error));
+        }),
+      ),
+    );
     return Promise.all(outcomes.values());
   }
 
@@ -623,7 +627,7 @@ export class OcppClusterNode {
     try {
       await this.adapter.publish(nodeChannel(owner.nodeId), command);
     } catch (error) {
-      this.remoteCalls.fail(command.id, new ClusterUnavailableError(errorMessage(error)));
+      this.remoteCalls.fail(command.id, publishFailure(error));
     }
     return reply;
   }
@@ -801,6 +805,8 @@ export class OcppClusterNode {
       await this.adapter.publish(nodeChannel(owner.nodeId), { ...command, hops: hops + 1 });
       return FORWARDED;
     } catch (error) {
+      // A full inbox refused it: the caller hears that, typed (never sent).
+      if (error instanceof InboxFullError) return outcomeFromError(error);
       return { status: 'failed', errorCode: 'OCPP_CLUSTER_UNAVAILABLE', message: `forwarding failed: ${errorMessage(error)}` };
     }
   }
@@ -1058,6 +1064,11 @@ export interface DrainReport {
 }
 
 const errorMessage = (error: unknown): string => (error as Error)?.message ?? String(error);
+
+/** What the caller of a command whose publish failed is told: our typed errors as they are (a full inbox says `sent: false`). */
+function publishFailure(error: unknown): OcppClusterError {
+  return error instanceof OcppClusterError ? error : new ClusterUnavailableError(errorMessage(error));
+}
 
 /** How long an owner keeps trying to deliver a reply after the command's deadline. */
 const REPLY_GRACE_MS = 1_000;

@@ -1,6 +1,7 @@
 import {
   ClusterUnavailableError,
   ConnectionClosedError,
+  InboxFullError,
   NotConnectedError,
   OcppCallError,
   OcppClusterError,
@@ -11,9 +12,11 @@ import {
   RemoteCallFailedError,
 } from '../protocol/errors.js';
 
+import type { CommandOutcome } from './envelope.js';
+
 const QUEUE_FULL_CODE = new QueueFullError('', 0).code;
 const UNAVAILABLE_CODE = new ClusterUnavailableError('').code;
-import type { CommandOutcome } from './envelope.js';
+const INBOX_FULL_CODE = new InboxFullError('', 0, 0).code;
 
 /** Turns what a local call produced into something that can cross to another node. */
 export function outcomeFromError(error: unknown): CommandOutcome {
@@ -42,6 +45,9 @@ export function outcomeFromError(error: unknown): CommandOutcome {
   }
   if (error instanceof ProtocolMismatchError) return { status: 'protocolMismatch', actual: error.actual };
   if (error instanceof QueueFullError) return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit };
+  if (error instanceof InboxFullError) {
+    return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit, nodeId: error.nodeId, queued: error.queued };
+  }
   if (error instanceof OcppClusterError) return { status: 'failed', errorCode: error.code, message: error.message };
   return { status: 'failed', errorCode: 'INTERNAL', message: 'internal error on the owning node' };
 }
@@ -68,6 +74,9 @@ export function settleOutcome(
       if (outcome.errorCode === QUEUE_FULL_CODE) throw new QueueFullError(call.identity, outcome.limit ?? 0);
       // The owner could not tell (or reach) the truth: as unavailable as if Redis were down here.
       if (outcome.errorCode === UNAVAILABLE_CODE) throw new ClusterUnavailableError(outcome.message);
+      if (outcome.errorCode === INBOX_FULL_CODE) {
+        throw new InboxFullError(outcome.nodeId ?? '', outcome.queued ?? outcome.limit ?? 0, outcome.limit ?? 0);
+      }
       throw new RemoteCallFailedError(call.identity, call.action, outcome.errorCode, outcome.message);
   }
 }

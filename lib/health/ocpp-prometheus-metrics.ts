@@ -130,6 +130,18 @@ export class OcppPrometheusMetrics implements ClusterMetricsSink {
     mirroredCounter(registry, 'ocpp_redis_errors_total', 'Errors reported by Redis connections', async () => (await adapterMetrics())?.redisErrors ?? 0);
     mirroredCounter(registry, 'ocpp_redis_reconnects_total', 'Redis connections that came back after a loss', async () => (await adapterMetrics())?.reconnects ?? 0);
     mirroredCounter(registry, 'ocpp_node_takeovers_total', "Dead nodes' inboxes this node took over", async () => (await adapterMetrics())?.takeovers ?? 0);
+    mirroredCounter(
+      registry,
+      'ocpp_inbox_commands_refused_total',
+      "Commands this node did not send because the owning node's inbox was full (InboxFullError, never sent)",
+      async () => (await adapterMetrics())?.commandsRefused ?? 0,
+    );
+    mirroredCounter(
+      registry,
+      'ocpp_inbox_entries_lost_total',
+      "Entries of this node's streams deleted (outside the module) before they were handled",
+      async () => (await adapterMetrics())?.inboxEntriesLost ?? 0,
+    );
   }
 
   /** Scrape-time gauges read the node; set once the node exists. */

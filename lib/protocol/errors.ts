@@ -104,6 +104,23 @@ export class QueueFullError extends OcppClusterError {
   }
 }
 
+/**
+ * The owning node's inbox already holds its cap (`streamMaxLen`) of commands not yet handled:
+ * the command was refused before it was appended, so no charge point ever gets it (`sent` is
+ * always false). Back off, or call again once the node has caught up.
+ */
+export class InboxFullError extends OcppClusterError {
+  readonly code = 'OCPP_INBOX_FULL';
+  readonly sent = false;
+  constructor(
+    readonly nodeId: string,
+    readonly queued: number,
+    readonly limit: number,
+  ) {
+    super(`inbox of node ${JSON.stringify(nodeId)} is full (${queued} of ${limit} commands waiting): command not sent`);
+  }
+}
+
 /** The socket closed while the call was queued or in flight. */
 export class ConnectionClosedError extends OcppClusterError {
   readonly code = 'OCPP_CONNECTION_CLOSED';

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from './redis-driver.js';
+import { MESSAGE_FIELD } from './redis-keys.js';
 
 /**
  * The atomic steps of the cluster, one Lua script each. Every script touches the keys of ONE
@@ -360,8 +361,8 @@ return { 1, 0 }
 /**
  * The liveness heartbeat: extends the node's liveness key while we hold it, and with it the
  * fencing record, the node's inbox, owned set and replies stream (so an idle node keeps its
- * consumer groups).
- * KEYS: alive, stream, owned, replies, holder. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs, holderTtlMs.
+ * consumer groups); writes the node's inbox cap again (so a Redis that lost it learns it within one beat).
+ * KEYS: alive, stream, owned, replies, cap, holder. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs, inboxCap, holderTtlMs.
  * Returns 1 refreshed, 0 absent (lapsed or Redis lost it), -1 held by another process.
  */
 export const LIVENESS_REFRESH = new LuaScript(
@@ -374,10 +375,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[3])
-redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[5])
+redis.call('SET', KEYS[5], ARGV[5], 'PX', ARGV[3])
+redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[6])
 return 1
 `,
-  5,
+  6,
 );
 
 /**
@@ -414,7 +416,7 @@ return 0
  * Last step of a takeover (and of a clean leave): deletes a dead node's inbox, owned set and
  * replies stream, but only while the node is still dead and its inbox holds nothing undelivered
  * or unacknowledged. Its replies are not waited for: the calls they answer died with the node.
- * KEYS: alive, stream, owned, replies. ARGV: group.
+ * KEYS: alive, stream, owned, replies, cap. ARGV: group.
  * Returns 1 deleted, 0 the node is alive again, -1 entries remain (drain again).
  */
 export const NODE_CLEANUP = new LuaScript(
@@ -441,8 +443,50 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   end
   if newest and not has_group then return -1 end
 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 return 1
 `,
-  4,
+  5,
+);
+
+/**
+ * Appends commands to a node's inbox, with backpressure instead of trimming: when the inbox
+ * already holds its cap of commands not yet handled (undelivered: the group's lag; delivered but
+ * unacknowledged: its pending count), nothing is appended and the refusal is returned, so the
+ * caller learns at once that nothing was sent. The cap is the owner's (its heartbeat writes it),
+ * the writer's own only while the owner's is unknown. A batch is admitted or refused whole, so
+ * the cap may be passed by one batch. Nothing is ever trimmed here (an entry trimmed unread
+ * would be a command lost without a word); the reader trims what it acknowledged. Renews the
+ * stream's TTL. Lean on purpose (no table per group, XINFO only for a non-empty inbox): it runs
+ * once per cross-node command.
+ * KEYS: stream, cap. ARGV: group, fallbackCap, ttlMs, then each message's JSON.
+ * Returns { 1, id... } when appended, { 0, queued, cap } when refused.
+ */
+export const INBOX_APPEND = new LuaScript(
+  'inboxAppend',
+  `
+local cap = tonumber(redis.call('GET', KEYS[2]) or ARGV[2])
+-- Before the owner created its group (or without a lag: deletions in the unread range) every
+-- entry counts as unhandled.
+local queued = redis.call('XLEN', KEYS[1])
+if queued > 0 then
+  local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+  for g = 1, #groups do
+    local group, name, lag, pending = groups[g], nil, nil, nil
+    for i = 1, #group, 2 do
+      local field = group[i]
+      if field == 'name' then name = group[i + 1] elseif field == 'lag' then lag = group[i + 1] elseif field == 'pending' then pending = group[i + 1] end
+    end
+    if name == ARGV[1] and lag then queued = lag + pending end
+  end
+end
+if queued >= cap then return { 0, queued, cap } end
+local out = { 1 }
+for i = 4, #ARGV do
+  out[#out + 1] = redis.call('XADD', KEYS[1], '*', '${MESSAGE_FIELD}', ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return out
+`,
+  2,
 );

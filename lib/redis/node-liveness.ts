@@ -44,6 +44,8 @@ export interface NodeLivenessOptions {
   streamTtlMs: number;
   /** TTL the heartbeat gives the node's owned-identities index. */
   ownedTtlMs: number;
+  /** The node's inbox cap (its `streamMaxLen`), written with every heartbeat for writers to apply. */
+  inboxCap: number;
   logger: ClusterLogger;
   /** The lease was lost, taken back, taken over or taken by another process (see LeaseEvent). */
   onLeaseEvent: (event: LeaseEvent) => void;
@@ -174,6 +176,7 @@ export class NodeLiveness {
       const [status, pttl] = await this.runAcquire('fresh');
       if (status !== LEASE_HELD_ELSEWHERE) {
         this.granted(sentAt, true);
+        await this.writeInboxCap();
         await this.register();
         return;
       }
@@ -201,6 +204,7 @@ export class NodeLiveness {
     const [status] = await this.runAcquire('resume');
     if (status === LEASE_TAKEN || status === LEASE_RESUMED) {
       this.granted(sentAt, false);
+      await this.writeInboxCap();
       await this.register();
       if (this.suspended) this.emit('resumed');
       return 'resumed';
@@ -223,6 +227,7 @@ export class NodeLiveness {
     if (status === LEASE_HELD_ELSEWHERE) return false;
     this.granted(sentAt, true);
     this.suspended = false;
+    await this.writeInboxCap();
     await this.register();
     return true;
   }
@@ -243,13 +248,13 @@ export class NodeLiveness {
 
   /** One heartbeat: 1 refreshed, 0 lapsed, -1 another process holds the key. */
   async refresh(): Promise<number> {
-    const { keys, nodeId, ttlMs, streamTtlMs, ownedTtlMs } = this.options;
+    const { keys, nodeId, ttlMs, streamTtlMs, ownedTtlMs, inboxCap } = this.options;
     const sentAt = performance.now();
     const result = Number(
       await LIVENESS_REFRESH.run(
         this.client,
-        [this.aliveKey, keys.stream(nodeId), keys.owned(nodeId), keys.replies(nodeId), this.holderKey],
-        [this.currentToken, ttlMs, streamTtlMs, ownedTtlMs, HOLDER_TTL_MS],
+        [...keys.nodeKeys(nodeId), this.holderKey],
+        [this.currentToken, ttlMs, streamTtlMs, ownedTtlMs, inboxCap, HOLDER_TTL_MS],
       ),
     );
     if (result === 1) {
@@ -367,6 +372,12 @@ export class NodeLiveness {
   /** Whether `nodeId` holds its liveness key, asked from Redis now (no cache). */
   isAliveNow(nodeId: string): Promise<boolean> {
     return this.queryAlive(nodeId);
+  }
+
+  /** Before the first command can arrive: writers apply the owner's cap, not their own. */
+  private async writeInboxCap(): Promise<void> {
+    const { keys, nodeId, inboxCap, streamTtlMs } = this.options;
+    await this.client.set(keys.inboxCap(nodeId), inboxCap, 'PX', streamTtlMs);
   }
 
   private async register(): Promise<void> {

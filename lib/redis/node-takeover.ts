@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ClusterMessage, CommandEnvelope, CommandOutcome } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
+import { outcomeFromError } from '../cluster/outcome.js';
+import { InboxFullError } from '../protocol/errors.js';
 import { NODE_CLEANUP, TAKEOVER_FENCE, TOKEN_ACQUIRE, TOKEN_REFRESH, TOKEN_RELEASE } from './lua-scripts.js';
 import { HOLDER_TTL_MS, type NodeLiveness } from './node-liveness.js';
 import type { PresenceStore } from './presence-store.js';
@@ -167,7 +169,7 @@ export class NodeTakeover {
         const cleaned = Number(
           await NODE_CLEANUP.run(
             pool.pick(keys.stream(nodeId)),
-            [keys.alive(nodeId), keys.stream(nodeId), keys.owned(nodeId), keys.replies(nodeId)],
+            keys.nodeKeys(nodeId),
             [INBOX_GROUP],
           ),
         );
@@ -252,8 +254,15 @@ export class NodeTakeover {
       const owner = await presence.get(message.identity);
       if (owner && owner.nodeId !== nodeId && (await liveness.isAlive(owner.nodeId))) {
         const forward: CommandEnvelope = { ...message, hops: (message.hops ?? 0) + 1 };
-        await send(owner.nodeId, forward);
-        this.count(report, 'forwarded');
+        try {
+          await send(owner.nodeId, forward);
+          this.count(report, 'forwarded');
+        } catch (error) {
+          // The new owner's inbox is full: the caller hears so (never sent) instead of waiting out its timeout.
+          if (!(error instanceof InboxFullError)) throw error;
+          await answer(outcomeFromError(error));
+          this.count(report, 'answered');
+        }
         return;
       }
     }

@@ -12,7 +12,7 @@ import type {
 } from '../cluster/event-adapter.interface.js';
 import { groupBy } from '../cluster/group-by.js';
 import type { ClusterLogger } from '../cluster/logger.js';
-import { ClusterUnavailableError, InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
+import { ClusterUnavailableError, InboxFullError, InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { Broadcaster } from './broadcaster.js';
 import { ClusterDriver, type ClusterDriverOptions } from './cluster-driver.js';
@@ -55,7 +55,11 @@ export interface RedisAdapterOptions {
   blockingClient?: RedisClient;
   /** Key prefix (default `ocpp-cluster:`); must not contain `{` or `}`. */
   prefix?: string;
-  /** Approximate cap on unread entries of each inbox stream (`XADD MAXLEN ~`, default 10000). */
+  /**
+   * Cap on this node's inbox: commands not yet handled (unread plus read and unacknowledged).
+   * A command for a node whose inbox is at its cap is refused with `InboxFullError` (`sent: false`)
+   * instead of appended; nothing is ever trimmed unread (default 10000).
+   */
   streamMaxLen?: number;
   /** TTL of an inbox stream nobody writes to or keeps alive (default 300). */
   streamTtlSeconds?: number;
@@ -131,13 +135,14 @@ export class RedisAdapter implements EventAdapterInterface {
     evictsSent: 0,
     presenceRefreshFailures: 0,
     rejoins: 0,
+    /** Commands this node wanted to append and the owner's full inbox refused. */
+    commandsRefused: 0,
   };
 
   constructor(options: RedisAdapterOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionsError('redis', 'must be an object');
     this.keys = new RedisKeys(options.prefix ?? DEFAULT_PREFIX);
-    // 10,000 rather than ocpp-ws-io's 1000: MAXLEN only ever trims unread backlog (the reader trims
-    // acknowledged history), and trimming unread commands would lose them.
+    // A cap on commands waiting, not on history (the reader trims what it acknowledged).
     this.streamMaxLen = integerOption('streamMaxLen', options.streamMaxLen, 10_000, 10, 10_000_000);
     this.streamTtlMs = integerOption('streamTtlSeconds', options.streamTtlSeconds, 300, 1, 30 * 86_400) * 1000;
     this.presenceTtlMs = integerOption('presenceTtlSeconds', options.presenceTtlSeconds, 300, 1, 30 * 86_400) * 1000;
@@ -145,7 +150,7 @@ export class RedisAdapter implements EventAdapterInterface {
     this.takeoverIntervalMs = integerOption('takeoverIntervalMs', options.takeoverIntervalMs, 1000, 50, 60_000);
     this.readBatchSize = integerOption('readBatchSize', options.readBatchSize, 100, 1, 10_000);
     this.maxInFlight = integerOption('maxInFlight', options.maxInFlight, 1000, 1, 1_000_000);
-    this.appender = new StreamAppender({ maxLen: this.streamMaxLen, ttlMs: this.streamTtlMs });
+    this.appender = new StreamAppender(this.keys, { fallbackCap: this.streamMaxLen, ttlMs: this.streamTtlMs });
     if (options.logger !== undefined && (typeof options.logger !== 'object' || typeof options.logger.warn !== 'function')) {
       throw new InvalidOptionsError('logger', 'must have log, warn and error methods');
     }
@@ -214,6 +219,7 @@ export class RedisAdapter implements EventAdapterInterface {
       ttlMs: this.nodeTtlMs,
       streamTtlMs: this.streamTtlMs,
       ownedTtlMs: this.presenceTtlMs,
+      inboxCap: this.streamMaxLen,
       logger: this.logger,
       onLeaseEvent: (event) => this.onLeaseEvent(event),
     });
@@ -299,7 +305,7 @@ export class RedisAdapter implements EventAdapterInterface {
         // Entries that arrived after we stopped reading stay for a survivor's takeover to answer.
         const cleaned = await NODE_CLEANUP.run(
           this.pool.pick(this.keys.stream(nodeId)),
-          [this.keys.alive(nodeId), this.keys.stream(nodeId), this.keys.owned(nodeId), this.keys.replies(nodeId)],
+          this.keys.nodeKeys(nodeId),
           [INBOX_GROUP],
         );
         if (cleaned === 1) await this.pool.pick(this.keys.registry).zrem(this.keys.registry, nodeId);
@@ -406,18 +412,25 @@ export class RedisAdapter implements EventAdapterInterface {
 
   /**
    * Appends to `target`'s streams (answers to its replies stream, the rest to its inbox) through
-   * the pool member that carries that node (ordering).
+   * the pool member that carries that node (ordering). Rejects with `InboxFullError` when the
+   * target's inbox refused the commands (none of them was appended).
    */
   private async sendToNode(target: string, messages: ClusterMessage[]): Promise<void> {
     const client = this.pool.pick(this.keys.stream(target));
     const byStream = groupBy(messages, (message) => destinationStream(this.keys, target, message));
-    try {
-      await Promise.all([...byStream].map(([streamKey, list]) => this.appender.append(client, streamKey, list)));
-      this.counters.sent += messages.length;
-    } catch (error) {
-      this.counters.sendFailures += messages.length;
-      throw unavailable(error);
-    }
+    const appends = [...byStream].map(async ([streamKey, list]) => {
+      try {
+        await this.appender.append(client, target, streamKey, list);
+        this.counters.sent += list.length;
+      } catch (error) {
+        if (error instanceof InboxFullError) this.counters.commandsRefused += list.filter((m) => m.kind === 'command').length;
+        else this.counters.sendFailures += list.length;
+        throw error;
+      }
+    });
+    const results = await Promise.allSettled(appends);
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw unavailable(failed.reason);
   }
 
   private targetOf(channel: string): string {
@@ -795,10 +808,12 @@ export class RedisAdapter implements EventAdapterInterface {
       streamLength: this.lastMetrics.length,
       sent: this.counters.sent,
       sendFailures: this.counters.sendFailures,
+      commandsRefused: this.counters.commandsRefused,
       received: consumer?.received ?? 0,
       acked: consumer?.acked ?? 0,
       inFlightHandlers: consumer?.inFlightCount ?? 0,
       malformedMessages: (consumer?.malformed ?? 0) + this.broadcaster.malformed,
+      inboxEntriesLost: consumer?.lost ?? 0,
       handlerErrors: (consumer?.handlerErrors ?? 0) + this.broadcaster.handlerErrors,
       broadcastsSent: this.broadcaster.sent,
       broadcastsReceived: this.broadcaster.received,

@@ -11,6 +11,7 @@ import { InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
  * | `<prefix>{n:<node>}:stream`         | stream | node          | the node's inbox (group `inbox`): commands, evictions
  * | `<prefix>{n:<node>}:replies`        | stream | node          | answers to the node's own calls (group `inbox`)
  * | `<prefix>{n:<node>}:owned`          | set    | node          | identities the node claimed
+ * | `<prefix>{n:<node>}:cap`            | string | node          | the node's inbox cap (its `streamMaxLen`)
  * | `<prefix>{n:<node>}:takeover`       | string | node          | lock of the survivor draining it
  * | `<prefix>{n:<node>}:holder`         | string | node          | token of the process whose lease the node's inbox belongs to (fencing)
  * | `<prefix>{p:<identity>}`            | hash   | identity      | node, epoch, protocol, connectedAt
@@ -113,6 +114,14 @@ export class RedisKeys {
     return `${this.nodeTag(nodeId)}:replies`;
   }
 
+  /**
+   * The cap on the node's inbox (commands not yet handled), written by the node itself with its
+   * heartbeat: writers refuse commands against the owner's cap, not their own.
+   */
+  inboxCap(nodeId: string): string {
+    return `${this.nodeTag(nodeId)}:cap`;
+  }
+
   owned(nodeId: string): string {
     return `${this.nodeTag(nodeId)}:owned`;
   }
@@ -124,6 +133,11 @@ export class RedisKeys {
    */
   holder(nodeId: string): string {
     return `${this.nodeTag(nodeId)}:holder`;
+  }
+
+  /** A node's keys as the heartbeat and the clean-up scripts take them: alive, stream, owned, replies, cap. */
+  nodeKeys(nodeId: string): [string, string, string, string, string] {
+    return [this.alive(nodeId), this.stream(nodeId), this.owned(nodeId), this.replies(nodeId), this.inboxCap(nodeId)];
   }
 
   takeoverLock(nodeId: string): string {

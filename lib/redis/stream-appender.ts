@@ -1,28 +1,68 @@
 import type { ClusterMessage } from '../cluster/envelope.js';
+import { InboxFullError } from '../protocol/errors.js';
+import { INBOX_APPEND } from './lua-scripts.js';
 import type { RedisClient } from './redis-driver.js';
-import { appendToStream, batchMaxLen, xaddArgs, type StreamLimits } from './stream-publisher.js';
+import { INBOX_GROUP, MESSAGE_FIELD, type RedisKeys } from './redis-keys.js';
+import { encodeMessage } from './stream-publisher.js';
+
+export interface InboxLimits {
+  /** Cap on a node's commands not yet handled while its own cap is unknown (this node's `streamMaxLen`). */
+  fallbackCap: number;
+  /** TTL renewed on every append. */
+  ttlMs: number;
+}
 
 /**
- * Appends inbox messages so that everything a node writes to Redis in one turn of the event
- * loop leaves in one socket write. The cross-node profile spent a third of the caller's time
- * in socket writes, one per appended message. On an auto-pipelining writer (ours are) each
- * message is a plain XADD, which joins that turn's pipeline together with the acknowledgements
- * and presence reads of the same turn; the stream's TTL is renewed once per turn, right after
- * its first XADD. On any other client, one pipeline per call as before.
+ * Appends messages to a node's streams so that everything a node writes to Redis in one turn of
+ * the event loop leaves in one socket write (the cross-node profile spent a third of the
+ * caller's time in socket writes, one per message): on an auto-pipelining writer (ours are)
+ * each append joins that turn's pipeline together with the acknowledgements and presence reads
+ * of the same turn. Commands go through {@link INBOX_APPEND} (one EVALSHA per call), which
+ * refuses them when the owner's inbox is at its cap and never trims. Everything else (replies,
+ * evictions: bounded by the calls their receiver waits for) is a plain XADD, the stream's TTL
+ * renewed once per turn.
  */
 export class StreamAppender {
   /** Streams whose TTL this turn's pipeline already renews. */
   private readonly renewed = new Set<string>();
 
-  constructor(private readonly limits: StreamLimits) {}
+  constructor(
+    private readonly keys: RedisKeys,
+    private readonly limits: InboxLimits,
+  ) {}
 
-  /** Resolves with the entry ids of `messages`, or rejects when any of them was not appended. */
-  append(client: RedisClient, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
-    if (!client.options.enableAutoPipelining) return appendToStream(client, streamKey, messages, this.limits);
-    const maxLen = batchMaxLen(this.limits, messages.length);
-    const appended = messages.map((message) => client.xadd(streamKey, ...xaddArgs(maxLen, message)));
+  /**
+   * Resolves with the entry ids of `messages` (all appended to `streamKey`, one of `nodeId`'s
+   * streams); rejects with `InboxFullError` when they hold commands and were refused (none was
+   * appended), or with the Redis error.
+   */
+  async append(client: RedisClient, nodeId: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
+    if (messages.length === 0) return [];
+    if (!messages.some((message) => message.kind === 'command')) return this.appendUncapped(client, streamKey, messages);
+    const reply = (await INBOX_APPEND.run(
+      client,
+      [streamKey, this.keys.inboxCap(nodeId)],
+      [INBOX_GROUP, this.limits.fallbackCap, this.limits.ttlMs, ...messages.map(encodeMessage)],
+    )) as unknown[];
+    if (Number(reply[0]) !== 1) throw new InboxFullError(nodeId, Number(reply[1]), Number(reply[2]));
+    return reply.slice(1).map(String);
+  }
+
+  private async appendUncapped(client: RedisClient, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
+    if (!client.options.enableAutoPipelining) {
+      const pipeline = client.pipeline();
+      for (const message of messages) pipeline.xadd(streamKey, '*', MESSAGE_FIELD, encodeMessage(message));
+      pipeline.pexpire(streamKey, this.limits.ttlMs);
+      const replies = (await pipeline.exec()) ?? [];
+      return messages.map((_, i) => {
+        const [error, id] = replies[i] ?? [new Error(`pipeline on ${streamKey} got no reply`), null];
+        if (error) throw error;
+        return String(id);
+      });
+    }
+    const appended = messages.map((message) => client.xadd(streamKey, '*', MESSAGE_FIELD, encodeMessage(message)));
     this.renewTtl(client, streamKey);
-    return Promise.all(appended) as Promise<string[]>;
+    return (await Promise.all(appended)) as string[];
   }
 
   private renewTtl(client: RedisClient, streamKey: string): void {

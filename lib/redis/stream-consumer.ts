@@ -94,9 +94,14 @@ export class StreamConsumer {
   /** Messages handed to the handler. */
   received = 0;
   acked = 0;
-  /** Commands acknowledged unhandled because their deadline had passed. */
-  /** Entries that held no valid message (or were trimmed before delivery). */
+  /** Entries that held no valid message. */
   malformed = 0;
+  /**
+   * Pending entries whose content was deleted before we could handle them (XREADGROUP gives
+   * their id without fields). Nothing here trims or deletes a pending entry, so only something
+   * outside (an XDEL, an XTRIM) does this; with the content went the caller to answer.
+   */
+  lost = 0;
   /** Commands acknowledged unhandled because the same command id was handled already. */
   duplicates = 0;
   handlerErrors = 0;
@@ -304,7 +309,13 @@ export class StreamConsumer {
 
   private dispatch(stream: ConsumedStream, entry: StreamEntry, redelivered: boolean): void {
     if (stream.isKnown(entry.id)) return;
-    const message = entry.fields ? decodeEntryFields(entry.fields) : null;
+    if (entry.fields === null) {
+      this.lost++;
+      this.options.logger.warn(`entry ${entry.id} of ${stream.key} was deleted before it was handled: its caller gets no answer`);
+      this.queueAck(stream, entry.id);
+      return;
+    }
+    const message = decodeEntryFields(entry.fields);
     if (!message) {
       this.malformed++;
       this.queueAck(stream, entry.id);
@@ -411,10 +422,11 @@ export class StreamConsumer {
   }
 
   /**
-   * Trims the acknowledged history off a stream (XTRIM MINID ~ <oldest entry still needed>),
-   * so `MAXLEN ~ streamMaxLen` on the producers only ever bites on a real backlog. Entries in
-   * flight, awaiting their XACK or not yet read are never trimmed; neither is anything while
-   * our own pending entries are being re-read.
+   * Trims the acknowledged history off a stream (XTRIM MINID ~ <oldest entry still needed>):
+   * writers never trim (a full inbox refuses commands instead). Entries in flight, awaiting
+   * their XACK or not yet read are never trimmed; neither is anything while our own pending
+   * entries are being re-read. So the group's lag stays exact (Redis counts it from entries
+   * added and read; an entry trimmed unread would stay in it forever).
    */
   private scheduleTrim(stream: ConsumedStream): void {
     if (stream.trimTimer || this.aborted) return;

@@ -1,11 +1,9 @@
 import type { ClusterMessage } from '../cluster/envelope.js';
-import type { RedisClient } from './redis-driver.js';
 import { MESSAGE_FIELD, type RedisKeys } from './redis-keys.js';
 
 /**
- * What a node's stream entry holds, and how it gets there: one field (`m`) with the JSON message.
- * Appending trims the stream (`MAXLEN ~`) and renews its TTL in the same pipeline, so an
- * inbox nobody reads any more cannot outlive `streamTtlSeconds`.
+ * What a node's stream entry holds: one field (`m`) with the JSON message, and where it goes.
+ * Appending is the StreamAppender's job.
  */
 
 const KINDS = new Set(['command', 'reply', 'broadcast', 'evict', 'nodeLeft']);
@@ -43,54 +41,6 @@ export function decodeEntryFields(fields: unknown): ClusterMessage | null {
     if (String(fields[i]) === MESSAGE_FIELD) return decodeMessage(fields[i + 1]);
   }
   return null;
-}
-
-export interface StreamLimits {
-  /**
-   * Approximate cap on entries kept (`XADD MAXLEN ~`). The reader trims acknowledged history
-   * itself, so in practice this caps a node's unread backlog.
-   */
-  maxLen: number;
-  /** TTL renewed on every append. */
-  ttlMs: number;
-}
-
-/**
- * Appends messages to one stream in one pipeline (XADD ... then PEXPIRE; one slot, so valid on
- * Redis Cluster). Resolves with the entry ids. The cap grows by the batch size, so a batch never
- * trims its own entries. A pipeline rather than MULTI: half the commands, and a PEXPIRE that
- * failed alone is redone by the next append or the owner's heartbeat.
- */
-/** The MAXLEN of a batch's XADDs: the cap grows by the batch size, so a batch never trims its own entries. */
-export function batchMaxLen(limits: StreamLimits, batchSize: number): number {
-  return limits.maxLen + batchSize - 1;
-}
-
-/** What follows the key in the XADD of one message. */
-export function xaddArgs(maxLen: number, message: ClusterMessage): ['MAXLEN', '~', number, '*', string, string] {
-  return ['MAXLEN', '~', maxLen, '*', MESSAGE_FIELD, encodeMessage(message)];
-}
-
-export async function appendToStream(
-  client: RedisClient,
-  streamKey: string,
-  messages: readonly ClusterMessage[],
-  limits: StreamLimits,
-): Promise<string[]> {
-  if (messages.length === 0) return [];
-  const transaction = client.pipeline();
-  const maxLen = batchMaxLen(limits, messages.length);
-  for (const message of messages) transaction.xadd(streamKey, ...xaddArgs(maxLen, message));
-  transaction.pexpire(streamKey, limits.ttlMs);
-  const replies = await transaction.exec();
-  if (!replies) throw new Error(`pipeline on ${streamKey} got no replies`);
-  const ids: string[] = [];
-  for (let i = 0; i < messages.length; i++) {
-    const [error, id] = replies[i] ?? [new Error('no reply'), null];
-    if (error) throw error;
-    ids.push(String(id));
-  }
-  return ids;
 }
 
 /** A stream entry: id and field list (null when the entry was trimmed or deleted meanwhile). */

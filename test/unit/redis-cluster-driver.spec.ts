@@ -4,7 +4,7 @@ import { ClusterUnavailableError, InvalidOptionsError } from '../../lib/protocol
 import { ClusterDriver, type ClusterDriverOptions } from '../../lib/redis/cluster-driver.js';
 import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-adapter.js';
 import { createDriver } from '../../lib/redis/redis-driver.js';
-import { appendToStream } from '../../lib/redis/stream-publisher.js';
+import { StreamAppender } from '../../lib/redis/stream-appender.js';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle, type RedisServer } from '../support/redis-server.js';
@@ -168,7 +168,8 @@ describe('RedisAdapter on Redis Cluster (3 masters + 3 replicas)', () => {
     const twice = command('dup-a', 'CP-DUP');
     const once = command('dup-a', 'CP-DUP');
     const streamKey = keys.stream('dup-b');
-    await appendToStream(b.adapter.connectionPool.pick(streamKey), streamKey, [twice, twice, once], { maxLen: 1000, ttlMs: 60_000 });
+    const appender = new StreamAppender(keys, { fallbackCap: 1000, ttlMs: 60_000 });
+    await appender.append(b.adapter.connectionPool.pick(streamKey), 'dup-b', streamKey, [twice, twice, once]);
     await waitFor('both commands', () => b.inbox.ofKind('command').length === 2 && b.adapter.streamConsumer!.duplicates === 1);
     expect(b.inbox.ofKind('command').map((message) => message.id)).toEqual([twice.id, once.id]);
     await waitFor('all three entries acknowledged', async () => (await b.adapter.metrics()).pendingMessages === 0);

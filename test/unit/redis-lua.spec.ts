@@ -324,19 +324,21 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
       expect(await TOKEN_REFRESH.run(client(), ['k'], ['t1', 5000])).toBe(0);
     });
 
-    it('the heartbeat extends the node inbox, replies stream and owned index with the liveness key', async () => {
-      const nodeKeys = [keys.alive('A'), keys.stream('A'), keys.owned('A'), keys.replies('A'), keys.holder('A')];
+    it('the heartbeat extends the node inbox, replies stream and owned index with the liveness key, and writes its inbox cap', async () => {
+      const nodeKeys = [...keys.nodeKeys('A'), keys.holder('A')];
       await TOKEN_ACQUIRE.run(client(), [keys.alive('A')], ['t', 5000]);
       await redis.xadd(keys.stream('A'), '*', 'm', '{}');
       await redis.xadd(keys.replies('A'), '*', 'm', '{}');
       await redis.sadd(keys.owned('A'), 'CP1');
-      expect(await LIVENESS_REFRESH.run(client(), nodeKeys, ['t', 5000, 60_000, 70_000, 80_000])).toBe(1);
+      expect(await LIVENESS_REFRESH.run(client(), nodeKeys, ['t', 5000, 60_000, 70_000, 42, 80_000])).toBe(1);
+      expect(await redis.get(keys.inboxCap('A'))).toBe('42');
+      expect(await redis.pttl(keys.inboxCap('A'))).toBeGreaterThan(50_000);
       expect(await redis.pttl(keys.stream('A'))).toBeGreaterThan(50_000);
       expect(await redis.pttl(keys.replies('A'))).toBeGreaterThan(50_000);
       expect(await redis.pttl(keys.owned('A'))).toBeGreaterThan(60_000);
       expect(await redis.get(keys.holder('A'))).toBe('t');
       expect(await redis.pttl(keys.holder('A'))).toBeGreaterThan(70_000);
-      expect(await LIVENESS_REFRESH.run(client(), nodeKeys, ['other', 5000, 1, 1, 1])).toBe(-1);
+      expect(await LIVENESS_REFRESH.run(client(), nodeKeys, ['other', 5000, 1, 1, 1, 1])).toBe(-1);
     });
 
     it('takes a lapsed lease back only when no survivor marked the node taken over meanwhile', async () => {
@@ -367,7 +369,8 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
     });
 
     it('deletes a dead node only when it is still dead and nothing is left unread in its inbox', async () => {
-      const nodeKeys = [keys.alive('A'), keys.stream('A'), keys.owned('A'), keys.replies('A')];
+      const nodeKeys = keys.nodeKeys('A');
+      await redis.set(keys.inboxCap('A'), 100);
       await redis.xgroup('CREATE', keys.stream('A'), 'inbox', '0', 'MKSTREAM');
       await redis.xadd(keys.replies('A'), '*', 'm', '{}'); // nobody is left to read it
       await redis.xadd(keys.stream('A'), '*', 'm', '{}');
@@ -381,7 +384,7 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
       expect(await NODE_CLEANUP.run(client(), nodeKeys, ['inbox'])).toBe(-1); // unacknowledged
       await redis.xack(keys.stream('A'), 'inbox', read[0][1][0][0]);
       expect(await NODE_CLEANUP.run(client(), nodeKeys, ['inbox'])).toBe(1);
-      expect(await redis.exists(keys.stream('A'), keys.replies('A'))).toBe(0);
+      expect(await redis.exists(keys.stream('A'), keys.replies('A'), keys.inboxCap('A'))).toBe(0);
     });
   });
 });

@@ -1,13 +1,17 @@
 import { Redis } from 'ioredis';
+import type { ClusterMessage } from '../../lib/cluster/envelope.js';
+import { InboxFullError } from '../../lib/protocol/errors.js';
+import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { StreamAppender } from '../../lib/redis/stream-appender.js';
 import { decodeEntryFields, entriesOf } from '../../lib/redis/stream-publisher.js';
-import { command } from '../support/redis-fixtures.js';
+import { command, replies } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 
-describe('stream appender (appends of one turn share one write)', () => {
+describe('stream appender (appends of one turn share one write; a full inbox refuses, never trims)', () => {
   let server: RedisServer;
   let redis: Redis;
-  const limits = { maxLen: 1000, ttlMs: 60_000 };
+  const keys = new RedisKeys();
+  const inbox = keys.stream('A');
 
   beforeAll(async () => {
     server = await startRedisServer();
@@ -25,32 +29,95 @@ describe('stream appender (appends of one turn share one write)', () => {
     await stopAllRedisServers();
   });
 
-  it('appends the messages of many callers in call order, each getting its own entry ids', async () => {
-    const appender = new StreamAppender(limits);
-    const messages = Array.from({ length: 20 }, (_, i) => command('S', `CP${i}`));
-    await redis.config('RESETSTAT');
+  const appenderWithCap = (fallbackCap: number) => new StreamAppender(keys, { fallbackCap, ttlMs: 60_000 });
+  const commands = (count: number) => Array.from({ length: count }, (_, i) => command('S', `CP${i}`));
+
+  async function readAll(streamKey: string): Promise<ClusterMessage[]> {
+    return entriesOf(await redis.xread('STREAMS', streamKey, '0')).map((entry) => decodeEntryFields(entry.fields)!);
+  }
+
+  it('appends the messages of many callers in call order, each getting its own entry ids, and renews the TTL', async () => {
+    const appender = appenderWithCap(1000);
+    const messages = commands(20);
     const ids = await Promise.all([
-      appender.append(redis, 'inbox', messages.slice(0, 1)),
-      appender.append(redis, 'inbox', messages.slice(1, 15)),
-      appender.append(redis, 'inbox', messages.slice(15)),
+      appender.append(redis, 'A', inbox, messages.slice(0, 1)),
+      appender.append(redis, 'A', inbox, messages.slice(1, 15)),
+      appender.append(redis, 'A', inbox, messages.slice(15)),
     ]);
 
-    // One TTL renewal for the three callers of the turn.
-    expect(await redis.info('commandstats')).toMatch(/cmdstat_pexpire:calls=1,/);
     expect(ids.map((own) => own.length)).toEqual([1, 14, 5]);
-    const entries = entriesOf(await redis.xread('STREAMS', 'inbox', '0'));
+    const entries = entriesOf(await redis.xread('STREAMS', inbox, '0'));
     expect(entries.map((entry) => entry.id)).toEqual(ids.flat());
     expect(entries.map((entry) => decodeEntryFields(entry.fields))).toEqual(messages);
-    expect(await redis.pttl('inbox')).toBeGreaterThan(0);
+    expect(await redis.pttl(inbox)).toBeGreaterThan(50_000);
   });
 
   it('fails only the callers whose own messages were refused', async () => {
-    const appender = new StreamAppender(limits);
-    await redis.set('not-a-stream', 'x');
-    const refused = appender.append(redis, 'not-a-stream', [command('S', 'CP1')]);
-    const accepted = appender.append(redis, 'inbox', [command('S', 'CP2')]);
+    const appender = appenderWithCap(1000);
+    await redis.set('{n:B}:stream', 'x');
+    const refused = appender.append(redis, 'B', '{n:B}:stream', [command('S', 'CP1')]);
+    const accepted = appender.append(redis, 'A', inbox, [command('S', 'CP2')]);
 
     await expect(refused).rejects.toThrow(/WRONGTYPE/);
     await expect(accepted).resolves.toHaveLength(1);
+  });
+
+  it('refuses commands once unread plus unacknowledged ones reach the cap, and never trims an unread one', async () => {
+    const appender = appenderWithCap(10);
+    await redis.xgroup('CREATE', inbox, 'inbox', '0', 'MKSTREAM');
+    const sent = commands(30);
+    const results = await Promise.allSettled(sent.map((message) => appender.append(redis, 'A', inbox, [message])));
+
+    const refused = results.filter((result) => result.status === 'rejected').map((result) => (result as PromiseRejectedResult).reason);
+    expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(10);
+    expect(refused).toHaveLength(20);
+    for (const error of refused) {
+      expect(error).toBeInstanceOf(InboxFullError);
+      expect(error).toMatchObject({ code: 'OCPP_INBOX_FULL', sent: false, nodeId: 'A', queued: 10, limit: 10 });
+    }
+    // Exactly the admitted ones, in order: nothing trimmed, nothing refused slipped in.
+    expect(await readAll(inbox)).toEqual(sent.slice(0, 10));
+
+    // Read but not acknowledged still counts; acknowledged frees room.
+    const read = entriesOf(await redis.xreadgroup('GROUP', 'inbox', 'A', 'COUNT', 4, 'STREAMS', inbox, '>'));
+    await expect(appender.append(redis, 'A', inbox, [command('S', 'LATE')])).rejects.toBeInstanceOf(InboxFullError);
+    await redis.xack(inbox, 'inbox', ...read.slice(0, 3).map((entry) => entry.id));
+    await expect(appender.append(redis, 'A', inbox, commands(3))).resolves.toHaveLength(3);
+    await expect(appender.append(redis, 'A', inbox, [command('S', 'LATE')])).rejects.toBeInstanceOf(InboxFullError);
+  });
+
+  it("applies the owner's cap, not the writer's", async () => {
+    const bigWriter = appenderWithCap(1000);
+    await redis.set(keys.inboxCap('A'), 5);
+    const results = await Promise.allSettled(commands(8).map((message) => bigWriter.append(redis, 'A', inbox, [message])));
+    expect(results.map((result) => result.status)).toEqual([...Array(5).fill('fulfilled'), ...Array(3).fill('rejected')]);
+  });
+
+  it('counts every entry as unread before the owner created its group', async () => {
+    const appender = appenderWithCap(10);
+    await appender.append(redis, 'A', inbox, commands(10));
+    await expect(appender.append(redis, 'A', inbox, commands(1))).rejects.toBeInstanceOf(InboxFullError);
+  });
+
+  it('admits a batch whole while there is room, and never refuses evictions or replies', async () => {
+    const appender = appenderWithCap(10);
+    await appender.append(redis, 'A', inbox, commands(9));
+    await expect(appender.append(redis, 'A', inbox, commands(5))).resolves.toHaveLength(5);
+    await expect(appender.append(redis, 'A', inbox, commands(5))).rejects.toBeInstanceOf(InboxFullError);
+    const evict: ClusterMessage = { kind: 'evict', identity: 'CP1', epoch: 1, newOwner: 'B' };
+    await expect(appender.append(redis, 'A', inbox, [evict])).resolves.toHaveLength(1);
+    await expect(appender.append(redis, 'A', keys.replies('A'), replies('B', 50))).resolves.toHaveLength(50);
+    // The same through a client that does not auto-pipeline (a user's own connection): one pipeline.
+    const plain = new Redis(server.port);
+    try {
+      const ids = await appender.append(plain, 'A', keys.replies('A'), replies('C', 5));
+      expect(ids).toHaveLength(5);
+      expect(entriesOf(await redis.xread('STREAMS', keys.replies('A'), '0')).slice(-5).map((entry) => entry.id)).toEqual(ids);
+      await expect(appender.append(plain, 'A', inbox, commands(1))).rejects.toBeInstanceOf(InboxFullError);
+    } finally {
+      plain.disconnect();
+    }
+    expect(await redis.xlen(keys.replies('A'))).toBe(55);
+    expect(await redis.pttl(keys.replies('A'))).toBeGreaterThan(50_000);
   });
 });

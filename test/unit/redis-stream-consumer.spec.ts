@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { StreamConsumer } from '../../lib/redis/stream-consumer.js';
-import { appendToStream } from '../../lib/redis/stream-publisher.js';
+import { StreamAppender } from '../../lib/redis/stream-appender.js';
 import { command, gate, MemoryLogger, replies, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/redis-wait.js';
@@ -113,12 +113,38 @@ describe('node inbox (stream consumer)', () => {
     await waitFor('both acknowledged', async () => (await a.adapter.metrics()).acked === 2);
   });
 
-  it('trims with MAXLEN ~ and renews the stream TTL in the same pipeline', async () => {
-    const messages: ClusterMessage[] = Array.from({ length: 300 }, (_, i) => command('S', `CP${i}`));
-    for (const message of messages) await appendToStream(redis, 's', [message], { maxLen: 100, ttlMs: 60_000 });
-    expect(await redis.xlen('s')).toBeLessThan(300);
-    expect(await redis.xlen('s')).toBeGreaterThanOrEqual(100);
-    expect(await redis.pttl('s')).toBeGreaterThan(50_000);
+  it('counts a pending entry deleted before it was handled as lost (not malformed), and handles the rest', async () => {
+    const streamKey = keys.stream('L');
+    const appender = new StreamAppender(keys, { fallbackCap: 1000, ttlMs: 60_000 });
+    await redis.xgroup('CREATE', streamKey, 'inbox', '0', 'MKSTREAM');
+    const sent = Array.from({ length: 3 }, (_, i) => command('S', `CP${i}`));
+    const ids = await appender.append(redis, 'L', streamKey, sent);
+    // A previous run of node L read them, then someone deleted one before it was acknowledged.
+    await redis.xreadgroup('GROUP', 'inbox', 'L', 'COUNT', 10, 'STREAMS', streamKey, '>');
+    await redis.xdel(streamKey, ids[1]);
+    const received: ClusterMessage[] = [];
+    const logger = new MemoryLogger();
+    const consumer = new StreamConsumer({
+      streamKey,
+      group: 'inbox',
+      consumer: 'L',
+      reader: () => blocking,
+      writer: () => redis,
+      handler: (message) => {
+        received.push(message);
+      },
+      logger,
+    });
+    try {
+      await consumer.start();
+      await waitFor('all three acknowledged', () => consumer.acked === 3);
+      expect(received).toEqual([sent[0], sent[2]]);
+      expect(consumer.lost).toBe(1);
+      expect(consumer.malformed).toBe(0);
+      expect(logger.lines.some((line) => line.startsWith('warn') && line.includes(ids[1]))).toBe(true);
+    } finally {
+      await consumer.stop();
+    }
   });
 
   it('computes lag from entries-read when Redis cannot report it (deletions in the stream)', async () => {
@@ -140,10 +166,8 @@ describe('node inbox (stream consumer)', () => {
     });
     try {
       await consumer.start();
-      const ids = await appendToStream(redis, keys.stream('X'), Array.from({ length: 6 }, (_, i) => command('S', `CP${i}`)), {
-        maxLen: 1000,
-        ttlMs: 60_000,
-      });
+      const appender = new StreamAppender(keys, { fallbackCap: 1000, ttlMs: 60_000 });
+      const ids = await appender.append(redis, 'X', keys.stream('X'), Array.from({ length: 6 }, (_, i) => command('S', `CP${i}`)));
       await waitFor('two in flight', () => received.length === 2);
       await redis.xdel(keys.stream('X'), ids[1]); // a tombstone at the delivered position: Redis's lag turns null
       const groups = (await redis.xinfo('GROUPS', keys.stream('X'))) as unknown[][];

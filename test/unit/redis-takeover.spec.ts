@@ -1,4 +1,6 @@
 import type { CommandEnvelope, ReplyEnvelope } from '../../lib/cluster/envelope.js';
+import { settleOutcome } from '../../lib/cluster/outcome.js';
+import { InboxFullError } from '../../lib/protocol/errors.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, gate, startNode, redisTestBed } from '../support/redis-fixtures.js';
 import { waitFor } from '../support/redis-wait.js';
@@ -68,6 +70,27 @@ describe('takeover of a dead node', () => {
     // The reply for A went to A's replies stream, deleted unread with A's keys: nobody waits for it.
     expect(mb.takeoverDropped + mc.takeoverDropped).toBe(0);
     expect(x.nodeId).toBe('A');
+  });
+
+  it("answers a command whose new owner's inbox is full as refused (never sent) instead of forwarding it", async () => {
+    const a = await startNode(bed.server.url, 'A', {}, { subscribe: false });
+    const c = await node('C');
+    const forY = command('C', 'Y');
+    await c.adapter.publish('node:A', forY);
+    a.adapter.abort();
+
+    const b = await node('B', { streamMaxLen: 10 });
+    b.inbox.holdCommands = true; // B's charge points never answer: its inbox stays at its cap
+    await connectCharger(b, 'Y');
+    await c.adapter.publishBatch(Array.from({ length: 10 }, () => ({ channel: 'node:B', message: command('C', 'Y') })));
+
+    const reply = await waitFor('C told the command was refused', () => c.inbox.ofKind('reply').find((r) => r.id === forY.id));
+    expect(reply.outcome).toMatchObject({ status: 'failed', errorCode: 'OCPP_INBOX_FULL', nodeId: 'B', limit: 10, queued: 10 });
+    expect(() => settleOutcome(reply.outcome, { identity: 'Y', action: 'DataTransfer', timeoutMs: 1000 })).toThrow(InboxFullError);
+    expect(b.inbox.ofKind('command').map((m) => m.id)).not.toContain(forY.id);
+    const [mb, mc] = await Promise.all([b.adapter.metrics(), c.adapter.metrics()]);
+    expect(mb.commandsRefused + mc.commandsRefused).toBe(1);
+    expect(mb.takeoverForwarded + mc.takeoverForwarded).toBe(0);
   });
 
   it('leaves live nodes alone; a command that raced a clean leave is still answered', async () => {
