@@ -1,0 +1,77 @@
+import { randomInt } from 'node:crypto';
+
+export interface ChaosOptions {
+  seconds: number;
+  redis: 'standalone' | 'cluster';
+  seed: number;
+  chargers: number;
+  callsPerSecond: number;
+  nodeTtlMs: number;
+  toleranceMs: number;
+  rssLimitMb: number;
+  selfTest: boolean;
+  /** Re-check the records.json of an earlier run instead of running. */
+  analyzeFile: string | null;
+}
+
+const USAGE = `usage: npm run chaos -- [--seconds 90] [--redis standalone|cluster] [--seed N] [--chargers 300]
+       [--rate 20] [--ttl-ms 2000] [--tolerance-ms 100] [--rss-limit-mb 400] [--self-test] [--analyze records.json]`;
+
+export class UsageError extends Error {
+  readonly code = 'CHAOS_USAGE';
+  constructor(message: string) {
+    super(`${message}\n${USAGE}`);
+  }
+}
+
+function positiveInteger(flag: string, raw: string | undefined): number {
+  const value = Number(raw);
+  if (raw === undefined || !/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value <= 0) {
+    throw new UsageError(`${flag} needs a positive integer, got ${raw ?? 'nothing'}`);
+  }
+  return value;
+}
+
+export function parseOptions(argv: string[]): ChaosOptions {
+  const options: ChaosOptions = {
+    seconds: 90,
+    redis: 'standalone',
+    seed: randomInt(1, 2 ** 31 - 1),
+    chargers: 300,
+    callsPerSecond: 20,
+    nodeTtlMs: 2_000,
+    toleranceMs: 100,
+    rssLimitMb: 400,
+    selfTest: false,
+    analyzeFile: null,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = () => argv[++i];
+    switch (flag) {
+      case '--seconds': options.seconds = positiveInteger(flag, value()); break;
+      case '--seed': options.seed = positiveInteger(flag, value()); break;
+      case '--chargers': options.chargers = positiveInteger(flag, value()); break;
+      case '--rate': options.callsPerSecond = positiveInteger(flag, value()); break;
+      case '--ttl-ms': options.nodeTtlMs = positiveInteger(flag, value()); break;
+      case '--tolerance-ms': options.toleranceMs = positiveInteger(flag, value()); break;
+      case '--rss-limit-mb': options.rssLimitMb = positiveInteger(flag, value()); break;
+      case '--self-test': options.selfTest = true; break;
+      case '--analyze': {
+        const file = value();
+        if (!file) throw new UsageError('--analyze needs the path of a records.json');
+        options.analyzeFile = file;
+        break;
+      }
+      case '--redis': {
+        const mode = value();
+        if (mode !== 'standalone' && mode !== 'cluster') throw new UsageError(`--redis is standalone or cluster, got ${mode}`);
+        options.redis = mode;
+        break;
+      }
+      default:
+        throw new UsageError(`unknown argument ${flag}`);
+    }
+  }
+  return options;
+}
