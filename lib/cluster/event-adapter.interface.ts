@@ -115,6 +115,12 @@ export interface EventAdapterInterface {
    * without leases (in memory: one process) leaves it out, which counts as always true.
    */
   holdsLease?(): boolean;
+  /**
+   * Why presence read now may be incomplete or stale (a stall of the transport, a recovery moments
+   * ago), or null. A caller that finds no owner while in doubt answers "unavailable", never
+   * "not connected". Optional: a transport without it is always trusted.
+   */
+  presenceDoubt?(): string | null;
 
   /** True while the transport can carry messages (e.g. Redis connected). Cheap: no I/O. */
   isHealthy(): boolean;

@@ -453,7 +453,9 @@ export class OcppClusterNode {
         continue;
       }
       if (!owner || owner.nodeId === this.nodeId) {
-        outcomes.set(identity, Promise.resolve({ identity, status: 'rejected', error: new NotConnectedError(identity) }));
+        const doubt = owner ? null : this.adapter.presenceDoubt?.();
+        const error = doubt ? new ClusterUnavailableError(`cannot tell whether ${identity} is connected: ${doubt}`) : new NotConnectedError(identity);
+        outcomes.set(identity, Promise.resolve({ identity, status: 'rejected', error }));
         continue;
       }
       const command = this.commandFor(identity, undefined, action, payload, deadline);

@@ -79,6 +79,8 @@ export class NodeLiveness {
   /** performance.now() since which every heartbeat was answered promptly. */
   private steadySince = Infinity;
   private lastAnsweredAt = 0;
+  /** performance.now() when Redis last came back from a stall or loss (not at start). */
+  private lastRecoveredAt = -Infinity;
   private suspended = false;
   private beating = false;
   private readonly aliveCache = new Map<string, { alive: boolean; at: number }>();
@@ -122,6 +124,20 @@ export class NodeLiveness {
   /** Whether this process can prove, now, that the node's key is still its own. No I/O. */
   hasLease(): boolean {
     return this.held && performance.now() < this.leaseUntil;
+  }
+
+  /**
+   * Why presence read now may be incomplete or stale, or null when it can be trusted: the lease
+   * cannot be proven, a heartbeat answer is overdue (Redis stalls now), or Redis came back from a
+   * stall or a loss less than a TTL ago (other nodes may still be re-registering their sockets).
+   * A caller that finds no owner then says "unavailable", never "not connected".
+   */
+  presenceDoubt(): string | null {
+    if (!this.hasLease()) return 'this node cannot prove its lease';
+    const now = performance.now();
+    if (now - this.lastAnsweredAt > this.intervalMs * 1.5) return 'Redis is not answering promptly';
+    if (now - this.lastRecoveredAt < this.options.ttlMs) return 'Redis recovered moments ago; presence may be incomplete';
+    return null;
   }
 
   /**
@@ -226,6 +242,7 @@ export class NodeLiveness {
     const [status] = await this.runAcquire('fresh');
     if (status === LEASE_HELD_ELSEWHERE) return false;
     this.granted(sentAt, true);
+    this.lastRecoveredAt = performance.now();
     this.suspended = false;
     await this.writeInboxCap();
     await this.register();
@@ -295,6 +312,7 @@ export class NodeLiveness {
     this.held = true;
     this.lastAnsweredAt = now;
     if (disturbed) this.steadySince = now;
+    if (disturbed && !fresh) this.lastRecoveredAt = now;
     this.armLeaseTimer();
   }
 

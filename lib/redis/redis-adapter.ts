@@ -460,26 +460,32 @@ export class RedisAdapter implements EventAdapterInterface {
     let alive: boolean;
     try {
       record = await this.presence.get(identity);
-      if (!record) return null;
+      if (!record) {
+        this.requireTrustedPresence(identity);
+        return null;
+      }
       alive = await this.isAlive(record.nodeId);
     } catch (error) {
       throw unavailable(error);
     }
     if (alive) return record;
-    this.requireSteady(record.nodeId);
+    this.requireTrustedPresence(identity);
     return null;
   }
 
   /**
-   * A lapsed liveness key means "dead" only when Redis has answered this node promptly for a
-   * whole TTL: a stall of Redis lapses every key at once, and a charge point on a node that is
-   * merely catching up must not be reported definitively not connected.
+   * A lapsed liveness key or a missing entry means "not connected" only while presence can be
+   * trusted: a stall of Redis lapses every key at once, and a restart of Redis loses every entry
+   * until the nodes re-register; a charge point on a node that is merely catching up must not be
+   * reported definitively not connected.
    */
-  private requireSteady(nodeId: string): void {
-    const steadyMs = this.liveness?.steadyForMs() ?? Infinity;
-    if (steadyMs < this.nodeTtlMs) {
-      throw new ClusterUnavailableError(`cannot tell whether node ${nodeId} is down: Redis has not answered steadily for a node TTL`);
-    }
+  private requireTrustedPresence(identity: string): void {
+    const doubt = this.presenceDoubt();
+    if (doubt) throw new ClusterUnavailableError(`cannot tell whether ${identity} is connected: ${doubt}`);
+  }
+
+  presenceDoubt(): string | null {
+    return this.liveness?.presenceDoubt() ?? null;
   }
 
   holdsLease(): boolean {
