@@ -5,6 +5,8 @@ import { OcppClusterModule } from '../lib/index.js';
 import type { OcppClusterOptions } from '../lib/index.js';
 import { ChargersController } from './chargers.controller.js';
 import { ConnectionLog } from './connection-log.js';
+import { CONTROL_API, ControlTokenGuard } from './control-token.guard.js';
+import type { ControlApiOptions } from './control-token.guard.js';
 import { HealthController } from './health.controller.js';
 import { MetricsController } from './metrics.controller.js';
 import { StationHandlers } from './station.handlers.js';
@@ -12,7 +14,7 @@ import { StationHandlers } from './station.handlers.js';
 /** The sample CSMS. `forOptions` lets tests start it with their own options. */
 @Module({})
 export class AppModule {
-  static forOptions(options: OcppClusterOptions): DynamicModule {
+  static forOptions(options: OcppClusterOptions, control: ControlApiOptions = {}): DynamicModule {
     return {
       module: AppModule,
       imports: [
@@ -20,7 +22,7 @@ export class AppModule {
         OcppClusterModule.forRootAsync({ useFactory: () => options }),
       ],
       controllers: [ChargersController, HealthController, MetricsController],
-      providers: [StationHandlers, ConnectionLog],
+      providers: [StationHandlers, ConnectionLog, ControlTokenGuard, { provide: CONTROL_API, useValue: control }],
     };
   }
 }

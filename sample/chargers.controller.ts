@@ -1,15 +1,23 @@
-import { BadRequestException, Body, Controller, Get, HttpCode, NotFoundException, Param, Post, Query } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Get, HttpCode, NotFoundException, Param, Post, Query, UseGuards } from '@nestjs/common';
 import { OcppClusterService, isOcppProtocol } from '../lib/index.js';
 import type { ChargerInfo, OcppProtocol } from '../lib/index.js';
 import { httpErrorFor } from './call-error.mapper.js';
+import { ControlTokenGuard } from './control-token.guard.js';
 
 type Payload = Record<string, unknown>;
 
-function parseTimeout(raw: string | undefined): number | undefined {
+const MAX_TIMEOUT_MS = 300_000;
+
+/** Plain decimal digits only: `Number()` would also take " 5", "0x10", "1e3" and "". */
+function parseTimeout(raw: unknown): number | undefined {
   if (raw === undefined) return undefined;
-  const timeoutMs = Number(raw);
-  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 300_000) {
-    throw new BadRequestException({ error: 'BadRequest', message: 'timeoutMs must be an integer between 1 and 300000' });
+  const timeoutMs = typeof raw === 'string' && /^[0-9]+$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(timeoutMs >= 1 && timeoutMs <= MAX_TIMEOUT_MS)) {
+    throw new BadRequestException({
+      error: 'ValidationError',
+      parameter: 'timeoutMs',
+      description: `timeoutMs must be a decimal integer from 1 to ${MAX_TIMEOUT_MS}, got ${JSON.stringify(raw)}`,
+    });
   }
   return timeoutMs;
 }
@@ -21,7 +29,9 @@ function requirePayload(body: unknown): Payload {
   return body as Payload;
 }
 
+/** The control API: every route here acts on (or lists) charge points, so each needs the token. */
 @Controller()
+@UseGuards(ControlTokenGuard)
 export class ChargersController {
   constructor(private readonly ocpp: OcppClusterService) {}
 
@@ -45,7 +55,7 @@ export class ChargersController {
     @Param('identity') identity: string,
     @Param('action') action: string,
     @Body() body: unknown,
-    @Query('timeoutMs') timeoutMs?: string,
+    @Query('timeoutMs') timeoutMs?: unknown,
     @Query('protocol') protocol?: string,
   ): Promise<{ result: Payload }> {
     const payload = requirePayload(body ?? {});
@@ -65,7 +75,7 @@ export class ChargersController {
 
   @Post('broadcast/:action')
   @HttpCode(200)
-  async broadcast(@Param('action') action: string, @Body() body: unknown, @Query('timeoutMs') timeoutMs?: string) {
+  async broadcast(@Param('action') action: string, @Body() body: unknown, @Query('timeoutMs') timeoutMs?: unknown) {
     try {
       return await this.ocpp.broadcast(action, requirePayload(body ?? {}), { timeoutMs: parseTimeout(timeoutMs) });
     } catch (error) {
@@ -77,7 +87,7 @@ export class ChargersController {
   /** Body `{ identities: string[], payload }` → each identity's outcome, from whichever node holds it. */
   @Post('broadcast-batch/:action')
   @HttpCode(200)
-  async broadcastBatch(@Param('action') action: string, @Body() body: unknown, @Query('timeoutMs') timeoutMs?: string) {
+  async broadcastBatch(@Param('action') action: string, @Body() body: unknown, @Query('timeoutMs') timeoutMs?: unknown) {
     const { identities, payload } = (body ?? {}) as { identities?: unknown; payload?: unknown };
     if (!Array.isArray(identities) || identities.some((identity) => typeof identity !== 'string')) {
       throw new BadRequestException({ error: 'BadRequest', message: 'identities must be an array of strings' });

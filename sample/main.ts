@@ -1,15 +1,25 @@
 import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
 import { sampleConfigFromEnv } from './sample-config.js';
 
 async function bootstrap(): Promise<void> {
   const config = sampleConfigFromEnv();
-  const app = await NestFactory.create(AppModule.forOptions(config.ocpp), { logger: ['log', 'warn', 'error'] });
+  const app = await NestFactory.create(AppModule.forOptions(config.ocpp, config.control), { logger: ['log', 'warn', 'error'] });
   app.enableShutdownHooks();
   await app.listen(config.port);
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.port;
+  if (config.control.token === undefined) {
+    new Logger('ControlApi').warn(
+      '!!! CONTROL_TOKEN is not set: anyone who reaches this port can list chargers and send them commands ' +
+        '(/chargers, /broadcast, /broadcast-batch). Set CONTROL_TOKEN outside a local trial. !!!',
+    );
+  }
+  if (config.ocpp.authenticate === undefined) {
+    new Logger('ControlApi').warn('OCPP_PASSWORDS_FILE is not set: any charge point may connect under any identity.');
+  }
   console.log(`sample CSMS listening on http://localhost:${port} (charge points: ws://localhost:${port}${config.ocpp.path}/<identity>)`);
 }
 

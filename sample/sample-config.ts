@@ -1,62 +1,83 @@
 import { ClusterDriver, createDriver } from '../lib/index.js';
-import type { OcppClusterOptions } from '../lib/index.js';
+import type { OcppClusterOptions, RedisAdapterOptions } from '../lib/index.js';
+import { loadChargerPasswords, passwordAuthenticator } from './charger-passwords.js';
+import type { ControlApiOptions } from './control-token.guard.js';
+import { InvalidEnvironmentError, MAX_TIMER_MS, integerFromEnv } from './environment.js';
 
 export interface SampleConfig {
   port: number;
   ocpp: OcppClusterOptions;
+  control: ControlApiOptions;
 }
 
+const positiveMs = { min: 1, max: MAX_TIMER_MS };
+const msOrZero = { min: 0, max: MAX_TIMER_MS };
+const count = { min: 0, max: Number.MAX_SAFE_INTEGER };
+
 /**
- * Reads the sample's environment: PORT, OCPP_PATH, OCPP_NODE_ID, REDIS_URL, REDIS_CLUSTER_NODES
- * (`host:port,host:port,...`: a Redis Cluster; it takes precedence over REDIS_URL), OCPP_REDIS_POOL_SIZE,
- * OCPP_NODE_TTL_MS, OCPP_TAKEOVER_INTERVAL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS, OCPP_LAG_DEGRADED,
- * OCPP_LAG_DOWN.
+ * Reads the sample's environment (README, "Quick start"): PORT, OCPP_PATH, OCPP_NODE_ID, REDIS_URL,
+ * REDIS_CLUSTER_NODES (`host:port,host:port,...`: a Redis Cluster; it takes precedence over
+ * REDIS_URL), OCPP_REDIS_PREFIX, OCPP_REDIS_POOL_SIZE, OCPP_STREAM_MAX_LEN, OCPP_NODE_TTL_MS,
+ * OCPP_TAKEOVER_INTERVAL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_PING_INTERVAL_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS,
+ * OCPP_LAG_DEGRADED, OCPP_LAG_DOWN, OCPP_PASSWORDS_FILE, CONTROL_TOKEN. Numbers must be plain
+ * decimal integers; a bad value throws InvalidEnvironmentError naming the variable.
  */
 export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SampleConfig {
-  const port = env.PORT === undefined ? 3000 : Number(env.PORT);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number, got ${env.PORT}`);
   const ocpp: OcppClusterOptions = {
     path: env.OCPP_PATH || '/ocpp',
     nodeId: env.OCPP_NODE_ID || undefined,
+    redis: redisFromEnv(env),
+    callTimeoutMs: integerFromEnv(env, 'OCPP_CALL_TIMEOUT_MS', positiveMs),
+    pingIntervalMs: integerFromEnv(env, 'OCPP_PING_INTERVAL_MS', msOrZero),
   };
+  const windowMs = integerFromEnv(env, 'OCPP_DRAIN_WINDOW_MS', msOrZero);
+  const settleMs = integerFromEnv(env, 'OCPP_DRAIN_SETTLE_MS', msOrZero);
+  if (windowMs !== undefined || settleMs !== undefined) ocpp.drain = { windowMs, settleMs };
+  const lagDegraded = integerFromEnv(env, 'OCPP_LAG_DEGRADED', count);
+  const lagDown = integerFromEnv(env, 'OCPP_LAG_DOWN', count);
+  if (lagDegraded !== undefined || lagDown !== undefined) ocpp.health = { lagDegraded, lagDown };
+  if (env.OCPP_PASSWORDS_FILE) ocpp.authenticate = passwordAuthenticator(loadChargerPasswords(env.OCPP_PASSWORDS_FILE));
+  return {
+    port: integerFromEnv(env, 'PORT', { min: 0, max: 65_535 }) ?? 3000,
+    ocpp,
+    control: { token: controlTokenFromEnv(env) },
+  };
+}
+
+function redisFromEnv(env: NodeJS.ProcessEnv): RedisAdapterOptions | undefined {
   const clusterNodes = env.REDIS_CLUSTER_NODES?.split(',').map((node) => node.trim()).filter((node) => node.length > 0);
+  const url = env.REDIS_URL;
+  if (!(clusterNodes && clusterNodes.length > 0) && !url) return undefined;
+  const poolSize = integerFromEnv(env, 'OCPP_REDIS_POOL_SIZE', { min: 1, max: 64 }) ?? 1;
+  // Names the node's connections in CLIENT LIST, so an operator sees who is who.
+  const redisOptions = env.OCPP_NODE_ID ? { connectionName: `ocpp-cluster:${env.OCPP_NODE_ID}` } : undefined;
+  const common = {
+    poolSize,
+    redisOptions,
+    prefix: env.OCPP_REDIS_PREFIX || undefined,
+    streamMaxLen: integerFromEnv(env, 'OCPP_STREAM_MAX_LEN', { min: 10, max: 10_000_000 }), // the module's limits
+    nodeTtlMs: integerFromEnv(env, 'OCPP_NODE_TTL_MS', positiveMs),
+    takeoverIntervalMs: integerFromEnv(env, 'OCPP_TAKEOVER_INTERVAL_MS', positiveMs),
+  };
   if (clusterNodes && clusterNodes.length > 0) {
-    const poolSize = env.OCPP_REDIS_POOL_SIZE ? Number(env.OCPP_REDIS_POOL_SIZE) : 1;
-    const redisOptions = env.OCPP_NODE_ID ? { connectionName: `ocpp-cluster:${env.OCPP_NODE_ID}` } : undefined;
-    ocpp.redis = {
+    return {
+      ...common,
       cluster: { nodes: clusterNodes },
-      poolSize,
       driverFactory: poolSize > 1 ? () => new ClusterDriver({ nodes: clusterNodes, redisOptions }) : undefined,
-      nodeTtlMs: env.OCPP_NODE_TTL_MS ? Number(env.OCPP_NODE_TTL_MS) : undefined,
-      takeoverIntervalMs: env.OCPP_TAKEOVER_INTERVAL_MS ? Number(env.OCPP_TAKEOVER_INTERVAL_MS) : undefined,
-      redisOptions,
-    };
-  } else if (env.REDIS_URL) {
-    const url = env.REDIS_URL;
-    const poolSize = env.OCPP_REDIS_POOL_SIZE ? Number(env.OCPP_REDIS_POOL_SIZE) : 1;
-    ocpp.redis = {
-      url,
-      poolSize,
-      // Extra writers for a pool: messages to one node always take the same one (ordering).
-      driverFactory: poolSize > 1 ? () => createDriver({ url }) : undefined,
-      nodeTtlMs: env.OCPP_NODE_TTL_MS ? Number(env.OCPP_NODE_TTL_MS) : undefined,
-      takeoverIntervalMs: env.OCPP_TAKEOVER_INTERVAL_MS ? Number(env.OCPP_TAKEOVER_INTERVAL_MS) : undefined,
-      // Names the node's connections in CLIENT LIST, so an operator sees who is who.
-      redisOptions: env.OCPP_NODE_ID ? { connectionName: `ocpp-cluster:${env.OCPP_NODE_ID}` } : undefined,
     };
   }
-  if (env.OCPP_CALL_TIMEOUT_MS) ocpp.callTimeoutMs = Number(env.OCPP_CALL_TIMEOUT_MS);
-  if (env.OCPP_DRAIN_WINDOW_MS || env.OCPP_DRAIN_SETTLE_MS) {
-    ocpp.drain = {
-      windowMs: env.OCPP_DRAIN_WINDOW_MS ? Number(env.OCPP_DRAIN_WINDOW_MS) : undefined,
-      settleMs: env.OCPP_DRAIN_SETTLE_MS ? Number(env.OCPP_DRAIN_SETTLE_MS) : undefined,
-    };
-  }
-  if (env.OCPP_LAG_DEGRADED || env.OCPP_LAG_DOWN) {
-    ocpp.health = {
-      lagDegraded: env.OCPP_LAG_DEGRADED ? Number(env.OCPP_LAG_DEGRADED) : undefined,
-      lagDown: env.OCPP_LAG_DOWN ? Number(env.OCPP_LAG_DOWN) : undefined,
-    };
-  }
-  return { port, ocpp };
+  return {
+    ...common,
+    url,
+    // Extra writers for a pool: messages to one node always take the same one (ordering).
+    driverFactory: poolSize > 1 ? () => createDriver({ url: url! }) : undefined,
+  };
+}
+
+/** Unset: the control API is open (main.ts warns). Set but empty is a mistake, not "open". */
+function controlTokenFromEnv(env: NodeJS.ProcessEnv): string | undefined {
+  const token = env.CONTROL_TOKEN;
+  if (token === undefined) return undefined;
+  if (token.trim() === '') throw new InvalidEnvironmentError('CONTROL_TOKEN', 'is set but empty: unset it, or give it a secret');
+  return token;
 }

@@ -89,8 +89,10 @@ export interface EventAdapterInterface {
    * Rejects with `NodeIdConflictError` when another live process holds the id.
    */
   connect(nodeId: string, source: PresenceSnapshotSource): Promise<void>;
-  /** Leaves the cluster cleanly: tells the others, drops liveness; does not close user-built clients. */
+  /** Leaves the cluster cleanly: ends every subscription, tells the others, drops liveness; does not close user-built clients. */
   disconnect(): Promise<void>;
+  /** Drops every connection at once, without clean-up (optional): used when disconnect() overruns its bound at shutdown. */
+  abort?(): void;
 
   publish(channel: string, message: ClusterMessage): Promise<void>;
   publishBatch(messages: ReadonlyArray<{ channel: string; message: ClusterMessage }>): Promise<void>;

@@ -291,7 +291,9 @@ export class OcppClusterNode {
     const identities = [...this.drainedIdentities];
     let moved = 0;
     while (Date.now() < settleUntil) {
-      const owners = await this.adapter.getPresenceBatch(identities).catch(() => new Map<string, PresenceRecord>());
+      // A stalled Redis must not hold the drain past its settle time.
+      const lookup = this.adapter.getPresenceBatch(identities).catch(() => new Map<string, PresenceRecord>());
+      const owners = (await settleWithin(lookup, Math.max(1, settleUntil - Date.now()))) ?? new Map<string, PresenceRecord>();
       moved = identities.filter((identity) => {
         const owner = owners.get(identity);
         return owner !== undefined && owner.nodeId !== this.nodeId;
@@ -311,9 +313,19 @@ export class OcppClusterNode {
   private async leaveCluster(): Promise<void> {
     if (this.leftCluster || !this.started) return;
     this.leftCluster = true;
-    await this.adapter.unsubscribe(nodeChannel(this.nodeId)).catch(() => undefined);
-    await this.adapter.unsubscribe(BROADCAST_CHANNEL).catch(() => undefined);
-    await this.adapter.disconnect().catch((error) => this.logger.warn(`leaving the cluster failed: ${String(error)}`));
+    // disconnect() ends the subscriptions too; unsubscribing first cost seconds with Redis down.
+    const leaving = this.adapter.disconnect().then(
+      () => true,
+      (error) => {
+        this.logger.warn(`leaving the cluster failed: ${String(error)}`);
+        return true;
+      },
+    );
+    // With Redis gone each step waits for a reconnect that may never come: shutdown must not.
+    if ((await settleWithin(leaving, LEAVE_TIMEOUT_MS)) === undefined) {
+      this.logger.warn(`leaving the cluster took over ${LEAVE_TIMEOUT_MS} ms (transport unreachable?): dropping its connections`);
+      this.adapter.abort?.();
+    }
   }
 
   // ---------------------------------------------------------------- public calls
@@ -1083,6 +1095,8 @@ interface CallGate {
 }
 /** Bound on each clean-up step of stop(), so shutdown never hangs on a dead Redis. */
 const STOP_STEP_TIMEOUT_MS = 2_000;
+/** Bound on leaving the cluster (unsubscribe, release liveness, clean keys) at shutdown. */
+const LEAVE_TIMEOUT_MS = 5_000;
 
 /** Marker: the command went on to another node, which will answer the caller itself. */
 const FORWARDED: CommandOutcome = { status: 'failed', errorCode: 'FORWARDED', message: 'forwarded' };

@@ -263,6 +263,14 @@ export class RedisAdapter implements EventAdapterInterface {
   async disconnect(): Promise<void> {
     if (this.state === 'closed' || this.state === 'closing') return;
     const wasMember = this.state === 'connected' || this.state === 'conflict';
+    // With the writers down every step of a clean leave (acks, liveness, presence, keys) would only
+    // wait out its bound: leave as a crash does; the liveness key lapses and a survivor takes over.
+    const writersIssue = this.pool.healthIssue();
+    if (writersIssue !== null) {
+      if (wasMember) this.logger.warn(`leaving the cluster without clean-up: Redis is unreachable (${writersIssue})`);
+      this.abort();
+      return;
+    }
     this.state = 'closing';
     this.stopTimers();
     this.removeReconnectListener();

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
-import { connectedChargePoint, createRPCError } from '../support/charge-point.js';
+import { connectExpectingRefusalWindow, connectedChargePoint, createRPCError } from '../support/charge-point.js';
 import type { RpcClient } from '../support/charge-point.js';
 import { CsmsProcess } from '../support/csms-process.js';
 import { startRedisCluster, startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
@@ -17,6 +17,8 @@ import { sleep, waitFor } from '../support/wait.js';
  */
 
 const NODE_ENV = { OCPP_CALL_TIMEOUT_MS: '20000' };
+/** Generous bound on how long after a Redis fault ended a node may still refuse charge points (503). */
+const REFUSAL_BOUND_MS = 10_000;
 
 /** Where the sample processes find Redis, and how the tests disturb it. */
 interface Backend {
@@ -109,26 +111,31 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
   }
 
   async function charger(csms: CsmsProcess, identity: string, protocols = ['ocpp1.6']): Promise<RpcClient> {
-    // A node may refuse for a moment (503) while a Redis connection of it reconnects, as on a
-    // loaded CI machine; a real charge point retries, so this one does too, and says so.
-    const giveUpAt = Date.now() + 15_000;
-    for (;;) {
-      try {
-        const client = await connectedChargePoint(csms.wsUrl, identity, { protocols });
-        clients.push(client);
-        return client;
-      } catch (error) {
-        const message = (error as Error).message;
-        if (/Service Unavailable|503/.test(message) && Date.now() < giveUpAt) {
-          const refusals = csms.output.join('').split('\n').filter((line) => /refusing new charge points|accepting new charge points/.test(line));
-          console.warn(`${identity}: ${csms.nodeId} answered 503, retrying; its acceptance log:\n${refusals.slice(-5).join('\n')}`);
-          await sleep(200);
-          continue;
-        }
-        // The node's own account (it logs each change of its acceptance).
-        throw new Error(`${identity} could not connect to ${csms.nodeId}: ${message}\n--- ${csms.nodeId} log tail ---\n${csms.output.join('').slice(-4000)}`, { cause: error });
-      }
+    try {
+      const client = await connectedChargePoint(csms.wsUrl, identity, { protocols });
+      clients.push(client);
+      return client;
+    } catch (error) {
+      // No retry: a refusal outside an outage is a finding. Outage tests measure theirs (refusalWindow).
+      const acceptance = csms.output.join('').split('\n').filter((line) => /refusing new charge points|accepting new charge points/.test(line));
+      throw new Error(
+        `${identity} could not connect to ${csms.nodeId}: ${(error as Error).message}\n--- ${csms.nodeId} acceptance log ---\n` +
+          `${acceptance.slice(-5).join('\n')}\n--- ${csms.nodeId} log tail ---\n${csms.output.join('').slice(-4000)}`,
+        { cause: error },
+      );
     }
+  }
+
+  /**
+   * After a fault: connects `identity` to `csms` while the node still refuses (503), and asserts
+   * the refusals ended well within REFUSAL_BOUND_MS of the fault's end.
+   */
+  async function chargerAfterFault(csms: CsmsProcess, identity: string, faultEndedAt: number): Promise<RpcClient> {
+    const { client, window } = await connectExpectingRefusalWindow(csms.wsUrl, identity, { faultEndedAt });
+    clients.push(client);
+    if (window.refusals > 0) console.log(`${csms.nodeId} refused ${identity} ${window.refusals} times, ${window.firstRefusalMs}–${window.lastRefusalMs} ms after the fault ended`);
+    expect(window.lastRefusalMs ?? 0).toBeLessThan(REFUSAL_BOUND_MS);
+    return client;
   }
 
   async function ownerOf(csms: CsmsProcess, identity: string): Promise<string | undefined> {
@@ -228,9 +235,11 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     back.handle('Reset', () => ({ status: 'Accepted' }));
     await waitFor(async () => (await ownerOf(a, 'X-KILL')) === 'node-b', 'presence of X-KILL');
     expect(await backend.killConnectionsOf('node-b')).toBeGreaterThanOrEqual(3); // writer, subscriber, blocking reader
+    const faultEndedAt = Date.now();
     await waitFor(async () => (await a.http('POST', '/chargers/X-KILL/calls/Reset', { type: 'Soft' })).status === 200, 'A → B to work again');
     await waitFor(async () => (await b.http('POST', '/chargers/X-KILL-A/calls/Reset', { type: 'Soft' })).status === 200, 'B → A to work again');
-    // Both nodes report ready again (and take upgrades again): the next tests connect to both.
+    // Both nodes take upgrades again soon after, and report ready: the next tests connect to both.
+    for (const csms of [a, b]) await chargerAfterFault(csms, `X-KILL-PROBE-${csms.nodeId}`, faultEndedAt);
     for (const csms of [a, b]) {
       await waitFor(async () => (await csms.http('GET', '/health')).status === 200, `${csms.nodeId} to be ready again`, { timeoutMs: 20_000 });
     }
@@ -261,13 +270,10 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     } finally {
       await backend.restart();
     }
-    let onB: RpcClient | undefined;
-    await waitFor(async () => {
-      onB = await connectedChargePoint(b.wsUrl, 'X-MOVED').catch(() => undefined);
-      return onB !== undefined;
-    }, 'node B to take upgrades again', { timeoutMs: 20_000 });
-    clients.push(onB!);
-    onB!.handle('Reset', () => ({ status: 'Accepted' }));
+    const faultEndedAt = Date.now();
+    // X-MOVED connects to B as soon as B takes upgrades again.
+    const onB = await chargerAfterFault(b, 'X-MOVED', faultEndedAt);
+    onB.handle('Reset', () => ({ status: 'Accepted' }));
 
     for (const csms of [a, b]) {
       await waitFor(
@@ -285,6 +291,8 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     // And it stays that way (ocpp-ws-io flips back to the stale owner for ~100 s).
     await sleep(2_500);
     expect(await ownerOf(a, 'X-MOVED')).toBe('node-b');
+    // Node A takes upgrades again too (the next tests connect to it).
+    await chargerAfterFault(a, 'X-RESTART-PROBE-A', faultEndedAt);
   }, 60_000);
 
   it('a second live process with the same node id refuses to start', async () => {
@@ -413,6 +421,8 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
         expect((await a.http('POST', `/chargers/${identity}/calls/DataTransfer`, { vendorId: 'e2e' })).status).toBe(200);
       }
       await cluster.restartNode(victim); // back as a replica, for what follows
+      const faultEndedAt = Date.now();
+      for (const csms of [a, b]) await chargerAfterFault(csms, `X-FO-PROBE-${csms.nodeId}`, faultEndedAt);
     }, 90_000);
 
     it('slots migrating and a reshard while calls run: every call succeeds', async () => {

@@ -10,7 +10,7 @@ import {
   RedisConnectionPool,
   StreamConsumer,
 } from '../../lib/index.js';
-import { connectedChargePoint } from '../support/charge-point.js';
+import { connectExpectingRefusalWindow, connectedChargePoint } from '../support/charge-point.js';
 import type { RpcClient } from '../support/charge-point.js';
 import { startSampleApp } from '../support/ocpp-test-app.js';
 import type { TestApp } from '../support/ocpp-test-app.js';
@@ -98,10 +98,13 @@ describe('health and metrics on real Redis', () => {
     } finally {
       await redis.start();
     }
+    const faultEndedAt = Date.now();
+    // Upgrades are refused (503) only for a while after Redis is back.
+    const { client, window } = await connectExpectingRefusalWindow(app.wsUrl, 'AFTER-OUTAGE', { faultEndedAt });
+    clients.push(client);
+    expect(window.lastRefusalMs ?? 0).toBeLessThan(10_000);
     await waitFor(async () => (await get(app, '/health')).status === 200, 'readiness to come back', { timeoutMs: 20_000 });
     expect((await get(app, '/health/live')).status).toBe(200);
-    const cp = await connectedChargePoint(app.wsUrl, 'AFTER-OUTAGE');
-    clients.push(cp);
   });
 
   it('/metrics counters move with real traffic', async () => {

@@ -108,3 +108,42 @@ export class RawChargePoint {
     this.socket.terminate();
   }
 }
+
+/** How a node refused upgrades after a fault, in ms after the fault ended (undefined: never refused). */
+export interface RefusalWindow {
+  refusals: number;
+  firstRefusalMs?: number;
+  lastRefusalMs?: number;
+}
+
+const REFUSED = /Service Unavailable|503/;
+
+/**
+ * For tests about outages only: connects `identity` after a fault that ended at `faultEndedAt`
+ * (Date.now() then), recording each HTTP 503 the node answers meanwhile, and returns the client
+ * with that refusal window for the test to assert on. Any other error fails at once; still
+ * refusing `giveUpAfterMs` after the fault ended fails with the window seen so far. Everywhere
+ * else a refused upgrade fails the test: use {@link connectedChargePoint}.
+ */
+export async function connectExpectingRefusalWindow(
+  endpoint: string,
+  identity: string,
+  { faultEndedAt, giveUpAfterMs = 20_000, ...options }: ChargePointOptions & { faultEndedAt: number; giveUpAfterMs?: number },
+): Promise<{ client: RpcClient; window: RefusalWindow }> {
+  const window: RefusalWindow = { refusals: 0 };
+  for (;;) {
+    try {
+      return { client: await connectedChargePoint(endpoint, identity, options), window };
+    } catch (error) {
+      if (!REFUSED.test((error as Error).message)) throw error;
+      const sinceFault = Date.now() - faultEndedAt;
+      window.refusals++;
+      window.firstRefusalMs ??= sinceFault;
+      window.lastRefusalMs = sinceFault;
+      if (sinceFault > giveUpAfterMs) {
+        throw new Error(`${endpoint}/${identity}: still refused ${sinceFault} ms after the fault ended (${JSON.stringify(window)})`, { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}

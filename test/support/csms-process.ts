@@ -81,14 +81,14 @@ export class CsmsProcess {
     await withTimeout(this.exited, 5_000, `node ${this.nodeId} to die`);
   }
 
-  async http(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  async http(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
     // A pooled keep-alive socket the server closed as the request went out fails with "other
     // side closed"; a GET is safe to send again (a POST is not: it may have reached a charger).
     for (let attempt = 1; ; attempt++) {
       try {
         const response = await fetch(`${this.httpUrl}${path}`, {
           method,
-          headers: body === undefined ? {} : { 'content-type': 'application/json' },
+          headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
           body: body === undefined ? undefined : JSON.stringify(body),
         });
         const text = await response.text();
