@@ -12,6 +12,7 @@ import { InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
  * | `<prefix>{n:<node>}:replies`        | stream | node          | answers to the node's own calls (group `inbox`)
  * | `<prefix>{n:<node>}:owned`          | set    | node          | identities the node claimed
  * | `<prefix>{n:<node>}:takeover`       | string | node          | lock of the survivor draining it
+ * | `<prefix>{n:<node>}:probe`          | string | node          | readiness write probe, short TTL
  * | `<prefix>{p:<identity>}`            | hash   | identity      | node, epoch, protocol, connectedAt
  * | `<prefix>{p:<identity>}:epoch`      | string | identity      | epoch counter
  * | `<prefix>nodes`                     | zset   | its own       | node registry (score: last refresh)
@@ -114,6 +115,11 @@ export class RedisKeys {
 
   owned(nodeId: string): string {
     return `${this.nodeTag(nodeId)}:owned`;
+  }
+
+  /** Written by the readiness probe: proves that Redis takes writes. */
+  probe(nodeId: string): string {
+    return `${this.nodeTag(nodeId)}:probe`;
   }
 
   takeoverLock(nodeId: string): string {
