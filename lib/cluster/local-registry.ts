@@ -6,10 +6,8 @@ export interface LocalConnection {
   identity: string;
   protocol: OcppProtocol;
   rpc: RpcSession;
-  /** Presence epoch this connection claimed (0 until the claim returns). */
+  /** Presence epoch claimed before the handshake completed (0: accepted while the claim failed). */
   epoch: number;
-  /** Settles once the presence claim returned (or failed). */
-  claimed?: Promise<void>;
   connectedAt: number;
   /** Whatever the authenticate hook attached. */
   session: unknown;

@@ -19,7 +19,7 @@ import { RpcSession } from '../protocol/rpc-session.js';
 import type { InboundCall } from '../protocol/rpc-session.js';
 import type { SchemaValidator } from '../protocol/validator.js';
 import { OcppWebSocketGateway } from '../gateway/ocpp-websocket-gateway.js';
-import type { ConnectionInfo } from '../gateway/ocpp-websocket-gateway.js';
+import type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from '../gateway/ocpp-websocket-gateway.js';
 import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 import { mapSettledBounded } from './bounded-all.js';
 import { groupBy } from './group-by.js';
@@ -31,7 +31,7 @@ import type {
   EvictEnvelope,
 } from './envelope.js';
 import { BROADCAST_CHANNEL, nodeChannel } from './envelope.js';
-import type { DeliveryInfo, EventAdapterInterface, LeaseChange, PresenceRecord } from './event-adapter.interface.js';
+import type { DeliveryInfo, EventAdapterInterface, LeaseChange, PresenceClaim, PresenceRecord } from './event-adapter.interface.js';
 import type { HandlerRegistry } from './handler-registry.js';
 import { LeaseGuard } from './lease-guard.js';
 import { LocalRegistry } from './local-registry.js';
@@ -180,6 +180,7 @@ export class OcppClusterNode {
       maxConnections: this.options.maxConnections,
       isAcceptingConnections: () => this.acceptanceForUpgrade(),
       onRejected: (reason) => this.metricsSink.upgradeRejected(reason),
+      beforeUpgrade: (request) => this.claimBeforeUpgrade(request),
       onConnection: (socket, info) => this.onConnection(socket, info),
       logger: this.logger,
     });
@@ -252,12 +253,45 @@ export class OcppClusterNode {
   /** acceptance() for the gateway, logging when the node starts and stops refusing charge points. */
   private acceptanceForUpgrade(): ReturnType<OcppClusterNode['acceptance']> {
     const verdict = this.acceptance();
-    const refusal = verdict.ok ? null : verdict.reason;
-    if (refusal === this.lastRefusal) return verdict;
-    this.lastRefusal = refusal;
-    if (!verdict.ok) this.logger.warn(`refusing new charge points with ${verdict.status}: ${verdict.reason}`);
-    else this.logger.log('accepting new charge points again');
+    this.noteRefusal(verdict.ok ? null : verdict);
     return verdict;
+  }
+
+  /** Logs when the node starts and stops refusing charge points (once per change of reason). */
+  private noteRefusal(refusal: { status: number; reason: string } | null): void {
+    const reason = refusal?.reason ?? null;
+    if (reason === this.lastRefusal) return;
+    this.lastRefusal = reason;
+    if (refusal) this.logger.warn(`refusing new charge points with ${refusal.status}: ${refusal.reason}`);
+    else this.logger.log('accepting new charge points again');
+  }
+
+  /**
+   * Claims the identity before the handshake completes, so that epochs follow handshake order:
+   * a charge point that saw its socket open here and then connects elsewhere always ends up
+   * with the newer claim there. When the claim fails (Redis unreachable or refusing writes) the
+   * upgrade gets 503 like any upgrade while the transport is down; with
+   * `refuseUpgradesWhileTransportDown: false` it is accepted unclaimed and the transport
+   * registers it as soon as it can (see RedisAdapter: failed claims are retried).
+   */
+  private async claimBeforeUpgrade(request: UpgradeRequest): Promise<UpgradeVerdict> {
+    const connectedAt = Date.now();
+    try {
+      const claim = await this.adapter.setPresence(request.identity, request.protocol, connectedAt);
+      this.metricsSink.presenceOperation('claim', 'ok');
+      const ticket: PresenceTicket = { claim, connectedAt };
+      return { accept: true, ticket, release: () => this.removePresence(request.identity, claim.record.epoch) };
+    } catch (error) {
+      this.metricsSink.presenceOperation('claim', 'error');
+      if (this.options.refuseUpgradesWhileTransportDown) {
+        const refusal = { status: 503, reason: `presence claim failed: ${errorMessage(error)}` };
+        this.noteRefusal(refusal);
+        return { accept: false, ...refusal };
+      }
+      this.logger.warn(`presence claim for ${request.identity} failed: ${errorMessage(error)}; accepted unclaimed, registered once the transport can`);
+      const ticket: PresenceTicket = { claim: null, connectedAt };
+      return { accept: true, ticket };
+    }
   }
 
   /**
@@ -878,10 +912,8 @@ export class OcppClusterNode {
 
   private async onEvict(message: EvictEnvelope): Promise<void> {
     const connection = this.registry.get(message.identity);
-    if (!connection) return;
-    // A socket whose claim is still in flight has epoch 0: learn its epoch before judging it stale.
-    await connection.claimed;
-    if (this.registry.get(message.identity) !== connection || connection.epoch > message.epoch) return;
+    // Sockets are registered with the epoch they claimed before their handshake completed.
+    if (!connection || connection.epoch > message.epoch) return;
     this.logger.log(`${message.identity} reconnected on ${message.newOwner}; closing the stale socket here`);
     this.registry.deleteIf(connection);
     await connection.rpc.close(1000, 'replaced by a newer connection');
@@ -898,12 +930,20 @@ export class OcppClusterNode {
       session: connectionInfo.session,
       remoteAddress: connectionInfo.remoteAddress,
     };
-    const connectedAt = Date.now();
+    const ticket = connectionInfo.ticket as PresenceTicket | undefined;
+    const claim = ticket?.claim ?? null;
+    const epoch = claim?.record.epoch ?? 0;
+    const current = this.registry.get(info.identity);
+    if (current && epoch > 0 && current.epoch > epoch) {
+      // A later handshake of this charge point claimed a newer epoch and is already here.
+      socket.close(1000, 'replaced by a newer connection');
+      return;
+    }
     const connection: LocalConnection = {
       identity: info.identity,
       protocol: info.protocol,
-      epoch: 0,
-      connectedAt,
+      epoch,
+      connectedAt: ticket?.connectedAt ?? Date.now(),
       session: info.session,
       remoteAddress: info.remoteAddress,
       rpc: undefined as unknown as RpcSession,
@@ -954,7 +994,8 @@ export class OcppClusterNode {
       this.logger.log(`${info.identity} connected again; closing its previous socket`);
       void replaced.rpc.close(1000, 'replaced by a newer connection');
     }
-    connection.claimed = this.claimPresence(connection);
+    const previous = claim?.previous;
+    if (previous && previous.nodeId !== this.nodeId) this.evictElsewhere(connection.identity, previous);
     // Without a hook, no promise chain per connection (it showed in reconnect storm profiles).
     const onConnected = this.listeners.onConnected;
     if (!onConnected) return;
@@ -983,30 +1024,11 @@ export class OcppClusterNode {
     }
   }
 
-  private async claimPresence(connection: LocalConnection): Promise<void> {
-    try {
-      const claim = await this.adapter.setPresence(connection.identity, connection.protocol, connection.connectedAt);
-      this.metricsSink.presenceOperation('claim', 'ok');
-      connection.epoch = claim.record.epoch;
-      if (this.registry.get(connection.identity) !== connection) {
-        // Closed (or replaced) while the claim was in flight: undo our claim if still ours.
-        await this.adapter.removePresence(connection.identity, claim.record.epoch);
-        return;
-      }
-      const previous = claim.previous;
-      if (previous && previous.nodeId !== this.nodeId) {
-        await this.adapter.publish(nodeChannel(previous.nodeId), {
-          kind: 'evict',
-          identity: connection.identity,
-          epoch: previous.epoch,
-          newOwner: this.nodeId,
-        });
-      }
-    } catch (error) {
-      this.metricsSink.presenceOperation('claim', 'error');
-      // The transport re-registers local sockets (localPresence) once it is back.
-      this.logger.warn(`presence claim for ${connection.identity} failed: ${errorMessage(error)}`);
-    }
+  /** Tells the node that held the identity before our claim to close its (older) socket. */
+  private evictElsewhere(identity: string, previous: PresenceRecord): void {
+    this.adapter
+      .publish(nodeChannel(previous.nodeId), { kind: 'evict', identity, epoch: previous.epoch, newOwner: this.nodeId })
+      .catch((error) => this.logger.warn(`telling ${previous.nodeId} to close its socket of ${identity} failed: ${errorMessage(error)}`));
   }
 
   private onDisconnected(connection: LocalConnection, code: number, reason: string): void {
@@ -1015,23 +1037,27 @@ export class OcppClusterNode {
     // Drained sockets keep pointing here until they reconnect elsewhere, so commands for them
     // come to us and wait for the new owner instead of failing as not connected.
     const handedOver = this.drainedIdentities.has(connection.identity);
-    if (connection.epoch > 0 && !handedOver) {
-      const removal = this.adapter
-        .removePresence(connection.identity, connection.epoch)
-        .then(() => this.metricsSink.presenceOperation('remove', 'ok'))
-        .catch((error) => {
-          this.metricsSink.presenceOperation('remove', 'error');
-          this.logger.warn(`presence removal for ${connection.identity} failed: ${String(error)}`);
-        })
-        .finally(() => this.presenceRemovals.delete(removal));
-      this.presenceRemovals.add(removal);
-    }
+    // Epoch 0 (accepted unclaimed): the transport knows the epoch it registered it under, if any.
+    if ((connection.epoch > 0 || wasCurrent) && !handedOver) this.removePresence(connection.identity, connection.epoch);
     // A socket replaced by a newer connection of the same charge point is not a disconnect.
     const onDisconnected = this.listeners.onDisconnected;
     if (!wasCurrent || !onDisconnected) return;
     void Promise.resolve()
       .then(() => onDisconnected({ ...this.infoOf(connection), code, reason }, connection.session))
       .catch((error) => this.logger.warn(`disconnect hook failed for ${connection.identity}: ${String(error)}`));
+  }
+
+  /** Removes our entry if (node, epoch) still own it; stop() waits for these. */
+  private removePresence(identity: string, epoch: number): void {
+    const removal = this.adapter
+      .removePresence(identity, epoch)
+      .then(() => this.metricsSink.presenceOperation('remove', 'ok'))
+      .catch((error) => {
+        this.metricsSink.presenceOperation('remove', 'error');
+        this.logger.warn(`presence removal for ${identity} failed: ${String(error)}`);
+      })
+      .finally(() => this.presenceRemovals.delete(removal));
+    this.presenceRemovals.add(removal);
   }
 
   private localPresence(): PresenceRecord[] {
@@ -1061,6 +1087,12 @@ interface RemoteCall {
   payload: Record<string, unknown>;
   timeoutMs: number;
   deadline: number;
+}
+
+/** What the claim before the upgrade hands to the connection (claim null: accepted unclaimed). */
+interface PresenceTicket {
+  claim: PresenceClaim | null;
+  connectedAt: number;
 }
 
 /** What a connection's handlers keep of its upgrade. */

@@ -45,7 +45,26 @@ export interface ConnectionInfo {
   session: unknown;
   remoteAddress?: string;
   request: IncomingMessage;
+  /** What `beforeUpgrade` accepted the handshake with. */
+  ticket?: unknown;
 }
+
+/** What `beforeUpgrade` sees: an authenticated handshake about to be completed. */
+export interface UpgradeRequest {
+  identity: string;
+  protocol: OcppProtocol;
+  session: unknown;
+  remoteAddress?: string;
+}
+
+/**
+ * `accept: true` completes the handshake and hands `ticket` to `onConnection`; `release` runs
+ * instead when the handshake ends without a connection (client gone, timeout, gateway closed).
+ * `accept: false` answers `status` with `reason`.
+ */
+export type UpgradeVerdict =
+  | { accept: true; ticket?: unknown; release?: () => void }
+  | { accept: false; status: number; reason: string };
 
 /** Why an upgrade was refused; stable labels for metrics. */
 export type RejectionReason =
@@ -57,7 +76,8 @@ export type RejectionReason =
   | 'too-many-connections' // maxConnections reached
   | 'unauthorized' // authenticate() refused
   | 'authentication-error' // authenticate() threw or returned nonsense
-  | 'handshake-timeout' // authenticate() did not answer in time
+  | 'handshake-timeout' // authenticate() or beforeUpgrade() did not answer in time
+  | 'before-upgrade' // beforeUpgrade() refused (e.g. the presence claim failed)
   | 'no-subprotocol'; // handshake completed without a subprotocol, then closed with 1002
 
 /** The little the gateway needs from a logger (Nest's Logger and the cluster logger fit). */
@@ -81,8 +101,13 @@ export interface GatewayOptions {
   perMessageDeflate?: boolean;
   /** Open connections plus handshakes in progress; beyond it: HTTP 503. */
   maxConnections?: number;
-  /** Bound on the `authenticate` hook; past it: HTTP 503. Default 10 000 ms. */
+  /** Bound on the `authenticate` and `beforeUpgrade` hooks together; past it: HTTP 503. Default 10 000 ms. */
   handshakeTimeoutMs?: number;
+  /**
+   * Runs after authentication, before the 101 answer: whatever it does (the cluster node claims
+   * the identity's presence) is done, in handshake order, before the charge point sees its socket open.
+   */
+  beforeUpgrade?: (request: UpgradeRequest) => Promise<UpgradeVerdict>;
   /** Checked on every upgrade (draining, Redis down, ...). */
   isAcceptingConnections?: () => { ok: true } | { ok: false; status: number; reason: string };
   onConnection(ws: WebSocket, info: ConnectionInfo): void;
@@ -111,6 +136,8 @@ interface Attachment {
 interface PendingHandshake {
   /** Ends the handshake once; false if it had already ended. */
   settle(): boolean;
+  /** Not ended yet (no answer, no timeout, client still there). */
+  isOpen(): boolean;
   socket: Duplex;
 }
 
@@ -168,6 +195,9 @@ export class OcppWebSocketGateway {
     if (typeof options.onConnection !== 'function') throw new InvalidOptionsError('onConnection', 'must be a function');
     if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
       throw new InvalidOptionsError('authenticate', 'must be a function');
+    }
+    if (options.beforeUpgrade !== undefined && typeof options.beforeUpgrade !== 'function') {
+      throw new InvalidOptionsError('beforeUpgrade', 'must be a function');
     }
     this.logger = options.logger ?? console;
 
@@ -288,8 +318,8 @@ export class OcppWebSocketGateway {
     if (!check.ok) return this.reject(socket, check.rejection);
     const { identity, offered, protocol } = check;
     if (protocol === null) return this.refuseSubprotocol(req, socket, head, offered);
-    if (!this.options.authenticate) return this.upgrade(req, socket, head, identity, protocol, undefined);
-    this.authenticate(this.options.authenticate, req, socket, head, identity, offered, protocol);
+    if (!this.options.authenticate && !this.options.beforeUpgrade) return void this.upgrade(req, socket, head, identity, protocol, undefined);
+    this.admit(req, socket, head, identity, offered, protocol);
   }
 
   /** Everything decided synchronously, in this order: path, identity, handshake, capacity, subprotocol. */
@@ -333,8 +363,8 @@ export class OcppWebSocketGateway {
     return { status: isErrorStatus(verdict.status) ? verdict.status : 503, reason: 'not-accepting', detail: verdict.reason };
   }
 
-  private authenticate(
-    hook: NonNullable<GatewayOptions['authenticate']>,
+  /** The asynchronous part of a handshake: authenticate, then beforeUpgrade, then upgrade; bounded, and given up when the client goes. */
+  private admit(
     req: IncomingMessage,
     socket: Duplex,
     head: Buffer,
@@ -345,6 +375,7 @@ export class OcppWebSocketGateway {
     let settled = false;
     const handshake: PendingHandshake = {
       socket,
+      isOpen: () => !settled,
       settle: () => {
         if (settled) return false;
         settled = true;
@@ -362,6 +393,36 @@ export class OcppWebSocketGateway {
     socket.once('close', onClose);
     this.pending.add(handshake);
 
+    void (async () => {
+      const authenticated = this.options.authenticate
+        ? await this.authenticate(this.options.authenticate, req, socket, identity, offered, protocol, handshake)
+        : { protocol, session: undefined };
+      if (authenticated === null) return;
+      const verdict = this.options.beforeUpgrade
+        ? await this.beforeUpgrade(this.options.beforeUpgrade, { identity, protocol: authenticated.protocol, session: authenticated.session, remoteAddress: req.socket.remoteAddress })
+        : ({ accept: true } as UpgradeVerdict);
+      if (!handshake.settle()) {
+        if (verdict.accept) verdict.release?.();
+        return;
+      }
+      if (!verdict.accept) {
+        return this.reject(socket, { status: isErrorStatus(verdict.status) ? verdict.status : 503, reason: 'before-upgrade', detail: verdict.reason });
+      }
+      const connected = this.upgrade(req, socket, head, identity, authenticated.protocol, authenticated.session, verdict.ticket);
+      if (!connected) verdict.release?.();
+    })();
+  }
+
+  /** Runs the hook; null when the handshake was answered (refused) or ended meanwhile. */
+  private async authenticate(
+    hook: NonNullable<GatewayOptions['authenticate']>,
+    req: IncomingMessage,
+    socket: Duplex,
+    identity: string,
+    offered: string[],
+    protocol: OcppProtocol,
+    handshake: PendingHandshake,
+  ): Promise<{ protocol: OcppProtocol; session: unknown } | null> {
     const request: AuthenticationRequest = {
       identity,
       protocols: offered,
@@ -377,20 +438,32 @@ export class OcppWebSocketGateway {
       request.clientCertificateAuthorized = socket.authorized;
     }
 
-    void (async () => {
-      let result: AuthenticationResult;
-      try {
-        result = await hook(request);
-      } catch (err) {
-        if (!handshake.settle()) return;
-        this.logger.error(`OCPP authenticate() failed for ${JSON.stringify(identity)}: ${errorText(err)}`);
-        return this.reject(socket, { status: 500, reason: 'authentication-error' });
-      }
-      if (!handshake.settle()) return;
-      const decision = this.decide(result, identity, offered);
-      if ('rejection' in decision) return this.reject(socket, decision.rejection);
-      this.upgrade(req, socket, head, identity, decision.protocol ?? protocol, decision.session);
-    })();
+    let result: AuthenticationResult;
+    try {
+      result = await hook(request);
+    } catch (err) {
+      if (!handshake.settle()) return null;
+      this.logger.error(`OCPP authenticate() failed for ${JSON.stringify(identity)}: ${errorText(err)}`);
+      this.reject(socket, { status: 500, reason: 'authentication-error' });
+      return null;
+    }
+    if (!handshake.isOpen()) return null;
+    const decision = this.decide(result, identity, offered);
+    if ('rejection' in decision) {
+      if (handshake.settle()) this.reject(socket, decision.rejection);
+      return null;
+    }
+    return { protocol: decision.protocol ?? protocol, session: decision.session };
+  }
+
+  /** Runs the hook; a throw refuses the upgrade with 503. */
+  private async beforeUpgrade(hook: NonNullable<GatewayOptions['beforeUpgrade']>, request: UpgradeRequest): Promise<UpgradeVerdict> {
+    try {
+      return await hook(request);
+    } catch (err) {
+      this.logger.error(`OCPP beforeUpgrade() failed for ${JSON.stringify(request.identity)}: ${errorText(err)}`);
+      return { accept: false, status: 503, reason: 'service unavailable' };
+    }
   }
 
   private decide(
@@ -418,23 +491,36 @@ export class OcppWebSocketGateway {
     return { rejection: { status: 500, reason: 'authentication-error' } };
   }
 
-  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, identity: string, protocol: OcppProtocol, session: unknown): void {
+  /** Completes the handshake; false when ws gave it up (the client went away meanwhile). */
+  private upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    identity: string,
+    protocol: OcppProtocol,
+    session: unknown,
+    ticket?: unknown,
+  ): boolean {
     socket.removeListener('error', destroyOnError); // ws takes over error handling
     this.chosen.set(req, protocol);
     const server = this.deflate && isOcpp2(protocol) ? this.deflate : this.plain;
+    // Without verifyClient, ws completes (or gives up) the handshake synchronously.
+    let connected = false;
     server.handleUpgrade(req, socket, head, (ws) => {
+      connected = true;
       this.clients.add(ws);
       // Without a listener, a bad frame from a charge point (ws then closes with 1002/1007/1009)
       // would be an unhandled 'error' event and crash the process.
       ws.on('error', (err) => this.logger.warn(`OCPP connection ${JSON.stringify(identity)}: ${err.message}`));
       ws.once('close', () => this.clients.delete(ws));
       try {
-        this.options.onConnection(ws, { identity, protocol, session, remoteAddress: req.socket.remoteAddress, request: req });
+        this.options.onConnection(ws, { identity, protocol, session, remoteAddress: req.socket.remoteAddress, request: req, ticket });
       } catch (err) {
         this.logger.error(`OCPP onConnection() failed for ${JSON.stringify(identity)}: ${errorText(err)}`);
         ws.close(1011, 'internal error');
       }
     });
+    return connected;
   }
 
   /** OCPP-J: with no common subprotocol, finish the handshake without the header, then close. */

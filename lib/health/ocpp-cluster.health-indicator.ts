@@ -19,7 +19,8 @@ export class OcppClusterHealthIndicator {
   ) {}
 
   /**
-   * Readiness: every Redis connection answers within `health.pingTimeoutMs`, this node still
+   * Readiness: every Redis writer completes a real write and the other connections answer
+   * within `health.pingTimeoutMs` (a Redis refusing writes is not ready), this node still
    * holds its liveness key, its inbox consumer runs with lag under the thresholds (over
    * `lagDegraded`: degraded, over `lagDown`: down), the gateway accepts, and it is not draining.
    */

@@ -231,7 +231,9 @@ export const REHYDRATE_DISPLACED = 3;
  * owner. With an epoch: written when the entry is absent or holds an older epoch (any node),
  * kept (TTL refreshed) when it is this very connection, refused when the entry is newer.
  * With epoch 0 (a connection that never got an epoch because Redis was down when it
- * connected): claimed with a new epoch unless a connection that started later owns it.
+ * connected): kept under the entry's epoch when the entry is this very connection (this node,
+ * same connectedAt: a claim of it landed meanwhile), refused when a connection that started
+ * later owns it (on any node), else claimed with a new epoch.
  * KEYS per identity: presence hash, epoch counter. ARGV: node, ttlMs, counterTtlMs, then per
  * identity epoch, protocol, connectedAt.
  * Returns per identity, flattened: status, epoch, curNode, curEpoch, curProtocol, curConnectedAt
@@ -248,8 +250,14 @@ local function rehydrate(hash, counter_key, mine, protocol, connected_at)
     return status, fmt(epoch), cur[1] or false, cur[2] or false, cur[3] or false, cur[4] or false
   end
   if mine == 0 then
-    if cur[1] and cur[1] ~= node and (tonumber(cur[4]) or 0) > (tonumber(connected_at) or 0) then
-      return found(0, theirs)
+    if cur[1] then
+      local their_start, my_start = tonumber(cur[4]) or 0, tonumber(connected_at) or 0
+      if cur[1] == node and their_start == my_start then
+        -- This very connection is registered already (its claim landed meanwhile): one epoch per connection.
+        redis.call('PEXPIRE', hash, ttl)
+        return found(1, theirs)
+      end
+      if their_start > my_start then return found(0, theirs) end
     end
     mine = next_epoch(counter_key, theirs)
   elseif cur[1] then

@@ -257,7 +257,10 @@ export class PresenceStore {
       },
     );
     const held = results.filter((result) => result.status !== 'refused').map((result) => result.record.identity);
-    const refused = results.filter((result) => result.status === 'refused').map((result) => result.record.identity);
+    // A newer connection of ours may hold a refused identity: it stays in our index then.
+    const refused = results
+      .filter((result) => result.status === 'refused' && result.existing?.nodeId !== nodeId)
+      .map((result) => result.record.identity);
     await this.addOwned(nodeId, held);
     if (refused.length > 0) await this.forget(nodeId, refused);
     return results;

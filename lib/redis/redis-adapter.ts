@@ -16,7 +16,7 @@ import { ClusterUnavailableError, InboxFullError, InvalidOptionsError, OcppClust
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { Broadcaster } from './broadcaster.js';
 import { ClusterDriver, type ClusterDriverOptions } from './cluster-driver.js';
-import { pingWithin } from './connection-probe.js';
+import { pingWithin, writeWithin } from './connection-probe.js';
 import { NODE_CLEANUP } from './lua-scripts.js';
 import { NodeLiveness, type LeaseEvent } from './node-liveness.js';
 import { settleWithin, sleep } from '../cluster/time-bounds.js';
@@ -84,6 +84,9 @@ type State = 'idle' | 'connecting' | 'connected' | 'conflict' | 'closing' | 'clo
 
 /** Bound on each Redis step of disconnect(), so leaving never hangs on a dead server. */
 const STEP_TIMEOUT_MS = 2000;
+/** Backoff of the retry of failed presence claims (see retryRegistration). */
+const REGISTRATION_RETRY_MIN_MS = 100;
+const REGISTRATION_RETRY_MAX_MS = 2000;
 
 /**
  * The Redis cluster transport: node inboxes on Redis Streams with consumer groups (unicast,
@@ -125,6 +128,10 @@ export class RedisAdapter implements EventAdapterInterface {
   private recoverAgain = false;
   /** Epochs given to local sockets that connected while Redis was unreachable (their own epoch is 0). */
   private readonly adopted = new Map<string, number>();
+  /** Identities whose claim or re-registration failed: retried with a short backoff, not only at the next refresh. */
+  private readonly unregistered = new Set<string>();
+  private registrationRetry: NodeJS.Timeout | null = null;
+  private registrationBackoffMs = REGISTRATION_RETRY_MIN_MS;
   private lastMetrics = { pending: 0, lag: 0, length: 0 };
   private readonly counters = {
     sent: 0,
@@ -455,10 +462,11 @@ export class RedisAdapter implements EventAdapterInterface {
     const nodeId = this.requireConnected();
     try {
       const { record, previous } = await this.presence.claim(identity, nodeId, protocol, connectedAt);
-      this.adopted.delete(identity);
       const live = previous && (previous.nodeId === nodeId || (await this.liveness!.isAlive(previous.nodeId))) ? previous : null;
       return { record, previous: live };
     } catch (error) {
+      // If the router accepts the socket anyway (epoch 0), it is registered once Redis takes writes.
+      this.retryRegistration([identity]);
       throw unavailable(error);
     }
   }
@@ -721,6 +729,37 @@ export class RedisAdapter implements EventAdapterInterface {
     return records;
   }
 
+  /**
+   * Registers these identities' local sockets again soon, with a backoff from 100 ms to 2 s
+   * while it fails: a charge point accepted while Redis refused writes becomes reachable
+   * within seconds of recovery, not at the next refresh (a third of the presence TTL).
+   */
+  private retryRegistration(identities: readonly string[]): void {
+    for (const identity of identities) this.unregistered.add(identity);
+    if (this.registrationRetry || this.unregistered.size === 0 || this.state !== 'connected') return;
+    this.registrationRetry = setTimeout(() => void this.registerUnregistered(), this.registrationBackoffMs);
+    this.registrationRetry.unref();
+  }
+
+  private async registerUnregistered(): Promise<void> {
+    this.registrationRetry = null;
+    if (this.state !== 'connected') return;
+    const pending = new Set(this.unregistered);
+    this.unregistered.clear();
+    // Sockets that closed meanwhile need nothing; the others are re-registered as after an outage.
+    const records = this.localRecords().filter((record) => pending.has(record.identity));
+    try {
+      if (records.length > 0) await this.rehydrate(records);
+      this.registrationBackoffMs = REGISTRATION_RETRY_MIN_MS;
+    } catch (error) {
+      this.logger.debug?.(`presence registration retry failed: ${(error as Error).message}`);
+      this.registrationBackoffMs = Math.min(this.registrationBackoffMs * 2, REGISTRATION_RETRY_MAX_MS);
+      this.retryRegistration(records.map((record) => record.identity));
+      return;
+    }
+    this.retryRegistration([]);
+  }
+
   private schedulePresenceRefresh(): void {
     const intervalMs = Math.max(100, Math.floor(this.presenceTtlMs / 3));
     this.presenceTimer = setTimeout(() => {
@@ -731,23 +770,31 @@ export class RedisAdapter implements EventAdapterInterface {
     this.presenceTimer.unref();
   }
 
-  /** Extends our entries' TTL; re-registers the ones Redis lost and the ones that never got an epoch. */
-  private async refreshPresence(): Promise<void> {
+  /**
+   * The periodic refresh (also callable at any time): extends our entries' TTL; re-registers the
+   * ones Redis lost and the ones that never got an epoch. A socket is only in the local
+   * registry once its claim returned, so this never claims a connection whose claim is in flight.
+   */
+  async refreshPresence(): Promise<void> {
     if (this.state !== 'connected' || this.recovering) return;
+    const records = this.localRecords();
+    let toRegister: PresenceRecord[] = records.filter((record) => record.epoch === 0);
     try {
-      const records = this.localRecords();
       const { missing } = await this.presence.refresh(records, this.nodeId!);
-      const unclaimed = records.filter((record) => record.epoch === 0);
-      if (missing.length + unclaimed.length > 0) await this.rehydrate([...missing, ...unclaimed]);
+      toRegister = [...missing, ...toRegister];
+      if (toRegister.length > 0) await this.rehydrate(toRegister);
     } catch (error) {
       this.counters.presenceRefreshFailures++;
       this.logger.debug?.(`presence refresh failed: ${(error as Error).message}`);
+      this.retryRegistration(toRegister.map((record) => record.identity));
     }
   }
 
   private stopTimers(): void {
     if (this.presenceTimer) clearTimeout(this.presenceTimer);
     this.presenceTimer = null;
+    if (this.registrationRetry) clearTimeout(this.registrationRetry);
+    this.registrationRetry = null;
     this.liveness?.stop();
   }
 
@@ -765,14 +812,18 @@ export class RedisAdapter implements EventAdapterInterface {
   }
 
   /**
-   * Readiness: every writer and the subscriber answer PING within `timeoutMs`; the blocking
-   * reader (which sits in XREADGROUP BLOCK, so a PING would queue behind it) counts as up while
-   * ready and its reads keep returning; the liveness key is still ours; the consumer runs.
+   * Readiness: every writer completes a real write (a short-lived key in this node's slot: a
+   * Redis that answers PING but refuses writes, e.g. at maxmemory with noeviction, reports
+   * down) and the subscriber answers PING within `timeoutMs`; the blocking reader (which sits
+   * in XREADGROUP BLOCK, so a PING would queue behind it) counts as up while ready and its
+   * reads keep returning; the liveness key is still ours; the consumer runs.
    */
   async probe(timeoutMs: number): Promise<TransportProbe> {
     const connections: TransportProbe['connections'] = {};
+    const probeKey = this.nodeId === null ? null : this.keys.probe(this.nodeId);
     const pings: Promise<void>[] = this.pool.drivers.map(async (driver, index) => {
-      connections[index === 0 ? 'writer' : `writer-${index}`] = await pingWithin(driver.writer, timeoutMs);
+      connections[index === 0 ? 'writer' : `writer-${index}`] =
+        probeKey === null ? await pingWithin(driver.writer, timeoutMs) : await writeWithin(driver.writer, probeKey, timeoutMs);
     });
     if (this.broadcaster.activeSubscriptions > 0) {
       pings.push(

@@ -14,6 +14,7 @@ import { InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
  * | `<prefix>{n:<node>}:cap`            | string | node          | the node's inbox cap (its `streamMaxLen`)
  * | `<prefix>{n:<node>}:takeover`       | string | node          | lock of the survivor draining it
  * | `<prefix>{n:<node>}:holder`         | string | node          | token of the process whose lease the node's inbox belongs to (fencing)
+ * | `<prefix>{n:<node>}:probe`          | string | node          | readiness write probe, short TTL
  * | `<prefix>{p:<identity>}`            | hash   | identity      | node, epoch, protocol, connectedAt
  * | `<prefix>{p:<identity>}:epoch`      | string | identity      | epoch counter
  * | `<prefix>nodes`                     | zset   | its own       | node registry (score: last refresh)
@@ -138,6 +139,11 @@ export class RedisKeys {
   /** A node's keys as the heartbeat and the clean-up scripts take them: alive, stream, owned, replies, cap. */
   nodeKeys(nodeId: string): [string, string, string, string, string] {
     return [this.alive(nodeId), this.stream(nodeId), this.owned(nodeId), this.replies(nodeId), this.inboxCap(nodeId)];
+  }
+
+  /** Written by the readiness probe: proves that Redis takes writes. */
+  probe(nodeId: string): string {
+    return `${this.nodeTag(nodeId)}:probe`;
   }
 
   takeoverLock(nodeId: string): string {

@@ -1,0 +1,83 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocket } from 'ws';
+import { HandlerRegistry } from '../../lib/cluster/handler-registry.js';
+import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
+import { OcppClusterNode } from '../../lib/cluster/ocpp-cluster-node.js';
+import type { OcppClusterOptions } from '../../lib/ocpp-cluster.options.js';
+import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-adapter.js';
+import { resolveOptions } from '../../lib/resolve-options.js';
+import { withTimeout } from './wait.js';
+
+/** A framework-free cluster node on a real Redis, serving charge points on its own HTTP server. */
+export interface RunningClusterNode {
+  nodeId: string;
+  node: OcppClusterNode;
+  adapter: RedisAdapter;
+  options: ReturnType<typeof resolveOptions>;
+  http: Server;
+  /** ws:// address of a charge point on this node. */
+  urlOf(identity: string): string;
+  stop(): Promise<void>;
+}
+
+export async function startClusterNode(
+  redisUrl: string,
+  nodeId: string,
+  { adapter: adapterOptions = {}, node: nodeOptions = {} }: { adapter?: Partial<RedisAdapterOptions>; node?: OcppClusterOptions } = {},
+): Promise<RunningClusterNode> {
+  const http = createServer();
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  const port = (http.address() as AddressInfo).port;
+  const adapter = new RedisAdapter({ url: redisUrl, nodeTtlMs: 1500, takeoverIntervalMs: 200, logger: SILENT_LOGGER, ...adapterOptions });
+  const options = resolveOptions({ nodeId, pingIntervalMs: 0, ...nodeOptions });
+  const node = new OcppClusterNode(options, adapter, null, new HandlerRegistry(), SILENT_LOGGER);
+  await node.start(http);
+  return {
+    nodeId,
+    node,
+    adapter,
+    options,
+    http,
+    urlOf: (identity) => `ws://127.0.0.1:${port}/ocpp/${identity}`,
+    async stop() {
+      await node.stop();
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(resolve));
+    },
+  };
+}
+
+/** A charge point that connected: resolves on 'open'; rejects with the HTTP status of a refused upgrade. */
+export function openCharger(url: string, timeoutMs = 10_000): Promise<WebSocket> {
+  const socket = new WebSocket(url, 'ocpp1.6');
+  socket.on('error', () => undefined);
+  return withTimeout(
+    new Promise<WebSocket>((resolve, reject) => {
+      socket.once('open', () => resolve(socket));
+      socket.once('unexpected-response', (_request, response) => {
+        let body = '';
+        response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        response.on('end', () => reject(new UpgradeRefusedError(response.statusCode ?? 0, body)));
+      });
+      socket.once('close', () => reject(new Error(`${url} closed before it opened`)));
+    }),
+    timeoutMs,
+    `${url} to open`,
+  );
+}
+
+export class UpgradeRefusedError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: string,
+  ) {
+    super(`upgrade refused with ${status}: ${body}`);
+  }
+}
+
+/** Resolves once the socket is closed (at once if it already is). */
+export function closed(socket: WebSocket, timeoutMs = 10_000): Promise<void> {
+  if (socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+  return withTimeout(new Promise((resolve) => socket.once('close', () => resolve())), timeoutMs, 'the socket to close');
+}
