@@ -58,4 +58,5 @@ export type { OcppProtocol } from './protocol/protocol.js';
 export { SUPPORTED_PROTOCOLS, isOcppProtocol } from './protocol/protocol.js';
 export { SchemaValidator } from './protocol/validator.js';
 export type { ValidationProblem, PayloadValidatorFn } from './protocol/validator.js';
+export { MAX_CALL_TIMEOUT_MS } from './protocol/call-timeout.js';
 export * from './protocol/errors.js';

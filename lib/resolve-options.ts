@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { callTimeoutProblem } from './protocol/call-timeout.js';
 import { InvalidOptionsError } from './protocol/errors.js';
 import { isOcppProtocol, SUPPORTED_PROTOCOLS } from './protocol/protocol.js';
 import type { OcppClusterOptions, ResolvedOcppClusterOptions } from './ocpp-cluster.options.js';
@@ -82,7 +83,8 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
   }
   positiveInteger('maxPayload', resolved.maxPayload);
   if (resolved.maxConnections !== undefined) positiveInteger('maxConnections', resolved.maxConnections);
-  positiveInteger('callTimeoutMs', resolved.callTimeoutMs);
+  const callTimeout = callTimeoutProblem(resolved.callTimeoutMs);
+  if (callTimeout !== null) throw new InvalidOptionsError('callTimeoutMs', callTimeout);
   positiveInteger('maxQueueSize', resolved.maxQueueSize);
   positiveInteger('pingIntervalMs', resolved.pingIntervalMs, { allowZero: true });
   positiveInteger('broadcastConcurrency', resolved.broadcastConcurrency);

@@ -13,6 +13,8 @@ import {
   ProtocolMismatchError,
 } from '../protocol/errors.js';
 import { AnsweredCalls } from '../protocol/answered-calls.js';
+import { callTimeoutProblem } from '../protocol/call-timeout.js';
+import { payloadEncodingProblem } from '../protocol/payload-depth.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { RpcSession } from '../protocol/rpc-session.js';
 import type { InboundCall } from '../protocol/rpc-session.js';
@@ -302,6 +304,7 @@ export class OcppClusterNode {
     if (this.stopping) throw new NodeShuttingDownError();
     this.requireValidIdentity(identity);
     const timeoutMs = this.timeoutOf(options);
+    this.requireEncodable(action, payload);
     const started = performance.now();
     const deadline = Date.now() + timeoutMs;
     this.counters.sent++;
@@ -329,6 +332,7 @@ export class OcppClusterNode {
     if (this.stopping) throw new NodeShuttingDownError();
     this.requireValidIdentity(identity);
     const timeoutMs = this.timeoutOf(options);
+    this.requireEncodable(action, payload);
     const deadline = Date.now() + timeoutMs;
     const local = this.servingConnection(identity);
     if (local) {
@@ -349,6 +353,7 @@ export class OcppClusterNode {
   async broadcast(action: string, payload: Record<string, unknown>, options: BroadcastOptions = {}): Promise<BroadcastSummary> {
     if (this.stopping) throw new NodeShuttingDownError();
     const timeoutMs = this.timeoutOf(options);
+    this.requireEncodable(action, payload);
     const envelope: BroadcastEnvelope = {
       kind: 'broadcast',
       id: randomUUID(),
@@ -398,9 +403,12 @@ export class OcppClusterNode {
   ): Promise<BatchOutcome[]> {
     if (this.stopping) throw new NodeShuttingDownError();
     const timeoutMs = this.timeoutOf(options);
+    this.requireEncodable(action, payload);
     const deadline = Date.now() + timeoutMs;
     const unique = [...new Set(identities)];
-    const remoteIdentities = unique.filter((identity) => !this.servingConnection(identity));
+    // An identity that can never connect gets its own outcome; it must not reach a presence key.
+    const invalid = new Set(unique.filter((identity) => !this.isPossibleIdentity(identity)));
+    const remoteIdentities = unique.filter((identity) => !invalid.has(identity) && !this.servingConnection(identity));
     const owners = remoteIdentities.length > 0 ? await this.adapter.getPresenceBatch(remoteIdentities) : new Map();
     const batch: { channel: string; message: ClusterMessage }[] = [];
     // Each promise settles into an outcome at once, so none is ever an unhandled rejection.
@@ -415,6 +423,10 @@ export class OcppClusterNode {
       );
 
     for (const identity of unique) {
+      if (invalid.has(identity)) {
+        outcomes.set(identity, Promise.resolve({ identity, status: 'rejected', error: invalidIdentityError(identity) }));
+        continue;
+      }
       const local = this.servingConnection(identity);
       if (local) {
         track(identity, this.callLocal(local, undefined, action, payload, deadline));
@@ -446,9 +458,8 @@ export class OcppClusterNode {
 
   private timeoutOf(options: SendOptions): number {
     const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
-    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
-      throw new InvalidOptionsError('timeoutMs', `must be a positive integer, got ${String(timeoutMs)}`);
-    }
+    const problem = callTimeoutProblem(timeoutMs);
+    if (problem !== null) throw new InvalidOptionsError('timeoutMs', problem);
     return timeoutMs;
   }
 
@@ -459,9 +470,17 @@ export class OcppClusterNode {
 
   /** Identities that can never be connected (they would not pass the gateway) fail before any I/O. */
   private requireValidIdentity(identity: string): void {
-    if (typeof identity !== 'string' || validateIdentity(identity, { maxLength: this.options.maxIdentityLength }) !== null) {
-      throw new NotConnectedError(String(identity), 'not a valid charge point identity');
-    }
+    if (!this.isPossibleIdentity(identity)) throw invalidIdentityError(identity);
+  }
+
+  private isPossibleIdentity(identity: string): boolean {
+    return typeof identity === 'string' && validateIdentity(identity, { maxLength: this.options.maxIdentityLength }) === null;
+  }
+
+  /** A payload JSON cannot carry is the caller's error, found before any I/O (not a transport failure later). */
+  private requireEncodable(action: string, payload: Record<string, unknown>): void {
+    const problem = payloadEncodingProblem(payload);
+    if (problem !== null) throw new OcppValidationError(action, 'request', 'FormatViolation', problem);
   }
 
   /** The local socket that takes new calls for `identity` (none once it is being handed over). */
@@ -806,6 +825,7 @@ export class OcppClusterNode {
       callTimeoutMs: this.options.callTimeoutMs,
       maxQueueSize: this.options.maxQueueSize,
       pingIntervalMs: this.options.pingIntervalMs,
+      maxPayload: this.options.maxPayload,
       validator: this.validator,
       rateLimit: this.options.rateLimit === false ? null : this.options.rateLimit,
       answeredCalls: this.answeredCalls,
@@ -969,6 +989,8 @@ export interface DrainReport {
 }
 
 const errorMessage = (error: unknown): string => (error as Error)?.message ?? String(error);
+
+const invalidIdentityError = (identity: unknown): NotConnectedError => new NotConnectedError(String(identity), 'not a valid charge point identity');
 
 /** How long an owner keeps trying to deliver a reply after the command's deadline. */
 const REPLY_GRACE_MS = 1_000;

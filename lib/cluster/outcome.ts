@@ -5,12 +5,14 @@ import {
   OcppClusterError,
   OcppTimeoutError,
   OcppValidationError,
+  PayloadTooLargeError,
   ProtocolMismatchError,
   QueueFullError,
   RemoteCallFailedError,
 } from '../protocol/errors.js';
 
 const QUEUE_FULL_CODE = new QueueFullError('', 0).code;
+const PAYLOAD_TOO_LARGE_CODE = new PayloadTooLargeError('', '', 0).code;
 import type { CommandOutcome } from './envelope.js';
 
 /** Turns what a local call produced into something that can cross to another node. */
@@ -36,7 +38,9 @@ export function outcomeFromError(error: unknown): CommandOutcome {
     };
   }
   if (error instanceof ProtocolMismatchError) return { status: 'protocolMismatch', actual: error.actual };
-  if (error instanceof QueueFullError) return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit };
+  if (error instanceof QueueFullError || error instanceof PayloadTooLargeError) {
+    return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit };
+  }
   if (error instanceof OcppClusterError) return { status: 'failed', errorCode: error.code, message: error.message };
   return { status: 'failed', errorCode: 'INTERNAL', message: 'internal error on the owning node' };
 }
@@ -61,6 +65,7 @@ export function settleOutcome(
       throw new ProtocolMismatchError(call.identity, call.expectedProtocol ?? 'unknown', outcome.actual);
     case 'failed':
       if (outcome.errorCode === QUEUE_FULL_CODE) throw new QueueFullError(call.identity, outcome.limit ?? 0);
+      if (outcome.errorCode === PAYLOAD_TOO_LARGE_CODE) throw new PayloadTooLargeError(call.identity, call.action, outcome.limit ?? 0);
       throw new RemoteCallFailedError(call.identity, call.action, outcome.errorCode, outcome.message);
   }
 }
