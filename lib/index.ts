@@ -14,6 +14,7 @@ export {
 } from './ocpp-cluster.constants.js';
 export { OcppHandler, OnChargerConnected, OnChargerDisconnected } from './gateway/ocpp-handler.decorator.js';
 export type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
+export type { ConnectionRateLimitOptions } from './gateway/connection-rate-limiter.js';
 export { OcppClusterHealthIndicator } from './health/ocpp-cluster.health-indicator.js';
 export { OcppPrometheusMetrics } from './health/ocpp-prometheus-metrics.js';
 
@@ -60,4 +61,5 @@ export type { OcppProtocol } from './protocol/protocol.js';
 export { SUPPORTED_PROTOCOLS, isOcppProtocol } from './protocol/protocol.js';
 export { SchemaValidator } from './protocol/validator.js';
 export type { ValidationProblem, PayloadValidatorFn } from './protocol/validator.js';
+export { MAX_CALL_TIMEOUT_MS } from './protocol/call-timeout.js';
 export * from './protocol/errors.js';

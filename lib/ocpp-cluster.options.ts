@@ -1,6 +1,7 @@
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { Registry } from 'prom-client';
 import type { EventAdapterInterface } from './cluster/event-adapter.interface.js';
+import type { ConnectionRateLimitOptions } from './gateway/connection-rate-limiter.js';
 import type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
 import type { AnsweredCallsOptions } from './protocol/answered-calls.js';
 import type { OcppProtocol } from './protocol/protocol.js';
@@ -40,6 +41,15 @@ export interface OcppClusterOptions {
   /** Offer permessage-deflate to 2.x connections (required by 2.0.1/2.1). Default true. */
   perMessageDeflate?: boolean;
   maxConnections?: number;
+  /**
+   * Bound on a handshake (default 10000 ms). Own `port`: from the TCP accept to the completed
+   * upgrade; every server: on `authenticate`.
+   */
+  handshakeTimeoutMs?: number;
+  /** Handshakes in progress at once (default 5000); beyond it: HTTP 503. */
+  maxPendingHandshakes?: number;
+  /** Per remote address limit on upgrade attempts (HTTP 429). Default: off. */
+  connectionRateLimit?: ConnectionRateLimitOptions;
   /** Default timeout of calls to charge points. */
   callTimeoutMs?: number;
   /** Outbound calls queued per charge point (queued + in flight). */
@@ -98,7 +108,20 @@ export interface ResolvedOcppClusterOptions
   extends Required<
     Omit<
       OcppClusterOptions,
-      'port' | 'host' | 'tls' | 'identityPattern' | 'authenticate' | 'maxConnections' | 'adapter' | 'redis' | 'validators' | 'drain' | 'health' | 'metricsRegistry' | 'retryCache'
+      | 'port'
+      | 'host'
+      | 'tls'
+      | 'identityPattern'
+      | 'authenticate'
+      | 'maxConnections'
+      | 'connectionRateLimit'
+      | 'adapter'
+      | 'redis'
+      | 'validators'
+      | 'drain'
+      | 'health'
+      | 'metricsRegistry'
+      | 'retryCache'
     >
   > {
   drain: Required<DrainOptions>;
@@ -111,6 +134,7 @@ export interface ResolvedOcppClusterOptions
   identityPattern?: RegExp;
   authenticate?: OcppClusterOptions['authenticate'];
   maxConnections?: number;
+  connectionRateLimit?: ConnectionRateLimitOptions;
   adapter?: EventAdapterInterface;
   redis?: RedisAdapterOptions;
   validators: CustomValidators;

@@ -1,5 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { validateConnectionRateLimit } from './gateway/connection-rate-limiter.js';
+import { callTimeoutProblem } from './protocol/call-timeout.js';
 import { InvalidOptionsError } from './protocol/errors.js';
 import { DEFAULT_ANSWERED_CALLS_OPTIONS } from './protocol/answered-calls.js';
 import { isOcppProtocol, SUPPORTED_PROTOCOLS } from './protocol/protocol.js';
@@ -38,6 +40,9 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     maxPayload: options.maxPayload ?? 64 * 1024,
     perMessageDeflate: options.perMessageDeflate ?? true,
     maxConnections: options.maxConnections,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
+    maxPendingHandshakes: options.maxPendingHandshakes ?? 5_000,
+    connectionRateLimit: options.connectionRateLimit,
     callTimeoutMs: options.callTimeoutMs ?? 30_000,
     maxQueueSize: options.maxQueueSize ?? 100,
     pingIntervalMs: options.pingIntervalMs ?? 30_000,
@@ -84,7 +89,12 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
   }
   positiveInteger('maxPayload', resolved.maxPayload);
   if (resolved.maxConnections !== undefined) positiveInteger('maxConnections', resolved.maxConnections);
-  positiveInteger('callTimeoutMs', resolved.callTimeoutMs);
+  const handshakeTimeout = callTimeoutProblem(resolved.handshakeTimeoutMs);
+  if (handshakeTimeout !== null) throw new InvalidOptionsError('handshakeTimeoutMs', handshakeTimeout);
+  positiveInteger('maxPendingHandshakes', resolved.maxPendingHandshakes);
+  if (resolved.connectionRateLimit !== undefined) validateConnectionRateLimit(resolved.connectionRateLimit);
+  const callTimeout = callTimeoutProblem(resolved.callTimeoutMs);
+  if (callTimeout !== null) throw new InvalidOptionsError('callTimeoutMs', callTimeout);
   positiveInteger('maxQueueSize', resolved.maxQueueSize);
   positiveInteger('pingIntervalMs', resolved.pingIntervalMs, { allowZero: true });
   positiveInteger('broadcastConcurrency', resolved.broadcastConcurrency);

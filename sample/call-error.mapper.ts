@@ -9,6 +9,7 @@ import {
   OcppCallError,
   OcppTimeoutError,
   OcppValidationError,
+  PayloadTooLargeError,
   ProtocolMismatchError,
   QueueFullError,
 } from '../lib/index.js';
@@ -50,6 +51,9 @@ export function httpErrorFor(error: unknown): HttpException {
       },
       error.direction === 'request' ? HttpStatus.BAD_REQUEST : HttpStatus.BAD_GATEWAY,
     );
+  }
+  if (error instanceof PayloadTooLargeError) {
+    return new HttpException({ error: 'PayloadTooLarge', message: error.message, sent: false }, HttpStatus.PAYLOAD_TOO_LARGE);
   }
   if (error instanceof ProtocolMismatchError) {
     return new HttpException({ error: 'ProtocolMismatch', message: error.message, actual: error.actual }, HttpStatus.CONFLICT);

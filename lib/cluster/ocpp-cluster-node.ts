@@ -14,6 +14,8 @@ import {
   ProtocolMismatchError,
 } from '../protocol/errors.js';
 import { AnsweredCalls } from '../protocol/answered-calls.js';
+import { callTimeoutProblem } from '../protocol/call-timeout.js';
+import { payloadEncodingProblem } from '../protocol/payload-depth.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { RpcSession } from '../protocol/rpc-session.js';
 import type { InboundCall } from '../protocol/rpc-session.js';
@@ -178,6 +180,9 @@ export class OcppClusterNode {
       maxPayload: this.options.maxPayload,
       perMessageDeflate: this.options.perMessageDeflate,
       maxConnections: this.options.maxConnections,
+      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+      maxPendingHandshakes: this.options.maxPendingHandshakes,
+      connectionRateLimit: this.options.connectionRateLimit,
       isAcceptingConnections: () => this.acceptanceForUpgrade(),
       onRejected: (reason) => this.metricsSink.upgradeRejected(reason),
       beforeUpgrade: (request) => this.claimBeforeUpgrade(request),
@@ -375,6 +380,7 @@ export class OcppClusterNode {
     if (this.stopping) throw new NodeShuttingDownError();
     this.requireValidIdentity(identity);
     const timeoutMs = this.timeoutOf(options);
+    this.requireEncodable(action, payload);
     const started = performance.now();
     const deadline = Date.now() + timeoutMs;
     this.counters.sent++;
@@ -402,6 +408,7 @@ export class OcppClusterNode {
     if (this.stopping) throw new NodeShuttingDownError();
     this.requireValidIdentity(identity);
     const timeoutMs = this.timeoutOf(options);
+    this.requireEncodable(action, payload);
     const deadline = Date.now() + timeoutMs;
     const local = this.servingConnection(identity);
     if (local) {
@@ -422,6 +429,7 @@ export class OcppClusterNode {
   async broadcast(action: string, payload: Record<string, unknown>, options: BroadcastOptions = {}): Promise<BroadcastSummary> {
     if (this.stopping) throw new NodeShuttingDownError();
     const timeoutMs = this.timeoutOf(options);
+    this.requireEncodable(action, payload);
     const envelope: BroadcastEnvelope = {
       kind: 'broadcast',
       id: randomUUID(),
@@ -471,9 +479,12 @@ export class OcppClusterNode {
   ): Promise<BatchOutcome[]> {
     if (this.stopping) throw new NodeShuttingDownError();
     const timeoutMs = this.timeoutOf(options);
+    this.requireEncodable(action, payload);
     const deadline = Date.now() + timeoutMs;
     const unique = [...new Set(identities)];
-    const remoteIdentities = unique.filter((identity) => !this.servingConnection(identity));
+    // An identity that can never connect gets its own outcome; it must not reach a presence key.
+    const invalid = new Set(unique.filter((identity) => !this.isPossibleIdentity(identity)));
+    const remoteIdentities = unique.filter((identity) => !invalid.has(identity) && !this.servingConnection(identity));
     const owners = remoteIdentities.length > 0 ? await this.adapter.getPresenceBatch(remoteIdentities) : new Map();
     const batch: { channel: string; message: ClusterMessage }[] = [];
     // Each promise settles into an outcome at once, so none is ever an unhandled rejection.
@@ -488,6 +499,10 @@ export class OcppClusterNode {
       );
 
     for (const identity of unique) {
+      if (invalid.has(identity)) {
+        outcomes.set(identity, Promise.resolve({ identity, status: 'rejected', error: invalidIdentityError(identity) }));
+        continue;
+      }
       const local = this.servingConnection(identity);
       if (local) {
         track(identity, this.callLocal(local, undefined, action, payload, deadline));
@@ -523,9 +538,8 @@ export class OcppClusterNode {
 
   private timeoutOf(options: SendOptions): number {
     const timeoutMs = options.timeoutMs ?? this.options.callTimeoutMs;
-    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
-      throw new InvalidOptionsError('timeoutMs', `must be a positive integer, got ${String(timeoutMs)}`);
-    }
+    const problem = callTimeoutProblem(timeoutMs);
+    if (problem !== null) throw new InvalidOptionsError('timeoutMs', problem);
     return timeoutMs;
   }
 
@@ -536,9 +550,17 @@ export class OcppClusterNode {
 
   /** Identities that can never be connected (they would not pass the gateway) fail before any I/O. */
   private requireValidIdentity(identity: string): void {
-    if (typeof identity !== 'string' || validateIdentity(identity, { maxLength: this.options.maxIdentityLength }) !== null) {
-      throw new NotConnectedError(String(identity), 'not a valid charge point identity');
-    }
+    if (!this.isPossibleIdentity(identity)) throw invalidIdentityError(identity);
+  }
+
+  private isPossibleIdentity(identity: string): boolean {
+    return typeof identity === 'string' && validateIdentity(identity, { maxLength: this.options.maxIdentityLength }) === null;
+  }
+
+  /** A payload JSON cannot carry is the caller's error, found before any I/O (not a transport failure later). */
+  private requireEncodable(action: string, payload: Record<string, unknown>): void {
+    const problem = payloadEncodingProblem(payload);
+    if (problem !== null) throw new OcppValidationError(action, 'request', 'FormatViolation', problem);
   }
 
   /** The local socket that takes new calls for `identity` (none once it is being handed over). */
@@ -955,6 +977,7 @@ export class OcppClusterNode {
       callTimeoutMs: this.options.callTimeoutMs,
       maxQueueSize: this.options.maxQueueSize,
       pingIntervalMs: this.options.pingIntervalMs,
+      maxPayload: this.options.maxPayload,
       validator: this.validator,
       rateLimit: this.options.rateLimit === false ? null : this.options.rateLimit,
       answeredCalls: this.answeredCalls,
@@ -1115,6 +1138,8 @@ const errorMessage = (error: unknown): string => (error as Error)?.message ?? St
 function publishFailure(error: unknown): OcppClusterError {
   return error instanceof OcppClusterError ? error : new ClusterUnavailableError(errorMessage(error));
 }
+
+const invalidIdentityError = (identity: unknown): NotConnectedError => new NotConnectedError(String(identity), 'not a valid charge point identity');
 
 /** How long an owner keeps trying to deliver a reply after the command's deadline. */
 const REPLY_GRACE_MS = 1_000;

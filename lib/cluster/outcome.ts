@@ -7,6 +7,7 @@ import {
   OcppClusterError,
   OcppTimeoutError,
   OcppValidationError,
+  PayloadTooLargeError,
   ProtocolMismatchError,
   QueueFullError,
   RemoteCallFailedError,
@@ -17,6 +18,7 @@ import type { CommandOutcome } from './envelope.js';
 const QUEUE_FULL_CODE = new QueueFullError('', 0).code;
 const UNAVAILABLE_CODE = new ClusterUnavailableError('').code;
 const INBOX_FULL_CODE = new InboxFullError('', 0, 0).code;
+const PAYLOAD_TOO_LARGE_CODE = new PayloadTooLargeError('', '', 0).code;
 
 /** Turns what a local call produced into something that can cross to another node. */
 export function outcomeFromError(error: unknown): CommandOutcome {
@@ -44,7 +46,9 @@ export function outcomeFromError(error: unknown): CommandOutcome {
     };
   }
   if (error instanceof ProtocolMismatchError) return { status: 'protocolMismatch', actual: error.actual };
-  if (error instanceof QueueFullError) return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit };
+  if (error instanceof QueueFullError || error instanceof PayloadTooLargeError) {
+    return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit };
+  }
   if (error instanceof InboxFullError) {
     return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit, nodeId: error.nodeId, queued: error.queued };
   }
@@ -77,6 +81,7 @@ export function settleOutcome(
       if (outcome.errorCode === INBOX_FULL_CODE) {
         throw new InboxFullError(outcome.nodeId ?? '', outcome.queued ?? outcome.limit ?? 0, outcome.limit ?? 0);
       }
+      if (outcome.errorCode === PAYLOAD_TOO_LARGE_CODE) throw new PayloadTooLargeError(call.identity, call.action, outcome.limit ?? 0);
       throw new RemoteCallFailedError(call.identity, call.action, outcome.errorCode, outcome.message);
   }
 }

@@ -8,7 +8,9 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { InvalidOptionsError } from '../protocol/errors.js';
 import { SUPPORTED_PROTOCOLS, isOcpp2, isOcppProtocol, type OcppProtocol } from '../protocol/protocol.js';
 import { basicAuthPasswordFor } from './basic-auth.js';
+import { ConnectionRateLimiter, type ConnectionRateLimitOptions } from './connection-rate-limiter.js';
 import { DEFAULT_MAX_IDENTITY_LENGTH, identityFromPath, normalizeBasePath, rawPathname, validateIdentity } from './identity.js';
+import { PendingConnections } from './pending-connections.js';
 import { negotiateSubprotocol, parseSubprotocols } from './subprotocol.js';
 
 /** What the `authenticate` hook sees before the upgrade is accepted. */
@@ -76,8 +78,10 @@ export type RejectionReason =
   | 'too-many-connections' // maxConnections reached
   | 'unauthorized' // authenticate() refused
   | 'authentication-error' // authenticate() threw or returned nonsense
-  | 'handshake-timeout' // authenticate() or beforeUpgrade() did not answer in time
+  | 'handshake-timeout' // the upgrade (own port: from the TCP accept), authenticate() or beforeUpgrade() did not finish in time
   | 'before-upgrade' // beforeUpgrade() refused (e.g. the presence claim failed)
+  | 'too-many-handshakes' // maxPendingHandshakes reached
+  | 'rate-limited' // connectionRateLimit: too many upgrades from this address
   | 'no-subprotocol'; // handshake completed without a subprotocol, then closed with 1002
 
 /** The little the gateway needs from a logger (Nest's Logger and the cluster logger fit). */
@@ -101,8 +105,20 @@ export interface GatewayOptions {
   perMessageDeflate?: boolean;
   /** Open connections plus handshakes in progress; beyond it: HTTP 503. */
   maxConnections?: number;
-  /** Bound on the `authenticate` and `beforeUpgrade` hooks together; past it: HTTP 503. Default 10 000 ms. */
+  /**
+   * Bound on a handshake. Own port (listen()): from the TCP accept to the completed upgrade (a
+   * socket that sends nothing is destroyed); the server's headersTimeout and requestTimeout are set
+   * to it too. Every server: on the `authenticate` and `beforeUpgrade` hooks together, past it HTTP 503. Default 10 000 ms.
+   */
   handshakeTimeoutMs?: number;
+  /**
+   * Handshakes in progress at once; beyond it: HTTP 503. Own port: TCP connections not yet
+   * upgraded. A shared server (attach()): upgrade requests in the `authenticate` hook (the server
+   * owner bounds the rest with its headersTimeout/requestTimeout). Default 5 000.
+   */
+  maxPendingHandshakes?: number;
+  /** Per remote address limit on upgrade attempts, answered with HTTP 429 and Retry-After. Default: off. */
+  connectionRateLimit?: ConnectionRateLimitOptions;
   /**
    * Runs after authentication, before the 101 answer: whatever it does (the cluster node claims
    * the identity's presence) is done, in handshake order, before the charge point sees its socket open.
@@ -120,7 +136,10 @@ export interface GatewayOptions {
 export const DEFAULT_GATEWAY_PATH = '/ocpp';
 export const DEFAULT_MAX_PAYLOAD = 64 * 1024;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_PENDING_HANDSHAKES = 5_000;
 const MAX_PAYLOAD_LIMIT = 16 * 1024 * 1024;
+/** Longest delay a Node timer can wait. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How long close() lets a charge point answer our close frame before cutting the socket. */
 const CLOSE_GRACE_MS = 2_000;
 /** How long an HTTP error answer may take to flush before the socket is cut anyway. */
@@ -168,7 +187,12 @@ export class OcppWebSocketGateway {
   private readonly clients = new Set<WebSocket>();
   /** Sockets upgraded only to be closed with 1002 (no common subprotocol). */
   private readonly refused = new Set<WebSocket>();
-  private readonly pending = new Set<PendingHandshake>();
+  /** Upgrade requests in the authenticate hook, by socket. */
+  private readonly pending = new Map<Duplex, PendingHandshake>();
+  private readonly maxPendingHandshakes: number;
+  /** Own-port sockets not yet upgraded. */
+  private readonly unupgraded: PendingConnections;
+  private readonly rateLimiter: ConnectionRateLimiter | null;
   private closed = false;
   private closing: Promise<void> | undefined;
 
@@ -191,7 +215,11 @@ export class OcppWebSocketGateway {
     positiveInteger('maxPayload', maxPayload, MAX_PAYLOAD_LIMIT);
     if (options.maxConnections !== undefined) positiveInteger('maxConnections', options.maxConnections);
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-    positiveInteger('handshakeTimeoutMs', this.handshakeTimeoutMs);
+    positiveInteger('handshakeTimeoutMs', this.handshakeTimeoutMs, MAX_TIMER_MS);
+    this.maxPendingHandshakes = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES;
+    positiveInteger('maxPendingHandshakes', this.maxPendingHandshakes);
+    this.unupgraded = new PendingConnections(this.handshakeTimeoutMs, this.maxPendingHandshakes, (socket) => this.onHandshakeTimeout(socket));
+    this.rateLimiter = options.connectionRateLimit === undefined ? null : new ConnectionRateLimiter(options.connectionRateLimit);
     if (typeof options.onConnection !== 'function') throw new InvalidOptionsError('onConnection', 'must be a function');
     if (options.authenticate !== undefined && typeof options.authenticate !== 'function') {
       throw new InvalidOptionsError('authenticate', 'must be a function');
@@ -231,6 +259,13 @@ export class OcppWebSocketGateway {
     return this.clients.size;
   }
 
+  /** Handshakes in progress: own-port sockets not yet upgraded, plus upgrades in authenticate on shared servers. */
+  get pendingHandshakeCount(): number {
+    let shared = 0;
+    for (const socket of this.pending.keys()) if (!this.unupgraded.has(socket)) shared++;
+    return this.unupgraded.size + shared;
+  }
+
   /** Answers every upgrade request of `server` (see the class comment). */
   attach(server: http.Server | https.Server): void {
     this.addServer(server, false);
@@ -242,9 +277,13 @@ export class OcppWebSocketGateway {
       res.writeHead(426, { Connection: 'close', 'Content-Type': 'text/plain; charset=utf-8', Upgrade: 'websocket' });
       res.end('WebSocket upgrade required\n');
     };
+    const bounds = { headersTimeout: this.handshakeTimeoutMs, requestTimeout: this.handshakeTimeoutMs };
     const server = tls
-      ? https.createServer({ minVersion: 'TLSv1.2', ...tls }, answerPlainRequest)
-      : http.createServer(answerPlainRequest);
+      ? https.createServer({ minVersion: 'TLSv1.2', handshakeTimeout: this.handshakeTimeoutMs, ...bounds, ...tls }, answerPlainRequest)
+      : http.createServer(bounds, answerPlainRequest);
+    // Every socket must upgrade within handshakeTimeoutMs; a TLS one counts once its TLS
+    // handshake is done (bounded before that by the server's handshakeTimeout).
+    server.on(tls ? 'secureConnection' : 'connection', (socket: Duplex) => this.onOwnConnection(socket));
     this.addServer(server, true);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -275,7 +314,7 @@ export class OcppWebSocketGateway {
   }
 
   private async shutdown(): Promise<void> {
-    for (const handshake of [...this.pending]) {
+    for (const handshake of [...this.pending.values()]) {
       if (handshake.settle()) this.reject(handshake.socket, { status: 503, reason: 'closed' });
     }
     const sockets = [...this.clients, ...this.refused].map((ws) => closeWithin(ws, 1001, 'server shutting down', CLOSE_GRACE_MS));
@@ -312,6 +351,23 @@ export class OcppWebSocketGateway {
     this.attachments.splice(index, 1);
   }
 
+  private onOwnConnection(socket: Duplex): void {
+    if (this.unupgraded.admit(socket)) return;
+    socket.on('error', destroyOnError);
+    this.reject(socket, { status: 503, reason: 'too-many-handshakes' });
+  }
+
+  /** An own-port socket did not upgrade in time: 503 if its authenticate hook still runs, else 408. */
+  private onHandshakeTimeout(socket: Duplex): void {
+    const handshake = this.pending.get(socket);
+    if (handshake) {
+      if (handshake.settle()) this.reject(socket, { status: 503, reason: 'handshake-timeout' });
+      return;
+    }
+    socket.on('error', destroyOnError);
+    this.reject(socket, { status: 408, reason: 'handshake-timeout' });
+  }
+
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', destroyOnError);
     const check = this.precheck(req);
@@ -327,6 +383,8 @@ export class OcppWebSocketGateway {
     req: IncomingMessage,
   ): { ok: false; rejection: Rejection } | { ok: true; identity: string; offered: string[]; protocol: OcppProtocol | null } {
     if (this.closed) return { ok: false, rejection: { status: 503, reason: 'closed' } };
+    const limited = this.rateLimited(req);
+    if (limited) return { ok: false, rejection: limited };
     const match = identityFromPath(rawPathname(req.url ?? '/'), this.basePath);
     if (match === null) return { ok: false, rejection: { status: 404, reason: 'not-found' } };
     if (!match.ok) return { ok: false, rejection: { status: 400, reason: 'bad-identity', detail: match.reason } };
@@ -346,7 +404,18 @@ export class OcppWebSocketGateway {
     if (max !== undefined && this.clients.size + this.pending.size >= max) {
       return { ok: false, rejection: { status: 503, reason: 'too-many-connections' } };
     }
+    // Own-port sockets were counted at the TCP accept; this bounds upgrades on a shared server.
+    if (this.pending.size >= this.maxPendingHandshakes) {
+      return { ok: false, rejection: { status: 503, reason: 'too-many-handshakes' } };
+    }
     return { ok: true, identity: match.identity, offered, protocol: negotiateSubprotocol(offered, this.protocols) };
+  }
+
+  private rateLimited(req: IncomingMessage): Rejection | null {
+    if (this.rateLimiter === null) return null;
+    const waitMs = this.rateLimiter.take(req.socket.remoteAddress ?? 'unknown');
+    if (waitMs === 0) return null;
+    return { status: 429, reason: 'rate-limited', headers: { 'Retry-After': String(Math.ceil(waitMs / 1000)) } };
   }
 
   private checkAccepting(): Rejection | null {
@@ -381,7 +450,7 @@ export class OcppWebSocketGateway {
         settled = true;
         clearTimeout(timer);
         socket.removeListener('close', onClose);
-        this.pending.delete(handshake);
+        this.pending.delete(socket);
         return true;
       },
     };
@@ -391,7 +460,7 @@ export class OcppWebSocketGateway {
       if (handshake.settle()) this.reject(socket, { status: 503, reason: 'handshake-timeout' });
     }, this.handshakeTimeoutMs);
     socket.once('close', onClose);
-    this.pending.add(handshake);
+    this.pending.set(socket, handshake);
 
     void (async () => {
       const authenticated = this.options.authenticate
@@ -508,6 +577,7 @@ export class OcppWebSocketGateway {
     let connected = false;
     server.handleUpgrade(req, socket, head, (ws) => {
       connected = true;
+      this.unupgraded.release(socket);
       this.clients.add(ws);
       // Without a listener, a bad frame from a charge point (ws then closes with 1002/1007/1009)
       // would be an unhandled 'error' event and crash the process.
@@ -527,6 +597,7 @@ export class OcppWebSocketGateway {
   private refuseSubprotocol(req: IncomingMessage, socket: Duplex, head: Buffer, offered: string[]): void {
     socket.removeListener('error', destroyOnError);
     this.plain.handleUpgrade(req, socket, head, (ws) => {
+      this.unupgraded.release(socket);
       this.refused.add(ws);
       ws.on('error', () => undefined);
       ws.once('close', () => this.refused.delete(ws));

@@ -121,6 +121,23 @@ export class InboxFullError extends OcppClusterError {
   }
 }
 
+/**
+ * The frame would be larger than `maxPayload` bytes: it was refused before sending and never
+ * reached the charge point (`sent` is always false). `bytes` is known on the node that refused it.
+ */
+export class PayloadTooLargeError extends OcppClusterError {
+  readonly code = 'OCPP_PAYLOAD_TOO_LARGE';
+  readonly sent = false;
+  constructor(
+    readonly identity: string,
+    readonly action: string,
+    readonly limit: number,
+    readonly bytes?: number,
+  ) {
+    super(`${action} to ${identity} is ${bytes === undefined ? 'larger than' : `${bytes} bytes, over`} the ${limit}-byte maxPayload; not sent`);
+  }
+}
+
 /** The socket closed while the call was queued or in flight. */
 export class ConnectionClosedError extends OcppClusterError {
   readonly code = 'OCPP_CONNECTION_CLOSED';

@@ -11,8 +11,10 @@
  * - The rate limit counts every inbound message (any frame type), before it is parsed: parsing
  *   is the cost a flood imposes. When the bucket is empty the socket is paused (TCP
  *   backpressure); messages ws had already buffered wait in a small local backlog, in order.
- * - Any inbound message counts as a sign of life for the ping check, and a paused socket is
- *   never judged half-open: while paused we are not reading its pongs.
+ * - Any inbound message and any pong count as a sign of life: a charger that talks but never
+ *   answers pings stays; one silent for two ping intervals is terminated (a half-open socket
+ *   ends within two intervals). Measured on the monotonic clock, so a wall-clock step cannot cut
+ *   every socket at once. A paused socket is never judged half-open: we are not reading it.
  * - A CALLERROR from the charger is surfaced with its code in the negotiated version's
  *   spelling (normalizeErrorCode); a code unknown to the version becomes GenericError.
  * - A handler that returns undefined/null answers `{}`; a non-object answers InternalError.
@@ -34,6 +36,7 @@ import {
   type ParsedFrame,
 } from './codec.js';
 import { AnsweredCalls, type Arrival } from './answered-calls.js';
+import { callTimeoutProblem } from './call-timeout.js';
 import { normalizeErrorCode } from './error-codes.js';
 import {
   ConnectionClosedError,
@@ -42,11 +45,12 @@ import {
   OcppRpcError,
   OcppTimeoutError,
   OcppValidationError,
+  PayloadTooLargeError,
   ProtocolMismatchError,
   QueueFullError,
 } from './errors.js';
 import { MessageType } from './message-type.js';
-import { isOcppProtocol, type OcppProtocol } from './protocol.js';
+import { isOcpp2, isOcppProtocol, type OcppProtocol } from './protocol.js';
 import { TokenBucket } from './token-bucket.js';
 
 /** What the session needs from a schema validator (lib/protocol/validator.ts fits it). */
@@ -77,12 +81,20 @@ export interface RpcSessionOptions {
   protocol: OcppProtocol;
   /** An open socket; the session adds its listeners at construction. */
   socket: WebSocket;
-  /** Default timeout of an outbound call, from the moment it is queued. */
+  /** Default timeout of an outbound call, from the moment it is queued (integer ms, at most MAX_CALL_TIMEOUT_MS). */
   callTimeoutMs: number;
   /** Bound on outbound calls, queued plus in flight. */
   maxQueueSize: number;
-  /** 0 = no pings. A socket that showed no sign of life since the previous ping is terminated. */
+  /**
+   * 0 = no pings. Every inbound frame and every pong is a sign of life; a socket without one for
+   * two intervals is terminated (some firmware never answers pings but talks all the time).
+   */
   pingIntervalMs: number;
+  /**
+   * Largest frame we write, in bytes (UTF-8). A call or SEND over it is refused before sending
+   * (PayloadTooLargeError); a reply over it is answered InternalError. Default: no limit.
+   */
+  maxPayload?: number;
   /** null (or undefined) = strict mode off. */
   validator: PayloadValidator | null;
   /** Inbound messages: a bucket of `capacity`, refilled at `refillPerSecond`. null (or undefined) = unlimited. */
@@ -109,7 +121,7 @@ export interface RpcSessionOptions {
 }
 
 export interface CallOptions {
-  /** Overrides callTimeoutMs. */
+  /** Overrides callTimeoutMs (integer ms, at most MAX_CALL_TIMEOUT_MS). */
   timeoutMs?: number;
   /** Absolute epoch ms; the earlier of this and now + timeoutMs applies. */
   deadline?: number;
@@ -153,7 +165,8 @@ function validateOptions(o: RpcSessionOptions): void {
   if (o.socket === null || typeof o.socket !== 'object' || o.socket.readyState !== WS_OPEN) {
     throw new InvalidOptionsError('socket', 'must be an open ws WebSocket');
   }
-  if (!isPositiveNumber(o.callTimeoutMs)) throw new InvalidOptionsError('callTimeoutMs', 'must be a number > 0');
+  const timeoutProblem = callTimeoutProblem(o.callTimeoutMs);
+  if (timeoutProblem !== null) throw new InvalidOptionsError('callTimeoutMs', timeoutProblem);
   if (!Number.isInteger(o.maxQueueSize) || o.maxQueueSize < 1) {
     throw new InvalidOptionsError('maxQueueSize', 'must be an integer >= 1');
   }
@@ -173,6 +186,9 @@ function validateOptions(o: RpcSessionOptions): void {
     }
   }
   if (typeof o.onCall !== 'function') throw new InvalidOptionsError('onCall', 'must be a function');
+  if (o.maxPayload !== undefined && (!Number.isInteger(o.maxPayload) || o.maxPayload < 1)) {
+    throw new InvalidOptionsError('maxPayload', 'must be an integer >= 1');
+  }
   if (o.closeTimeoutMs !== undefined && !isPositiveNumber(o.closeTimeoutMs)) {
     throw new InvalidOptionsError('closeTimeoutMs', 'must be a number > 0');
   }
@@ -197,6 +213,7 @@ export class RpcSession {
   private readonly callTimeoutMs: number;
   private readonly maxQueueSize: number;
   private readonly closeTimeoutMs: number;
+  private readonly maxPayload: number;
   private readonly validator: PayloadValidator | null;
   private readonly logger: RpcSessionLogger;
   private readonly handlers: Pick<RpcSessionOptions, 'onCall' | 'onSend' | 'onClose' | 'onProtocolProblem'>;
@@ -224,8 +241,11 @@ export class RpcSession {
   private paused = false;
   private resumeTimer: Timer | null = null;
 
-  private pingTimer: ReturnType<typeof setInterval> | null = null;
-  private alive = true;
+  private readonly pingIntervalMs: number;
+  private pingTimer: Timer | null = null;
+  private nextPingAt = 0;
+  /** performance.now() of the last inbound frame or pong (or of the connection). */
+  private lastLifeAt = performance.now();
 
   private closed = false;
   private closeTimer: Timer | null = null;
@@ -240,6 +260,7 @@ export class RpcSession {
     this.callTimeoutMs = options.callTimeoutMs;
     this.maxQueueSize = options.maxQueueSize;
     this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.maxPayload = options.maxPayload ?? Infinity;
     this.validator = options.validator ?? null;
     this.logger = options.logger ?? NOOP_LOGGER;
     this.handlers = {
@@ -257,9 +278,10 @@ export class RpcSession {
     this.socket.on('pong', this.onSocketPong);
     this.socket.on('error', this.onSocketError);
     this.socket.on('close', this.onSocketClose);
-    if (options.pingIntervalMs > 0) {
-      this.pingTimer = setInterval(this.onPingTick, options.pingIntervalMs);
-      this.pingTimer.unref();
+    this.pingIntervalMs = options.pingIntervalMs;
+    if (this.pingIntervalMs > 0) {
+      this.nextPingAt = this.lastLifeAt + this.pingIntervalMs;
+      this.armPingTimer(this.nextPingAt);
     }
   }
 
@@ -286,9 +308,8 @@ export class RpcSession {
     if (!this.isOpen) return Promise.reject(new ConnectionClosedError(this.identity));
     const now = Date.now();
     const timeoutMs = options?.timeoutMs ?? this.callTimeoutMs;
-    if (!isPositiveNumber(timeoutMs)) {
-      return Promise.reject(new InvalidOptionsError('timeoutMs', 'must be a number > 0'));
-    }
+    const timeoutProblem = callTimeoutProblem(timeoutMs);
+    if (timeoutProblem !== null) return Promise.reject(new InvalidOptionsError('timeoutMs', timeoutProblem));
     let deadline = now + timeoutMs;
     if (options?.deadline !== undefined) {
       if (typeof options.deadline !== 'number' || Number.isNaN(options.deadline)) {
@@ -311,7 +332,7 @@ export class RpcSession {
     const id = this.nextId();
     let frame: string;
     try {
-      frame = encodeCall(id, action, payload);
+      frame = this.outboundFrame(action, () => encodeCall(id, action, payload));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -342,7 +363,32 @@ export class RpcSession {
         throw new OcppValidationError(action, 'request', problem.errorCode, problem.description, problem.details);
       }
     }
-    this.socket.send(encodeSend(this.nextId(), action, payload));
+    const id = this.nextId();
+    this.socket.send(this.outboundFrame(action, () => encodeSend(id, action, payload)));
+  }
+
+  /**
+   * Our CALL or SEND as text, or a typed error: OcppValidationError when JSON cannot carry the
+   * payload (too deep, BigInt, a cycle), PayloadTooLargeError when the frame exceeds maxPayload.
+   */
+  private outboundFrame(action: string, encode: () => string): string {
+    let frame: string;
+    try {
+      frame = encode();
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new OcppValidationError(action, 'request', isOcpp2(this.protocol) ? 'FormatViolation' : 'FormationViolation', `payload cannot be encoded as JSON: ${reason}`);
+    }
+    const bytes = this.oversize(frame);
+    if (bytes !== null) throw new PayloadTooLargeError(this.identity, action, this.maxPayload, bytes);
+    return frame;
+  }
+
+  /** The frame's size in bytes when it exceeds maxPayload, else null (UTF-8 takes 1 to 3 bytes per UTF-16 unit). */
+  private oversize(frame: string): number | null {
+    if (frame.length * 3 <= this.maxPayload) return null;
+    const bytes = Buffer.byteLength(frame);
+    return bytes > this.maxPayload ? bytes : null;
   }
 
   /**
@@ -454,7 +500,7 @@ export class RpcSession {
   }
 
   private readonly onSocketMessage = (data: RawData): void => {
-    this.alive = true;
+    this.lastLifeAt = performance.now();
     if (this.bucket !== null && (this.backlog.length > 0 || !this.bucket.tryTake())) {
       this.backlog.push(data);
       this.throttle();
@@ -616,17 +662,26 @@ export class RpcSession {
         return null;
       }
     }
-    return encodeCallResult(call.id, payload);
+    const reply = encodeCallResult(call.id, payload);
+    const bytes = this.oversize(reply);
+    if (bytes !== null) {
+      this.logger.error(`${this.identity}: reply to ${call.action} is ${bytes} bytes, over maxPayload (${this.maxPayload}); answered InternalError`);
+      return null;
+    }
+    return reply;
   }
 
   private encodeFailure(call: InboundCall, err: unknown): string {
     if (err instanceof OcppRpcError) {
       try {
-        return encodeCallError(this.protocol, call.id, err.errorCode, err.errorDescription, err.errorDetails);
+        const full = encodeCallError(this.protocol, call.id, err.errorCode, err.errorDescription, err.errorDetails);
+        if (this.oversize(full) === null) return full;
       } catch {
-        // errorDetails that JSON cannot carry (cycles, BigInt): keep the code, drop the details.
-        return encodeCallError(this.protocol, call.id, err.errorCode, err.errorDescription, {});
+        // errorDetails that JSON cannot carry (cycles, BigInt): fall through.
       }
+      // Keep the code, drop the details (too large for maxPayload, or not JSON).
+      const bare = encodeCallError(this.protocol, call.id, err.errorCode, err.errorDescription, {});
+      return this.oversize(bare) === null ? bare : this.internalError(call.id);
     }
     this.logger.error(`${this.identity}: handler for ${call.action} failed: ${describeError(err)}`);
     return this.internalError(call.id);
@@ -679,19 +734,32 @@ export class RpcSession {
     }
   }
 
-  private readonly onPingTick = (): void => {
+  private armPingTimer(at: number): void {
+    this.pingTimer = setTimeout(this.onPingTimer, Math.max(1, Math.ceil(at - performance.now())));
+    this.pingTimer.unref();
+  }
+
+  /** Wakes at the next ping, or earlier when the socket would by then have been silent too long. */
+  private readonly onPingTimer = (): void => {
+    this.pingTimer = null;
     if (!this.isOpen) return;
-    if (!this.alive && !this.paused) {
-      this.logger.warn(`${this.identity}: no pong since the last ping; terminating the socket`);
+    const now = performance.now();
+    if (this.paused) this.lastLifeAt = now;
+    const silentFrom = this.lastLifeAt + 2 * this.pingIntervalMs;
+    if (now >= silentFrom) {
+      this.logger.warn(`${this.identity}: no frame and no pong for two ping intervals; terminating the socket`);
       this.socket.terminate();
       return;
     }
-    this.alive = false;
-    this.socket.ping();
+    if (now >= this.nextPingAt) {
+      this.socket.ping();
+      this.nextPingAt = now + this.pingIntervalMs;
+    }
+    this.armPingTimer(Math.min(this.nextPingAt, silentFrom));
   };
 
   private readonly onSocketPong = (): void => {
-    this.alive = true;
+    this.lastLifeAt = performance.now();
   };
 
   private readonly onSocketError = (err: Error): void => {
@@ -707,10 +775,9 @@ export class RpcSession {
 
   private readonly onSocketClose = (code: number, reason: Buffer): void => {
     this.closed = true;
-    for (const timer of [this.inFlightTimer, this.queueTimer, this.resumeTimer, this.closeTimer]) {
+    for (const timer of [this.inFlightTimer, this.queueTimer, this.resumeTimer, this.closeTimer, this.pingTimer]) {
       if (timer !== null) clearTimeout(timer);
     }
-    if (this.pingTimer !== null) clearInterval(this.pingTimer);
     this.inFlightTimer = this.queueTimer = this.resumeTimer = this.closeTimer = this.pingTimer = null;
     this.queueTimerAt = Infinity;
 

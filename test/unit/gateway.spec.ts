@@ -546,6 +546,100 @@ describe('OcppWebSocketGateway close', () => {
   });
 });
 
+/** A gateway on its own port (listen()), closed after the test. */
+async function owned(options: Partial<GatewayOptions> = {}): Promise<Harness> {
+  const h = build(options, () => undefined);
+  h.port = await h.gateway.listen(0, '127.0.0.1');
+  h.url = `ws://127.0.0.1:${h.port}/ocpp`;
+  cleanups.push(() => h.gateway.close());
+  return h;
+}
+
+/** A TCP connection that sends `text` (maybe nothing) and then stays silent; resolves once connected. */
+async function idleSocket(port: number, text = ''): Promise<{ socket: net.Socket; received: () => string; closed: Promise<void> }> {
+  const socket = net.connect(port, '127.0.0.1');
+  let received = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => (received += chunk));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  cleanups.push(async () => void socket.destroy());
+  await withTimeout(new Promise((resolve) => socket.once('connect', resolve)), 'TCP connect');
+  if (text) socket.write(text);
+  return { socket, received: () => received, closed };
+}
+
+describe('OcppWebSocketGateway connection bounds', () => {
+  it('own port: destroys a socket that never completes its upgrade within handshakeTimeoutMs', async () => {
+    const h = await owned({ handshakeTimeoutMs: 300 });
+    const silent = await idleSocket(h.port);
+    const halfRequest = await idleSocket(h.port, 'GET /ocpp/CP01 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n');
+    // Node's own defaults held such sockets for 60 s + up to 30 s; the bound here is generous but far below.
+    await withTimeout(Promise.all([silent.closed, halfRequest.closed]), 'the server to drop both sockets', 10_000);
+    expect(silent.received()).toMatch(/^HTTP\/1\.1 408 /);
+    expect(h.rejections.filter((r) => r.reason === 'handshake-timeout')).toHaveLength(2);
+    // An upgraded socket is not cut by the handshake bound.
+    const ws = await open(`${h.url}/CP02`);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('own port: answers 503 beyond maxPendingHandshakes; upgraded and closed sockets no longer count', async () => {
+    const h = await owned({ maxPendingHandshakes: 2 });
+    const idle = [await idleSocket(h.port), await idleSocket(h.port)];
+    const refused = await rejected(`${h.url}/CP01`);
+    expect(refused.status).toBe(503);
+    expect(h.rejections).toContainEqual(expect.objectContaining({ reason: 'too-many-handshakes', status: 503 }));
+
+    idle[0].socket.destroy();
+    await eventually(() => h.gateway.pendingHandshakeCount === 1, 'the closed socket to stop counting');
+    const first = await open(`${h.url}/CP01`);
+    // CP01 upgraded, so it frees its place: one idle socket plus one more handshake fit again.
+    const second = await open(`${h.url}/CP02`);
+    expect([first.readyState, second.readyState]).toEqual([WebSocket.OPEN, WebSocket.OPEN]);
+    expect(h.gateway.pendingHandshakeCount).toBe(1);
+  });
+
+  it('shared server: answers 503 beyond maxPendingHandshakes upgrades waiting in authenticate', async () => {
+    let release: (() => void) | undefined;
+    const held = new Promise<boolean>((resolve) => (release = () => resolve(true)));
+    const h = await attached({ authenticate: (req) => (req.identity === 'SLOW' ? held : true), maxPendingHandshakes: 1 });
+    const slow = connect(`${h.url}/SLOW`);
+    await eventually(() => h.gateway.pendingHandshakeCount === 1, 'the slow handshake to wait in authenticate');
+    expect((await rejected(`${h.url}/CP02`)).status).toBe(503);
+    expect(h.rejections).toContainEqual(expect.objectContaining({ reason: 'too-many-handshakes' }));
+    release!();
+    expect((await slow).kind).toBe('open');
+    expect((await connect(`${h.url}/CP02`)).kind).toBe('open');
+  });
+
+  it('answers 429 with Retry-After once an address used up its connectionRateLimit', async () => {
+    const h = await attached({ connectionRateLimit: { perIp: { capacity: 2, refillPerSecond: 0.5 } } });
+    await open(`${h.url}/CP01`);
+    await open(`${h.url}/CP02`);
+    const limited = await rejected(`${h.url}/CP03`);
+    expect(limited.status).toBe(429);
+    expect(limited.headers['retry-after']).toBe('2');
+    expect(h.rejections).toContainEqual(expect.objectContaining({ reason: 'rate-limited', status: 429 }));
+    expect(h.connections.map((c) => c.identity)).toEqual(['CP01', 'CP02']);
+  });
+
+  it('validates the bounds options', () => {
+    const base = { onConnection: () => undefined };
+    const cases: Array<[string, Partial<GatewayOptions>]> = [
+      ['maxPendingHandshakes', { maxPendingHandshakes: 0 }],
+      ['handshakeTimeoutMs', { handshakeTimeoutMs: 2 ** 31 }],
+      ['connectionRateLimit.perIp', { connectionRateLimit: {} as never }],
+      ['connectionRateLimit.perIp.capacity', { connectionRateLimit: { perIp: { capacity: 0, refillPerSecond: 1 } } }],
+      ['connectionRateLimit.perIp.refillPerSecond', { connectionRateLimit: { perIp: { capacity: 1, refillPerSecond: 0 } } }],
+      ['connectionRateLimit.maxTrackedAddresses', { connectionRateLimit: { perIp: { capacity: 1, refillPerSecond: 1 }, maxTrackedAddresses: 0 } }],
+    ];
+    for (const [option, patch] of cases) {
+      expect(() => new OcppWebSocketGateway({ ...base, ...patch })).toThrow(expect.objectContaining({ option }));
+    }
+  });
+});
+
 describe('OcppWebSocketGateway over TLS', () => {
   let dir: string;
   let pem: Record<'ca' | 'serverKey' | 'serverCert' | 'clientKey' | 'clientCert', Buffer>;

@@ -7,6 +7,7 @@ import {
   OcppRpcError,
   OcppTimeoutError,
   OcppValidationError,
+  PayloadTooLargeError,
   ProtocolMismatchError,
   QueueFullError,
 } from '../../lib/protocol/errors.js';
@@ -640,6 +641,35 @@ describe('RpcSession: pings', () => {
     expect(closes).toHaveLength(1);
   });
 
+  it('keeps a charger that never answers pings but sends a frame every 1.25 intervals', async () => {
+    const intervalMs = 300;
+    const { session, charger } = await connect({ pingIntervalMs: intervalMs }, { autoPong: false });
+    let sent = 0;
+    const talking = setInterval(() => charger.send([2, `hb${++sent}`, 'Heartbeat', {}]), intervalMs * 1.25);
+    try {
+      let pings = 0;
+      const tenPings = new Promise<'pings'>((resolve) =>
+        charger.ws.on('ping', () => {
+          if (++pings === 10) resolve('pings');
+        }),
+      );
+      const outcome = await within(Promise.race([tenPings, charger.closed.then(() => 'closed' as const)]), 'ten pings', 20_000);
+      expect(outcome).toBe('pings');
+      expect(session.isOpen).toBe(true);
+    } finally {
+      clearInterval(talking);
+    }
+  });
+
+  it('terminates a charger that talked, then went silent without answering pings', async () => {
+    const { session, charger, warnings } = await connect({ pingIntervalMs: 100 }, { autoPong: false });
+    charger.send([2, 'hb', 'Heartbeat', {}]);
+    expect(await charger.next('the Heartbeat answer')).toEqual([3, 'hb', expect.any(Object)]);
+    await within(charger.closed, 'the silent socket to be terminated', 10_000);
+    expect(session.isOpen).toBe(false);
+    expect(warnings.join('\n')).toContain('no frame and no pong for two ping intervals');
+  });
+
   it('keeps a socket that answers pings', async () => {
     const { session, charger } = await connect({ pingIntervalMs: 30 });
     let pings = 0;
@@ -653,6 +683,66 @@ describe('RpcSession: pings', () => {
     );
     expect(session.isOpen).toBe(true);
     await charger.probe();
+  });
+});
+
+describe('RpcSession: what cannot be sent', () => {
+  const deep = (levels: number): Record<string, unknown> => {
+    const root: Record<string, unknown> = {};
+    let node = root;
+    for (let i = 0; i < levels; i++) node = (node.a = {}) as Record<string, unknown>;
+    return root;
+  };
+
+  it('refuses a call whose frame exceeds maxPayload (counted in UTF-8 bytes) without writing it', async () => {
+    const { session, charger } = await connect({ maxPayload: 1024 });
+    // 400 characters but 1,200 bytes: the limit counts bytes.
+    const err = await rejection(session.call('DataTransfer', { vendorId: 'x', data: '€'.repeat(400) }), 'an oversized call');
+    expect(err).toBeInstanceOf(PayloadTooLargeError);
+    expect(err).toMatchObject({ code: 'OCPP_PAYLOAD_TOO_LARGE', sent: false, limit: 1024, identity: 'CP1', action: 'DataTransfer' });
+    expect(err.bytes).toBeGreaterThan(1200);
+    const small = session.call('DataTransfer', { vendorId: 'x', data: '€'.repeat(100) });
+    const frame = await charger.next();
+    expect(frame[2]).toBe('DataTransfer');
+    charger.send([3, frame[1], { status: 'Accepted' }]);
+    await within(small, 'the small call');
+    expect(charger.calls()).toEqual(['DataTransfer']);
+  });
+
+  it('refuses an oversized SEND, and answers an oversized reply with InternalError', async () => {
+    const { session, charger, errors } = await connect({
+      protocol: 'ocpp2.1',
+      maxPayload: 512,
+      onCall: (call) => (call.action === 'Big' ? { blob: 'x'.repeat(600) } : {}),
+    });
+    expect(() => session.sendMessage('NotifyPeriodicEventStream', { data: 'x'.repeat(600) })).toThrow(PayloadTooLargeError);
+    charger.send([2, 'big-1', 'Big', {}]);
+    expect(await charger.next('the answer to Big')).toEqual([4, 'big-1', 'InternalError', expect.any(String), {}]);
+    expect(errors.join('\n')).toContain('over maxPayload');
+    await charger.probe();
+    expect(charger.frames.filter((frame) => frame[0] === 6)).toEqual([]);
+  });
+
+  it('answers a payload too deep for JSON with OcppValidationError, not a RangeError', async () => {
+    const { session, charger } = await connect();
+    const err = await rejection(session.call('DataTransfer', { vendorId: 'x', data: deep(5_000) }), 'a deep call');
+    expect(err).toBeInstanceOf(OcppValidationError);
+    expect(err).toMatchObject({ direction: 'request', errorCode: 'FormatViolation' });
+    await charger.probe();
+    expect(charger.calls()).toEqual([]);
+  });
+
+  it('refuses a timeout beyond the 24 h maximum (timers cannot wait longer than 2^31-1 ms)', async () => {
+    const { session, charger } = await connect();
+    for (const timeoutMs of [2 ** 31, 24 * 60 * 60 * 1000 + 1, 1.5]) {
+      const err = await rejection(session.call('Reset', { type: 'Immediate' }, { timeoutMs }), `timeoutMs ${timeoutMs}`);
+      expect(err).toBeInstanceOf(InvalidOptionsError);
+      expect(err.option).toBe('timeoutMs');
+    }
+    const longest = session.call('Reset', { type: 'Immediate' }, { timeoutMs: 24 * 60 * 60 * 1000 });
+    const frame = await charger.next();
+    charger.send([3, frame[1], { status: 'Accepted' }]);
+    expect(await within(longest, 'a call with the longest timeout')).toEqual({ status: 'Accepted' });
   });
 });
 
@@ -768,6 +858,8 @@ describe('RpcSession: options', () => {
       ['identity', { identity: '' }],
       ['protocol', { protocol: 'ocpp1.5' as OcppProtocol }],
       ['callTimeoutMs', { callTimeoutMs: 0 }],
+      ['callTimeoutMs', { callTimeoutMs: 2 ** 31 }],
+      ['maxPayload', { maxPayload: 0 }],
       ['maxQueueSize', { maxQueueSize: 0 }],
       ['pingIntervalMs', { pingIntervalMs: -1 }],
       ['rateLimit.capacity', { rateLimit: { capacity: 0, refillPerSecond: 1 } }],

@@ -1,0 +1,26 @@
+/**
+ * How deep a payload may nest. OCPP schemas nest a few levels; JSON.stringify overflows the stack
+ * somewhere in the thousands (5,000 levels did), which surfaced as an unrelated error (a cluster
+ * outage) wherever the payload was serialized first. 100 leaves free-form data (DataTransfer)
+ * plenty of room.
+ */
+export const MAX_PAYLOAD_DEPTH = 100;
+
+/**
+ * Why `payload` cannot be sent as JSON, or null: nested deeper than MAX_PAYLOAD_DEPTH (a cycle
+ * counts as too deep) or holding a BigInt. Walks iteratively, so the check itself cannot overflow
+ * the stack; what JSON.stringify skips or converts (undefined, functions, toJSON) is left to it.
+ */
+export function payloadEncodingProblem(payload: unknown): string | null {
+  const stack: Array<[value: unknown, depth: number]> = [[payload, 1]];
+  let entry: [unknown, number] | undefined;
+  while ((entry = stack.pop()) !== undefined) {
+    const [value, depth] = entry;
+    if (typeof value === 'bigint') return 'payload holds a BigInt, which JSON cannot carry';
+    if (value === null || typeof value !== 'object' || typeof (value as { toJSON?: unknown }).toJSON === 'function') continue;
+    if (depth > MAX_PAYLOAD_DEPTH) return `payload nests deeper than ${MAX_PAYLOAD_DEPTH} levels (or is circular)`;
+    const children = Array.isArray(value) ? value : Object.values(value);
+    for (const child of children) stack.push([child, depth + 1]);
+  }
+  return null;
+}
