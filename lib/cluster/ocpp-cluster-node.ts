@@ -211,6 +211,12 @@ export class OcppClusterNode {
     await Promise.all(closing);
     // Bounded: with Redis down these would wait as long as the client retries.
     await settleWithin(Promise.all(this.presenceRemovals), STOP_STEP_TIMEOUT_MS);
+    // A command already in another node's inbox may still be delivered: its caller hears the
+    // owner's answer (or the timeout at its deadline), never "failed" while it can still happen.
+    // Only with the transport down is there nothing to wait for.
+    if (this.remoteCalls.size > 0 && this.adapter.isHealthy()) {
+      await settleWithin(this.remoteCalls.idle(), this.options.callTimeoutMs + REPLY_GRACE_MS);
+    }
     this.remoteCalls.failAll(() => new NodeShuttingDownError());
     this.answeredCalls.clear();
     await this.leaveCluster();

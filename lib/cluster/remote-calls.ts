@@ -22,6 +22,7 @@ interface PendingCall {
 export class RemoteCalls {
   private readonly pending = new Map<string, PendingCall>();
   private readonly deadlines = new DeadlineSweeper<string>((id) => this.expire(id));
+  private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly replyGraceMs = 1_000) {}
 
@@ -64,6 +65,12 @@ export class RemoteCalls {
     this.take(id)?.reject(error);
   }
 
+  /** Resolves once no call waits any more (each ends with its reply, or at its deadline + grace). */
+  idle(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
   failAll(error: () => unknown): void {
     for (const id of [...this.pending.keys()]) this.fail(id, error());
     this.deadlines.clear();
@@ -74,6 +81,11 @@ export class RemoteCalls {
     if (!call) return undefined;
     this.pending.delete(id);
     this.deadlines.remove(id, call.slot);
+    if (this.pending.size === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
     return call;
   }
 

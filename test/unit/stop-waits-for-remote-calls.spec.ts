@@ -1,0 +1,60 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { WebSocket } from 'ws';
+import { NodeShuttingDownError } from '../../lib/protocol/errors.js';
+import { openCharger, startClusterNode, type RunningClusterNode } from '../support/cluster-node.js';
+import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { waitFor, withTimeout } from '../support/wait.js';
+
+/**
+ * A node that stops while its own calls wait in other nodes' inboxes must not tell their callers
+ * "failed" (NodeShuttingDownError) while the command can still reach the charge point: it waits
+ * for the owner's answer (or the deadline) as long as the transport can carry it.
+ */
+describe('stopping a node with calls in flight to other nodes', () => {
+  let redis: RedisServer;
+  const nodes: RunningClusterNode[] = [];
+  const sockets: WebSocket[] = [];
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+  });
+
+  afterEach(async () => {
+    for (const socket of sockets.splice(0)) socket.terminate();
+    await Promise.all(nodes.splice(0).map((node) => node.stop().catch(() => undefined)));
+  });
+
+  afterAll(async () => {
+    await stopAllRedisServers();
+  });
+
+  it("hands the caller the charge point's answer, not a shutdown error, when the command reached the charger", async () => {
+    const a = await startClusterNode(redis.url, 'stop-a');
+    const b = await startClusterNode(redis.url, 'stop-b');
+    nodes.push(a, b);
+    const charger = await openCharger(b.urlOf('SW1'));
+    sockets.push(charger);
+    const receivedAt: number[] = [];
+    // The charger answers 800 ms after it got the call: by then node a is already stopping.
+    charger.on('message', (data) => {
+      const [type, id] = JSON.parse(data.toString()) as [number, string];
+      if (type !== 2) return;
+      receivedAt.push(Date.now());
+      setTimeout(() => charger.send(JSON.stringify([3, id, { status: 'Accepted' }])), 800);
+    });
+    await waitFor(async () => (await a.node.getPresence('SW1'))?.nodeId === 'stop-b', 'SW1 on stop-b');
+
+    const call = a.node.sendToClient('SW1', 'ocpp1.6', 'DataTransfer', { vendorId: 'stop' }, { timeoutMs: 10_000 });
+    const outcome = call.then(
+      (result) => ({ result, at: Date.now() }),
+      (error: unknown) => ({ error, at: Date.now() }),
+    );
+    await waitFor(() => receivedAt.length === 1, 'the charger to receive the call');
+    const stopping = a.node.stop();
+    const settled = await withTimeout(outcome, 10_000, 'the call to settle');
+    await withTimeout(stopping, 15_000, 'node a to stop');
+
+    expect('error' in settled ? settled.error : undefined).not.toBeInstanceOf(NodeShuttingDownError);
+    expect(settled).toMatchObject({ result: { status: 'Accepted' } });
+  });
+});
