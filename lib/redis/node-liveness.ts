@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { ClusterLogger } from '../cluster/logger.js';
-import { sleep } from '../cluster/time-bounds.js';
+import { settleWithin, sleep } from '../cluster/time-bounds.js';
 import { NodeIdConflictError } from '../protocol/errors.js';
 import {
   LEASE_HELD_ELSEWHERE,
@@ -83,6 +83,7 @@ export class NodeLiveness {
   private lastRecoveredAt = -Infinity;
   private suspended = false;
   private beating = false;
+  private restartAfterBeat = false;
   private readonly aliveCache = new Map<string, { alive: boolean; at: number }>();
   /** EXISTS queries in flight, one per node: callers arriving meanwhile share it instead of asking again. */
   private readonly aliveQueries = new Map<string, Promise<boolean>>();
@@ -249,11 +250,12 @@ export class NodeLiveness {
     return true;
   }
 
-  /** Starts the heartbeat (every ttl/3). */
+  /** Starts the heartbeat (every ttl/3), or restarts it after a takeover or a conflict ended it. */
   start(): void {
-    if (this.running) return;
     this.running = true;
-    this.schedule(this.intervalMs);
+    // A beat in flight may be the one that ended the heartbeat: it schedules the next one then.
+    if (this.beating) this.restartAfterBeat = true;
+    else this.schedule(this.intervalMs);
   }
 
   stop(): void {
@@ -409,16 +411,27 @@ export class NodeLiveness {
     this.timer.unref();
   }
 
+  /** The step's result, or a failure after a TTL; a later rejection of the step is not left unhandled. */
+  private async withinTtl<T>(step: Promise<T>): Promise<T> {
+    step.catch(() => undefined);
+    const result = await settleWithin(step, this.options.ttlMs);
+    if (result === undefined) throw new Error(`no answer within ${this.options.ttlMs} ms`);
+    return result;
+  }
+
   private async beat(): Promise<void> {
     this.timer = null;
     this.beating = true;
     let keepBeating = true;
     try {
+      // A command on a connection that broke may never settle: a beat gives up after a TTL, so
+      // the heartbeat never stops (a late answer still counts: the lease runs from its send time).
       if (this.suspended) {
+        const result = await this.withinTtl(this.reacquire());
         // Taken over or conflict: whoever owns this liveness decides what comes next.
-        keepBeating = (await this.reacquire()) === 'resumed';
+        keepBeating = result === 'resumed';
       } else {
-        const result = await this.refresh();
+        const result = await this.withinTtl(this.refresh());
         if (result === 0 && this.running) this.emit('suspended');
         else if (result === -1 && this.running) {
           this.emit('conflict');
@@ -431,7 +444,8 @@ export class NodeLiveness {
     } finally {
       this.beating = false;
       // While suspended, try to take the key back soon rather than a third of a TTL later.
-      if (keepBeating) this.schedule(this.suspended ? Math.min(this.intervalMs, 100) : this.intervalMs);
+      if (keepBeating || this.restartAfterBeat) this.schedule(this.suspended ? Math.min(this.intervalMs, 100) : this.intervalMs);
+      this.restartAfterBeat = false;
     }
   }
 }

@@ -585,7 +585,10 @@ export class RedisAdapter implements EventAdapterInterface {
     let backoffMs = 100;
     while (this.state === 'connected') {
       try {
-        const lease = await this.liveness!.reacquire();
+        // Bounded: a command on a connection that broke may never settle, and recovery must go on.
+        const lease = await settleWithin(this.liveness!.reacquire().catch((error: unknown) => error as Error), this.nodeTtlMs);
+        if (lease === undefined) throw new Error(`liveness not answered within ${this.nodeTtlMs} ms`);
+        if (lease instanceof Error) throw lease;
         // Taken over or conflict: onLeaseEvent (told by reacquire) handles it.
         if (lease !== 'resumed') return;
         this.liveness!.start();

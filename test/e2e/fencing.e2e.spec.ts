@@ -144,7 +144,13 @@ describe('fencing (separate node processes, real Redis)', () => {
     await waitFor(() => visibleFrom(a, 'FZ-BACK', 'fence-b'), 'FZ-BACK on fence-b');
     const after = await call(a, 'FZ-BACK');
     expect(after.status).toBe(200);
-    expect(back.tags()).toEqual([after.tag]);
+    // It keeps its fresh lease (its heartbeat runs again), not just for the first TTL.
+    await sleep(NODE_TTL_MS * 3);
+    expect((await b.http('GET', '/health')).status).toBe(200);
+    const later = await call(a, 'FZ-BACK');
+    expect(later.status).toBe(200);
+    expect(back.tags()).toEqual([after.tag, later.tag]);
+    expect(back.isOpen).toBe(true);
   }, 120_000);
 
   it('a zombie whose node id another process took closes its sockets and is not live', async () => {
