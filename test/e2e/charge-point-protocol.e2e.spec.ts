@@ -8,6 +8,7 @@ import {
   OcppHandler,
   OcppRpcError,
   OcppTimeoutError,
+  OcppValidationError,
   OnChargerConnected,
   OnChargerDisconnected,
 } from '../../lib/index.js';
@@ -38,7 +39,8 @@ class Handlers {
     throw new OcppRpcError('SecurityError', 'not booted yet', { hint: 'boot first' });
   }
 
-  @OcppHandler('StatusNotification')
+  // 1.6 only: a 2.x StatusNotification has no handler, which 2.x charge points must hear as NotSupported.
+  @OcppHandler('StatusNotification', { protocols: ['ocpp1.6'] })
   status() {
     throw new Error('database password is hunter2');
   }
@@ -141,6 +143,76 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
       rpcErrorCode: 'PropertyConstraintViolation',
     });
     await c201.close();
+  });
+
+  it('2.1: validates inbound CALLs with the 2.1 schemas and answers NotSupported for a defined action without handler', async () => {
+    const c21 = await connectedChargePoint(app.wsUrl, 'STRICT-21', { protocols: ['ocpp2.1'] });
+    expect(c21.protocol).toBe('ocpp2.1');
+    await expect(c21.call('BootNotification', {})).rejects.toMatchObject({ rpcErrorCode: 'OccurrenceConstraintViolation' });
+    await expect(c21.call('BootNotification', { reason: 'Sideways', chargingStation: { model: 'M', vendorName: 'V' } })).rejects.toMatchObject({
+      rpcErrorCode: 'PropertyConstraintViolation',
+    });
+    expect(await c21.call('BootNotification', { reason: 'PowerUp', chargingStation: { model: 'M', vendorName: 'V' } })).toMatchObject({
+      status: 'Accepted',
+    });
+    const status = { timestamp: new Date().toISOString(), connectorStatus: 'Available', evseId: 1, connectorId: 1 };
+    await expect(c21.call('StatusNotification', status)).rejects.toMatchObject({ rpcErrorCode: 'NotSupported' });
+    // 2.1-only actions are defined too.
+    await expect(c21.call('NotifyPriorityCharging', { transactionId: 'T1', activated: true })).rejects.toMatchObject({
+      rpcErrorCode: 'NotSupported',
+    });
+    await expect(c21.call('MadeUpAction', {})).rejects.toMatchObject({ rpcErrorCode: 'NotImplemented' });
+    await c21.close();
+  });
+
+  it('2.1: refuses an outbound CALL or SEND that breaks its schema before anything reaches the charger', async () => {
+    const c21 = await connectedChargePoint(app.wsUrl, 'OUT-21', { protocols: ['ocpp2.1'] });
+    const received: string[] = [];
+    c21.handle('Reset', ({ params }) => {
+      received.push(`Reset ${JSON.stringify(params)}`);
+      return { status: 'Accepted' };
+    });
+    const bogus = await app.service.sendToClient('OUT-21', 'ocpp2.1', 'Reset', { type: 'Bogus' } as never).catch((e: unknown) => e);
+    expect(bogus).toBeInstanceOf(OcppValidationError);
+    expect(bogus).toMatchObject({ errorCode: 'PropertyConstraintViolation' });
+    const invalidSend = await app.service
+      .sendMessage('OUT-21', 'NotifyPeriodicEventStream', { id: 1 } as never)
+      .catch((e: unknown) => e);
+    expect(invalidSend).toBeInstanceOf(OcppValidationError);
+    // ImmediateAndResume is 2.1's own: validated against the 2.1 schema, not 2.0.1's.
+    expect(await app.service.sendToClient('OUT-21', 'ocpp2.1', 'Reset', { type: 'ImmediateAndResume' })).toEqual({ status: 'Accepted' });
+    expect(received).toEqual(['Reset {"type":"ImmediateAndResume"}']);
+    await c21.close();
+  });
+
+  it('1.6: validates the Security Whitepaper messages both ways', async () => {
+    const c16 = await connectedChargePoint(app.wsUrl, 'SEC-16', { protocols: ['ocpp1.6'] });
+    await expect(c16.call('SecurityEventNotification', { type: 'FirmwareUpdated' })).rejects.toMatchObject({
+      rpcErrorCode: 'OccurenceConstraintViolation',
+    });
+    await expect(c16.call('SignCertificate', { csr: 42 })).rejects.toMatchObject({ rpcErrorCode: 'TypeConstraintViolation' });
+    // Valid, defined, but no handler: NotSupported (it was NotImplemented while 1.6 did not know them).
+    await expect(c16.call('SecurityEventNotification', { type: 'FirmwareUpdated', timestamp: new Date().toISOString() })).rejects.toMatchObject({
+      rpcErrorCode: 'NotSupported',
+    });
+    let installs = 0;
+    c16.handle('InstallCertificate', () => {
+      installs++;
+      return { status: 'Accepted' };
+    });
+    c16.handle('CertificateSigned', () => ({ status: 'Maybe' }));
+    const badInstall = await app.service
+      .sendToClient('SEC-16', 'ocpp1.6', 'InstallCertificate', { certificateType: 'Bogus', certificate: 'PEM' } as never)
+      .catch((e: unknown) => e);
+    expect(badInstall).toBeInstanceOf(OcppValidationError);
+    expect(installs).toBe(0);
+    expect(await app.service.sendToClient('SEC-16', 'ocpp1.6', 'InstallCertificate', { certificateType: 'CentralSystemRootCertificate', certificate: 'PEM' })).toEqual({
+      status: 'Accepted',
+    });
+    const badReply = await app.service.sendToClient('SEC-16', 'ocpp1.6', 'CertificateSigned', { certificateChain: 'PEM' }).catch((e: unknown) => e);
+    expect(badReply).toBeInstanceOf(OcppValidationError);
+    expect(badReply).toMatchObject({ direction: 'response' });
+    await c16.close();
   });
 
   it('sendToClient returns the reply, a CALLERROR as OcppCallError, a silent charger as OcppTimeoutError', async () => {

@@ -132,6 +132,18 @@ describe('raw frames (ws client)', () => {
     cp.close();
   });
 
+  it('2.1 SEND that breaks the NotifyPeriodicEventStream schema is dropped unanswered, the connection stays', async () => {
+    const cp = await RawChargePoint.connect(url('SEND-21-BAD'), 'ocpp2.1');
+    cp.send([6, 'bad-send', 'NotifyPeriodicEventStream', { id: 1, data: 'not an array' }]);
+    cp.send(HEARTBEAT('hb-after-bad-send'));
+    const reply = await cp.nextFrame();
+    expect(reply.slice(0, 2)).toEqual([3, 'hb-after-bad-send']); // no CALLERROR for the SEND, and it came first
+    cp.send([6, 'good-send', 'NotifyPeriodicEventStream', { id: 3, pending: 0, basetime: new Date().toISOString(), data: [{ t: 0, v: '3' }] }]);
+    await waitFor(() => sends.some((s) => s.identity === 'SEND-21-BAD'), 'the valid SEND to reach its handler');
+    expect(sends.filter((s) => s.identity === 'SEND-21-BAD').map((s) => (s.payload as { id: number }).id)).toEqual([3]);
+    cp.close();
+  });
+
   it('2.1 CALLRESULTERROR about our CALLRESULT is not answered and the connection stays', async () => {
     const cp = await RawChargePoint.connect(url('CRE-21'), 'ocpp2.1');
     cp.send(HEARTBEAT('hb-x'));
