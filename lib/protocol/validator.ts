@@ -154,6 +154,11 @@ export class SchemaValidator {
     return this.load(protocol).files.has(action) || this.custom.get(protocol)?.has(action) === true;
   }
 
+  /** True when a custom validator declares this action (a vendor extension, or a schema replaced). */
+  hasCustom(protocol: OcppProtocol, action: string): boolean {
+    return this.custom.get(protocol)?.has(action) === true;
+  }
+
   /** Known action names (schema or custom validator), sorted. */
   actions(protocol: OcppProtocol): string[] {
     const names = new Set(this.load(protocol).files.keys());

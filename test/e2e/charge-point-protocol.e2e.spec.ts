@@ -11,6 +11,7 @@ import {
   OcppValidationError,
   OnChargerConnected,
   OnChargerDisconnected,
+  UnknownActionError,
 } from '../../lib/index.js';
 import type { AuthenticationRequest, ChargerInfo, OcppContext } from '../../lib/index.js';
 import { chargePoint, connectedChargePoint, createRPCError } from '../support/charge-point.js';
@@ -26,7 +27,7 @@ class Handlers {
   @OcppHandler('BootNotification')
   boot(_payload: unknown, context: OcppContext) {
     seenContexts.push(context);
-    return { status: 'Accepted', currentTime: new Date().toISOString(), interval: 300 };
+    return { status: 'Accepted' as const, currentTime: new Date().toISOString(), interval: 300 };
   }
 
   @OcppHandler('Heartbeat')
@@ -35,13 +36,13 @@ class Handlers {
   }
 
   @OcppHandler('Authorize', { protocols: ['ocpp1.6'] })
-  authorize() {
+  authorize(): never {
     throw new OcppRpcError('SecurityError', 'not booted yet', { hint: 'boot first' });
   }
 
   // 1.6 only: a 2.x StatusNotification has no handler, which 2.x charge points must hear as NotSupported.
   @OcppHandler('StatusNotification', { protocols: ['ocpp1.6'] })
-  status() {
+  status(): never {
     throw new Error('database password is hunter2');
   }
 
@@ -176,7 +177,7 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
     expect(bogus).toBeInstanceOf(OcppValidationError);
     expect(bogus).toMatchObject({ errorCode: 'PropertyConstraintViolation' });
     const invalidSend = await app.service
-      .sendMessage('OUT-21', 'NotifyPeriodicEventStream', { id: 1 } as never)
+      .sendMessage('OUT-21', 'ocpp2.1', 'NotifyPeriodicEventStream', { id: 1 } as never)
       .catch((e: unknown) => e);
     expect(invalidSend).toBeInstanceOf(OcppValidationError);
     // ImmediateAndResume is 2.1's own: validated against the 2.1 schema, not 2.0.1's.
@@ -215,6 +216,41 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
     await c16.close();
   });
 
+  it('refuses an outbound action the protocol does not define (or not CSMS → charger) before anything is sent', async () => {
+    const c16 = await connectedChargePoint(app.wsUrl, 'UNKNOWN-16', { protocols: ['ocpp1.6'] });
+    const received: string[] = [];
+    for (const action of ['Rest', 'BootNotification', 'RequestStartTransaction']) {
+      c16.handle(action, () => {
+        received.push(action);
+        return {};
+      });
+    }
+    const misspelt = await app.service.sendToClient('UNKNOWN-16', 'ocpp1.6', 'Rest' as 'Reset', { type: 'Hard' }).catch((e: unknown) => e);
+    expect(misspelt).toBeInstanceOf(UnknownActionError);
+    expect((misspelt as Error).message).toContain('"Rest"');
+    const wrongWay = await app.service.sendToClient('UNKNOWN-16', 'ocpp1.6', 'BootNotification' as 'Reset', {} as never).catch((e: unknown) => e);
+    expect(wrongWay).toBeInstanceOf(UnknownActionError);
+    // Version-less, defined in 2.x but not in the charger's 1.6: its session refuses it unsent.
+    const otherVersion = await app.service.sendRaw('UNKNOWN-16', undefined, 'RequestStartTransaction', { remoteStartId: 1 }).catch((e: unknown) => e);
+    expect(otherVersion).toBeInstanceOf(UnknownActionError);
+    expect(await app.service.sendRaw('UNKNOWN-16', 'ocpp1.6', 'Reset', { type: 'Soft' }).catch((e: unknown) => e)).toBeInstanceOf(OcppCallError);
+    expect(received).toEqual([]);
+    await c16.close();
+  });
+
+  it('fails the boot on a handler for an action no configured protocol defines, naming it', async () => {
+    @Injectable()
+    class Misspelt {
+      @OcppHandler('BootNotifcation' as 'BootNotification')
+      boot(): never {
+        throw new Error('never called');
+      }
+    }
+    const failed = await startModuleApp({ nodeId: 'misspelt-node', pingIntervalMs: 0 }, [Misspelt]).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(UnknownActionError);
+    expect((failed as Error).message).toContain('"BootNotifcation"');
+  });
+
   it('sendToClient returns the reply, a CALLERROR as OcppCallError, a silent charger as OcppTimeoutError', async () => {
     const client = await connectedChargePoint(app.wsUrl, 'CMD-1');
     client.handle('Reset', () => ({ status: 'Accepted' }));
@@ -223,12 +259,12 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
     });
     client.handle('ClearCache', () => new Promise(() => undefined));
     expect(await app.service.sendToClient('CMD-1', 'ocpp1.6', 'Reset', { type: 'Hard' })).toEqual({ status: 'Accepted' });
-    const callError = await app.service.sendToClient('CMD-1', 'UnlockConnector', { connectorId: 1 }).catch((e: unknown) => e);
+    const callError = await app.service.sendToClient('CMD-1', 'ocpp1.6', 'UnlockConnector', { connectorId: 1 }).catch((e: unknown) => e);
     expect(callError).toBeInstanceOf(OcppCallError);
     expect(callError).toMatchObject({ errorCode: 'NotSupported', errorDescription: 'no locks here', errorDetails: { connectorId: 1 } });
     const timeout = await app.service.sendToClient('CMD-1', 'ClearCache', {}, { timeoutMs: 200 }).catch((e: unknown) => e);
     expect(timeout).toBeInstanceOf(OcppTimeoutError);
-    await expect(app.service.sendToClient('NOBODY', 'Reset', { type: 'Hard' })).rejects.toBeInstanceOf(NotConnectedError);
+    await expect(app.service.sendToClient('NOBODY', 'ocpp1.6', 'Reset', { type: 'Hard' })).rejects.toBeInstanceOf(NotConnectedError);
     expect(await app.service.safeSendToClient('NOBODY', 'ocpp1.6', 'Reset', { type: 'Hard' })).toBeUndefined();
     expect(await app.service.safeSendToClient('CMD-1', 'ocpp1.6', 'Reset', { type: 'Hard' })).toEqual({ status: 'Accepted' });
     await client.close({ force: true }); // its ClearCache handler never settles
@@ -241,7 +277,7 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
     const { code } = await withTimeout(firstClosed, 5_000, 'first socket to close');
     expect(code).toBe(1000);
     second.handle('Reset', () => ({ status: 'Accepted' }));
-    expect(await app.service.sendToClient('DUP-1', 'Reset', { type: 'Soft' })).toEqual({ status: 'Accepted' });
+    expect(await app.service.sendToClient('DUP-1', 'ocpp1.6', 'Reset', { type: 'Soft' })).toEqual({ status: 'Accepted' });
     expect(app.service.getLocalChargers().filter((c) => c.identity === 'DUP-1')).toHaveLength(1);
     await second.close();
     await waitFor(() => connectionEvents.includes('disconnected:DUP-1:1000'), 'disconnect hook of DUP-1');
