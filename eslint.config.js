@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'schemas/**', 'bench/results/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'schemas/**', 'bench/results/**', 'lib/generated/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -2,6 +2,7 @@
 export { OcppClusterModule } from './ocpp-cluster.module.js';
 export { OCPP_CLUSTER_OPTIONS } from './ocpp-cluster.module-definition.js';
 export { OcppClusterService } from './ocpp-cluster.service.js';
+export type { TypedBatchOutcome } from './ocpp-cluster.service.js';
 export type { OcppClusterOptions, RateLimitOptions, CustomValidators, DrainOptions, HealthOptions } from './ocpp-cluster.options.js';
 export {
   OCPP_CLUSTER_NODE,
@@ -12,7 +13,8 @@ export {
   OCPP_STREAM_CONSUMER,
   OCPP_BROADCASTER,
 } from './ocpp-cluster.constants.js';
-export { OcppHandler, OnChargerConnected, OnChargerDisconnected } from './gateway/ocpp-handler.decorator.js';
+export { OcppHandler, OcppCustomHandler, OnChargerConnected, OnChargerDisconnected } from './gateway/ocpp-handler.decorator.js';
+export type { HandlerActionsOf, OcppHandlerMethod, TypedMethodDecorator } from './gateway/ocpp-handler.decorator.js';
 export type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
 export type { ConnectionRateLimitOptions } from './gateway/connection-rate-limiter.js';
 export { OcppClusterHealthIndicator } from './health/ocpp-cluster.health-indicator.js';
@@ -60,6 +62,18 @@ export { InvalidKeyPartError } from './redis/redis-keys.js';
 export type { OcppProtocol } from './protocol/protocol.js';
 export { SUPPORTED_PROTOCOLS, isOcppProtocol } from './protocol/protocol.js';
 export { SchemaValidator } from './protocol/validator.js';
+export { ACTION_DIRECTIONS, directionOf } from './protocol/action-directions.js';
+export type { ActionDirection, ActionDirections } from './protocol/action-directions.js';
+export type {
+  OcppMessages,
+  ActionsOf,
+  CommonActionsOf,
+  InboundActionsOf,
+  OcppRequest,
+  OcppResponse,
+  CommonRequest,
+  HandlerReply,
+} from './protocol/typed-actions.js';
 export type { ValidationProblem, PayloadValidatorFn } from './protocol/validator.js';
 export { MAX_CALL_TIMEOUT_MS } from './protocol/call-timeout.js';
 export * from './protocol/errors.js';

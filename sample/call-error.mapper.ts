@@ -12,6 +12,7 @@ import {
   PayloadTooLargeError,
   ProtocolMismatchError,
   QueueFullError,
+  UnknownActionError,
 } from '../lib/index.js';
 
 /** Maps the library's typed errors to the sample API's HTTP answers. */
@@ -51,6 +52,9 @@ export function httpErrorFor(error: unknown): HttpException {
       },
       error.direction === 'request' ? HttpStatus.BAD_REQUEST : HttpStatus.BAD_GATEWAY,
     );
+  }
+  if (error instanceof UnknownActionError) {
+    return new HttpException({ error: 'UnknownAction', message: error.message, action: error.action }, HttpStatus.BAD_REQUEST);
   }
   if (error instanceof PayloadTooLargeError) {
     return new HttpException({ error: 'PayloadTooLarge', message: error.message, sent: false }, HttpStatus.PAYLOAD_TOO_LARGE);

@@ -64,9 +64,9 @@ export class ChargersController {
       throw new BadRequestException({ error: 'BadRequest', message: `unknown protocol ${protocol}` });
     }
     try {
-      const result = protocol
-        ? await this.ocpp.sendToClient(identity, protocol as OcppProtocol, action, payload, options)
-        : await this.ocpp.sendToClient(identity, action, payload, options);
+      // The action comes from the URL, so only the runtime knows it: sendRaw, whose action the
+      // library still refuses (UnknownActionError → 400) when the protocol does not define it.
+      const result = await this.ocpp.sendRaw(identity, protocol as OcppProtocol | undefined, action, payload, options);
       return { result };
     } catch (error) {
       throw httpErrorFor(error);
@@ -77,7 +77,7 @@ export class ChargersController {
   @HttpCode(200)
   async broadcast(@Param('action') action: string, @Body() body: unknown, @Query('timeoutMs') timeoutMs?: unknown) {
     try {
-      return await this.ocpp.broadcast(action, requirePayload(body ?? {}), { timeoutMs: parseTimeout(timeoutMs) });
+      return await this.ocpp.broadcastRaw(undefined, action, requirePayload(body ?? {}), { timeoutMs: parseTimeout(timeoutMs) });
     } catch (error) {
       if (error instanceof BadRequestException) throw error;
       throw httpErrorFor(error);
@@ -93,7 +93,7 @@ export class ChargersController {
       throw new BadRequestException({ error: 'BadRequest', message: 'identities must be an array of strings' });
     }
     const options = { timeoutMs: parseTimeout(timeoutMs) };
-    const outcomes = await this.ocpp.broadcastBatch(identities, action, requirePayload(payload ?? {}), options).catch((error) => {
+    const outcomes = await this.ocpp.broadcastBatchRaw(identities, action, requirePayload(payload ?? {}), options).catch((error) => {
       throw httpErrorFor(error);
     });
     return outcomes.map((outcome) =>

@@ -1,10 +1,12 @@
-import { OcppClusterError, OcppRpcError } from '../protocol/errors.js';
+import { directionOf, isInbound } from '../protocol/action-directions.js';
+import { OcppClusterError, OcppRpcError, UnknownActionError } from '../protocol/errors.js';
+import type { IsDeclaredAction } from '../protocol/outbound-actions.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 
-/** What an `@OcppHandler` method receives besides the payload. */
-export interface OcppContext {
+/** What an `@OcppHandler` method receives besides the payload; `P`: the protocols it serves. */
+export interface OcppContext<P extends OcppProtocol = OcppProtocol> {
   identity: string;
-  protocol: OcppProtocol;
+  protocol: P;
   action: string;
   messageId: string;
   /** Whatever the authenticate hook attached to this connection. */
@@ -21,6 +23,8 @@ export type OcppHandlerFn = (
 interface Registration {
   handler: OcppHandlerFn;
   protocols: readonly OcppProtocol[] | null;
+  /** Declared a vendor action (`@OcppCustomHandler`): no protocol needs to define it. */
+  custom: boolean;
 }
 
 /** Two handlers claim the same action for the same protocol. */
@@ -46,7 +50,7 @@ export class HandlerRegistry {
     return this.byAction.has(action);
   }
 
-  register(action: string, handler: OcppHandlerFn, protocols?: readonly OcppProtocol[]): void {
+  register(action: string, handler: OcppHandlerFn, protocols?: readonly OcppProtocol[], custom = false): void {
     const registrations = this.byAction.get(action) ?? [];
     const overlapping = registrations.find(
       (existing) =>
@@ -55,8 +59,27 @@ export class HandlerRegistry {
         protocols.some((protocol) => existing.protocols!.includes(protocol)),
     );
     if (overlapping) throw new DuplicateHandlerError(action, protocols);
-    registrations.push({ handler, protocols: protocols ? [...protocols] : null });
+    registrations.push({ handler, protocols: protocols ? [...protocols] : null, custom });
     this.byAction.set(action, registrations);
+  }
+
+  /**
+   * Fails the boot on a handler no charge point could ever call: its action is not one a charge
+   * point sends in any of the protocols it names (or, naming none, in any configured protocol),
+   * unless it is declared custom (the decorator, or a custom validator for it).
+   */
+  requireKnownActions(configured: readonly OcppProtocol[], isDeclared: IsDeclaredAction): void {
+    for (const [action, registrations] of this.byAction) {
+      for (const { protocols, custom } of registrations) {
+        if (custom) continue;
+        const served = protocols ?? configured;
+        const defines = (protocol: OcppProtocol) => isDeclared(protocol, action) || isInbound(directionOf(protocol, action));
+        const ok = protocols ? protocols.every(defines) : served.some(defines);
+        if (!ok) {
+          throw new UnknownActionError(action, served, `has an @OcppHandler but is not an action a charge point sends in ${protocols ? 'each of' : 'any of'}`);
+        }
+      }
+    }
   }
 
   find(action: string, protocol: OcppProtocol): OcppHandlerFn | undefined {

@@ -11,6 +11,7 @@ import {
   ProtocolMismatchError,
   QueueFullError,
   RemoteCallFailedError,
+  UnknownActionError,
 } from '../protocol/errors.js';
 
 import type { CommandOutcome } from './envelope.js';
@@ -19,6 +20,7 @@ const QUEUE_FULL_CODE = new QueueFullError('', 0).code;
 const UNAVAILABLE_CODE = new ClusterUnavailableError('').code;
 const INBOX_FULL_CODE = new InboxFullError('', 0, 0).code;
 const PAYLOAD_TOO_LARGE_CODE = new PayloadTooLargeError('', '', 0).code;
+const UNKNOWN_ACTION_CODE = new UnknownActionError('', [], '').code;
 
 /** Turns what a local call produced into something that can cross to another node. */
 export function outcomeFromError(error: unknown): CommandOutcome {
@@ -82,6 +84,7 @@ export function settleOutcome(
         throw new InboxFullError(outcome.nodeId ?? '', outcome.queued ?? outcome.limit ?? 0, outcome.limit ?? 0);
       }
       if (outcome.errorCode === PAYLOAD_TOO_LARGE_CODE) throw new PayloadTooLargeError(call.identity, call.action, outcome.limit ?? 0);
+      if (outcome.errorCode === UNKNOWN_ACTION_CODE) throw new UnknownActionError(call.action, [], "is not an action of the charger's protocol");
       throw new RemoteCallFailedError(call.identity, call.action, outcome.errorCode, outcome.message);
   }
 }

@@ -1,11 +1,12 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import { HandlerRegistry } from '../cluster/handler-registry.js';
 import { SchemaValidator } from '../protocol/validator.js';
 import type { OcppHandlerFn } from '../cluster/handler-registry.js';
 import type { ChargerInfo, ConnectionListeners } from '../cluster/ocpp-cluster-node.js';
-import { OCPP_CONNECTION_EVENT_METADATA, OCPP_HANDLER_METADATA } from '../ocpp-cluster.constants.js';
+import { OCPP_CLUSTER_RESOLVED_OPTIONS, OCPP_CONNECTION_EVENT_METADATA, OCPP_HANDLER_METADATA } from '../ocpp-cluster.constants.js';
+import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 import type { ConnectionEvent, OcppHandlerMetadata } from './ocpp-handler.decorator.js';
 
 type ConnectedFn = (charger: ChargerInfo, session: unknown) => unknown;
@@ -28,7 +29,8 @@ export class OcppHandlerExplorer implements OnModuleInit {
     private readonly discovery: DiscoveryService,
     private readonly scanner: MetadataScanner,
     private readonly reflector: Reflector,
-    validator: SchemaValidator,
+    private readonly validator: SchemaValidator,
+    @Inject(OCPP_CLUSTER_RESOLVED_OPTIONS) private readonly options: ResolvedOcppClusterOptions,
   ) {
     this.handlers = new HandlerRegistry((protocol, action) => validator.hasAction(protocol, action));
   }
@@ -42,7 +44,7 @@ export class OcppHandlerExplorer implements OnModuleInit {
         const method = prototype[methodName];
         const handler = this.reflector.get<OcppHandlerMetadata | undefined>(OCPP_HANDLER_METADATA, method);
         if (handler) {
-          this.handlers.register(handler.action, (method as OcppHandlerFn).bind(instance), handler.protocols);
+          this.handlers.register(handler.action, (method as OcppHandlerFn).bind(instance), handler.protocols, handler.custom);
           this.logger.debug?.(`${handler.action} → ${wrapper.name}.${methodName}`);
         }
         const event = this.reflector.get<ConnectionEvent | undefined>(OCPP_CONNECTION_EVENT_METADATA, method);
@@ -50,6 +52,7 @@ export class OcppHandlerExplorer implements OnModuleInit {
         if (event === 'disconnected') this.disconnected.push((method as DisconnectedFn).bind(instance));
       }
     }
+    this.handlers.requireKnownActions(this.options.protocols, (protocol, action) => this.validator.hasCustom(protocol, action));
     if (this.connected.length > 0) {
       this.listeners.onConnected = async (charger, session) => {
         for (const listener of this.connected) await listener(charger, session);

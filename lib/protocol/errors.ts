@@ -96,6 +96,22 @@ export class ProtocolMismatchError extends OcppClusterError {
   }
 }
 
+/**
+ * An action the protocol does not define (or not in that direction): refused before anything is
+ * sent, and at boot for a handler. Vendor actions must be declared (a custom validator, or
+ * `@OcppCustomHandler`).
+ */
+export class UnknownActionError extends OcppClusterError {
+  readonly code = 'OCPP_UNKNOWN_ACTION';
+  constructor(
+    readonly action: string,
+    readonly protocols: readonly string[],
+    readonly reason: string,
+  ) {
+    super(`${JSON.stringify(action)} ${reason}${protocols.length > 0 ? ` (${protocols.join(', ')})` : ''}`);
+  }
+}
+
 /** The per-charger outbound queue is full. */
 export class QueueFullError extends OcppClusterError {
   readonly code = 'OCPP_QUEUE_FULL';

@@ -48,6 +48,7 @@ import {
   PayloadTooLargeError,
   ProtocolMismatchError,
   QueueFullError,
+  UnknownActionError,
 } from './errors.js';
 import { MessageType } from './message-type.js';
 import { isOcpp2, isOcppProtocol, type OcppProtocol } from './protocol.js';
@@ -61,6 +62,8 @@ export interface PayloadValidator {
     direction: 'request' | 'response',
     payload: unknown,
   ): { errorCode: string; description: string; details: Record<string, unknown> } | null;
+  /** When present, outbound CALLs and SENDs of actions it does not know are refused unsent. */
+  hasAction?(protocol: OcppProtocol, action: string): boolean;
 }
 
 type ValidationProblem = NonNullable<ReturnType<PayloadValidator['validate']>>;
@@ -319,6 +322,8 @@ export class RpcSession {
     }
     if (deadline <= now) return Promise.reject(new OcppTimeoutError(this.identity, action, 0, false));
     if (this.validator !== null) {
+      const unknown = this.unknownOutbound(action);
+      if (unknown !== null) return Promise.reject(unknown);
       const problem = this.check(action, 'request', payload);
       if (problem !== null) {
         return Promise.reject(
@@ -358,6 +363,8 @@ export class RpcSession {
     if (this.protocol !== 'ocpp2.1') throw new ProtocolMismatchError(this.identity, 'ocpp2.1', this.protocol);
     if (!this.isOpen) throw new ConnectionClosedError(this.identity);
     if (this.validator !== null) {
+      const unknown = this.unknownOutbound(action);
+      if (unknown !== null) throw unknown;
       const problem = this.check(action, 'request', payload);
       if (problem !== null) {
         throw new OcppValidationError(action, 'request', problem.errorCode, problem.description, problem.details);
@@ -707,6 +714,12 @@ export class RpcSession {
     } catch (err) {
       this.logger.error(`${this.identity}: SEND handler for ${message.action} failed: ${describeError(err)}`);
     }
+  }
+
+  /** An action this connection's protocol does not define: it must not reach the charger. */
+  private unknownOutbound(action: string): UnknownActionError | null {
+    if (this.validator?.hasAction === undefined || this.validator.hasAction(this.protocol, action)) return null;
+    return new UnknownActionError(action, [this.protocol], 'is not an action of the charger\'s protocol');
   }
 
   /** Runs the validator; a validator that throws counts as an internal problem. */

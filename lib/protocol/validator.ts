@@ -27,7 +27,10 @@ export interface ActionValidators {
 }
 
 export interface SchemaValidatorOptions {
-  /** Directory holding `ocpp1.6/`, `ocpp2.0.1/`, `ocpp2.1/`. Defaults to the package's `schemas/`. */
+  /**
+   * Directory holding `ocpp1.6/`, `ocpp1.6-security/`, `ocpp2.0.1/`, `ocpp2.1/`. Defaults to the
+   * package's `schemas/`.
+   */
   schemasDir?: string;
   /** Validators that replace the schema of an action (or cover an action that has none). */
   custom?: Partial<Record<OcppProtocol, Record<string, ActionValidators>>>;
@@ -38,6 +41,16 @@ const addFormats = ((addFormatsModule as { default?: unknown }).default ??
   addFormatsModule) as typeof addFormatsModule.default;
 
 const requireCjs = createRequire(import.meta.url);
+
+/**
+ * The schema folders of each protocol. OCPP 1.6 connections also carry the Security Whitepaper's
+ * messages, which the OCA publishes as a separate set; it stays in its own folder, as published.
+ */
+export const SCHEMA_FOLDERS: Readonly<Record<OcppProtocol, readonly string[]>> = {
+  'ocpp1.6': ['ocpp1.6', 'ocpp1.6-security'],
+  'ocpp2.0.1': ['ocpp2.0.1'],
+  'ocpp2.1': ['ocpp2.1'],
+};
 
 const DRAFT_04 = /^https?:\/\/json-schema\.org\/draft-04\/schema#?$/;
 
@@ -141,6 +154,11 @@ export class SchemaValidator {
     return this.load(protocol).files.has(action) || this.custom.get(protocol)?.has(action) === true;
   }
 
+  /** True when a custom validator declares this action (a vendor extension, or a schema replaced). */
+  hasCustom(protocol: OcppProtocol, action: string): boolean {
+    return this.custom.get(protocol)?.has(action) === true;
+  }
+
   /** Known action names (schema or custom validator), sorted. */
   actions(protocol: OcppProtocol): string[] {
     const names = new Set(this.load(protocol).files.keys());
@@ -191,7 +209,10 @@ export class SchemaValidator {
     if (!schemas) {
       schemas = {
         ajv: createAjv(),
-        files: listSchemaFiles(join(this.schemasDir, protocol), isOcpp2(protocol)),
+        files: listSchemaFiles(
+          SCHEMA_FOLDERS[protocol].map((folder) => join(this.schemasDir, folder)),
+          isOcpp2(protocol),
+        ),
         compiled: new Map(),
       };
       this.protocols.set(protocol, schemas);
@@ -209,13 +230,17 @@ function createAjv(): Ajv {
 }
 
 /**
- * Maps the files of one protocol directory to actions. 1.6: `<Action>.json` and
+ * Maps the files of one protocol's directories to actions. 1.6: `<Action>.json` and
  * `<Action>Response.json`. 2.x: `<Action>Request.json` and `<Action>Response.json`; a file with
  * neither suffix (a 2.1 SEND message such as NotifyPeriodicEventStream) is a request schema.
  */
-function listSchemaFiles(dir: string, ocpp2: boolean): ReadonlyMap<string, SchemaFiles> {
+function listSchemaFiles(dirs: readonly string[], ocpp2: boolean): ReadonlyMap<string, SchemaFiles> {
   const files = new Map<string, SchemaFiles>();
-  if (!existsSync(dir)) return files;
+  for (const dir of dirs) if (existsSync(dir)) addSchemaFiles(files, dir, ocpp2);
+  return files;
+}
+
+function addSchemaFiles(files: Map<string, SchemaFiles>, dir: string, ocpp2: boolean): void {
   for (const name of readdirSync(dir).sort()) {
     if (!name.endsWith('.json')) continue;
     const base = name.slice(0, -'.json'.length);
@@ -228,10 +253,13 @@ function listSchemaFiles(dir: string, ocpp2: boolean): ReadonlyMap<string, Schem
       action = base.slice(0, -'Request'.length);
     }
     const entry = files.get(action) ?? {};
+    // Two folders of one protocol defining the same message would make the choice arbitrary.
+    if (entry[direction] !== undefined) {
+      throw new InvalidOptionsError('schemasDir', `${action} ${direction} is defined twice: ${entry[direction]} and ${join(dir, name)}`);
+    }
     entry[direction] = join(dir, name);
     files.set(action, entry);
   }
-  return files;
 }
 
 function readSchema(file: string): AnySchemaObject {

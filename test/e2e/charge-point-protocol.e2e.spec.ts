@@ -8,8 +8,10 @@ import {
   OcppHandler,
   OcppRpcError,
   OcppTimeoutError,
+  OcppValidationError,
   OnChargerConnected,
   OnChargerDisconnected,
+  UnknownActionError,
 } from '../../lib/index.js';
 import type { AuthenticationRequest, ChargerInfo, OcppContext } from '../../lib/index.js';
 import { chargePoint, connectedChargePoint, createRPCError } from '../support/charge-point.js';
@@ -25,7 +27,7 @@ class Handlers {
   @OcppHandler('BootNotification')
   boot(_payload: unknown, context: OcppContext) {
     seenContexts.push(context);
-    return { status: 'Accepted', currentTime: new Date().toISOString(), interval: 300 };
+    return { status: 'Accepted' as const, currentTime: new Date().toISOString(), interval: 300 };
   }
 
   @OcppHandler('Heartbeat')
@@ -34,12 +36,13 @@ class Handlers {
   }
 
   @OcppHandler('Authorize', { protocols: ['ocpp1.6'] })
-  authorize() {
+  authorize(): never {
     throw new OcppRpcError('SecurityError', 'not booted yet', { hint: 'boot first' });
   }
 
-  @OcppHandler('StatusNotification')
-  status() {
+  // 1.6 only: a 2.x StatusNotification has no handler, which 2.x charge points must hear as NotSupported.
+  @OcppHandler('StatusNotification', { protocols: ['ocpp1.6'] })
+  status(): never {
     throw new Error('database password is hunter2');
   }
 
@@ -143,6 +146,111 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
     await c201.close();
   });
 
+  it('2.1: validates inbound CALLs with the 2.1 schemas and answers NotSupported for a defined action without handler', async () => {
+    const c21 = await connectedChargePoint(app.wsUrl, 'STRICT-21', { protocols: ['ocpp2.1'] });
+    expect(c21.protocol).toBe('ocpp2.1');
+    await expect(c21.call('BootNotification', {})).rejects.toMatchObject({ rpcErrorCode: 'OccurrenceConstraintViolation' });
+    await expect(c21.call('BootNotification', { reason: 'Sideways', chargingStation: { model: 'M', vendorName: 'V' } })).rejects.toMatchObject({
+      rpcErrorCode: 'PropertyConstraintViolation',
+    });
+    expect(await c21.call('BootNotification', { reason: 'PowerUp', chargingStation: { model: 'M', vendorName: 'V' } })).toMatchObject({
+      status: 'Accepted',
+    });
+    const status = { timestamp: new Date().toISOString(), connectorStatus: 'Available', evseId: 1, connectorId: 1 };
+    await expect(c21.call('StatusNotification', status)).rejects.toMatchObject({ rpcErrorCode: 'NotSupported' });
+    // 2.1-only actions are defined too.
+    await expect(c21.call('NotifyPriorityCharging', { transactionId: 'T1', activated: true })).rejects.toMatchObject({
+      rpcErrorCode: 'NotSupported',
+    });
+    await expect(c21.call('MadeUpAction', {})).rejects.toMatchObject({ rpcErrorCode: 'NotImplemented' });
+    await c21.close();
+  });
+
+  it('2.1: refuses an outbound CALL or SEND that breaks its schema before anything reaches the charger', async () => {
+    const c21 = await connectedChargePoint(app.wsUrl, 'OUT-21', { protocols: ['ocpp2.1'] });
+    const received: string[] = [];
+    c21.handle('Reset', ({ params }) => {
+      received.push(`Reset ${JSON.stringify(params)}`);
+      return { status: 'Accepted' };
+    });
+    const bogus = await app.service.sendToClient('OUT-21', 'ocpp2.1', 'Reset', { type: 'Bogus' } as never).catch((e: unknown) => e);
+    expect(bogus).toBeInstanceOf(OcppValidationError);
+    expect(bogus).toMatchObject({ errorCode: 'PropertyConstraintViolation' });
+    const invalidSend = await app.service
+      .sendMessage('OUT-21', 'ocpp2.1', 'NotifyPeriodicEventStream', { id: 1 } as never)
+      .catch((e: unknown) => e);
+    expect(invalidSend).toBeInstanceOf(OcppValidationError);
+    // ImmediateAndResume is 2.1's own: validated against the 2.1 schema, not 2.0.1's.
+    expect(await app.service.sendToClient('OUT-21', 'ocpp2.1', 'Reset', { type: 'ImmediateAndResume' })).toEqual({ status: 'Accepted' });
+    expect(received).toEqual(['Reset {"type":"ImmediateAndResume"}']);
+    await c21.close();
+  });
+
+  it('1.6: validates the Security Whitepaper messages both ways', async () => {
+    const c16 = await connectedChargePoint(app.wsUrl, 'SEC-16', { protocols: ['ocpp1.6'] });
+    await expect(c16.call('SecurityEventNotification', { type: 'FirmwareUpdated' })).rejects.toMatchObject({
+      rpcErrorCode: 'OccurenceConstraintViolation',
+    });
+    await expect(c16.call('SignCertificate', { csr: 42 })).rejects.toMatchObject({ rpcErrorCode: 'TypeConstraintViolation' });
+    // Valid, defined, but no handler: NotSupported (it was NotImplemented while 1.6 did not know them).
+    await expect(c16.call('SecurityEventNotification', { type: 'FirmwareUpdated', timestamp: new Date().toISOString() })).rejects.toMatchObject({
+      rpcErrorCode: 'NotSupported',
+    });
+    let installs = 0;
+    c16.handle('InstallCertificate', () => {
+      installs++;
+      return { status: 'Accepted' };
+    });
+    c16.handle('CertificateSigned', () => ({ status: 'Maybe' }));
+    const badInstall = await app.service
+      .sendToClient('SEC-16', 'ocpp1.6', 'InstallCertificate', { certificateType: 'Bogus', certificate: 'PEM' } as never)
+      .catch((e: unknown) => e);
+    expect(badInstall).toBeInstanceOf(OcppValidationError);
+    expect(installs).toBe(0);
+    expect(await app.service.sendToClient('SEC-16', 'ocpp1.6', 'InstallCertificate', { certificateType: 'CentralSystemRootCertificate', certificate: 'PEM' })).toEqual({
+      status: 'Accepted',
+    });
+    const badReply = await app.service.sendToClient('SEC-16', 'ocpp1.6', 'CertificateSigned', { certificateChain: 'PEM' }).catch((e: unknown) => e);
+    expect(badReply).toBeInstanceOf(OcppValidationError);
+    expect(badReply).toMatchObject({ direction: 'response' });
+    await c16.close();
+  });
+
+  it('refuses an outbound action the protocol does not define (or not CSMS → charger) before anything is sent', async () => {
+    const c16 = await connectedChargePoint(app.wsUrl, 'UNKNOWN-16', { protocols: ['ocpp1.6'] });
+    const received: string[] = [];
+    for (const action of ['Rest', 'BootNotification', 'RequestStartTransaction']) {
+      c16.handle(action, () => {
+        received.push(action);
+        return {};
+      });
+    }
+    const misspelt = await app.service.sendToClient('UNKNOWN-16', 'ocpp1.6', 'Rest' as 'Reset', { type: 'Hard' }).catch((e: unknown) => e);
+    expect(misspelt).toBeInstanceOf(UnknownActionError);
+    expect((misspelt as Error).message).toContain('"Rest"');
+    const wrongWay = await app.service.sendToClient('UNKNOWN-16', 'ocpp1.6', 'BootNotification' as 'Reset', {} as never).catch((e: unknown) => e);
+    expect(wrongWay).toBeInstanceOf(UnknownActionError);
+    // Version-less, defined in 2.x but not in the charger's 1.6: its session refuses it unsent.
+    const otherVersion = await app.service.sendRaw('UNKNOWN-16', undefined, 'RequestStartTransaction', { remoteStartId: 1 }).catch((e: unknown) => e);
+    expect(otherVersion).toBeInstanceOf(UnknownActionError);
+    expect(await app.service.sendRaw('UNKNOWN-16', 'ocpp1.6', 'Reset', { type: 'Soft' }).catch((e: unknown) => e)).toBeInstanceOf(OcppCallError);
+    expect(received).toEqual([]);
+    await c16.close();
+  });
+
+  it('fails the boot on a handler for an action no configured protocol defines, naming it', async () => {
+    @Injectable()
+    class Misspelt {
+      @OcppHandler('BootNotifcation' as 'BootNotification')
+      boot(): never {
+        throw new Error('never called');
+      }
+    }
+    const failed = await startModuleApp({ nodeId: 'misspelt-node', pingIntervalMs: 0 }, [Misspelt]).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(UnknownActionError);
+    expect((failed as Error).message).toContain('"BootNotifcation"');
+  });
+
   it('sendToClient returns the reply, a CALLERROR as OcppCallError, a silent charger as OcppTimeoutError', async () => {
     const client = await connectedChargePoint(app.wsUrl, 'CMD-1');
     client.handle('Reset', () => ({ status: 'Accepted' }));
@@ -151,12 +259,12 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
     });
     client.handle('ClearCache', () => new Promise(() => undefined));
     expect(await app.service.sendToClient('CMD-1', 'ocpp1.6', 'Reset', { type: 'Hard' })).toEqual({ status: 'Accepted' });
-    const callError = await app.service.sendToClient('CMD-1', 'UnlockConnector', { connectorId: 1 }).catch((e: unknown) => e);
+    const callError = await app.service.sendToClient('CMD-1', 'ocpp1.6', 'UnlockConnector', { connectorId: 1 }).catch((e: unknown) => e);
     expect(callError).toBeInstanceOf(OcppCallError);
     expect(callError).toMatchObject({ errorCode: 'NotSupported', errorDescription: 'no locks here', errorDetails: { connectorId: 1 } });
     const timeout = await app.service.sendToClient('CMD-1', 'ClearCache', {}, { timeoutMs: 200 }).catch((e: unknown) => e);
     expect(timeout).toBeInstanceOf(OcppTimeoutError);
-    await expect(app.service.sendToClient('NOBODY', 'Reset', { type: 'Hard' })).rejects.toBeInstanceOf(NotConnectedError);
+    await expect(app.service.sendToClient('NOBODY', 'ocpp1.6', 'Reset', { type: 'Hard' })).rejects.toBeInstanceOf(NotConnectedError);
     expect(await app.service.safeSendToClient('NOBODY', 'ocpp1.6', 'Reset', { type: 'Hard' })).toBeUndefined();
     expect(await app.service.safeSendToClient('CMD-1', 'ocpp1.6', 'Reset', { type: 'Hard' })).toEqual({ status: 'Accepted' });
     await client.close({ force: true }); // its ClearCache handler never settles
@@ -169,7 +277,7 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
     const { code } = await withTimeout(firstClosed, 5_000, 'first socket to close');
     expect(code).toBe(1000);
     second.handle('Reset', () => ({ status: 'Accepted' }));
-    expect(await app.service.sendToClient('DUP-1', 'Reset', { type: 'Soft' })).toEqual({ status: 'Accepted' });
+    expect(await app.service.sendToClient('DUP-1', 'ocpp1.6', 'Reset', { type: 'Soft' })).toEqual({ status: 'Accepted' });
     expect(app.service.getLocalChargers().filter((c) => c.identity === 'DUP-1')).toHaveLength(1);
     await second.close();
     await waitFor(() => connectionEvents.includes('disconnected:DUP-1:1000'), 'disconnect hook of DUP-1');

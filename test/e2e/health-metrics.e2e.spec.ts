@@ -114,8 +114,8 @@ describe('health and metrics on real Redis', () => {
     cp.handle('Reset', () => ({ status: 'Accepted' }));
     for (let i = 0; i < 3; i++) await cp.call('Heartbeat', {});
     await waitFor(async () => (await caller.service.getPresence('METERED'))?.nodeId === 'health-a', 'presence of METERED');
-    expect(await caller.service.sendToClient('METERED', 'Reset', { type: 'Immediate' })).toEqual({ status: 'Accepted' });
-    expect(await app.service.sendToClient('METERED', 'Reset', { type: 'Immediate' })).toEqual({ status: 'Accepted' });
+    expect(await caller.service.sendToClient('METERED', 'ocpp2.0.1', 'Reset', { type: 'Immediate' })).toEqual({ status: 'Accepted' });
+    expect(await app.service.sendToClient('METERED', 'ocpp2.0.1', 'Reset', { type: 'Immediate' })).toEqual({ status: 'Accepted' });
     await expect(connectedChargePoint(app.wsUrl, 'bad{identity}')).rejects.toThrow();
 
     const after = (await get(app, '/metrics')).text;
@@ -141,7 +141,7 @@ describe('health and metrics on real Redis', () => {
     const calls: Promise<unknown>[] = [];
     const send = (count: number) => {
       for (let i = 0; i < count; i++) {
-        calls.push(caller.service.sendToClient('SLOW', 'GetConfiguration', {}, { timeoutMs: 120_000 }).catch(() => undefined));
+        calls.push(caller.service.sendToClient('SLOW', 'ocpp1.6', 'GetConfiguration', {}, { timeoutMs: 120_000 }).catch(() => undefined));
       }
     };
     // The first occupies the one inbox handler; the rest wait unread in the stream.

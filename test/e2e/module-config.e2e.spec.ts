@@ -18,7 +18,7 @@ import { connectedChargePoint } from '../support/charge-point.js';
 class BootHandler {
   @OcppHandler('BootNotification')
   boot() {
-    return { status: 'Accepted', currentTime: new Date().toISOString(), interval: 60 };
+    return { status: 'Accepted' as const, currentTime: new Date().toISOString(), interval: 60 };
   }
 }
 

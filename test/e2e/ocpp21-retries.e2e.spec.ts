@@ -14,7 +14,7 @@ let clock = Date.UTC(2030, 0, 1);
 class StationHandlers {
   @OcppHandler('BootNotification')
   boot() {
-    const answer = { status: 'Accepted', currentTime: new Date(++clock).toISOString(), interval: 300 };
+    const answer = { status: 'Accepted' as const, currentTime: new Date(++clock).toISOString(), interval: 300 };
     runs.boot.push(answer);
     return answer;
   }
@@ -30,7 +30,7 @@ class StationHandlers {
   @OcppHandler('DataTransfer')
   dataTransfer(payload: { data?: unknown }) {
     runs.dataTransfer++;
-    return { status: 'Accepted', data: payload.data };
+    return { status: 'Accepted' as const, data: payload.data as string | undefined };
   }
 }
 

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Injectable } from '@nestjs/common';
 import { OcppHandler } from '../../lib/index.js';
-import type { OcppContext } from '../../lib/index.js';
+import type { OcppContext, OcppProtocol, OcppRequest } from '../../lib/index.js';
 import { RawChargePoint } from '../support/charge-point.js';
 import { startModuleApp } from '../support/ocpp-test-app.js';
 import type { TestApp } from '../support/ocpp-test-app.js';
@@ -20,9 +20,9 @@ class RawHandlers {
   }
 
   @OcppHandler('DataTransfer')
-  async slowDataTransfer(payload: { data?: string }) {
+  async slowDataTransfer(payload: OcppRequest<OcppProtocol, 'DataTransfer'>) {
     await sleep(300);
-    return { status: 'Accepted', data: payload.data };
+    return { status: 'Accepted' as const, data: payload.data as string | undefined };
   }
 
   @OcppHandler('NotifyPeriodicEventStream', { protocols: ['ocpp2.1'] })
@@ -126,9 +126,21 @@ describe('raw frames (ws client)', () => {
     await waitFor(() => sends.some((s) => s.identity === 'SEND-21'), 'SEND to reach its handler');
     cp.send(HEARTBEAT('hb-send'));
     expect((await cp.nextFrame())[1]).toBe('hb-send'); // nothing was sent back for the SEND
-    await app.service.sendMessage('SEND-21', 'NotifyPeriodicEventStream', { id: 2, pending: 0, basetime: new Date().toISOString(), data: [{ t: 0, v: '2' }] });
+    await app.service.sendMessage('SEND-21', 'ocpp2.1', 'NotifyPeriodicEventStream', { id: 2, pending: 0, basetime: new Date().toISOString(), data: [{ t: 0, v: '2' }] });
     const sent = await cp.nextFrame((f) => f[0] === 6);
     expect(sent[2]).toBe('NotifyPeriodicEventStream');
+    cp.close();
+  });
+
+  it('2.1 SEND that breaks the NotifyPeriodicEventStream schema is dropped unanswered, the connection stays', async () => {
+    const cp = await RawChargePoint.connect(url('SEND-21-BAD'), 'ocpp2.1');
+    cp.send([6, 'bad-send', 'NotifyPeriodicEventStream', { id: 1, data: 'not an array' }]);
+    cp.send(HEARTBEAT('hb-after-bad-send'));
+    const reply = await cp.nextFrame();
+    expect(reply.slice(0, 2)).toEqual([3, 'hb-after-bad-send']); // no CALLERROR for the SEND, and it came first
+    cp.send([6, 'good-send', 'NotifyPeriodicEventStream', { id: 3, pending: 0, basetime: new Date().toISOString(), data: [{ t: 0, v: '3' }] }]);
+    await waitFor(() => sends.some((s) => s.identity === 'SEND-21-BAD'), 'the valid SEND to reach its handler');
+    expect(sends.filter((s) => s.identity === 'SEND-21-BAD').map((s) => (s.payload as { id: number }).id)).toEqual([3]);
     cp.close();
   });
 

@@ -12,11 +12,29 @@ import { SchemaValidator, type ValidationProblem } from '../../lib/protocol/vali
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SCHEMAS = join(ROOT, 'schemas');
 
-// Counts of the OCA releases shipped (see schemas/NOTICE.md).
-const SHIPPED: Record<'ocpp1.6' | 'ocpp2.0.1', { actions: number; draft: string }> = {
-  'ocpp1.6': { actions: 28, draft: 'http://json-schema.org/draft-04/schema#' },
-  'ocpp2.0.1': { actions: 64, draft: 'http://json-schema.org/draft-06/schema#' },
+// The OCA sets shipped (see schemas/NOTICE.md): folder → what it holds.
+const SHIPPED: Record<string, { protocol: OcppProtocol; files: number; sends: string[]; draft: string }> = {
+  'ocpp1.6': { protocol: 'ocpp1.6', files: 56, sends: [], draft: 'http://json-schema.org/draft-04/schema#' },
+  'ocpp1.6-security': { protocol: 'ocpp1.6', files: 22, sends: [], draft: 'http://json-schema.org/draft-06/schema#' },
+  'ocpp2.0.1': { protocol: 'ocpp2.0.1', files: 128, sends: [], draft: 'http://json-schema.org/draft-06/schema#' },
+  'ocpp2.1': { protocol: 'ocpp2.1', files: 181, sends: ['NotifyPeriodicEventStream'], draft: 'http://json-schema.org/draft-06/schema#' },
 };
+// Actions each protocol knows: every folder it reads, request/response pairs plus SEND messages.
+const ACTIONS: Record<OcppProtocol, number> = { 'ocpp1.6': 28 + 11, 'ocpp2.0.1': 64, 'ocpp2.1': 90 + 1 };
+
+const SECURITY_16 = [
+  'CertificateSigned',
+  'DeleteCertificate',
+  'ExtendedTriggerMessage',
+  'GetInstalledCertificateIds',
+  'GetLog',
+  'InstallCertificate',
+  'LogStatusNotification',
+  'SecurityEventNotification',
+  'SignCertificate',
+  'SignedFirmwareStatusNotification',
+  'SignedUpdateFirmware',
+];
 
 const BOOT_16 = { chargePointVendor: 'Vendor', chargePointModel: 'Model' };
 const BOOT_16_RESPONSE = { status: 'Accepted', currentTime: '2024-05-01T12:00:00Z', interval: 300 };
@@ -30,21 +48,45 @@ function jsonFiles(dir: string): string[] {
 }
 
 describe('shipped OCA schemas', () => {
-  it.each(Object.entries(SHIPPED))('%s: every file parses, pairs up and compiles', (protocol, expected) => {
-    const files = jsonFiles(join(SCHEMAS, protocol));
-    expect(files).toHaveLength(expected.actions * 2);
+  it.each(Object.entries(SHIPPED))('%s: every file parses and pairs up', (folder, expected) => {
+    const files = jsonFiles(join(SCHEMAS, folder));
+    expect(files).toHaveLength(expected.files);
     for (const file of files) {
-      const schema = JSON.parse(readFileSync(join(SCHEMAS, protocol, file), 'utf8')) as Record<string, unknown>;
+      const schema = JSON.parse(readFileSync(join(SCHEMAS, folder, file), 'utf8')) as Record<string, unknown>;
       expect(schema.$schema).toBe(expected.draft);
     }
+    const requestSuffix = expected.protocol === 'ocpp1.6' ? '' : 'Request';
+    const calls = files
+      .filter((file) => file.endsWith('Response.json'))
+      .map((file) => file.slice(0, -'Response.json'.length));
+    const paired = calls.flatMap((action) => [`${action}${requestSuffix}.json`, `${action}Response.json`]);
+    expect([...paired, ...expected.sends.map((action) => `${action}.json`)].sort()).toEqual(files);
+  });
 
+  it.each(Object.entries(ACTIONS))('%s: every action of its folders is known and compiles', (protocol, count) => {
     const fresh = new SchemaValidator();
-    const actions = fresh.actions(protocol as OcppProtocol);
-    expect(actions).toHaveLength(expected.actions);
-    const requestSuffix = protocol === 'ocpp1.6' ? '' : 'Request';
-    const paired = actions.flatMap((action) => [`${action}${requestSuffix}.json`, `${action}Response.json`]);
-    expect(paired.sort()).toEqual(files);
+    expect(fresh.actions(protocol as OcppProtocol)).toHaveLength(count);
     expect(() => fresh.warmUp(protocol as OcppProtocol)).not.toThrow();
+  });
+
+  it('1.6 knows the Security Whitepaper messages beside the core set', () => {
+    expect(validator.actions('ocpp1.6')).toEqual(expect.arrayContaining([...SECURITY_16, 'BootNotification']));
+    expect(validator.validate('ocpp1.6', 'SignCertificate', 'request', {})).toMatchObject({
+      errorCode: 'OccurenceConstraintViolation',
+      details: { path: '/csr' },
+    });
+    expect(validator.validate('ocpp1.6', 'SignCertificate', 'request', { csr: '-----BEGIN CERTIFICATE REQUEST-----' })).toBeNull();
+    expect(validator.validate('ocpp1.6', 'CertificateSigned', 'response', { status: 'Maybe' })?.errorCode).toBe(
+      'PropertyConstraintViolation',
+    );
+    // 2.x has its own SignCertificate; the 1.6 set does not leak into it.
+    expect(validator.hasAction('ocpp2.0.1', 'SignedUpdateFirmware')).toBe(false);
+  });
+
+  it('2.1 files keep their OCA ids and comment', () => {
+    const schema = JSON.parse(readFileSync(join(SCHEMAS, 'ocpp2.1', 'BootNotificationRequest.json'), 'utf8'));
+    expect(schema.$id).toBe('urn:OCPP:Cp:2:2025:1:BootNotificationRequest');
+    expect(schema.comment).toMatch(/^OCPP 2\.1 Edition 1 \(c\) OCA/);
   });
 
   it('2.0.1 files keep their OCA ids and comment', () => {
@@ -110,9 +152,26 @@ describe('SchemaValidator', () => {
     expect(validator.hasAction('ocpp2.0.1', 'StartTransaction')).toBe(false);
   });
 
-  it('knows no 2.1 action, since no 2.1 schemas ship', () => {
-    expect(validator.actions('ocpp2.1')).toEqual([]);
-    expect(validator.validate('ocpp2.1', 'BootNotification', 'request', null)).toBeNull();
+  it('validates 2.1 both ways with the 2.1 schemas', () => {
+    expect(validator.validate('ocpp2.1', 'BootNotification', 'request', {})).toMatchObject({
+      errorCode: 'OccurrenceConstraintViolation',
+      details: { path: '/reason', keyword: 'required' },
+    });
+    expect(validator.validate('ocpp2.1', 'BootNotification', 'request', BOOT_2)).toBeNull();
+    expect(validator.validate('ocpp2.1', 'BootNotification', 'response', BOOT_2_RESPONSE)).toBeNull();
+    expect(validator.validate('ocpp2.1', 'Reset', 'request', { type: 'Bogus' })).toMatchObject({
+      errorCode: 'PropertyConstraintViolation',
+      details: { path: '/type', keyword: 'enum' },
+    });
+    // ImmediateAndResume is new in 2.1: 2.0.1 refuses it.
+    expect(validator.validate('ocpp2.1', 'Reset', 'request', { type: 'ImmediateAndResume' })).toBeNull();
+    expect(validator.validate('ocpp2.0.1', 'Reset', 'request', { type: 'ImmediateAndResume' })?.errorCode).toBe(
+      'PropertyConstraintViolation',
+    );
+    expect(validator.validate('ocpp2.1', 'NotifyPeriodicEventStream', 'request', { id: 1 })?.errorCode).toBe(
+      'OccurrenceConstraintViolation',
+    );
+    expect(validator.validate('ocpp2.1', 'StatusNotification', 'request', null)?.errorCode).toBe('FormatViolation');
   });
 
   it('compiles each schema once', () => {
