@@ -360,6 +360,7 @@ export class NodeLiveness {
     // Try to take it back at once instead of waiting for the next beat (one beat at a time).
     if (this.beating) return;
     if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     this.schedule(0);
   }
 
