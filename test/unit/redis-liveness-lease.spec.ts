@@ -16,8 +16,8 @@ describe('RedisAdapter lease (fencing) over a slow Redis', () => {
     expect(a.adapter.holdsLease()).toBe(true);
     // Writes paused for most of a TTL: the heartbeat in flight is answered after its lease ran out.
     await bed.redis.call('CLIENT', 'PAUSE', String(Math.round(TTL_MS * 0.9)), 'WRITE');
-    await waitFor('the lease to be suspended', () => !a.adapter.holdsLease(), 5_000);
-    await waitFor('the lease to be taken back', () => a.adapter.holdsLease(), 10_000);
+    await waitFor('the lease to be suspended', () => !a.adapter.holdsLease(), { timeoutMs: 5_000 });
+    await waitFor('the lease to be taken back', () => a.adapter.holdsLease(), { timeoutMs: 10_000 });
     // ...and kept: several TTLs later the heartbeat still runs and the key is still ours.
     await sleep(TTL_MS * 4);
     expect(a.adapter.holdsLease()).toBe(true);
@@ -28,7 +28,7 @@ describe('RedisAdapter lease (fencing) over a slow Redis', () => {
   it('keeps its lease through a Redis restart that lost every key', async () => {
     const a = await bed.node('A', { nodeTtlMs: TTL_MS });
     await bed.server.restart();
-    await waitFor('the key to be back', async () => (await bed.redis.exists(keys.alive('A')).catch(() => 0)) === 1, 10_000);
+    await waitFor('the key to be back', async () => (await bed.redis.exists(keys.alive('A')).catch(() => 0)) === 1, { timeoutMs: 10_000 });
     await sleep(TTL_MS * 4);
     expect(a.adapter.holdsLease()).toBe(true);
     expect(await bed.redis.pttl(keys.alive('A'))).toBeGreaterThan(0);
