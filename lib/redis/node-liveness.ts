@@ -142,11 +142,20 @@ export class NodeLiveness {
   }
 
   /**
+   * Something outside this node's own heartbeat showed that Redis lost or delayed writes (a
+   * failover of a Redis Cluster master, a slow answer about another node): presence is in doubt
+   * for a TTL.
+   */
+  noteDisturbance(): void {
+    this.lastRecoveredAt = performance.now();
+  }
+
+  /**
    * Whether this node may judge others dead: it holds its lease and Redis has answered it
    * promptly for a whole TTL, so a lapsed key elsewhere is not a stall of Redis.
    */
   isSteady(): boolean {
-    return this.steadyForMs() >= this.options.ttlMs;
+    return this.steadyForMs() >= this.options.ttlMs && this.presenceDoubt() === null;
   }
 
   /** How long the lease has been held with every heartbeat answered promptly (0 when not held). */
@@ -384,6 +393,9 @@ export class NodeLiveness {
     const askedAt = Date.now();
     const key = this.options.keys.alive(nodeId);
     const alive = (await this.options.pool.pick(key).exists(key)) === 1;
+    // A slow "dead" answer comes from a shard that stalled (on Redis Cluster, not necessarily
+    // ours): every key there may have lapsed at once, which is no node's death.
+    if (!alive && Date.now() - askedAt > this.intervalMs / 2) this.noteDisturbance();
     // An isAliveNow answered meanwhile was asked later: keep it.
     if ((this.aliveCache.get(nodeId)?.at ?? -Infinity) <= askedAt) this.aliveCache.set(nodeId, { alive, at: askedAt });
     if (this.aliveCache.size > 10_000) this.aliveCache.clear();

@@ -258,7 +258,11 @@ export class RedisAdapter implements EventAdapterInterface {
     });
     // A failover can lose the last writes its old master had not replicated: re-check liveness,
     // re-read our pending inbox entries and re-register presence the way a reconnect does.
-    const removeTopology = this.driver.onTopologyChange(() => this.scheduleRecover('redis cluster masters changed'));
+    const removeTopology = this.driver.onTopologyChange(() => {
+      // A failover may have lost the last writes of any node on that shard (presence claims too).
+      this.liveness?.noteDisturbance();
+      this.scheduleRecover('redis cluster masters changed');
+    });
     this.removeReconnectListener = () => {
       removeReconnect();
       removeTopology();
