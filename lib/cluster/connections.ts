@@ -2,8 +2,6 @@ import type { WebSocket } from 'ws';
 import type { AnsweredCalls } from '../protocol/answered-calls.js';
 import { RpcSession } from '../protocol/rpc-session.js';
 import type { SchemaValidator } from '../protocol/validator.js';
-// eslint-disable-next-line no-restricted-imports -- types of the gateway's hooks only; the node still builds the gateway until the composition root does (issue 10, item 1)
-import type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from '../gateway/ocpp-websocket-gateway.js';
 import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 import type { Admission } from './admission.js';
 import { errorMessage } from './call-router.js';
@@ -13,6 +11,7 @@ import { nodeChannel } from './envelope.js';
 import type { EventAdapterInterface, PresenceClaim, PresenceRecord } from './event-adapter.interface.js';
 import type { ConnectionContext, InboundHandlers } from './inbound-handlers.js';
 import type { LocalConnection, LocalRegistry } from './local-registry.js';
+import type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from './node-gateway.js';
 import type { ClusterLogger } from './logger.js';
 import type { NodeMetrics } from './node-metrics.js';
 import type { ConnectionListeners } from './node-types.js';

@@ -1,14 +1,13 @@
 import type { WebSocket } from 'ws';
 // eslint-disable-next-line no-restricted-imports -- the one cluster → gateway import: the node still builds its gateway until the composition root does (issue 10, item 1)
-import { OcppWebSocketGateway } from '../gateway/ocpp-websocket-gateway.js';
-// eslint-disable-next-line no-restricted-imports -- same import as above, its types
-import type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from '../gateway/ocpp-websocket-gateway.js';
+import { OcppWebSocketGateway, type ConnectionInfo, type UpgradeRequest, type UpgradeVerdict } from '../gateway/ocpp-websocket-gateway.js';
 import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 import type { Acceptance } from './admission.js';
 import type { ClusterLogger } from './logger.js';
 
-/** The gateway as the node holds it. */
+/** The gateway as the node holds it, and what its hooks receive (the rest of cluster/ imports them from here). */
 export type NodeGateway = OcppWebSocketGateway;
+export type { ConnectionInfo, UpgradeRequest, UpgradeVerdict };
 
 /** What the node answers the gateway with. */
 export interface GatewayHooks {
