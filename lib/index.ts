@@ -1,8 +1,8 @@
 // Public API only.
-export { OcppClusterModule } from './ocpp-cluster.module.js';
-export { OCPP_CLUSTER_OPTIONS } from './ocpp-cluster.module-definition.js';
-export { OcppClusterService } from './ocpp-cluster.service.js';
-export type { TypedBatchOutcome } from './ocpp-cluster.service.js';
+export { OcppClusterModule } from './nest/ocpp-cluster.module.js';
+export { OCPP_CLUSTER_OPTIONS } from './nest/ocpp-cluster.module-definition.js';
+export { OcppClusterService } from './nest/ocpp-cluster.service.js';
+export type { TypedBatchOutcome } from './nest/ocpp-cluster.service.js';
 export type { OcppClusterOptions, RateLimitOptions, CustomValidators, DrainOptions, HealthOptions } from './ocpp-cluster.options.js';
 export {
   OCPP_CLUSTER_NODE,
@@ -12,12 +12,12 @@ export {
   OCPP_PRESENCE_STORE,
   OCPP_STREAM_CONSUMER,
   OCPP_BROADCASTER,
-} from './ocpp-cluster.constants.js';
-export { OcppHandler, OcppCustomHandler, OnChargerConnected, OnChargerDisconnected } from './gateway/ocpp-handler.decorator.js';
-export type { HandlerActionsOf, OcppHandlerMethod, TypedMethodDecorator } from './gateway/ocpp-handler.decorator.js';
+} from './nest/ocpp-cluster.constants.js';
+export { OcppHandler, OcppCustomHandler, OnChargerConnected, OnChargerDisconnected } from './nest/ocpp-handler.decorator.js';
+export type { HandlerActionsOf, OcppHandlerMethod, TypedMethodDecorator } from './nest/ocpp-handler.decorator.js';
 export type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
 export type { ConnectionRateLimitOptions } from './gateway/connection-rate-limiter.js';
-export { OcppClusterHealthIndicator } from './health/ocpp-cluster.health-indicator.js';
+export { OcppClusterHealthIndicator } from './nest/ocpp-cluster.health-indicator.js';
 export { OcppPrometheusMetrics } from './health/ocpp-prometheus-metrics.js';
 
 export type { OcppContext } from './cluster/handler-registry.js';

@@ -1,5 +1,6 @@
 import { LeaseLostError } from '../protocol/errors.js';
 import type { EventAdapterInterface, LeaseChange } from './event-adapter.interface.js';
+import type { CallGate } from './local-call.js';
 
 export type LeaseState = 'held' | 'suspended' | 'fenced' | 'lost';
 
@@ -39,6 +40,11 @@ export class LeaseGuard {
   /** True while something read in `incarnation` may still be answered to its caller. */
   mayAnswer(incarnation: number): boolean {
     return incarnation === this.generation && this.current !== 'lost';
+  }
+
+  /** The gate for a call carrying something read in `incarnation`: checked right before its frame is written. */
+  gateFor(incarnation: number): CallGate {
+    return { mayWrite: () => this.mayWrite(incarnation), refusal: () => this.refusal() };
   }
 
   refusal(): LeaseLostError {

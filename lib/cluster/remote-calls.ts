@@ -3,6 +3,9 @@ import { DeadlineSweeper } from './deadline-sweeper.js';
 import type { CommandOutcome } from './envelope.js';
 import { settleOutcome } from './outcome.js';
 
+/** How long a caller waits past a command's deadline for the owner's answer, and the owner keeps trying to deliver it. */
+export const REPLY_GRACE_MS = 1_000;
+
 interface PendingCall {
   identity: string;
   action: string;
@@ -24,7 +27,7 @@ export class RemoteCalls {
   private readonly deadlines = new DeadlineSweeper<string>((id) => this.expire(id));
   private idleWaiters: Array<() => void> = [];
 
-  constructor(private readonly replyGraceMs = 1_000) {}
+  constructor(private readonly replyGraceMs = REPLY_GRACE_MS) {}
 
   get size(): number {
     return this.pending.size;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { ClusterMessage, CommandEnvelope, CommandOutcome } from '../cluster/envelope.js';
+import type { ClusterMessage, CommandOutcome } from '../cluster/envelope.js';
+import { forwarded, forwardingTarget, mayForward } from '../cluster/forwarding.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { outcomeFromError } from '../cluster/outcome.js';
 import { InboxFullError } from '../protocol/errors.js';
@@ -28,8 +29,6 @@ export interface NodeTakeoverOptions {
   lockTtlMs?: number;
   /** Entries read per batch (default 100). */
   batchSize?: number;
-  /** A command is forwarded at most this many times in all (default 3). */
-  maxHops?: number;
 }
 
 export interface TakeoverReport {
@@ -55,7 +54,7 @@ export interface TakeoverReport {
  * 1. entries the dead node had read but not acknowledged (they may have reached the charge
  *    point already, so they are answered, never re-sent), then entries it never read;
  * 2. a command whose deadline is still ahead is forwarded to the live node that owns its
- *    charge point now (never-read ones only, hops + 1, bounded), otherwise answered to its
+ *    charge point now (never-read ones only, by cluster/forwarding.ts), otherwise answered to its
  *    origin as `notConnected` ("node <id> died"); expired commands and messages addressed to
  *    the dead node (replies, evictions) are dropped;
  * 3. presence entries still pointing at the dead node are deleted (only where node and epoch
@@ -76,7 +75,6 @@ export class NodeTakeover {
   private readonly intervalMs: number;
   private readonly lockTtlMs: number;
   private readonly batchSize: number;
-  private readonly maxHops: number;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private scanning: Promise<TakeoverReport[]> | null = null;
@@ -93,7 +91,6 @@ export class NodeTakeover {
     this.intervalMs = options.intervalMs ?? 1000;
     this.lockTtlMs = options.lockTtlMs ?? 10_000;
     this.batchSize = options.batchSize ?? 100;
-    this.maxHops = options.maxHops ?? 3;
   }
 
   start(): void {
@@ -244,18 +241,19 @@ export class NodeTakeover {
     }
     const answer = (outcome: CommandOutcome) =>
       send(message.origin, { kind: 'reply', id: message.id, from: selfId, identity: message.identity, outcome });
-    if (Date.now() >= message.deadline) {
+    const now = Date.now();
+    if (now >= message.deadline) {
       // Tell the caller precisely, instead of letting it guess after its grace period.
       await answer({ status: 'timeout', sent: wasDelivered });
       this.count(report, 'answered');
       return;
     }
-    if (!wasDelivered && (message.hops ?? 0) < this.maxHops) {
-      const owner = await presence.get(message.identity);
-      if (owner && owner.nodeId !== nodeId && (await liveness.isAlive(owner.nodeId))) {
-        const forward: CommandEnvelope = { ...message, hops: (message.hops ?? 0) + 1 };
+    // The node layer's forwarding policy; what the dead node had read may have been sent already.
+    if (!wasDelivered && mayForward(message)) {
+      const target = forwardingTarget(message, await presence.get(message.identity), nodeId, now);
+      if (target !== null && (await liveness.isAlive(target))) {
         try {
-          await send(owner.nodeId, forward);
+          await send(target, forwarded(message));
           this.count(report, 'forwarded');
         } catch (error) {
           // The new owner's inbox is full: the caller hears so (never sent) instead of waiting out its timeout.

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import { HealthIndicatorService } from '@nestjs/terminus';
 import { Redis } from 'ioredis';
 import type { WebSocket } from 'ws';
-import { OcppClusterHealthIndicator } from '../../lib/health/ocpp-cluster.health-indicator.js';
+import { OcppClusterHealthIndicator } from '../../lib/nest/ocpp-cluster.health-indicator.js';
 import { openCharger, startClusterNode, UpgradeRefusedError, type RunningClusterNode } from '../support/cluster-node.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { waitFor } from '../support/redis-wait.js';

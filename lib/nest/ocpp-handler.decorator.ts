@@ -1,5 +1,5 @@
 import { SetMetadata } from '@nestjs/common';
-import { OCPP_CONNECTION_EVENT_METADATA, OCPP_HANDLER_METADATA } from '../ocpp-cluster.constants.js';
+import { OCPP_CONNECTION_EVENT_METADATA, OCPP_HANDLER_METADATA } from './ocpp-cluster.constants.js';
 import type { OcppContext } from '../cluster/handler-registry.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import type { CommonActionsOf, HandlerReply, OcppRequest } from '../protocol/typed-actions.js';

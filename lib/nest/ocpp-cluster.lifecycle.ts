@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { BeforeApplicationShutdown, OnApplicationBootstrap } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { Server as HttpServer } from 'node:http';
-import type { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
+import type { OcppClusterNode } from '../cluster/ocpp-cluster-node.js';
 import { OCPP_CLUSTER_NODE } from './ocpp-cluster.constants.js';
 
 /**

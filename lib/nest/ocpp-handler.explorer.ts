@@ -5,7 +5,7 @@ import { HandlerRegistry } from '../cluster/handler-registry.js';
 import { SchemaValidator } from '../protocol/validator.js';
 import type { OcppHandlerFn } from '../cluster/handler-registry.js';
 import type { ChargerInfo, ConnectionListeners } from '../cluster/ocpp-cluster-node.js';
-import { OCPP_CLUSTER_RESOLVED_OPTIONS, OCPP_CONNECTION_EVENT_METADATA, OCPP_HANDLER_METADATA } from '../ocpp-cluster.constants.js';
+import { OCPP_CLUSTER_RESOLVED_OPTIONS, OCPP_CONNECTION_EVENT_METADATA, OCPP_HANDLER_METADATA } from './ocpp-cluster.constants.js';
 import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 import type { ConnectionEvent, OcppHandlerMetadata } from './ocpp-handler.decorator.js';
 

@@ -7,15 +7,15 @@ import type {
   DrainReport,
   OcppClusterNode,
   SendOptions,
-} from './cluster/ocpp-cluster-node.js';
+} from '../cluster/ocpp-cluster-node.js';
 import { OCPP_CLUSTER_NODE, OCPP_CLUSTER_RESOLVED_OPTIONS } from './ocpp-cluster.constants.js';
-import type { ResolvedOcppClusterOptions } from './ocpp-cluster.options.js';
-import { InvalidOptionsError } from './protocol/errors.js';
-import { outboundActionProblem, type OutboundKind } from './protocol/outbound-actions.js';
-import { isOcppProtocol } from './protocol/protocol.js';
-import type { OcppProtocol } from './protocol/protocol.js';
-import type { ActionsOf, CommonActionsOf, CommonRequest, OcppRequest, OcppResponse } from './protocol/typed-actions.js';
-import { SchemaValidator } from './protocol/validator.js';
+import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
+import { InvalidOptionsError } from '../protocol/errors.js';
+import { outboundActionProblem, type OutboundKind } from '../protocol/outbound-actions.js';
+import { isOcppProtocol } from '../protocol/protocol.js';
+import type { OcppProtocol } from '../protocol/protocol.js';
+import type { ActionsOf, CommonActionsOf, CommonRequest, OcppRequest, OcppResponse } from '../protocol/typed-actions.js';
+import { SchemaValidator } from '../protocol/validator.js';
 
 type Payload = Record<string, unknown>;
 

@@ -3,7 +3,7 @@ import { HealthIndicatorService } from '@nestjs/terminus';
 import type { HealthIndicatorResult } from '@nestjs/terminus';
 import type { OcppClusterNode } from '../cluster/ocpp-cluster-node.js';
 import { settleWithin } from '../cluster/time-bounds.js';
-import { OCPP_CLUSTER_NODE, OCPP_CLUSTER_RESOLVED_OPTIONS } from '../ocpp-cluster.constants.js';
+import { OCPP_CLUSTER_NODE, OCPP_CLUSTER_RESOLVED_OPTIONS } from './ocpp-cluster.constants.js';
 import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 
 /**

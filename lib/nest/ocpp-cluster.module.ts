@@ -2,13 +2,13 @@ import { Logger, Module } from '@nestjs/common';
 import type { Provider } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
-import type { EventAdapterInterface } from './cluster/event-adapter.interface.js';
-import { InMemoryAdapter } from './cluster/in-memory-adapter.js';
-import { SILENT_LOGGER } from './cluster/logger.js';
-import { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
-import { OcppHandlerExplorer } from './gateway/ocpp-handler.explorer.js';
-import { OcppClusterHealthIndicator } from './health/ocpp-cluster.health-indicator.js';
-import { OcppPrometheusMetrics } from './health/ocpp-prometheus-metrics.js';
+import type { EventAdapterInterface } from '../cluster/event-adapter.interface.js';
+import { InMemoryAdapter } from '../cluster/in-memory-adapter.js';
+import { SILENT_LOGGER } from '../cluster/logger.js';
+import { OcppClusterNode } from '../cluster/ocpp-cluster-node.js';
+import { OcppHandlerExplorer } from './ocpp-handler.explorer.js';
+import { OcppClusterHealthIndicator } from './ocpp-cluster.health-indicator.js';
+import { OcppPrometheusMetrics } from '../health/ocpp-prometheus-metrics.js';
 import {
   OCPP_CLUSTER_ADAPTER,
   OCPP_CLUSTER_NODE,
@@ -21,11 +21,11 @@ import {
 } from './ocpp-cluster.constants.js';
 import { OcppClusterLifecycle } from './ocpp-cluster.lifecycle.js';
 import { OCPP_CLUSTER_OPTIONS, OcppClusterConfigurableModule } from './ocpp-cluster.module-definition.js';
-import type { OcppClusterOptions, ResolvedOcppClusterOptions } from './ocpp-cluster.options.js';
+import type { OcppClusterOptions, ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 import { OcppClusterService } from './ocpp-cluster.service.js';
-import { SchemaValidator } from './protocol/validator.js';
-import { RedisAdapter } from './redis/redis-adapter.js';
-import { resolveOptions } from './resolve-options.js';
+import { SchemaValidator } from '../protocol/validator.js';
+import { RedisAdapter } from '../redis/redis-adapter.js';
+import { resolveOptions } from '../resolve-options.js';
 
 const providers: Provider[] = [
   {

@@ -1,5 +1,5 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
-import type { OcppClusterOptions } from './ocpp-cluster.options.js';
+import type { OcppClusterOptions } from '../ocpp-cluster.options.js';
 
 export const {
   ConfigurableModuleClass: OcppClusterConfigurableModule,

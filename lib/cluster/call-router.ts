@@ -1,0 +1,155 @@
+import { ClusterUnavailableError, InboxFullError, NotConnectedError, OcppClusterError, ProtocolMismatchError } from '../protocol/errors.js';
+import type { OcppProtocol } from '../protocol/protocol.js';
+import type { CallChecks } from './call-checks.js';
+import type { DrainController } from './drain.js';
+import type { CommandEnvelope, CommandOutcome } from './envelope.js';
+import { nodeChannel } from './envelope.js';
+import type { EventAdapterInterface, PresenceRecord } from './event-adapter.interface.js';
+import { forwarded, forwardingTarget, mayForward } from './forwarding.js';
+import type { CallGate } from './local-call.js';
+import type { LocalConnection, LocalRegistry } from './local-registry.js';
+import type { ClusterMetricsSink } from './metrics-sink.js';
+import { outcomeFromError } from './outcome.js';
+import type { OwnerCache } from './owner-cache.js';
+
+/** A call as the router needs to see it to choose where it goes. */
+export interface RouteRequest {
+  protocol: OcppProtocol | undefined;
+  action: string;
+  payload: Record<string, unknown>;
+  deadline: number;
+}
+
+/** Where a call goes: a socket of this node, or the inbox of the node that holds it. */
+export type Route = { kind: 'local'; connection: LocalConnection } | { kind: 'remote'; owner: PresenceRecord };
+
+export interface CallRouterDeps {
+  nodeId: string;
+  adapter: EventAdapterInterface;
+  registry: LocalRegistry;
+  drain: DrainController;
+  owners: OwnerCache;
+  checks: CallChecks;
+  metricsSink: ClusterMetricsSink;
+}
+
+/**
+ * The one routing policy of the node. Callers (sendToClient, sendMessage, broadcastBatch) ask
+ * `route()`; an owner whose charge point moved asks `forward()`. A call goes to the local socket
+ * while it takes calls, else to the remembered owner while its node lives and the request fits
+ * its connection, else to the owner presence names (waiting for the new owner of a charge point
+ * this node handed over while draining). Whatever fails is refused before anything crosses.
+ */
+export class CallRouter {
+  constructor(private readonly deps: CallRouterDeps) {}
+
+  /** The local socket that takes new calls for `identity` (none once it is being handed over). */
+  servingConnection(identity: string): LocalConnection | undefined {
+    if (this.deps.drain.isHandedOver(identity)) return undefined;
+    return this.deps.registry.get(identity);
+  }
+
+  async route(identity: string, request: RouteRequest): Promise<Route> {
+    const connection = this.servingConnection(identity);
+    if (connection) return { kind: 'local', connection };
+    const remembered = await this.rememberedOwner(identity);
+    if (remembered && this.requestProblem(remembered, request) === null) return { kind: 'remote', owner: remembered };
+    const owner = await this.afterHandOver(identity, await this.lookupPresence(identity), request.deadline);
+    return { kind: 'remote', owner: this.remoteOwner(identity, owner, request) };
+  }
+
+  /**
+   * The decision once presence was read (a batch reads it for many identities at once): the
+   * owner the call goes to, or the error the caller gets. Not for a charge point this node
+   * handed over (see `isHandedOverHere`): that one waits in `route()`.
+   */
+  remoteOwner(identity: string, owner: PresenceRecord | null, request: RouteRequest): PresenceRecord {
+    if (!owner || owner.nodeId === this.deps.nodeId) throw this.notConnected(identity, owner);
+    const problem = this.requestProblem(owner, request);
+    if (problem) throw problem;
+    this.deps.owners.remember(owner);
+    return owner;
+  }
+
+  /** Presence still names this node for a charge point it handed over: its new owner is awaited. */
+  isHandedOverHere(identity: string, owner: PresenceRecord | null | undefined): boolean {
+    return owner?.nodeId === this.deps.nodeId && this.deps.drain.isHandedOver(identity);
+  }
+
+  /**
+   * Owner side: a command arrived for a charge point this node no longer serves. It follows the
+   * charge point (one hop more, while its deadline allows) or is answered not connected. Null:
+   * forwarded, the next node answers the caller.
+   */
+  async forward(command: CommandEnvelope, gate: CallGate): Promise<CommandOutcome | null> {
+    let owner: PresenceRecord | null = null;
+    if (mayForward(command)) {
+      try {
+        owner = await this.deps.adapter.getPresence(command.identity);
+      } catch (error) {
+        // Not knowing where it is is not "not connected".
+        return outcomeFromError(asClusterError(error));
+      }
+    }
+    owner = await this.afterHandOver(command.identity, owner, command.deadline);
+    const target = forwardingTarget(command, owner, this.deps.nodeId);
+    if (target === null) return { status: 'notConnected' };
+    // Forwarding is a write of what we read: after a takeover its caller was answered already.
+    if (!gate.mayWrite()) return outcomeFromError(gate.refusal());
+    try {
+      await this.deps.adapter.publish(nodeChannel(target), forwarded(command));
+      return null;
+    } catch (error) {
+      // A full inbox refused it: the caller hears that, typed (never sent).
+      if (error instanceof InboxFullError) return outcomeFromError(error);
+      return { status: 'failed', errorCode: 'OCPP_CLUSTER_UNAVAILABLE', message: `forwarding failed: ${errorMessage(error)}` };
+    }
+  }
+
+  private async afterHandOver(identity: string, owner: PresenceRecord | null, deadline: number): Promise<PresenceRecord | null> {
+    return this.isHandedOverHere(identity, owner) ? this.deps.drain.awaitNewOwner(identity, deadline) : owner;
+  }
+
+  /** Not connected, unless the transport cannot tell (a missing entry proves nothing then). */
+  private notConnected(identity: string, owner: PresenceRecord | null): Error {
+    const doubt = owner ? null : this.deps.adapter.presenceDoubt?.();
+    return doubt ? new ClusterUnavailableError(`cannot tell whether ${identity} is connected: ${doubt}`) : new NotConnectedError(identity);
+  }
+
+  /** The cached owner of `identity` while it is fresh and its node is alive. */
+  private async rememberedOwner(identity: string): Promise<PresenceRecord | undefined> {
+    const owner = this.deps.owners.get(identity);
+    if (!owner) return undefined;
+    if (await this.deps.adapter.isNodeAlive(owner.nodeId).catch(() => false)) return owner;
+    this.deps.owners.forget(identity);
+    return undefined;
+  }
+
+  /**
+   * Why `owner`'s connection cannot take the request as it is, or null. For a remembered owner
+   * a problem only means the entry may describe an older connection: presence decides then,
+   * and the caller's error comes from there.
+   */
+  private requestProblem(owner: PresenceRecord, { protocol, action, payload }: RouteRequest): Error | null {
+    if (protocol && protocol !== owner.protocol) return new ProtocolMismatchError(owner.identity, protocol, owner.protocol);
+    return this.deps.checks.requestValidationError(owner.protocol, action, payload);
+  }
+
+  private async lookupPresence(identity: string): Promise<PresenceRecord | null> {
+    try {
+      const owner = await this.deps.adapter.getPresence(identity);
+      this.deps.metricsSink.presenceOperation('lookup', 'ok');
+      return owner;
+    } catch (error) {
+      this.deps.metricsSink.presenceOperation('lookup', 'error');
+      throw asClusterError(error);
+    }
+  }
+}
+
+export const errorMessage = (error: unknown): string => (error as Error)?.message ?? String(error);
+
+/** Our typed errors as they are; anything else the transport threw means the cluster cannot be reached. */
+export function asClusterError(error: unknown): OcppClusterError {
+  return error instanceof OcppClusterError ? error : new ClusterUnavailableError(errorMessage(error));
+}

@@ -1,0 +1,74 @@
+import { AnsweredCalls } from '../protocol/answered-calls.js';
+import type { SchemaValidator } from '../protocol/validator.js';
+import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
+import { Admission } from './admission.js';
+import { Broadcasts } from './broadcasts.js';
+import { CallChecks } from './call-checks.js';
+import { CallRouter } from './call-router.js';
+import { CommandInbox } from './command-inbox.js';
+import { Connections } from './connections.js';
+import { DrainController } from './drain.js';
+import type { EventAdapterInterface } from './event-adapter.interface.js';
+import type { HandlerRegistry } from './handler-registry.js';
+import { InboundHandlers } from './inbound-handlers.js';
+import { LeaseGuard } from './lease-guard.js';
+import { LocalRegistry } from './local-registry.js';
+import type { ClusterLogger } from './logger.js';
+import type { ClusterMetricsSink } from './metrics-sink.js';
+import { NodeMetrics } from './node-metrics.js';
+import type { ConnectionListeners } from './node-types.js';
+import { OutboundCalls } from './outbound-calls.js';
+import { OwnerCache } from './owner-cache.js';
+import { PresenceView } from './presence-view.js';
+import { RemoteCalls } from './remote-calls.js';
+
+/** What the parts need from the node that holds them. */
+export interface NodeContext {
+  options: ResolvedOcppClusterOptions;
+  adapter: EventAdapterInterface;
+  validator: SchemaValidator | null;
+  handlers: HandlerRegistry;
+  logger: ClusterLogger;
+  listeners: ConnectionListeners;
+  metricsSink: ClusterMetricsSink;
+  isStopping: () => boolean;
+  hasLeft: () => boolean;
+  leaveCluster: () => Promise<void>;
+}
+
+export type NodeParts = ReturnType<typeof composeNodeParts>;
+
+/** Builds the node's parts and ties them together: the whole wiring diagram of a node in one place. */
+export function composeNodeParts(context: NodeContext) {
+  const { options, adapter, validator, handlers, logger, listeners, metricsSink, isStopping } = context;
+  const nodeId = options.nodeId;
+  const registry = new LocalRegistry();
+  const remoteCalls = new RemoteCalls();
+  const owners = new OwnerCache(options.ownerCacheMs);
+  // OCPP 2.1 retries (same message id and payload) get their first answer again, also after a reconnect here.
+  const answeredCalls = new AnsweredCalls(options.retryCache);
+  const lease = new LeaseGuard(nodeId, adapter);
+  const metrics = new NodeMetrics(metricsSink, handlers);
+  const checks = new CallChecks(options, validator);
+  const activeCommands = (): number => inbox.activeCommands;
+  const drain = new DrainController({ nodeId, adapter, registry, options, logger, activeCommands, leaveCluster: context.leaveCluster });
+  const router = new CallRouter({ nodeId, adapter, registry, drain, owners, checks, metricsSink });
+  const calls = new OutboundCalls({ nodeId, adapter, router, remoteCalls, checks, metrics, isStopping });
+  const concurrency = options.broadcastConcurrency;
+  const broadcasts = new Broadcasts({ nodeId, adapter, registry, lease, checks, metricsSink, concurrency, isStopping });
+  const refuseUpgradesWhileTransportDown = options.refuseUpgradesWhileTransportDown;
+  const isDraining = () => drain.isDraining;
+  const admission = new Admission({ adapter, lease, logger, refuseUpgradesWhileTransportDown, isStopping, isDraining });
+  const inbound = new InboundHandlers(nodeId, handlers, metrics, logger);
+  const connections = new Connections({
+    ...{ nodeId, adapter, registry, options, validator, answeredCalls },
+    ...{ inbound, listeners, admission, drain, metrics, logger },
+  });
+  const onEvict = connections.onEvict.bind(connections);
+  const inbox = new CommandInbox({
+    ...{ nodeId, adapter, lease, router, owners, remoteCalls },
+    ...{ broadcasts, metrics, logger, onEvict, hasLeft: context.hasLeft },
+  });
+  const presence = new PresenceView(nodeId, adapter, registry, options.maxIdentityLength);
+  return { registry, remoteCalls, owners, answeredCalls, lease, metrics, drain, calls, broadcasts, admission, connections, inbox, presence };
+}

@@ -1,0 +1,188 @@
+import { randomUUID } from 'node:crypto';
+import { NodeShuttingDownError } from '../protocol/errors.js';
+import type { OcppProtocol } from '../protocol/protocol.js';
+import { asClusterError } from './call-router.js';
+import type { CallRouter, RouteRequest } from './call-router.js';
+import type { CallChecks } from './call-checks.js';
+import { invalidIdentityError } from './call-checks.js';
+import type { ClusterMessage, CommandEnvelope } from './envelope.js';
+import { nodeChannel } from './envelope.js';
+import type { EventAdapterInterface, PresenceRecord } from './event-adapter.interface.js';
+import { groupBy } from './group-by.js';
+import { callLocal } from './local-call.js';
+import { outcomeLabel } from './metrics-sink.js';
+import type { NodeMetrics } from './node-metrics.js';
+import type { BatchOutcome, SendOptions } from './node-types.js';
+import type { RemoteCalls } from './remote-calls.js';
+
+export interface OutboundCallsDeps {
+  nodeId: string;
+  adapter: EventAdapterInterface;
+  router: CallRouter;
+  remoteCalls: RemoteCalls;
+  checks: CallChecks;
+  metrics: NodeMetrics;
+  isStopping: () => boolean;
+}
+
+/** The caller side of the public API: checks the input, asks the router where each call goes, sends it, settles it. */
+export class OutboundCalls {
+  constructor(private readonly deps: OutboundCallsDeps) {}
+
+  /** The charge point's reply, from whichever node holds its socket. */
+  async sendToClient(
+    identity: string,
+    protocol: OcppProtocol | undefined,
+    action: string,
+    payload: Record<string, unknown>,
+    options: SendOptions = {},
+  ): Promise<Record<string, unknown>> {
+    const { checks, metrics } = this.deps;
+    this.requireRunning();
+    checks.requireValidIdentity(identity);
+    const timeoutMs = checks.timeoutOf(options);
+    checks.requireEncodable(action, payload);
+    const started = performance.now();
+    const request: RouteRequest = { protocol, action, payload, deadline: Date.now() + timeoutMs };
+    metrics.counters.sent++;
+    // Decided without I/O, as it always was: a local socket is 'local' even if its call fails.
+    const route = this.deps.router.servingConnection(identity) ? 'local' : 'remote';
+    try {
+      const result = await this.call(identity, request, timeoutMs);
+      metrics.sink.outboundCall(metrics.actionLabel(action), route, 'ok', (performance.now() - started) / 1000);
+      return result;
+    } catch (error) {
+      if ((error as { code?: string }).code === 'OCPP_TIMEOUT') metrics.counters.timeouts++;
+      else metrics.counters.failures++;
+      metrics.sink.outboundCall(metrics.actionLabel(action), route, outcomeLabel(error), (performance.now() - started) / 1000);
+      throw error;
+    }
+  }
+
+  /**
+   * OCPP 2.1 SEND: a message the charge point never answers. Resolves once the owning node
+   * wrote it to the socket.
+   */
+  async sendMessage(identity: string, action: string, payload: Record<string, unknown>, options: SendOptions = {}): Promise<void> {
+    const { checks, router } = this.deps;
+    this.requireRunning();
+    checks.requireValidIdentity(identity);
+    const timeoutMs = checks.timeoutOf(options);
+    checks.requireEncodable(action, payload);
+    const request: RouteRequest = { protocol: undefined, action, payload, deadline: Date.now() + timeoutMs };
+    const route = await router.route(identity, request);
+    if (route.kind === 'local') {
+      route.connection.rpc.sendMessage(action, payload);
+      return;
+    }
+    await this.sendRemote(route.owner, request, timeoutMs, { fireAndForget: true });
+  }
+
+  /** Sends to each identity through its owner (one publish batch per owner); every outcome comes back. */
+  async broadcastBatch(
+    identities: readonly string[],
+    action: string,
+    payload: Record<string, unknown>,
+    options: SendOptions = {},
+  ): Promise<BatchOutcome[]> {
+    const { checks, router, adapter } = this.deps;
+    this.requireRunning();
+    const timeoutMs = checks.timeoutOf(options);
+    checks.requireEncodable(action, payload);
+    const request: RouteRequest = { protocol: undefined, action, payload, deadline: Date.now() + timeoutMs };
+    const unique = [...new Set(identities)];
+    // An identity that can never connect gets its own outcome; it must not reach a presence key.
+    const invalid = new Set(unique.filter((identity) => !checks.isPossibleIdentity(identity)));
+    const remoteIdentities = unique.filter((identity) => !invalid.has(identity) && !router.servingConnection(identity));
+    const owners = remoteIdentities.length > 0 ? await adapter.getPresenceBatch(remoteIdentities) : new Map<string, PresenceRecord>();
+    const batch: { channel: string; message: ClusterMessage }[] = [];
+    // Each promise settles into an outcome at once, so none is ever an unhandled rejection.
+    const outcomes = new Map<string, Promise<BatchOutcome>>();
+    const track = (identity: string, call: Promise<Record<string, unknown>>) =>
+      outcomes.set(
+        identity,
+        call.then(
+          (result): BatchOutcome => ({ identity, status: 'fulfilled', result }),
+          (error): BatchOutcome => ({ identity, status: 'rejected', error: error as Error }),
+        ),
+      );
+
+    for (const identity of unique) {
+      if (invalid.has(identity)) {
+        track(identity, Promise.reject(invalidIdentityError(identity)));
+        continue;
+      }
+      const local = router.servingConnection(identity);
+      if (local) {
+        track(identity, callLocal(local, undefined, action, payload, request.deadline));
+        continue;
+      }
+      const known = owners.get(identity) ?? null;
+      // A charge point this node handed over waits for its new owner on its own, outside the batch.
+      if (router.isHandedOverHere(identity, known)) {
+        track(identity, this.call(identity, request, timeoutMs));
+        continue;
+      }
+      let owner: PresenceRecord;
+      try {
+        owner = router.remoteOwner(identity, known, request);
+      } catch (error) {
+        track(identity, Promise.reject(error));
+        continue;
+      }
+      const command = this.commandFor(owner.identity, request);
+      track(identity, this.deps.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline: request.deadline }));
+      batch.push({ channel: nodeChannel(owner.nodeId), message: command });
+    }
+    this.deps.metrics.counters.remoteSent += batch.length;
+    // One publish per owner: a node that refuses (a full inbox) or fails fails only its own
+    // commands; the others were appended and will run, so their callers must not hear otherwise.
+    await Promise.all(
+      [...groupBy(batch, ({ channel }) => channel).values()].map((list) =>
+        adapter.publishBatch(list).catch((error) => {
+          for (const { message } of list) this.deps.remoteCalls.fail((message as CommandEnvelope).id, asClusterError(error));
+        }),
+      ),
+    );
+    return Promise.all(outcomes.values());
+  }
+
+  private async call(identity: string, request: RouteRequest, timeoutMs: number): Promise<Record<string, unknown>> {
+    const route = await this.deps.router.route(identity, request);
+    if (route.kind === 'local') return callLocal(route.connection, request.protocol, request.action, request.payload, request.deadline);
+    return this.sendRemote(route.owner, request, timeoutMs);
+  }
+
+  /** Sends the command to the owner's inbox; settles with the owner's answer. */
+  private async sendRemote(
+    owner: PresenceRecord,
+    request: RouteRequest,
+    timeoutMs: number,
+    extra: Pick<CommandEnvelope, 'fireAndForget'> = {},
+  ): Promise<Record<string, unknown>> {
+    const { identity } = owner;
+    const command = { ...this.commandFor(identity, request), ...extra };
+    const reply = this.deps.remoteCalls.wait(command.id, {
+      identity,
+      action: request.action,
+      timeoutMs,
+      deadline: request.deadline,
+      expectedProtocol: request.protocol,
+    });
+    this.deps.metrics.counters.remoteSent++;
+    try {
+      await this.deps.adapter.publish(nodeChannel(owner.nodeId), command);
+    } catch (error) {
+      this.deps.remoteCalls.fail(command.id, asClusterError(error));
+    }
+    return reply;
+  }
+
+  private commandFor(identity: string, { protocol, action, payload, deadline }: RouteRequest): CommandEnvelope {
+    return { kind: 'command', id: randomUUID(), origin: this.deps.nodeId, identity, action, payload, protocol, deadline };
+  }
+
+  private requireRunning(): void {
+    if (this.deps.isStopping()) throw new NodeShuttingDownError();
+  }
+}
