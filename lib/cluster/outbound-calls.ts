@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { NodeShuttingDownError } from '../protocol/errors.js';
+import { NodeShuttingDownError, OcppTimeoutError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { asClusterError } from './call-router.js';
 import type { CallRouter, RouteRequest } from './call-router.js';
@@ -14,6 +14,7 @@ import { outcomeLabel } from './metrics-sink.js';
 import type { NodeMetrics } from './node-metrics.js';
 import type { BatchOutcome, SendOptions } from './node-types.js';
 import type { RemoteCalls } from './remote-calls.js';
+import { beforeDeadline } from './time-bounds.js';
 
 export interface OutboundCallsDeps {
   nodeId: string;
@@ -94,7 +95,11 @@ export class OutboundCalls {
     // An identity that can never connect gets its own outcome; it must not reach a presence key.
     const invalid = new Set(unique.filter((identity) => !checks.isPossibleIdentity(identity)));
     const remoteIdentities = unique.filter((identity) => !invalid.has(identity) && !router.servingConnection(identity));
-    const owners = remoteIdentities.length > 0 ? await adapter.getPresenceBatch(remoteIdentities) : new Map<string, PresenceRecord>();
+    // Nothing was sent while presence is read: past the deadline (a stalled Redis) every call is "timed out, not sent".
+    const owners =
+      remoteIdentities.length > 0
+        ? await beforeDeadline(adapter.getPresenceBatch(remoteIdentities), request.deadline, () => new OcppTimeoutError('*', action, timeoutMs, false))
+        : new Map<string, PresenceRecord>();
     const batch: { channel: string; message: ClusterMessage }[] = [];
     // Each promise settles into an outcome at once, so none is ever an unhandled rejection.
     const outcomes = new Map<string, Promise<BatchOutcome>>();
@@ -148,7 +153,8 @@ export class OutboundCalls {
   }
 
   private async call(identity: string, request: RouteRequest, timeoutMs: number): Promise<Record<string, unknown>> {
-    const route = await this.deps.router.route(identity, request);
+    // Routing reads presence; a stalled Redis must not hold the caller past its deadline (nothing was sent yet).
+    const route = await beforeDeadline(this.deps.router.route(identity, request), request.deadline, () => new OcppTimeoutError(identity, request.action, timeoutMs, false));
     if (route.kind === 'local') return callLocal(route.connection, request.protocol, request.action, request.payload, request.deadline);
     return this.sendRemote(route.owner, request, timeoutMs);
   }

@@ -16,3 +16,21 @@ export async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<
     clearTimeout(timer);
   }
 }
+
+/**
+ * The promise's value, or a rejection with `late()` once the epoch-ms `deadline` passed first: a
+ * caller is answered at its deadline even while the transport is stalled. A later rejection of
+ * the promise is not left unhandled.
+ */
+export async function beforeDeadline<T>(promise: Promise<T>, deadline: number, late: () => Error): Promise<T> {
+  promise.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(late()), Math.max(0, deadline - Date.now())))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
