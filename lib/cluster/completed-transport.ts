@@ -82,6 +82,12 @@ export class CompletedTransport implements EventAdapterInterface {
     await this.transport.disconnect();
   }
 
+  /** Stops announcing at once, as a crash would: the other nodes judge this one dead after livenessTtlMs. */
+  abort(): void {
+    for (const timer of this.timers.splice(0)) clearInterval(timer);
+    this.nodeId = null;
+  }
+
   async publish(channel: string, message: ClusterMessage): Promise<void> {
     await this.tracked(this.transport.publish(channel, message));
   }
