@@ -1,17 +1,9 @@
-// Public API only.
+// Public API for applications. What transport authors need is on `nestjs-ocpp-cluster/transport`.
 export { OcppClusterModule } from './ocpp-cluster.module.js';
 export { OCPP_CLUSTER_OPTIONS } from './ocpp-cluster.module-definition.js';
+export { OCPP_METRICS_REGISTRY } from './ocpp-cluster.constants.js';
 export { OcppClusterService } from './ocpp-cluster.service.js';
 export type { OcppClusterOptions, RateLimitOptions, CustomValidators, DrainOptions, HealthOptions } from './ocpp-cluster.options.js';
-export {
-  OCPP_CLUSTER_NODE,
-  OCPP_CLUSTER_ADAPTER,
-  OCPP_METRICS_REGISTRY,
-  OCPP_REDIS_POOL,
-  OCPP_PRESENCE_STORE,
-  OCPP_STREAM_CONSUMER,
-  OCPP_BROADCASTER,
-} from './ocpp-cluster.constants.js';
 export { OcppHandler, OnChargerConnected, OnChargerDisconnected } from './gateway/ocpp-handler.decorator.js';
 export type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
 export type { ConnectionRateLimitOptions } from './gateway/connection-rate-limiter.js';
@@ -28,38 +20,22 @@ export type {
   ClusterNodeMetrics,
   DrainReport,
 } from './cluster/ocpp-cluster-node.js';
-export { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
-export type {
-  EventAdapterInterface,
-  PresenceRecord,
-  PresenceClaim,
-  AdapterMetrics,
-  PresenceSnapshotSource,
-  ClusterMessageHandler,
-  DeliveryInfo,
-  LeaseChange,
-  TransportProbe,
-} from './cluster/event-adapter.interface.js';
-export type { ClusterMessage, CommandEnvelope, ReplyEnvelope, CommandOutcome } from './cluster/envelope.js';
-export { BROADCAST_CHANNEL, nodeChannel } from './cluster/envelope.js';
+
+// Choosing a transport: the default in memory, Redis, or your own (README, "Writing a transport").
+export { InMemoryAdapter } from './cluster/in-memory-adapter.js';
 export { defineAdapter } from './cluster/define-adapter.js';
-export { InMemoryAdapter, InMemoryBus } from './cluster/in-memory-adapter.js';
+export type { TransportAdapter, TransportCoreOptions, TransportHandler, TransportMessage } from './cluster/transport-adapter.js';
 export { RedisAdapter } from './redis/redis-adapter.js';
 export type { RedisAdapterOptions, RedisClusterOptions } from './redis/redis-adapter.js';
 export { createDriver, RedisDriver } from './redis/redis-driver.js';
 export type { DriverOptions, PubSubMode, RedisClient } from './redis/redis-driver.js';
 export { ClusterDriver } from './redis/cluster-driver.js';
 export type { ClusterDriverOptions, ClusterNodeAddress } from './redis/cluster-driver.js';
-export { RedisConnectionPool } from './redis/redis-connection-pool.js';
 export type { DriverFactory } from './redis/redis-connection-pool.js';
-export { PresenceStore } from './redis/presence-store.js';
-export { StreamConsumer } from './redis/stream-consumer.js';
-export { Broadcaster } from './redis/broadcaster.js';
 export { InvalidKeyPartError } from './redis/redis-keys.js';
 
 export type { OcppProtocol } from './protocol/protocol.js';
 export { SUPPORTED_PROTOCOLS, isOcppProtocol } from './protocol/protocol.js';
-export { SchemaValidator } from './protocol/validator.js';
 export type { ValidationProblem, PayloadValidatorFn } from './protocol/validator.js';
 export { MAX_CALL_TIMEOUT_MS } from './protocol/call-timeout.js';
 export * from './protocol/errors.js';
