@@ -25,7 +25,7 @@ export class InMemoryBus {
 
 /** The embedded default transport: a single node is complete with no Redis at all. */
 export class InMemoryAdapter implements EventAdapterInterface {
-  readonly name = 'in-memory';
+  readonly name = 'memory';
   private nodeId: string | null = null;
   private readonly handlers = new Map<string, ClusterMessageHandler>();
   private pending = 0;
@@ -126,7 +126,7 @@ export class InMemoryAdapter implements EventAdapterInterface {
   private state(): LocalTransportState {
     const connected = this.nodeId !== null;
     return {
-      connection: 'memory',
+      connection: 'bus',
       ok: connected,
       livenessHeld: connected && this.bus.nodes.get(this.nodeId!) === this,
       consumerRunning: connected && this.handlers.size > 0,

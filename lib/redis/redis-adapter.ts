@@ -12,7 +12,8 @@ import type {
 } from '../cluster/event-adapter.interface.js';
 import { groupBy } from '../cluster/group-by.js';
 import type { ClusterLogger } from '../cluster/logger.js';
-import { ClusterUnavailableError, InboxFullError, InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
+import { ClusterUnavailableError, InboxFullError, InvalidOptionsError } from '../protocol/errors.js';
+import { redisLocation, redisUnavailable } from './redis-outage.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { Broadcaster } from './broadcaster.js';
 import { ClusterDriver, type ClusterDriverOptions } from './cluster-driver.js';
@@ -238,7 +239,7 @@ export class RedisAdapter implements EventAdapterInterface {
     } catch (error) {
       this.state = 'idle';
       this.liveness = null;
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
     liveness.start();
     this.takeover = new NodeTakeover({
@@ -342,7 +343,7 @@ export class RedisAdapter implements EventAdapterInterface {
       try {
         await this.broadcaster.publish(this.pool.pick(this.keys.broadcastChannel), this.keys.broadcastChannel, message);
       } catch (error) {
-        throw unavailable(error);
+        throw this.unavailable(error);
       }
       return;
     }
@@ -360,7 +361,7 @@ export class RedisAdapter implements EventAdapterInterface {
     for (const { message } of broadcasts) sends.push(this.publish(BROADCAST_CHANNEL, message));
     const results = await Promise.allSettled(sends);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failed) throw unavailable(failed.reason);
+    if (failed) throw this.unavailable(failed.reason);
   }
 
   async subscribe(channel: string, handler: ClusterMessageHandler): Promise<void> {
@@ -372,7 +373,7 @@ export class RedisAdapter implements EventAdapterInterface {
           return handler(message);
         });
       } catch (error) {
-        throw unavailable(error);
+        throw this.unavailable(error);
       }
       return;
     }
@@ -385,7 +386,7 @@ export class RedisAdapter implements EventAdapterInterface {
     try {
       await this.startConsumer(nodeId, handler);
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -414,7 +415,7 @@ export class RedisAdapter implements EventAdapterInterface {
   async unsubscribe(channel: string): Promise<void> {
     if (channel === BROADCAST_CHANNEL) {
       await this.broadcaster.unsubscribe(this.keys.broadcastChannel).catch((error) => {
-        throw unavailable(error);
+        throw this.unavailable(error);
       });
       return;
     }
@@ -445,7 +446,7 @@ export class RedisAdapter implements EventAdapterInterface {
     });
     const results = await Promise.allSettled(appends);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failed) throw unavailable(failed.reason);
+    if (failed) throw this.unavailable(failed.reason);
   }
 
   private targetOf(channel: string): string {
@@ -467,7 +468,7 @@ export class RedisAdapter implements EventAdapterInterface {
     } catch (error) {
       // If the router accepts the socket anyway (epoch 0), it is registered once Redis takes writes.
       this.retryRegistration([identity]);
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -482,7 +483,7 @@ export class RedisAdapter implements EventAdapterInterface {
       }
       alive = await this.isAlive(record.nodeId);
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
     if (alive) return record;
     this.requireTrustedPresence(identity);
@@ -515,7 +516,7 @@ export class RedisAdapter implements EventAdapterInterface {
       for (const [identity, record] of records) if (!alive.has(record.nodeId)) records.delete(identity);
       return records;
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -527,7 +528,7 @@ export class RedisAdapter implements EventAdapterInterface {
       if (removed || epoch === 0) this.adopted.delete(identity);
       return removed;
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -538,7 +539,7 @@ export class RedisAdapter implements EventAdapterInterface {
       const lists = await Promise.all([...alive].map((nodeId) => this.presence.listOwned(nodeId)));
       return lists.flat();
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -547,7 +548,7 @@ export class RedisAdapter implements EventAdapterInterface {
     try {
       return await this.isAlive(nodeId);
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -907,6 +908,10 @@ export class RedisAdapter implements EventAdapterInterface {
     }
     return this.nodeId;
   }
+
+  private unavailable(error: unknown): Error {
+    return redisUnavailable(error, redisLocation(this.driver.writer));
+  }
 }
 
 const REDELIVERED: DeliveryInfo = Object.freeze({ redelivered: true });
@@ -958,12 +963,6 @@ function integerOption(name: string, value: unknown, fallback: number, min: numb
     throw new InvalidOptionsError(name, `must be an integer from ${min} to ${max}`);
   }
   return value;
-}
-
-/** Our typed errors pass through; anything from Redis becomes ClusterUnavailableError. */
-function unavailable(error: unknown): Error {
-  if (error instanceof OcppClusterError) return error;
-  return new ClusterUnavailableError((error as Error)?.message ?? String(error));
 }
 
 /** Waits for a best-effort step at most STEP_TIMEOUT_MS; its failure is ignored. */
