@@ -26,7 +26,7 @@ export { InMemoryAdapter } from './cluster/in-memory-adapter.js';
 export { defineAdapter } from './cluster/define-adapter.js';
 export type { TransportAdapter, TransportCoreOptions, TransportHandler, TransportMessage } from './cluster/transport-adapter.js';
 export { RedisAdapter } from './redis/redis-adapter.js';
-export type { RedisAdapterOptions, RedisClusterOptions } from './redis/redis-adapter.js';
+export type { RedisAdapterOptions, RedisClusterOptions, RedisAdapterMetrics } from './redis/redis-adapter.js';
 export { createDriver, RedisDriver } from './redis/redis-driver.js';
 export type { DriverOptions, PubSubMode, RedisClient } from './redis/redis-driver.js';
 export { ClusterDriver } from './redis/cluster-driver.js';

@@ -1,4 +1,4 @@
-import type { RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { BROADCAST_CHANNEL, nodeIdOfChannel, type ClusterMessage } from '../cluster/envelope.js';
 import type {
   AdapterMetrics,
@@ -35,6 +35,9 @@ export type RedisClusterOptions = Omit<ClusterDriverOptions, 'logger' | 'redisOp
   /** Node connection options for this cluster only (merged over the adapter's `redisOptions`). */
   redisOptions?: RedisOptions;
 };
+
+/** The transport's counters, plus the seed's `redisConsumerLag` (see {@link RedisAdapter.metrics}). */
+export type RedisAdapterMetrics = AdapterMetrics & { readonly redisConsumerLag: { pendingMessages: number; lag: number } };
 
 export interface RedisAdapterOptions {
   /** `redis://` URL to build our own connections from (closed by us). One of `url`, `cluster`, `pubClient`, `driver`. */
@@ -857,7 +860,17 @@ export class RedisAdapter implements EventAdapterInterface {
     };
   }
 
-  async metrics(): Promise<AdapterMetrics> {
+  /**
+   * Every enumerable value is a number (Prometheus, JSON). The seed's shape,
+   * `(await adapter.metrics()).redisConsumerLag.pendingMessages`, is there too, not enumerable.
+   */
+  async metrics(): Promise<RedisAdapterMetrics> {
+    const metrics = await this.readMetrics();
+    const redisConsumerLag = { pendingMessages: metrics.pendingMessages, lag: metrics.consumerLag };
+    return Object.defineProperty(metrics, 'redisConsumerLag', { value: redisConsumerLag, enumerable: false }) as RedisAdapterMetrics;
+  }
+
+  private async readMetrics(): Promise<AdapterMetrics> {
     if (this.consumer) {
       try {
         this.lastMetrics = await this.consumer.metrics();
@@ -917,7 +930,32 @@ export class RedisAdapter implements EventAdapterInterface {
 const REDELIVERED: DeliveryInfo = Object.freeze({ redelivered: true });
 
 /** Member 0 of the pool: built from `url` or `cluster`, the user's clients, or the user's driver. */
+const isRedisClient = (value: unknown): boolean => value instanceof Redis || value instanceof Cluster;
+
+/**
+ * The seed's Redis Cluster form: `pubClient: {} as any, subClient: {} as any, driverFactory: () =>
+ * clusterDriver`. The placeholders are not clients; the factory's driver is the primary.
+ */
+function seedFactoryDriver(options: RedisAdapterOptions): RedisDriver | null {
+  if (options.pubClient === undefined || isRedisClient(options.pubClient)) return null;
+  if (typeof options.driverFactory !== 'function') {
+    throw new InvalidOptionsError(
+      'pubClient',
+      'must be an ioredis Redis or Cluster client; for Redis Cluster give cluster: { nodes }, or placeholders with driverFactory: () => new ClusterDriver({ nodes })',
+    );
+  }
+  if (options.blockingClient !== undefined && !isRedisClient(options.blockingClient)) {
+    throw new InvalidOptionsError('blockingClient', 'must be an ioredis Redis or Cluster client');
+  }
+  const made = options.driverFactory(0);
+  if (made instanceof RedisDriver) return made;
+  if (isRedisClient(made)) return createDriver({ pubClient: made });
+  throw new InvalidOptionsError('driverFactory', 'must return a RedisDriver (createDriver(...) or new ClusterDriver(...)) or an ioredis client');
+}
+
 function primaryDriver(options: RedisAdapterOptions, logger: ClusterLogger): RedisDriver {
+  const fromFactory = seedFactoryDriver(options);
+  if (fromFactory) return fromFactory;
   const sources = (['url', 'cluster', 'pubClient', 'driver'] as const).filter((name) => options[name] !== undefined);
   if (sources.length > 1) {
     throw new InvalidOptionsError(sources[0], `give only one of url, cluster, pubClient and driver (got ${sources.join(' and ')})`);
