@@ -1,6 +1,7 @@
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { Registry } from 'prom-client';
 import type { EventAdapterInterface } from './cluster/event-adapter.interface.js';
+import type { TransportAdapter } from './cluster/transport-adapter.js';
 import type { ConnectionRateLimitOptions } from './gateway/connection-rate-limiter.js';
 import type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
 import type { AnsweredCallsOptions } from './protocol/answered-calls.js';
@@ -73,8 +74,12 @@ export interface OcppClusterOptions {
    * node keeps to replay to a retried CALL.
    */
   retryCache?: AnsweredCallsOptions;
-  /** A ready-made transport (RedisAdapter or any defineAdapter object). */
-  adapter?: EventAdapterInterface;
+  /**
+   * A ready-made transport: RedisAdapter, InMemoryAdapter, any EventAdapterInterface, or a
+   * minimal seed-shaped transport (publish, subscribe, unsubscribe, disconnect...) that the core
+   * completes (README, "Writing a transport").
+   */
+  adapter?: EventAdapterInterface | TransportAdapter;
   /** Build a RedisAdapter from these options (ignored when `adapter` is given). */
   redis?: RedisAdapterOptions;
   /** Answer new upgrades with 503 while the cluster transport (Redis) is unreachable. Default true. */

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { defineAdapter } from './cluster/define-adapter.js';
 import { validateConnectionRateLimit } from './gateway/connection-rate-limiter.js';
 import { callTimeoutProblem } from './protocol/call-timeout.js';
 import { InvalidOptionsError } from './protocol/errors.js';
@@ -52,7 +53,7 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     broadcastConcurrency: options.broadcastConcurrency ?? 200,
     ownerCacheMs: options.ownerCacheMs ?? 1_000,
     retryCache: { ...DEFAULT_ANSWERED_CALLS_OPTIONS, ...options.retryCache },
-    adapter: options.adapter,
+    adapter: options.adapter === undefined ? undefined : defineAdapter(options.adapter),
     redis: options.redis,
     refuseUpgradesWhileTransportDown: options.refuseUpgradesWhileTransportDown ?? true,
     drain: { windowMs: options.drain?.windowMs ?? 10_000, settleMs: options.drain?.settleMs ?? 10_000 },
@@ -124,9 +125,6 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
   positiveInteger('health.lagDown', resolved.health.lagDown, { allowZero: true });
   if (resolved.health.lagDown < resolved.health.lagDegraded) {
     throw new InvalidOptionsError('health.lagDown', 'must be at least health.lagDegraded');
-  }
-  if (resolved.adapter !== undefined && (typeof resolved.adapter !== 'object' || typeof resolved.adapter.publish !== 'function')) {
-    throw new InvalidOptionsError('adapter', 'must implement EventAdapterInterface (see defineAdapter)');
   }
   return resolved;
 }

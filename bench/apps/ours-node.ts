@@ -3,8 +3,10 @@ import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { OCPP_CLUSTER_NODE, OcppClusterModule, OcppClusterService } from '../../lib/index.js';
-import type { OcppClusterNode, OcppClusterOptions } from '../../lib/index.js';
+import { OcppClusterModule, OcppClusterService } from '../../lib/index.js';
+import type { OcppClusterOptions } from '../../lib/index.js';
+import { OCPP_CLUSTER_NODE } from '../../lib/transport.js';
+import type { OcppClusterNode } from '../../lib/transport.js';
 // The sample's answers (without its connection log: 10,000 log lines would be measured too).
 import { StationHandlers } from '../../sample/station.handlers.js';
 import { runCalls } from './call-runner.js';

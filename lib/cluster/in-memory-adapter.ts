@@ -11,6 +11,7 @@ import type {
   PresenceSnapshotSource,
   TransportProbe,
 } from './event-adapter.interface.js';
+import { localMetrics, localProbe, type LocalTransportState } from './local-transport-report.js';
 
 /**
  * Shared state of in-process nodes. One bus per adapter by default (a single node);
@@ -24,7 +25,7 @@ export class InMemoryBus {
 
 /** The embedded default transport: a single node is complete with no Redis at all. */
 export class InMemoryAdapter implements EventAdapterInterface {
-  readonly name = 'in-memory';
+  readonly name = 'memory';
   private nodeId: string | null = null;
   private readonly handlers = new Map<string, ClusterMessageHandler>();
   private pending = 0;
@@ -115,21 +116,22 @@ export class InMemoryAdapter implements EventAdapterInterface {
   }
 
   async probe(_timeoutMs: number): Promise<TransportProbe> {
-    const connected = this.nodeId !== null;
-    return {
-      connections: { memory: { ok: connected, rttMs: connected ? 0 : null } },
-      livenessHeld: connected && this.bus.nodes.get(this.nodeId!) === this,
-      consumerRunning: connected && this.handlers.size > 0,
-      consumerLag: 0,
-      pendingMessages: this.pending,
-    };
+    return localProbe(this.state());
   }
 
   async metrics(): Promise<AdapterMetrics> {
+    return localMetrics(this.state());
+  }
+
+  private state(): LocalTransportState {
+    const connected = this.nodeId !== null;
     return {
-      pendingMessages: this.pending,
-      consumerLag: 0,
-      activeSubscriptions: this.handlers.size,
+      connection: 'bus',
+      ok: connected,
+      livenessHeld: connected && this.bus.nodes.get(this.nodeId!) === this,
+      consumerRunning: connected && this.handlers.size > 0,
+      pending: this.pending,
+      subscriptions: this.handlers.size,
       delivered: this.delivered,
     };
   }

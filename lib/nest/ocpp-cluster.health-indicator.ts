@@ -38,7 +38,8 @@ export class OcppClusterHealthIndicator {
         inFlightRemoteCalls: this.node.inFlightRemoteCalls,
         lag: probe.consumerLag,
         pending: probe.pendingMessages,
-        redis: probe.connections,
+        // Keyed by the transport's name (`redis`, `memory`, ...): whose connections these are.
+        [this.node.transport.name]: probe.connections,
         livenessHeld: probe.livenessHeld,
         consumerRunning: probe.consumerRunning,
         accepting: acceptance.ok,

@@ -1,4 +1,4 @@
-import type { RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { BROADCAST_CHANNEL, nodeIdOfChannel, type ClusterMessage } from '../cluster/envelope.js';
 import type {
   AdapterMetrics,
@@ -12,7 +12,8 @@ import type {
 } from '../cluster/event-adapter.interface.js';
 import { groupBy } from '../cluster/group-by.js';
 import type { ClusterLogger } from '../cluster/logger.js';
-import { ClusterUnavailableError, InboxFullError, InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
+import { ClusterUnavailableError, InboxFullError, InvalidOptionsError } from '../protocol/errors.js';
+import { redisLocation, redisUnavailable } from './redis-outage.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { Broadcaster } from './broadcaster.js';
 import { ClusterDriver, type ClusterDriverOptions } from './cluster-driver.js';
@@ -34,6 +35,9 @@ export type RedisClusterOptions = Omit<ClusterDriverOptions, 'logger' | 'redisOp
   /** Node connection options for this cluster only (merged over the adapter's `redisOptions`). */
   redisOptions?: RedisOptions;
 };
+
+/** The transport's counters, plus the seed's `redisConsumerLag` (see {@link RedisAdapter.metrics}). */
+export type RedisAdapterMetrics = AdapterMetrics & { readonly redisConsumerLag: { pendingMessages: number; lag: number } };
 
 export interface RedisAdapterOptions {
   /** `redis://` URL to build our own connections from (closed by us). One of `url`, `cluster`, `pubClient`, `driver`. */
@@ -238,7 +242,7 @@ export class RedisAdapter implements EventAdapterInterface {
     } catch (error) {
       this.state = 'idle';
       this.liveness = null;
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
     liveness.start();
     this.takeover = new NodeTakeover({
@@ -346,7 +350,7 @@ export class RedisAdapter implements EventAdapterInterface {
       try {
         await this.broadcaster.publish(this.pool.pick(this.keys.broadcastChannel), this.keys.broadcastChannel, message);
       } catch (error) {
-        throw unavailable(error);
+        throw this.unavailable(error);
       }
       return;
     }
@@ -364,7 +368,7 @@ export class RedisAdapter implements EventAdapterInterface {
     for (const { message } of broadcasts) sends.push(this.publish(BROADCAST_CHANNEL, message));
     const results = await Promise.allSettled(sends);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failed) throw unavailable(failed.reason);
+    if (failed) throw this.unavailable(failed.reason);
   }
 
   async subscribe(channel: string, handler: ClusterMessageHandler): Promise<void> {
@@ -376,7 +380,7 @@ export class RedisAdapter implements EventAdapterInterface {
           return handler(message);
         });
       } catch (error) {
-        throw unavailable(error);
+        throw this.unavailable(error);
       }
       return;
     }
@@ -389,7 +393,7 @@ export class RedisAdapter implements EventAdapterInterface {
     try {
       await this.startConsumer(nodeId, handler);
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -418,7 +422,7 @@ export class RedisAdapter implements EventAdapterInterface {
   async unsubscribe(channel: string): Promise<void> {
     if (channel === BROADCAST_CHANNEL) {
       await this.broadcaster.unsubscribe(this.keys.broadcastChannel).catch((error) => {
-        throw unavailable(error);
+        throw this.unavailable(error);
       });
       return;
     }
@@ -449,7 +453,7 @@ export class RedisAdapter implements EventAdapterInterface {
     });
     const results = await Promise.allSettled(appends);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failed) throw unavailable(failed.reason);
+    if (failed) throw this.unavailable(failed.reason);
   }
 
   private targetOf(channel: string): string {
@@ -471,7 +475,7 @@ export class RedisAdapter implements EventAdapterInterface {
     } catch (error) {
       // If the router accepts the socket anyway (epoch 0), it is registered once Redis takes writes.
       this.retryRegistration([identity]);
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -486,7 +490,7 @@ export class RedisAdapter implements EventAdapterInterface {
       }
       alive = await this.isAlive(record.nodeId);
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
     if (alive) return record;
     this.requireTrustedPresence(identity);
@@ -519,7 +523,7 @@ export class RedisAdapter implements EventAdapterInterface {
       for (const [identity, record] of records) if (!alive.has(record.nodeId)) records.delete(identity);
       return records;
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -531,7 +535,7 @@ export class RedisAdapter implements EventAdapterInterface {
       if (removed || epoch === 0) this.adopted.delete(identity);
       return removed;
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -542,7 +546,7 @@ export class RedisAdapter implements EventAdapterInterface {
       const lists = await Promise.all([...alive].map((nodeId) => this.presence.listOwned(nodeId)));
       return lists.flat();
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -551,7 +555,7 @@ export class RedisAdapter implements EventAdapterInterface {
     try {
       return await this.isAlive(nodeId);
     } catch (error) {
-      throw unavailable(error);
+      throw this.unavailable(error);
     }
   }
 
@@ -863,7 +867,17 @@ export class RedisAdapter implements EventAdapterInterface {
     };
   }
 
-  async metrics(): Promise<AdapterMetrics> {
+  /**
+   * Every enumerable value is a number (Prometheus, JSON). The seed's shape,
+   * `(await adapter.metrics()).redisConsumerLag.pendingMessages`, is there too, not enumerable.
+   */
+  async metrics(): Promise<RedisAdapterMetrics> {
+    const metrics = await this.readMetrics();
+    const redisConsumerLag = { pendingMessages: metrics.pendingMessages, lag: metrics.consumerLag };
+    return Object.defineProperty(metrics, 'redisConsumerLag', { value: redisConsumerLag, enumerable: false }) as RedisAdapterMetrics;
+  }
+
+  private async readMetrics(): Promise<AdapterMetrics> {
     if (this.consumer) {
       try {
         this.lastMetrics = await this.consumer.metrics();
@@ -914,12 +928,41 @@ export class RedisAdapter implements EventAdapterInterface {
     }
     return this.nodeId;
   }
+
+  private unavailable(error: unknown): Error {
+    return redisUnavailable(error, redisLocation(this.driver.writer));
+  }
 }
 
 const REDELIVERED: DeliveryInfo = Object.freeze({ redelivered: true });
 
 /** Member 0 of the pool: built from `url` or `cluster`, the user's clients, or the user's driver. */
+const isRedisClient = (value: unknown): boolean => value instanceof Redis || value instanceof Cluster;
+
+/**
+ * The seed's Redis Cluster form: `pubClient: {} as any, subClient: {} as any, driverFactory: () =>
+ * clusterDriver`. The placeholders are not clients; the factory's driver is the primary.
+ */
+function seedFactoryDriver(options: RedisAdapterOptions): RedisDriver | null {
+  if (options.pubClient === undefined || isRedisClient(options.pubClient)) return null;
+  if (typeof options.driverFactory !== 'function') {
+    throw new InvalidOptionsError(
+      'pubClient',
+      'must be an ioredis Redis or Cluster client; for Redis Cluster give cluster: { nodes }, or placeholders with driverFactory: () => new ClusterDriver({ nodes })',
+    );
+  }
+  if (options.blockingClient !== undefined && !isRedisClient(options.blockingClient)) {
+    throw new InvalidOptionsError('blockingClient', 'must be an ioredis Redis or Cluster client');
+  }
+  const made = options.driverFactory(0);
+  if (made instanceof RedisDriver) return made;
+  if (isRedisClient(made)) return createDriver({ pubClient: made });
+  throw new InvalidOptionsError('driverFactory', 'must return a RedisDriver (createDriver(...) or new ClusterDriver(...)) or an ioredis client');
+}
+
 function primaryDriver(options: RedisAdapterOptions, logger: ClusterLogger): RedisDriver {
+  const fromFactory = seedFactoryDriver(options);
+  if (fromFactory) return fromFactory;
   const sources = (['url', 'cluster', 'pubClient', 'driver'] as const).filter((name) => options[name] !== undefined);
   if (sources.length > 1) {
     throw new InvalidOptionsError(sources[0], `give only one of url, cluster, pubClient and driver (got ${sources.join(' and ')})`);
@@ -965,12 +1008,6 @@ function integerOption(name: string, value: unknown, fallback: number, min: numb
     throw new InvalidOptionsError(name, `must be an integer from ${min} to ${max}`);
   }
   return value;
-}
-
-/** Our typed errors pass through; anything from Redis becomes ClusterUnavailableError. */
-function unavailable(error: unknown): Error {
-  if (error instanceof OcppClusterError) return error;
-  return new ClusterUnavailableError((error as Error)?.message ?? String(error));
 }
 
 /** Waits for a best-effort step at most STEP_TIMEOUT_MS; its failure is ignored. */

@@ -44,6 +44,8 @@ export class RedisConnectionPool {
     const drivers = [primary];
     for (let index = 1; index < poolSize; index++) {
       const made = options.driverFactory!(index);
+      // The seed's `driverFactory: () => clusterDriver` hands out one driver: one member.
+      if (made instanceof RedisDriver && drivers.includes(made)) continue;
       if (made instanceof RedisDriver) drivers.push(made);
       else if (made instanceof Redis || made instanceof Cluster) drivers.push(createDriver({ pubClient: made }));
       else throw new InvalidOptionsError('driverFactory', 'must return a RedisDriver (createDriver) or an ioredis client');

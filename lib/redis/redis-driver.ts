@@ -376,8 +376,14 @@ async function quitOrDisconnect(client: RedisClient, timeoutMs = 1000): Promise<
  * user-built clients (used as given, never closed). Roles the user did not give are
  * duplicated from `pubClient` and owned by the driver.
  */
-export function createDriver(options: DriverOptions): RedisDriver {
-  if (options === null || typeof options !== 'object') throw new InvalidOptionsError('redis', 'must be an object');
+export function createDriver(options: DriverOptions): RedisDriver;
+/** The seed's form: a writer and, optionally, a subscriber and a blocking reader, all user-built. */
+export function createDriver(pubClient: RedisClient, subClient?: RedisClient, blockingClient?: RedisClient): RedisDriver;
+export function createDriver(first: DriverOptions | RedisClient, sub?: RedisClient, blocking?: RedisClient): RedisDriver {
+  const options: DriverOptions = first instanceof Redis || first instanceof Cluster ? { pubClient: first, subClient: sub, blockingClient: blocking } : first;
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionsError('redis', 'must be an object: createDriver({ url }) or createDriver(pubClient, subClient?, blockingClient?)');
+  }
   const { url, pubClient, subClient, blockingClient } = options;
   if (url !== undefined && (typeof url !== 'string' || !/^rediss?:\/\//.test(url))) {
     throw new InvalidOptionsError('url', 'must be a redis:// or rediss:// URL');
@@ -386,7 +392,7 @@ export function createDriver(options: DriverOptions): RedisDriver {
     throw new InvalidOptionsError('url', 'give either url or pubClient, not both');
   }
   if (url === undefined && pubClient === undefined) {
-    throw new InvalidOptionsError('url', 'either url or pubClient is required');
+    throw new InvalidOptionsError('url', 'either url or pubClient is required: createDriver({ url }) or createDriver(new Redis(url), new Redis(url))');
   }
   for (const [name, client] of [
     ['pubClient', pubClient],

@@ -9,7 +9,7 @@ import {
   PresenceStore,
   RedisConnectionPool,
   StreamConsumer,
-} from '../../lib/index.js';
+} from '../../lib/transport.js';
 import { connectExpectingRefusalWindow, connectedChargePoint } from '../support/charge-point.js';
 import type { RpcClient } from '../support/charge-point.js';
 import { startSampleApp } from '../support/ocpp-test-app.js';

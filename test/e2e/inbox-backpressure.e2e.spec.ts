@@ -1,7 +1,8 @@
 import 'reflect-metadata';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
-import { InboxFullError, OCPP_CLUSTER_ADAPTER, OcppPrometheusMetrics, RedisAdapter } from '../../lib/index.js';
+import { InboxFullError, OcppPrometheusMetrics, RedisAdapter } from '../../lib/index.js';
+import { OCPP_CLUSTER_ADAPTER } from '../../lib/transport.js';
 import { INBOX_GROUP } from '../../lib/redis/redis-keys.js';
 import { entriesOf, pairsOf } from '../../lib/redis/stream-publisher.js';
 import { connectedChargePoint } from '../support/charge-point.js';

@@ -10,6 +10,7 @@ import {
   OcppClusterService,
   OcppHandler,
   OCPP_CLUSTER_OPTIONS,
+  OcppClusterHealthIndicator,
 } from '../../lib/index.js';
 import type { OcppClusterOptions } from '../../lib/index.js';
 import { connectedChargePoint } from '../support/charge-point.js';
@@ -64,6 +65,17 @@ describe('OcppClusterModule configuration styles', () => {
     app = ref.createNestApplication({ logger: false });
     expect(await bootAndConnect(app, '/ocpp', 'CP1')).toMatchObject({ status: 'Accepted' });
     expect(app.get(OcppClusterService).nodeId).toBe('from-root');
+  });
+
+  it('health output names the transport in use (memory by default), not redis', async () => {
+    const ref = await Test.createTestingModule({
+      imports: [OcppClusterModule.forRoot({ nodeId: 'in-memory-health', logging: false })],
+    }).compile();
+    app = ref.createNestApplication({ logger: false });
+    await app.listen(0, '127.0.0.1');
+    const ready = await app.get(OcppClusterHealthIndicator).isReady();
+    expect(ready.ocpp).toMatchObject({ status: 'up', transport: 'memory', memory: { bus: { ok: true } } });
+    expect(ready.ocpp).not.toHaveProperty('redis');
   });
 
   it('forRootAsync with useFactory, inject and imports', async () => {

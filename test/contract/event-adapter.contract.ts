@@ -1,0 +1,158 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { BROADCAST_CHANNEL, nodeChannel, type ClusterMessage, type CommandEnvelope } from '../../lib/cluster/envelope.js';
+import type { EventAdapterInterface, PresenceSnapshotSource } from '../../lib/cluster/event-adapter.interface.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * The promises every cluster transport keeps, run against each one by a runner file
+ * (`<transport>.contract.spec.ts`). A new transport plugs in with a {@link TransportUnderTest}.
+ */
+export interface TransportUnderTest {
+  /** Starts what the transport needs (servers...), once per runner. */
+  setUp(): Promise<void>;
+  tearDown(): Promise<void>;
+  /** A new adapter, not connected yet, sharing the cluster of every other adapter made since setUp. */
+  adapter(): EventAdapterInterface;
+  /** Makes `adapter` vanish as a crashed process would (no clean-up, no goodbye). */
+  crash(adapter: EventAdapterInterface): Promise<void>;
+  /** How long the transport may take to judge a crashed node dead. */
+  deathWithinMs: number;
+}
+
+const NO_PRESENCE: PresenceSnapshotSource = { localPresence: () => [] };
+
+function command(origin: string, target: string, index: number): CommandEnvelope {
+  return { kind: 'command', id: `${origin}-${index}`, origin, identity: `${target}-CP`, action: 'Reset', payload: { index }, deadline: Date.now() + 60_000 };
+}
+
+export function eventAdapterContract(name: string, transport: TransportUnderTest): void {
+  describe(`${name} keeps the transport contract`, () => {
+    const started: EventAdapterInterface[] = [];
+    let run = 0;
+
+    beforeAll(() => transport.setUp(), 60_000);
+    afterAll(() => transport.tearDown(), 60_000);
+    afterEach(async () => {
+      await Promise.all(started.splice(0).map((adapter) => adapter.disconnect().catch(() => undefined)));
+    });
+
+    /** A connected node with its inbox and broadcast subscriptions, recording what it receives. */
+    async function node(label: string, handle: (message: ClusterMessage) => void | Promise<void> = () => undefined) {
+      const nodeId = `${label}-${++run}-${process.pid}`;
+      const adapter = transport.adapter();
+      const received: ClusterMessage[] = [];
+      await adapter.connect(nodeId, NO_PRESENCE);
+      started.push(adapter);
+      const handler = (message: ClusterMessage) => {
+        received.push(message);
+        return handle(message);
+      };
+      await adapter.subscribe(nodeChannel(nodeId), handler);
+      await adapter.subscribe(BROADCAST_CHANNEL, handler);
+      return { nodeId, adapter, received };
+    }
+
+    it('has a name for health output', () => {
+      expect(typeof transport.adapter().name).toBe('string');
+      expect(transport.adapter().name.length).toBeGreaterThan(0);
+    });
+
+    it('delivers what one node publishes to another node in publish order', async () => {
+      const sender = await node('sender');
+      const receiver = await node('receiver');
+      const sent = Array.from({ length: 50 }, (_, index) => command(sender.nodeId, receiver.nodeId, index));
+      for (const message of sent.slice(0, 25)) await sender.adapter.publish(nodeChannel(receiver.nodeId), message);
+      await sender.adapter.publishBatch(sent.slice(25).map((message) => ({ channel: nodeChannel(receiver.nodeId), message })));
+      await waitFor(() => receiver.received.length >= 50, 'all 50 commands');
+      expect(receiver.received.map((message) => (message as CommandEnvelope).id)).toEqual(sent.map((message) => message.id));
+      expect(sender.received.filter((message) => message.kind === 'command')).toEqual([]);
+    });
+
+    it('counts a message as pending until its handler settles', async () => {
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const receiver = await node('acking', (message) => (message.kind === 'command' ? held : undefined));
+      const sender = await node('sender');
+      await sender.adapter.publish(nodeChannel(receiver.nodeId), command(sender.nodeId, receiver.nodeId, 1));
+      await waitFor(() => receiver.received.length === 1, 'the command to arrive');
+      await waitFor(async () => (await receiver.adapter.metrics()).pendingMessages === 1, 'one pending message while the handler runs');
+      release();
+      await waitFor(async () => (await receiver.adapter.metrics()).pendingMessages === 0, 'no pending message once it settled');
+    });
+
+    it('lets the newest claim of an identity win, with a higher epoch, and names the one it replaced', async () => {
+      const first = await node('first');
+      const second = await node('second');
+      const identity = `CP-NEWEST-${run}`;
+      const older = await first.adapter.setPresence(identity, 'ocpp1.6', 1_000);
+      expect(older.record).toMatchObject({ identity, nodeId: first.nodeId, protocol: 'ocpp1.6', connectedAt: 1_000 });
+      await waitFor(async () => (await second.adapter.getPresence(identity))?.nodeId === first.nodeId, 'the first claim to be visible');
+      const newer = await second.adapter.setPresence(identity, 'ocpp2.0.1', 2_000);
+      expect(newer.record.epoch).toBeGreaterThan(older.record.epoch);
+      expect(newer.previous).toMatchObject({ nodeId: first.nodeId, epoch: older.record.epoch });
+      await waitFor(async () => (await first.adapter.getPresence(identity))?.nodeId === second.nodeId, 'every node to see the newest claim');
+      expect(await first.adapter.getPresence(identity)).toMatchObject({ nodeId: second.nodeId, epoch: newer.record.epoch, protocol: 'ocpp2.0.1' });
+      const batch = await first.adapter.getPresenceBatch([identity, `CP-NOBODY-${run}`]);
+      expect([...batch.keys()]).toEqual([identity]);
+      expect((await first.adapter.listPresence()).filter((record) => record.identity === identity)).toHaveLength(1);
+    });
+
+    it('removes presence only for the epoch that is current, and only from its owner', async () => {
+      const first = await node('first');
+      const second = await node('second');
+      const identity = `CP-REMOVE-${run}`;
+      const older = await first.adapter.setPresence(identity, 'ocpp1.6', 1_000);
+      await waitFor(async () => (await second.adapter.getPresence(identity)) !== null, 'the first claim to be visible');
+      const newer = await second.adapter.setPresence(identity, 'ocpp1.6', 2_000);
+      await waitFor(async () => (await first.adapter.getPresence(identity))?.nodeId === second.nodeId, 'the newer claim to be visible');
+
+      expect(await first.adapter.removePresence(identity, older.record.epoch)).toBe(false);
+      expect(await first.adapter.removePresence(identity, newer.record.epoch)).toBe(false);
+      expect(await second.adapter.removePresence(identity, older.record.epoch)).toBe(false);
+      expect(await second.adapter.getPresence(identity)).toMatchObject({ nodeId: second.nodeId, epoch: newer.record.epoch });
+      expect(await second.adapter.removePresence(identity, newer.record.epoch)).toBe(true);
+      await waitFor(async () => (await first.adapter.getPresence(identity)) === null, 'the removal to be visible');
+    });
+
+    it('tells live nodes from dead ones, and reads a dead node\'s charge points as absent', async () => {
+      const observer = await node('observer');
+      const doomed = await node('doomed');
+      const leaving = await node('leaving');
+      const identity = `CP-DEAD-${run}`;
+      await doomed.adapter.setPresence(identity, 'ocpp1.6', 1_000);
+      await waitFor(async () => (await observer.adapter.getPresence(identity)) !== null, 'the claim to be visible');
+      expect(await observer.adapter.isNodeAlive(doomed.nodeId)).toBe(true);
+      expect(await observer.adapter.isNodeAlive(`never-started-${run}`)).toBe(false);
+
+      await leaving.adapter.disconnect();
+      await waitFor(async () => !(await observer.adapter.isNodeAlive(leaving.nodeId)), 'a node that left to read as dead');
+
+      await transport.crash(doomed.adapter);
+      await waitFor(async () => !(await observer.adapter.isNodeAlive(doomed.nodeId)), 'a crashed node to read as dead', { timeoutMs: transport.deathWithinMs });
+      expect(await observer.adapter.getPresence(identity)).toBeNull();
+      expect((await observer.adapter.getPresenceBatch([identity])).size).toBe(0);
+      expect((await observer.adapter.listPresence()).filter((record) => record.identity === identity)).toEqual([]);
+    });
+
+    it('reaches every node, the publisher included, with a broadcast', async () => {
+      const nodes = [await node('b1'), await node('b2'), await node('b3')];
+      const message: ClusterMessage = { kind: 'broadcast', id: `bc-${run}`, origin: nodes[0]!.nodeId, action: 'ClearCache', payload: {}, deadline: Date.now() + 60_000 };
+      await nodes[0]!.adapter.publish(BROADCAST_CHANNEL, message);
+      for (const each of nodes) {
+        await waitFor(() => each.received.some((received) => received.kind === 'broadcast' && received.id === message.id), `${each.nodeId} to get the broadcast`);
+      }
+    });
+
+    it('reports metrics and a probe in the documented shape', async () => {
+      const subject = await node('metrics');
+      const metrics = await subject.adapter.metrics();
+      for (const key of ['pendingMessages', 'consumerLag', 'activeSubscriptions'] as const) expect(typeof metrics[key]).toBe('number');
+      expect(metrics.activeSubscriptions).toBeGreaterThanOrEqual(2);
+      for (const value of Object.values(metrics)) expect(Number.isFinite(value)).toBe(true);
+      const probe = await subject.adapter.probe(1_000);
+      expect(probe).toMatchObject({ livenessHeld: true, consumerRunning: true, consumerLag: 0, pendingMessages: 0 });
+      expect(Object.values(probe.connections).every((connection) => connection.ok)).toBe(true);
+      expect(subject.adapter.isHealthy()).toBe(true);
+    });
+  });
+}
