@@ -107,12 +107,7 @@ export class OcppClusterNode {
     await this.parts.connections.closeAll(1001, 'server shutting down');
     // Bounded: with Redis down these would wait as long as the client retries.
     await settleWithin(this.parts.connections.removalsSettled(), STOP_STEP_TIMEOUT_MS);
-    // A command already in another node's inbox may still be delivered: its caller hears the
-    // owner's answer (or the timeout at its deadline), never "failed" while it can still happen.
-    // Only with the transport down is there nothing to wait for.
-    if (this.parts.remoteCalls.size > 0 && this.adapter.isHealthy()) {
-      await settleWithin(this.parts.remoteCalls.idle(), this.options.callTimeoutMs + REPLY_GRACE_MS);
-    }
+    await this.awaitRemoteCalls();
     this.parts.remoteCalls.failAll(() => new NodeShuttingDownError());
     this.parts.answeredCalls.clear();
     await this.leaveCluster();
@@ -126,9 +121,23 @@ export class OcppClusterNode {
     return this.parts.drain.run(options.windowMs ?? this.options.drain.windowMs);
   }
 
+  /**
+   * A command already in another node's inbox may still be delivered: its caller hears the
+   * owner's answer (or the timeout at its deadline), never "failed" while it can still happen.
+   * So the node reads its replies until its own calls are settled, before it stops reading.
+   * Only with the transport down is there nothing to wait for.
+   */
+  private async awaitRemoteCalls(): Promise<void> {
+    if (this.parts.remoteCalls.size > 0 && this.adapter.isHealthy()) {
+      await settleWithin(this.parts.remoteCalls.idle(), this.options.callTimeoutMs + REPLY_GRACE_MS);
+    }
+  }
+
   private async leaveCluster(): Promise<void> {
     if (this.leftCluster || !this.started) return;
     this.leftCluster = true;
+    // A drain ends here, before Nest's shutdown reaches stop(): its callers too get their answers.
+    await this.awaitRemoteCalls();
     // disconnect() ends the subscriptions too; unsubscribing first cost seconds with Redis down.
     const leaving = this.adapter.disconnect().then(
       () => true,

@@ -600,6 +600,9 @@ export class RedisAdapter implements EventAdapterInterface {
         // Taken over or conflict: onLeaseEvent (told by reacquire) handles it.
         if (lease !== 'resumed') return;
         this.liveness!.start();
+        // After a reconnect Redis may have lost presence (a restart): other nodes may still be
+        // re-registering their sockets, so an absent entry means "unknown" for a while.
+        this.liveness!.noteDisturbance();
         await this.consumer?.resync();
         await this.rehydrate();
         this.counters.recoveries++;

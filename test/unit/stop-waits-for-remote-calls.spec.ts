@@ -57,4 +57,33 @@ describe('stopping a node with calls in flight to other nodes', () => {
     expect('error' in settled ? settled.error : undefined).not.toBeInstanceOf(NodeShuttingDownError);
     expect(settled).toMatchObject({ result: { status: 'Accepted' } });
   });
+
+  it('a drain (SIGTERM) then stop also waits for the answer instead of failing the call', async () => {
+    const a = await startClusterNode(redis.url, 'drain-a');
+    const b = await startClusterNode(redis.url, 'drain-b');
+    nodes.push(a, b);
+    const charger = await openCharger(b.urlOf('SW2'));
+    sockets.push(charger);
+    let received = 0;
+    charger.on('message', (data) => {
+      const [type, id] = JSON.parse(data.toString()) as [number, string];
+      if (type !== 2) return;
+      received++;
+      setTimeout(() => charger.send(JSON.stringify([3, id, { status: 'Accepted' }])), 800);
+    });
+    await waitFor(async () => (await a.node.getPresence('SW2'))?.nodeId === 'drain-b', 'SW2 on drain-b');
+
+    const outcome = a.node.sendToClient('SW2', 'ocpp1.6', 'DataTransfer', { vendorId: 'drain' }, { timeoutMs: 10_000 }).then(
+      (result) => ({ result }),
+      (error: unknown) => ({ error }),
+    );
+    await waitFor(() => received === 1, 'the charger to receive the call');
+    // What Nest does on SIGTERM with enableShutdownHooks: drain, then stop.
+    await withTimeout(a.node.drain({ windowMs: 0 }), 15_000, 'node a to drain');
+    await withTimeout(a.node.stop(), 15_000, 'node a to stop');
+    const settled = await withTimeout(outcome, 10_000, 'the call to settle');
+
+    expect('error' in settled ? settled.error : undefined).not.toBeInstanceOf(NodeShuttingDownError);
+    expect(settled).toMatchObject({ result: { status: 'Accepted' } });
+  });
 });
