@@ -124,7 +124,7 @@ async function main() {
     index,
     `${HEADER(stamp)}${imports.join('\n')}\n\n/** protocol → action → { req, res } */\nexport interface OcppMessages {\n${entries.join('\n')}\n}\n`,
   );
-  console.log(`generated OCPP message types in ${OUT.slice(ROOT.length + 1)}/`);
+  console.error(`generated OCPP message types in ${OUT.slice(ROOT.length + 1)}/`);
 }
 
 function capitalised(name) {

@@ -948,6 +948,8 @@ const isRedisClient = (value: unknown): boolean => value instanceof Redis || val
  */
 function seedFactoryDriver(options: RedisAdapterOptions): RedisDriver | null {
   if (options.pubClient === undefined || isRedisClient(options.pubClient)) return null;
+  // With another source given as well, the one-source rule names the conflict.
+  if (options.url !== undefined || options.cluster !== undefined || options.driver !== undefined) return null;
   if (typeof options.driverFactory !== 'function') {
     throw new InvalidOptionsError(
       'pubClient',
