@@ -63,7 +63,7 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       const sent = Array.from({ length: 50 }, (_, index) => command(sender.nodeId, receiver.nodeId, index));
       for (const message of sent.slice(0, 25)) await sender.adapter.publish(nodeChannel(receiver.nodeId), message);
       await sender.adapter.publishBatch(sent.slice(25).map((message) => ({ channel: nodeChannel(receiver.nodeId), message })));
-      await waitFor(() => receiver.received.length >= 50, 'all 50 commands');
+      await waitFor('all 50 commands', () => receiver.received.length >= 50);
       expect(receiver.received.map((message) => (message as CommandEnvelope).id)).toEqual(sent.map((message) => message.id));
       expect(sender.received.filter((message) => message.kind === 'command')).toEqual([]);
     });
@@ -74,10 +74,10 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       const receiver = await node('acking', (message) => (message.kind === 'command' ? held : undefined));
       const sender = await node('sender');
       await sender.adapter.publish(nodeChannel(receiver.nodeId), command(sender.nodeId, receiver.nodeId, 1));
-      await waitFor(() => receiver.received.length === 1, 'the command to arrive');
-      await waitFor(async () => (await receiver.adapter.metrics()).pendingMessages === 1, 'one pending message while the handler runs');
+      await waitFor('the command to arrive', () => receiver.received.length === 1);
+      await waitFor('one pending message while the handler runs', async () => (await receiver.adapter.metrics()).pendingMessages === 1);
       release();
-      await waitFor(async () => (await receiver.adapter.metrics()).pendingMessages === 0, 'no pending message once it settled');
+      await waitFor('no pending message once it settled', async () => (await receiver.adapter.metrics()).pendingMessages === 0);
     });
 
     it('lets the newest claim of an identity win, with a higher epoch, and names the one it replaced', async () => {
@@ -86,11 +86,11 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       const identity = `CP-NEWEST-${run}`;
       const older = await first.adapter.setPresence(identity, 'ocpp1.6', 1_000);
       expect(older.record).toMatchObject({ identity, nodeId: first.nodeId, protocol: 'ocpp1.6', connectedAt: 1_000 });
-      await waitFor(async () => (await second.adapter.getPresence(identity))?.nodeId === first.nodeId, 'the first claim to be visible');
+      await waitFor('the first claim to be visible', async () => (await second.adapter.getPresence(identity))?.nodeId === first.nodeId);
       const newer = await second.adapter.setPresence(identity, 'ocpp2.0.1', 2_000);
       expect(newer.record.epoch).toBeGreaterThan(older.record.epoch);
       expect(newer.previous).toMatchObject({ nodeId: first.nodeId, epoch: older.record.epoch });
-      await waitFor(async () => (await first.adapter.getPresence(identity))?.nodeId === second.nodeId, 'every node to see the newest claim');
+      await waitFor('every node to see the newest claim', async () => (await first.adapter.getPresence(identity))?.nodeId === second.nodeId);
       expect(await first.adapter.getPresence(identity)).toMatchObject({ nodeId: second.nodeId, epoch: newer.record.epoch, protocol: 'ocpp2.0.1' });
       const batch = await first.adapter.getPresenceBatch([identity, `CP-NOBODY-${run}`]);
       expect([...batch.keys()]).toEqual([identity]);
@@ -102,16 +102,16 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       const second = await node('second');
       const identity = `CP-REMOVE-${run}`;
       const older = await first.adapter.setPresence(identity, 'ocpp1.6', 1_000);
-      await waitFor(async () => (await second.adapter.getPresence(identity)) !== null, 'the first claim to be visible');
+      await waitFor('the first claim to be visible', async () => (await second.adapter.getPresence(identity)) !== null);
       const newer = await second.adapter.setPresence(identity, 'ocpp1.6', 2_000);
-      await waitFor(async () => (await first.adapter.getPresence(identity))?.nodeId === second.nodeId, 'the newer claim to be visible');
+      await waitFor('the newer claim to be visible', async () => (await first.adapter.getPresence(identity))?.nodeId === second.nodeId);
 
       expect(await first.adapter.removePresence(identity, older.record.epoch)).toBe(false);
       expect(await first.adapter.removePresence(identity, newer.record.epoch)).toBe(false);
       expect(await second.adapter.removePresence(identity, older.record.epoch)).toBe(false);
       expect(await second.adapter.getPresence(identity)).toMatchObject({ nodeId: second.nodeId, epoch: newer.record.epoch });
       expect(await second.adapter.removePresence(identity, newer.record.epoch)).toBe(true);
-      await waitFor(async () => (await first.adapter.getPresence(identity)) === null, 'the removal to be visible');
+      await waitFor('the removal to be visible', async () => (await first.adapter.getPresence(identity)) === null);
     });
 
     it('tells live nodes from dead ones, and reads a dead node\'s charge points as absent', async () => {
@@ -120,15 +120,15 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       const leaving = await node('leaving');
       const identity = `CP-DEAD-${run}`;
       await doomed.adapter.setPresence(identity, 'ocpp1.6', 1_000);
-      await waitFor(async () => (await observer.adapter.getPresence(identity)) !== null, 'the claim to be visible');
+      await waitFor('the claim to be visible', async () => (await observer.adapter.getPresence(identity)) !== null);
       expect(await observer.adapter.isNodeAlive(doomed.nodeId)).toBe(true);
       expect(await observer.adapter.isNodeAlive(`never-started-${run}`)).toBe(false);
 
       await leaving.adapter.disconnect();
-      await waitFor(async () => !(await observer.adapter.isNodeAlive(leaving.nodeId)), 'a node that left to read as dead');
+      await waitFor('a node that left to read as dead', async () => !(await observer.adapter.isNodeAlive(leaving.nodeId)));
 
       await transport.crash(doomed.adapter);
-      await waitFor(async () => !(await observer.adapter.isNodeAlive(doomed.nodeId)), 'a crashed node to read as dead', { timeoutMs: transport.deathWithinMs });
+      await waitFor('a crashed node to read as dead', async () => !(await observer.adapter.isNodeAlive(doomed.nodeId)), { timeoutMs: transport.deathWithinMs });
       expect(await observer.adapter.getPresence(identity)).toBeNull();
       expect((await observer.adapter.getPresenceBatch([identity])).size).toBe(0);
       expect((await observer.adapter.listPresence()).filter((record) => record.identity === identity)).toEqual([]);
@@ -139,7 +139,7 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       const message: ClusterMessage = { kind: 'broadcast', id: `bc-${run}`, origin: nodes[0]!.nodeId, action: 'ClearCache', payload: {}, deadline: Date.now() + 60_000 };
       await nodes[0]!.adapter.publish(BROADCAST_CHANNEL, message);
       for (const each of nodes) {
-        await waitFor(() => each.received.some((received) => received.kind === 'broadcast' && received.id === message.id), `${each.nodeId} to get the broadcast`);
+        await waitFor(`${each.nodeId} to get the broadcast`, () => each.received.some((received) => received.kind === 'broadcast' && received.id === message.id));
       }
     });
 

@@ -280,7 +280,7 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
     expect(await app.service.sendToClient('DUP-1', 'ocpp1.6', 'Reset', { type: 'Soft' })).toEqual({ status: 'Accepted' });
     expect(app.service.getLocalChargers().filter((c) => c.identity === 'DUP-1')).toHaveLength(1);
     await second.close();
-    await waitFor(() => connectionEvents.includes('disconnected:DUP-1:1000'), 'disconnect hook of DUP-1');
+    await waitFor('disconnect hook of DUP-1', () => connectionEvents.includes('disconnected:DUP-1:1000'));
     // The replaced socket closing is not reported as a disconnect: one connect per socket, one disconnect.
     expect(connectionEvents.filter((e) => e === 'connected:DUP-1')).toHaveLength(2);
     expect(connectionEvents.filter((e) => e.startsWith('disconnected:DUP-1'))).toHaveLength(1);
@@ -290,9 +290,9 @@ describe('charge points against one node (ocpp-rpc RPCClient)', () => {
     const silent = new WebSocket(`${app.wsUrl}/HALF-OPEN`, 'ocpp1.6', { autoPong: false });
     await withTimeout(new Promise((resolve) => silent.once('open', resolve)), 5_000, 'open');
     const closed = withTimeout(new Promise<number>((resolve) => silent.once('close', resolve)), 10_000, 'half-open socket to be terminated');
-    await waitFor(() => app.service.getLocalChargers().some((c) => c.identity === 'HALF-OPEN'), 'HALF-OPEN registered');
+    await waitFor('HALF-OPEN registered', () => app.service.getLocalChargers().some((c) => c.identity === 'HALF-OPEN'));
     await closed;
-    await waitFor(() => !app.service.getLocalChargers().some((c) => c.identity === 'HALF-OPEN'), 'HALF-OPEN removed');
+    await waitFor('HALF-OPEN removed', () => !app.service.getLocalChargers().some((c) => c.identity === 'HALF-OPEN'));
     // A charge point that answers pings stays connected over the same period.
     const live = await connectedChargePoint(app.wsUrl, 'PONGS');
     await new Promise((resolve) => setTimeout(resolve, 1_000));

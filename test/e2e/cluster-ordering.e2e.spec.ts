@@ -39,7 +39,7 @@ describe('per-target ordering with a pool of 4 writer connections', () => {
       seen.push(Number(params.data));
       return { status: 'Accepted' };
     });
-    await waitFor(async () => (await caller.service.getPresence('ORDERED'))?.nodeId === 'order-owner', 'presence of ORDERED');
+    await waitFor('presence of ORDERED', async () => (await caller.service.getPresence('ORDERED'))?.nodeId === 'order-owner');
 
     const count = 100; // the owner's queue bound (maxQueueSize)
     const calls = Array.from({ length: count }, (_, i) =>

@@ -161,7 +161,7 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     cp.handle('UnlockConnector', () => {
       throw createRPCError('NotSupported', 'no locks on this model', { model: 'M1' });
     });
-    await waitFor(async () => (await ownerOf(a, 'X-REPLY')) === 'node-b', 'node A to see X-REPLY on node B');
+    await waitFor('node A to see X-REPLY on node B', async () => (await ownerOf(a, 'X-REPLY')) === 'node-b');
 
     expect(await a.http('POST', '/chargers/X-REPLY/calls/Reset', { type: 'Soft' })).toEqual({
       status: 200,
@@ -182,11 +182,11 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     await charger(a, 'LIST-A');
     await charger(b, 'LIST-B', ['ocpp2.0.1']);
     for (const csms of [a, b]) {
-      await waitFor(async () => {
+      await waitFor(`${csms.nodeId} to list both nodes' chargers`, async () => {
         const { body } = await csms.http('GET', '/chargers');
         const byIdentity = new Map(body.map((c: any) => [c.identity, c]));
         return (byIdentity.get('LIST-A') as any)?.nodeId === 'node-a' && (byIdentity.get('LIST-B') as any)?.nodeId === 'node-b';
-      }, `${csms.nodeId} to list both nodes' chargers`);
+      });
     }
     const { body } = await a.http('GET', '/chargers/LIST-B');
     expect(body).toEqual({ identity: 'LIST-B', protocol: 'ocpp2.0.1', nodeId: 'node-b', connectedAt: expect.any(String) });
@@ -203,10 +203,10 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
       received.push('Reset');
       return { status: 'Accepted' };
     });
-    await waitFor(async () => (await ownerOf(a, 'X-DEADLINE')) === 'node-b', 'presence of X-DEADLINE');
+    await waitFor('presence of X-DEADLINE', async () => (await ownerOf(a, 'X-DEADLINE')) === 'node-b');
 
     const first = a.http('POST', '/chargers/X-DEADLINE/calls/GetConfiguration?timeoutMs=2500', {});
-    await waitFor(() => received.includes('GetConfiguration'), 'the first call to arrive');
+    await waitFor('the first call to arrive', () => received.includes('GetConfiguration'));
     // Queued behind the first on node B; its deadline passes while it waits.
     const second = await a.http('POST', '/chargers/X-DEADLINE/calls/Reset?timeoutMs=500', { type: 'Soft' });
     expect(second).toMatchObject({ status: 504, body: { error: 'Timeout', sent: false } });
@@ -220,11 +220,11 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
   it('newest connection wins across nodes: the stale socket on the old node is closed', async () => {
     const old = await charger(a, 'X-DUP');
     const oldClosed = new Promise<{ code: number }>((resolve) => old.once('close', resolve));
-    await waitFor(async () => (await ownerOf(b, 'X-DUP')) === 'node-a', 'X-DUP on node A');
+    await waitFor('X-DUP on node A', async () => (await ownerOf(b, 'X-DUP')) === 'node-a');
     const fresh = await charger(b, 'X-DUP');
     fresh.handle('Reset', () => ({ status: 'Accepted' }));
     expect((await oldClosed).code).toBe(1000);
-    await waitFor(async () => (await ownerOf(a, 'X-DUP')) === 'node-b', 'node A to see X-DUP on node B');
+    await waitFor('node A to see X-DUP on node B', async () => (await ownerOf(a, 'X-DUP')) === 'node-b');
     expect(await a.http('POST', '/chargers/X-DUP/calls/Reset', { type: 'Soft' })).toMatchObject({ status: 200 });
   });
 
@@ -233,15 +233,15 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     cp.handle('Reset', () => ({ status: 'Accepted' }));
     const back = await charger(a, 'X-KILL-A');
     back.handle('Reset', () => ({ status: 'Accepted' }));
-    await waitFor(async () => (await ownerOf(a, 'X-KILL')) === 'node-b', 'presence of X-KILL');
+    await waitFor('presence of X-KILL', async () => (await ownerOf(a, 'X-KILL')) === 'node-b');
     expect(await backend.killConnectionsOf('node-b')).toBeGreaterThanOrEqual(3); // writer, subscriber, blocking reader
     const faultEndedAt = Date.now();
-    await waitFor(async () => (await a.http('POST', '/chargers/X-KILL/calls/Reset', { type: 'Soft' })).status === 200, 'A → B to work again');
-    await waitFor(async () => (await b.http('POST', '/chargers/X-KILL-A/calls/Reset', { type: 'Soft' })).status === 200, 'B → A to work again');
+    await waitFor('A → B to work again', async () => (await a.http('POST', '/chargers/X-KILL/calls/Reset', { type: 'Soft' })).status === 200);
+    await waitFor('B → A to work again', async () => (await b.http('POST', '/chargers/X-KILL-A/calls/Reset', { type: 'Soft' })).status === 200);
     // Both nodes take upgrades again soon after, and report ready: the next tests connect to both.
     for (const csms of [a, b]) await chargerAfterFault(csms, `X-KILL-PROBE-${csms.nodeId}`, faultEndedAt);
     for (const csms of [a, b]) {
-      await waitFor(async () => (await csms.http('GET', '/health')).status === 200, `${csms.nodeId} to be ready again`, { timeoutMs: 20_000 });
+      await waitFor(`${csms.nodeId} to be ready again`, async () => (await csms.http('GET', '/health')).status === 200, { timeoutMs: 20_000 });
     }
   });
 
@@ -258,7 +258,7 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     await charger(a, 'X-STAY-A');
     const stayB = await charger(b, 'X-STAY-B');
     stayB.handle('Reset', () => ({ status: 'Accepted' }));
-    await waitFor(async () => (await ownerOf(b, 'X-MOVED')) === 'node-a', 'X-MOVED on A');
+    await waitFor('X-MOVED on A', async () => (await ownerOf(b, 'X-MOVED')) === 'node-a');
 
     await backend.stop();
     try {
@@ -266,7 +266,7 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
       await expect(connectedChargePoint(b.wsUrl, 'X-DURING-OUTAGE')).rejects.toThrow(/Service Unavailable|503/);
       // ...and the node says why in its log, once.
       const refusal = /refusing new charge points with 503: cluster transport unavailable \(.+\)/;
-      await waitFor(() => refusal.test(b.output.join('')), 'node B to log why it refuses charge points');
+      await waitFor('node B to log why it refuses charge points', () => refusal.test(b.output.join('')));
     } finally {
       await backend.restart();
     }
@@ -277,11 +277,11 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
 
     for (const csms of [a, b]) {
       await waitFor(
+        `${csms.nodeId} to see presence rebuilt`,
         async () =>
           (await ownerOf(csms, 'X-MOVED')) === 'node-b' &&
           (await ownerOf(csms, 'X-STAY-A')) === 'node-a' &&
           (await ownerOf(csms, 'X-STAY-B')) === 'node-b',
-        `${csms.nodeId} to see presence rebuilt`,
         { timeoutMs: 20_000 },
       );
     }
@@ -303,7 +303,7 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     const c = await node('node-c');
     const victim = await charger(c, 'X-VICTIM');
     victim.handle('GetConfiguration', () => new Promise(() => undefined));
-    await waitFor(async () => (await ownerOf(a, 'X-VICTIM')) === 'node-c', 'X-VICTIM on C');
+    await waitFor('X-VICTIM on C', async () => (await ownerOf(a, 'X-VICTIM')) === 'node-c');
 
     // In flight on C when it dies; the timeout is far away.
     const inFlight = a.http('POST', '/chargers/X-VICTIM/calls/GetConfiguration?timeoutMs=60000', {});
@@ -316,12 +316,12 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     // It was on C's socket when C died: the charge point may have received it, and the answer says so.
     expect(await inFlight).toMatchObject({ status: 404, body: { error: 'NotConnected', maybeDelivered: true } });
     expect(await afterDeath).toMatchObject({ status: 404, body: { error: 'NotConnected', maybeDelivered: false } });
-    await waitFor(async () => (await ownerOf(a, 'X-VICTIM')) === undefined, 'presence of the dead node to go', { timeoutMs: 20_000 });
+    await waitFor('presence of the dead node to go', async () => (await ownerOf(a, 'X-VICTIM')) === undefined, { timeoutMs: 20_000 });
 
     await victim.close({ force: true });
     const again = await charger(b, 'X-VICTIM');
     again.handle('GetConfiguration', () => ({ configurationKey: [] }));
-    await waitFor(async () => (await ownerOf(a, 'X-VICTIM')) === 'node-b', 'X-VICTIM on B');
+    await waitFor('X-VICTIM on B', async () => (await ownerOf(a, 'X-VICTIM')) === 'node-b');
     expect(await a.http('POST', '/chargers/X-VICTIM/calls/GetConfiguration', {})).toEqual({
       status: 200,
       body: { result: { configurationKey: [] } },
@@ -345,10 +345,10 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
         return { status: 'Accepted', data: `${identity}:${params.data}` };
       });
     }
-    await waitFor(async () => {
+    await waitFor('all broadcast targets in presence', async () => {
       const { body } = await b.http('GET', '/chargers');
       return targets.every(([, identity]) => body.some((charger: any) => charger.identity === identity));
-    }, 'all broadcast targets in presence');
+    });
 
     const batch = await b.http('POST', '/broadcast-batch/DataTransfer', {
       identities: [...targets.map(([, identity]) => identity), 'BC-MISSING'],
@@ -399,16 +399,16 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
       for (const identity of ['X-FAILOVER', ...others]) {
         const cp = await charger(b, identity);
         cp.handle('DataTransfer', ({ params }) => ({ status: 'Accepted', data: params.data }));
-        await waitFor(async () => (await ownerOf(a, identity)) === 'node-b', `${identity} on B`);
+        await waitFor(`${identity} on B`, async () => (await ownerOf(a, identity)) === 'node-b');
       }
       const calls = callLoop('X-FAILOVER');
-      await waitFor(() => calls.statuses.length >= 5, 'calls to flow');
+      await waitFor('calls to flow', () => calls.statuses.length >= 5);
 
       // The master of node B's inbox and liveness key.
       const victim = cluster.masterOf(keySlot(keys.stream('node-b')));
       await cluster.killMaster(victim);
       const switched = calls.statuses.length;
-      await waitFor(() => calls.statuses.slice(switched).filter((status) => status === 200).length >= 10, 'calls to succeed after the switch', {
+      await waitFor('calls to succeed after the switch', () => calls.statuses.slice(switched).filter((status) => status === 200).length >= 10, {
         timeoutMs: 30_000,
       });
       await calls.stop();
@@ -429,9 +429,9 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
       const cluster = backend.cluster!;
       const cp = await charger(b, 'X-RESHARD');
       cp.handle('DataTransfer', ({ params }) => ({ status: 'Accepted', data: params.data }));
-      await waitFor(async () => (await ownerOf(a, 'X-RESHARD')) === 'node-b', 'X-RESHARD on B');
+      await waitFor('X-RESHARD on B', async () => (await ownerOf(a, 'X-RESHARD')) === 'node-b');
       const calls = callLoop('X-RESHARD');
-      await waitFor(() => calls.statuses.length >= 5, 'calls to flow');
+      await waitFor('calls to flow', () => calls.statuses.length >= 5);
 
       // Both inboxes, the charge point's presence and the node registry change masters, key by key.
       const slots = [...new Set([keys.stream('node-a'), keys.stream('node-b'), keys.presence('X-RESHARD'), keys.registry].map(keySlot))];
@@ -443,7 +443,7 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
       const [from, to] = cluster.masters();
       await cluster.reshard(from, to, 500);
       const moved = calls.statuses.length;
-      await waitFor(() => calls.statuses.length >= moved + 10, 'calls after the reshard');
+      await waitFor('calls after the reshard', () => calls.statuses.length >= moved + 10);
       await calls.stop();
       expect(calls.statuses.filter((status) => status !== 200)).toEqual([]);
       expect(await ownerOf(a, 'X-RESHARD')).toBe('node-b');

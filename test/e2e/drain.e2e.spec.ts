@@ -43,10 +43,10 @@ describe('draining a node (SIGTERM) behind a health-checking load balancer', () 
       clients.push(client);
     }
     balancer.addBackend(b.port);
-    await waitFor(async () => {
+    await waitFor('every charger on A, seen from B', async () => {
       const { body } = await b.http('GET', '/chargers');
       return body.filter((c: any) => c.nodeId === 'drain-a').length === CHARGERS;
-    }, 'every charger on A, seen from B');
+    });
 
     const closeCodes: number[] = [];
     for (const client of clients) client.on('disconnect', ({ code }: { code: number }) => closeCodes.push(code));
@@ -66,11 +66,11 @@ describe('draining a node (SIGTERM) behind a health-checking load balancer', () 
     })();
 
     process.kill(a.pid, 'SIGTERM');
-    await waitFor(async () => (await fetch(`${a.httpUrl}/health`).then((r) => r.status).catch(() => 0)) !== 200, 'A to report not ready');
-    await waitFor(async () => {
+    await waitFor('A to report not ready', async () => (await fetch(`${a.httpUrl}/health`).then((r) => r.status).catch(() => 0)) !== 200);
+    await waitFor('every charger on B', async () => {
       const { body } = await b.http('GET', '/chargers');
       return body.length === CHARGERS && body.every((c: any) => c.nodeId === 'drain-b');
-    }, 'every charger on B', { timeoutMs: 30_000 });
+    }, { timeoutMs: 30_000 });
     await withTimeout(new Promise((resolve) => a.exited.then(resolve)), 30_000, 'A to exit after draining');
     calling = false;
     await caller;

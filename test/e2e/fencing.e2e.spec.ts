@@ -122,9 +122,9 @@ describe('fencing (separate node processes, real Redis)', () => {
     const identities = Array.from({ length: 10 }, (_, i) => `FZ${i}`);
     // Slow chargers: commands queue up on node b behind one in-flight call each.
     const onB = await Promise.all(identities.map((identity) => charger(b, identity, 150)));
-    for (const identity of identities) await waitFor(() => visibleFrom(a, identity, 'fence-b'), `${identity} on fence-b`);
+    for (const identity of identities) await waitFor(`${identity} on fence-b`, () => visibleFrom(a, identity, 'fence-b'));
     const calls = identities.flatMap((identity) => Array.from({ length: 10 }, () => call(a, identity)));
-    await waitFor(() => onB.every((client) => client.received.length > 0), 'every charger to be serving a command');
+    await waitFor('every charger to be serving a command', () => onB.every((client) => client.received.length > 0));
     process.kill(b.pid, 'SIGSTOP');
     await sleep(NODE_TTL_MS * 4);
     process.kill(b.pid, 'SIGCONT');
@@ -138,10 +138,10 @@ describe('fencing (separate node processes, real Redis)', () => {
     const codes = await withTimeout(Promise.all(onB.map((client) => client.closed)), 20_000, 'node b to close its sockets');
     expect(new Set(codes)).toEqual(new Set([1012]));
     // ...and it serves again under a fresh lease: a new charger on it is reachable from a.
-    await waitFor(async () => (await b.http('GET', '/health/live')).status === 200, 'fence-b to be live again', { timeoutMs: 20_000 });
-    await waitFor(async () => (await b.http('GET', '/health')).status === 200, 'fence-b to be ready again', { timeoutMs: 20_000 });
+    await waitFor('fence-b to be live again', async () => (await b.http('GET', '/health/live')).status === 200, { timeoutMs: 20_000 });
+    await waitFor('fence-b to be ready again', async () => (await b.http('GET', '/health')).status === 200, { timeoutMs: 20_000 });
     const back = await charger(b, 'FZ-BACK', 0);
-    await waitFor(() => visibleFrom(a, 'FZ-BACK', 'fence-b'), 'FZ-BACK on fence-b');
+    await waitFor('FZ-BACK on fence-b', () => visibleFrom(a, 'FZ-BACK', 'fence-b'));
     const after = await call(a, 'FZ-BACK');
     expect(after.status).toBe(200);
     // It keeps its fresh lease (its heartbeat runs again), not just for the first TTL.
@@ -181,9 +181,9 @@ describe('fencing (separate node processes, real Redis)', () => {
     const identities = Array.from({ length: 5 }, (_, i) => `RS${i}`);
     // Silent chargers: what node b read stays in flight, unacknowledged.
     const onB = await Promise.all(identities.map((identity) => charger(b, identity, null)));
-    for (const identity of identities) await waitFor(() => visibleFrom(a, identity, 'restart-b'), `${identity} on restart-b`);
+    for (const identity of identities) await waitFor(`${identity} on restart-b`, () => visibleFrom(a, identity, 'restart-b'));
     const calls = identities.flatMap((identity) => [call(a, identity), call(a, identity)]);
-    await waitFor(() => onB.every((client) => client.received.length > 0), 'every charger to have received its first command');
+    await waitFor('every charger to have received its first command', () => onB.every((client) => client.received.length > 0));
     await b.kill9();
     await node('restart-b');
     const records = await withTimeout(Promise.all(calls), 40_000, 'every caller to be answered');
@@ -204,7 +204,7 @@ describe('fencing (separate node processes, real Redis)', () => {
     const b = await node('stall-b');
     const identities = Array.from({ length: 10 }, (_, i) => `ST${i}`);
     const onB = await Promise.all(identities.map((identity) => charger(b, identity, 0)));
-    for (const identity of identities) await waitFor(() => visibleFrom(a, identity, 'stall-b'), `${identity} on stall-b`);
+    for (const identity of identities) await waitFor(`${identity} on stall-b`, () => visibleFrom(a, identity, 'stall-b'));
     // Let both nodes see Redis answer steadily first, as in production.
     await sleep(NODE_TTL_MS * 2);
 

@@ -90,7 +90,7 @@ describe('health and metrics on real Redis', () => {
 
     await redis.stop();
     try {
-      await waitFor(async () => (await get(app, '/health')).status === 503, 'readiness to fail');
+      await waitFor('readiness to fail', async () => (await get(app, '/health')).status === 503);
       const down = await get(app, '/health');
       expect(down.body.error.ocpp).toMatchObject({ status: 'down', reason: expect.stringMatching(/writer|liveness/) });
       expect((await get(app, '/health/live')).status).toBe(200);
@@ -103,7 +103,7 @@ describe('health and metrics on real Redis', () => {
     const { client, window } = await connectExpectingRefusalWindow(app.wsUrl, 'AFTER-OUTAGE', { faultEndedAt });
     clients.push(client);
     expect(window.lastRefusalMs ?? 0).toBeLessThan(10_000);
-    await waitFor(async () => (await get(app, '/health')).status === 200, 'readiness to come back', { timeoutMs: 20_000 });
+    await waitFor('readiness to come back', async () => (await get(app, '/health')).status === 200, { timeoutMs: 20_000 });
     expect((await get(app, '/health/live')).status).toBe(200);
   });
 
@@ -113,7 +113,7 @@ describe('health and metrics on real Redis', () => {
     clients.push(cp);
     cp.handle('Reset', () => ({ status: 'Accepted' }));
     for (let i = 0; i < 3; i++) await cp.call('Heartbeat', {});
-    await waitFor(async () => (await caller.service.getPresence('METERED'))?.nodeId === 'health-a', 'presence of METERED');
+    await waitFor('presence of METERED', async () => (await caller.service.getPresence('METERED'))?.nodeId === 'health-a');
     expect(await caller.service.sendToClient('METERED', 'ocpp2.0.1', 'Reset', { type: 'Immediate' })).toEqual({ status: 'Accepted' });
     expect(await app.service.sendToClient('METERED', 'ocpp2.0.1', 'Reset', { type: 'Immediate' })).toEqual({ status: 'Accepted' });
     await expect(connectedChargePoint(app.wsUrl, 'bad{identity}')).rejects.toThrow();
@@ -137,7 +137,7 @@ describe('health and metrics on real Redis', () => {
     const slow = await connectedChargePoint(app.wsUrl, 'SLOW');
     clients.push(slow);
     slow.handle('GetConfiguration', () => new Promise(() => undefined));
-    await waitFor(async () => (await caller.service.getPresence('SLOW'))?.nodeId === 'health-a', 'presence of SLOW');
+    await waitFor('presence of SLOW', async () => (await caller.service.getPresence('SLOW'))?.nodeId === 'health-a');
     const calls: Promise<unknown>[] = [];
     const send = (count: number) => {
       for (let i = 0; i < count; i++) {
@@ -146,14 +146,14 @@ describe('health and metrics on real Redis', () => {
     };
     // The first occupies the one inbox handler; the rest wait unread in the stream.
     send(1 + 10);
-    await waitFor(async () => (await get(app, '/health')).body?.status === 'degraded', 'degraded readiness');
+    await waitFor('degraded readiness', async () => (await get(app, '/health')).body?.status === 'degraded');
     const degraded = await get(app, '/health');
     expect(degraded.status).toBe(200);
     expect(degraded.body.info.ocpp).toMatchObject({ status: 'degraded', lag: expect.any(Number) });
     expect(degraded.body.info.ocpp.lag).toBeGreaterThan(5);
 
     send(20);
-    await waitFor(async () => (await get(app, '/health')).status === 503, 'down readiness');
+    await waitFor('down readiness', async () => (await get(app, '/health')).status === 503);
     const down = await get(app, '/health');
     expect(down.body.error.ocpp.reason).toMatch(/consumer lag \d+ > 20/);
     expect(down.body.error.ocpp.lag).toBeGreaterThan(20);

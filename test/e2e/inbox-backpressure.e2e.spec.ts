@@ -50,7 +50,7 @@ describe('a node whose inbox is at its cap, with slow charge points', () => {
         await chargersAnswer.promise;
         return { status: 'Accepted', data: params.data };
       });
-      await waitFor(async () => (await caller.service.getPresence(identity))?.nodeId === 'inbox-owner', `${identity} seen by the caller`);
+      await waitFor(`${identity} seen by the caller`, async () => (await caller.service.getPresence(identity))?.nodeId === 'inbox-owner');
     }
   });
 
@@ -88,8 +88,8 @@ describe('a node whose inbox is at its cap, with slow charge points', () => {
 
     // While the charge points hold every call they got, the refused callers are already answered.
     // (Before: the 380 trimmed commands' callers waited out their 60 s and heard "sent, no answer".)
-    await waitFor(() => outcomes.length >= CALLS - CAP, 'every refused caller answered while the charge points hold', { timeoutMs: 20_000 });
-    await waitFor(async () => (await owner.service.metrics()).adapter.inFlightHandlers === IN_FLIGHT, 'owner at maxInFlight');
+    await waitFor('every refused caller answered while the charge points hold', () => outcomes.length >= CALLS - CAP, { timeoutMs: 20_000 });
+    await waitFor('owner at maxInFlight', async () => (await owner.service.metrics()).adapter.inFlightHandlers === IN_FLIGHT);
     const refused = [...outcomes];
     expect(refused).toHaveLength(CALLS - CAP);
     for (const { error } of refused) {
@@ -117,10 +117,10 @@ describe('a node whose inbox is at its cap, with slow charge points', () => {
     for (const { tag, result } of delivered) expect(result).toEqual({ status: 'Accepted', data: tag });
 
     // Once the owner's inbox is empty nothing can reach a charge point any more.
-    await waitFor(async () => {
+    await waitFor('owner inbox empty', async () => {
       const { redisConsumerLag } = await owner.service.metrics();
       return redisConsumerLag.lag === 0 && redisConsumerLag.pendingMessages === 0;
-    }, 'owner inbox empty');
+    });
     expect(await trueUnread()).toBe(0);
     expect([...received].sort()).toEqual(delivered.map((outcome) => outcome.tag).sort());
     const refusedTags = new Set(refused.map((outcome) => outcome.tag));

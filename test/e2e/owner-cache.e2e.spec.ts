@@ -33,7 +33,7 @@ describe("the caller's owner cache when a charge point moves", () => {
     const client = await connectedChargePoint(app.wsUrl, identity);
     clients.push(client);
     client.handle('DataTransfer', () => ({ status: 'Accepted', data: answer }));
-    await waitFor(async () => (await caller.service.getPresence(identity))?.nodeId === app.service.nodeId, `${identity} on ${app.service.nodeId}`);
+    await waitFor(`${identity} on ${app.service.nodeId}`, async () => (await caller.service.getPresence(identity))?.nodeId === app.service.nodeId);
     return client;
   }
 
@@ -61,7 +61,7 @@ describe("the caller's owner cache when a charge point moves", () => {
     expect(await call('LEAVER')).toEqual({ status: 'Accepted', data: 'first' });
 
     await gone.close();
-    await waitFor(async () => (await caller.service.getPresence('LEAVER')) === null, 'LEAVER to leave presence');
+    await waitFor('LEAVER to leave presence', async () => (await caller.service.getPresence('LEAVER')) === null);
     await expect(call('LEAVER')).rejects.toMatchObject({ code: 'OCPP_NOT_CONNECTED' });
 
     await chargerOn(second, 'LEAVER', 'second');

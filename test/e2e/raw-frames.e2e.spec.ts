@@ -123,7 +123,7 @@ describe('raw frames (ws client)', () => {
   it('2.1 SEND: inbound reaches the handler unanswered; outbound arrives as [6,...]', async () => {
     const cp = await RawChargePoint.connect(url('SEND-21'), 'ocpp2.1');
     cp.send([6, 's1', 'NotifyPeriodicEventStream', { id: 1, pending: 0, basetime: new Date().toISOString(), data: [{ t: 0, v: '1' }] }]);
-    await waitFor(() => sends.some((s) => s.identity === 'SEND-21'), 'SEND to reach its handler');
+    await waitFor('SEND to reach its handler', () => sends.some((s) => s.identity === 'SEND-21'));
     cp.send(HEARTBEAT('hb-send'));
     expect((await cp.nextFrame())[1]).toBe('hb-send'); // nothing was sent back for the SEND
     await app.service.sendMessage('SEND-21', 'ocpp2.1', 'NotifyPeriodicEventStream', { id: 2, pending: 0, basetime: new Date().toISOString(), data: [{ t: 0, v: '2' }] });
@@ -139,7 +139,7 @@ describe('raw frames (ws client)', () => {
     const reply = await cp.nextFrame();
     expect(reply.slice(0, 2)).toEqual([3, 'hb-after-bad-send']); // no CALLERROR for the SEND, and it came first
     cp.send([6, 'good-send', 'NotifyPeriodicEventStream', { id: 3, pending: 0, basetime: new Date().toISOString(), data: [{ t: 0, v: '3' }] }]);
-    await waitFor(() => sends.some((s) => s.identity === 'SEND-21-BAD'), 'the valid SEND to reach its handler');
+    await waitFor('the valid SEND to reach its handler', () => sends.some((s) => s.identity === 'SEND-21-BAD'));
     expect(sends.filter((s) => s.identity === 'SEND-21-BAD').map((s) => (s.payload as { id: number }).id)).toEqual([3]);
     cp.close();
   });
@@ -195,7 +195,7 @@ describe('raw frames (ws client)', () => {
       const end = bytes.indexOf('\r\n\r\n');
       return end >= 0 && bytes.length >= end + 4 + 4;
     };
-    await waitFor(closeFrameArrived, 'the server to send a close frame');
+    await waitFor('the server to send a close frame', closeFrameArrived);
     socket.destroy();
     const bytes = Buffer.concat(received);
     const headerEnd = bytes.indexOf('\r\n\r\n');

@@ -136,6 +136,6 @@ describe('sample CSMS HTTP API (one node, in memory)', () => {
 
   it('a charger that disconnects leaves the list', async () => {
     await cp201.close();
-    await waitFor(async () => (await http(app, 'GET', '/chargers')).body.length === 1, 'CP-201 to leave the list');
+    await waitFor('CP-201 to leave the list', async () => (await http(app, 'GET', '/chargers')).body.length === 1);
   });
 });

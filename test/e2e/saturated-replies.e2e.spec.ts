@@ -33,8 +33,8 @@ describe('a node whose inbox is full of commands waiting on slow charge points',
     clients.push(client);
     // null: a charge point that never answers.
     client.handle('DataTransfer', answer ?? (() => new Promise(() => undefined)));
-    await waitFor(async () => (await other.service.getPresence(identity))?.nodeId === app.service.nodeId, `${identity} registered`);
-    await waitFor(async () => (await busy.service.getPresence(identity))?.nodeId === app.service.nodeId, `${identity} seen by busy`);
+    await waitFor(`${identity} registered`, async () => (await other.service.getPresence(identity))?.nodeId === app.service.nodeId);
+    await waitFor(`${identity} seen by busy`, async () => (await busy.service.getPresence(identity))?.nodeId === app.service.nodeId);
   }
 
   it('still gets the answer to its own cross-node call', async () => {
@@ -46,7 +46,7 @@ describe('a node whose inbox is full of commands waiting on slow charge points',
     for (const identity of ['SLOW-1', 'SLOW-2']) {
       held.push(other.service.sendToClient(identity, 'DataTransfer', { vendorId: 'slow' }, { timeoutMs: 60_000 }).catch(() => undefined));
     }
-    await waitFor(async () => (await busy.service.metrics()).adapter.inFlightHandlers === 2, 'busy node at maxInFlight');
+    await waitFor('busy node at maxInFlight', async () => (await busy.service.metrics()).adapter.inFlightHandlers === 2);
 
     // Before replies had a stream of their own, this answer queued behind the held commands and the call timed out.
     await expect(busy.service.sendToClient('FAST', 'DataTransfer', { vendorId: 'fast' }, { timeoutMs: 10_000 })).resolves.toEqual({

@@ -34,7 +34,7 @@ describe('a seed-shaped custom adapter (defineAdapter) runs a two-node cluster',
     const charger = await connectedChargePoint(nodeB.wsUrl, 'SEED-CP-1');
     chargers.push(charger);
     charger.handle('Reset', ({ params }) => ({ status: params.type === 'Hard' ? 'Accepted' : 'Rejected' }));
-    await waitFor(async () => (await nodeA.service.getPresence('SEED-CP-1'))?.nodeId === 'seed-b', 'node A to learn the owner');
+    await waitFor('node A to learn the owner', async () => (await nodeA.service.getPresence('SEED-CP-1'))?.nodeId === 'seed-b');
 
     const answer = await withTimeout(nodeA.service.sendToClient('SEED-CP-1', 'ocpp1.6', 'Reset', { type: 'Hard' }), 10_000, 'the answer');
     expect(answer).toEqual({ status: 'Accepted' });
@@ -48,7 +48,7 @@ describe('a seed-shaped custom adapter (defineAdapter) runs a two-node cluster',
     const seen: string[] = [];
     onA.handle('ClearCache', () => (seen.push('SEED-CP-2'), { status: 'Accepted' }));
     chargers[0]!.handle('ClearCache', () => (seen.push('SEED-CP-1'), { status: 'Accepted' }));
-    await waitFor(async () => (await nodeB.service.getPresence('SEED-CP-2'))?.nodeId === 'seed-a', 'node B to learn the owner');
+    await waitFor('node B to learn the owner', async () => (await nodeB.service.getPresence('SEED-CP-2'))?.nodeId === 'seed-a');
 
     const summary = await nodeB.service.broadcast('ClearCache', {}, { timeoutMs: 10_000 });
     expect(summary).toMatchObject({ delivered: 2, failed: 0, nodes: 2 });
@@ -61,12 +61,12 @@ describe('a seed-shaped custom adapter (defineAdapter) runs a two-node cluster',
     const second = await connectedChargePoint(nodeA.wsUrl, 'SEED-CP-1');
     chargers.push(second);
     await withTimeout(closedFirst, 10_000, 'the stale socket on node B to close');
-    await waitFor(async () => (await nodeB.service.getPresence('SEED-CP-1'))?.nodeId === 'seed-a', 'node B to see the new owner');
+    await waitFor('node B to see the new owner', async () => (await nodeB.service.getPresence('SEED-CP-1'))?.nodeId === 'seed-a');
   });
 
   it('forgets a node that stopped: its charge points read as not connected', async () => {
     await nodeA.close();
-    await waitFor(async () => (await nodeB.service.getPresence('SEED-CP-2')) === null, 'node B to forget node A');
+    await waitFor('node B to forget node A', async () => (await nodeB.service.getPresence('SEED-CP-2')) === null);
     await expect(nodeB.service.sendToClient('SEED-CP-2', 'ocpp1.6', 'Reset', { type: 'Hard' })).rejects.toMatchObject({ code: 'OCPP_NOT_CONNECTED' });
   });
 });

@@ -7,7 +7,7 @@ import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
 import { keySlot } from '../../lib/redis/redis-keys.js';
 import { MemoryLogger } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle, type RedisServer } from '../support/redis-server.js';
-import { sleep, waitFor } from '../support/redis-wait.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 type Mode = 'classic' | 'sharded';
 

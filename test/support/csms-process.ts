@@ -1,12 +1,9 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { ensureSampleBuilt, SAMPLE_MAIN } from './sample-build.js';
 import { withTimeout } from './wait.js';
 
-const SAMPLE_MAIN = fileURLToPath(new URL('../../dist/sample/main.js', import.meta.url));
-
-/** A sample CSMS node in its own process (built by `npm run build:sample` before the tests). */
+/** A sample CSMS node in its own process (dist/sample, rebuilt first when older than its sources). */
 export class CsmsProcess {
   readonly output: string[] = [];
   readonly exited: Promise<number | null>;
@@ -31,7 +28,7 @@ export class CsmsProcess {
   }
 
   static async start(nodeId: string, env: Record<string, string>): Promise<CsmsProcess> {
-    if (!existsSync(SAMPLE_MAIN)) throw new Error(`${SAMPLE_MAIN} is missing: run "npm run build:sample" first`);
+    ensureSampleBuilt();
     const child = spawn(process.execPath, [SAMPLE_MAIN], {
       env: { ...process.env, NODE_OPTIONS: '', PORT: '0', OCPP_NODE_ID: nodeId, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

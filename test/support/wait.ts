@@ -12,17 +12,25 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
   }
 }
 
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
+/**
+ * Polls `check` until it returns a truthy value and returns that value; fails after `timeoutMs`
+ * with `what` in the message. An error thrown by `check` fails the wait at once: a refusal is
+ * never retried into a pass.
+ */
+export async function waitFor<T>(
   what: string,
-  { timeoutMs = 10_000, intervalMs = 25 } = {},
-): Promise<void> {
+  check: () => T | Promise<T>,
+  { timeoutMs = 15_000, intervalMs = 25 }: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<NonNullable<T>> {
   const giveUpAt = Date.now() + timeoutMs;
   for (;;) {
-    if (await condition()) return;
+    const value = await check();
+    if (value) return value as NonNullable<T>;
     if (Date.now() > giveUpAt) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    await sleep(intervalMs);
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

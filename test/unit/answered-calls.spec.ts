@@ -97,7 +97,7 @@ describe('AnsweredCalls', () => {
     const answers = new AnsweredCalls({ ttlMs: 50 });
     for (let i = 0; i < 20; i++) answer(answers, `CP${i % 3}`, `m${i}`, 'DataTransfer', { i }, replySized(1_000));
     expect(answers.bytes).toBe(20_000);
-    await waitFor(() => answers.size === 0, 'the cache to empty itself', { timeoutMs: 5_000 });
+    await waitFor('the cache to empty itself', () => answers.size === 0, { timeoutMs: 5_000 });
     expect(answers.bytes).toBe(0);
     expect(['CP0', 'CP1', 'CP2'].map((identity) => answers.bytesOf(identity))).toEqual([0, 0, 0]);
   });

@@ -154,7 +154,7 @@ describe('CallRouter.route (the one routing decision of sendToClient, sendMessag
     registry.set(idleConnection('CP-D'));
     await adapter.setPresence('CP-D', 'ocpp1.6', Date.now());
     const draining = drain.run(0);
-    await waitFor(() => drain.isHandedOver('CP-D'), 'CP-D handed over');
+    await waitFor('CP-D handed over', () => drain.isHandedOver('CP-D'));
     expect(router.servingConnection('CP-D')).toBeUndefined();
     const routed = router.route('CP-D', request());
     // Presence still names this node; the charge point reconnects on b a moment later.
@@ -169,7 +169,7 @@ describe('CallRouter.forward (the owner side of the same policy)', () => {
     const { router, b, reachedB } = await cluster();
     await b.setPresence('CP-B', 'ocpp1.6', Date.now());
     await expect(router.forward(command({ hops: MAX_HOPS - 1 }), openGate)).resolves.toBeNull();
-    await waitFor(() => reachedB.length === 1, 'the forwarded command to reach b');
+    await waitFor('the forwarded command to reach b', () => reachedB.length === 1);
     expect(reachedB[0]).toMatchObject({ kind: 'command', id: 'c-1', hops: MAX_HOPS });
   });
 

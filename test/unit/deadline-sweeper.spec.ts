@@ -11,7 +11,7 @@ describe('deadline sweeper (one timer for many deadlines)', () => {
     const slots = new Map(Object.entries(deadlines).map(([key, deadline]) => [key, sweeper.add(key, deadline)]));
     sweeper.remove('removed', slots.get('removed')!);
 
-    await waitFor(() => expired.length === 3, 'three keys expired');
+    await waitFor('three keys expired', () => expired.length === 3);
     expect(expired.map(({ key }) => key)).toEqual(['early', 'middle', 'late']);
     for (const { key, at } of expired) expect(at).toBeGreaterThanOrEqual(deadlines[key as keyof typeof deadlines]);
   });
@@ -22,7 +22,7 @@ describe('deadline sweeper (one timer for many deadlines)', () => {
     sweeper.add('in an hour', Date.now() + 3_600_000);
     sweeper.add('soon', Date.now() + 20);
 
-    await waitFor(() => expired.length === 1, 'the early key expired');
+    await waitFor('the early key expired', () => expired.length === 1);
     expect(expired).toEqual(['soon']);
     sweeper.clear();
   });

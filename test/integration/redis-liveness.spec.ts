@@ -2,7 +2,7 @@ import { ClusterUnavailableError, NodeIdConflictError } from '../../lib/protocol
 import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, FakeLocalRegistry, gate, MemoryLogger, startNode, redisTestBed } from '../support/redis-fixtures.js';
-import { sleep, waitFor } from '../support/redis-wait.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 describe('RedisAdapter node liveness', () => {
   const bed = redisTestBed();

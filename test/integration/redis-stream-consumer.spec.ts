@@ -5,7 +5,7 @@ import { StreamConsumer } from '../../lib/redis/stream-consumer.js';
 import { StreamAppender } from '../../lib/redis/stream-appender.js';
 import { command, gate, MemoryLogger, replies, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
-import { sleep, waitFor } from '../support/redis-wait.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 describe('node inbox (stream consumer)', () => {
   let server: RedisServer;

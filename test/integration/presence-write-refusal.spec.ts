@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws';
 import { OcppClusterHealthIndicator } from '../../lib/nest/ocpp-cluster.health-indicator.js';
 import { openCharger, startClusterNode, UpgradeRefusedError, type RunningClusterNode } from '../support/cluster-node.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
-import { waitFor } from '../support/redis-wait.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * Issue 9 item 8: Redis answers PING but refuses writes (maxmemory reached, noeviction). The

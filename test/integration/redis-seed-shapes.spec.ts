@@ -42,7 +42,7 @@ describe('the seed\'s Redis shapes work as printed', () => {
       await held;
     });
     await adapter.publish(nodeChannel(nodeId), command(nodeId, `${nodeId}-CP`));
-    await waitFor(() => received.length === 1, `${nodeId} to receive its command`);
+    await waitFor(`${nodeId} to receive its command`, () => received.length === 1);
     return received;
   }
 
@@ -82,7 +82,7 @@ describe('the seed\'s Redis shapes work as printed', () => {
     // Every enumerable value stays a number (Prometheus, JSON).
     expect(Object.values(telemetry).every((value) => typeof value === 'number')).toBe(true);
     release();
-    await waitFor(async () => (await adapter.metrics()).redisConsumerLag.pendingMessages === 0, 'the entry to be acknowledged');
+    await waitFor('the entry to be acknowledged', async () => (await adapter.metrics()).redisConsumerLag.pendingMessages === 0);
   });
 
   it('names the form to use when a shape is refused', () => {

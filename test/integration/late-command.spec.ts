@@ -22,7 +22,7 @@ describe('a command that reaches the owner after its deadline', () => {
     const charger = new WebSocket(`ws://127.0.0.1:${(http.address() as AddressInfo).port}/ocpp/LATE-1`, 'ocpp1.6');
     charger.on('message', (data) => frames.push(data.toString()));
     await new Promise((resolve) => charger.once('open', resolve));
-    await waitFor(() => owner.listLocal().length === 1, 'charger registered');
+    await waitFor('charger registered', () => owner.listLocal().length === 1);
 
     const caller = new InMemoryAdapter(bus);
     const replies: ClusterMessage[] = [];
@@ -39,7 +39,7 @@ describe('a command that reaches the owner after its deadline', () => {
       payload: { type: 'Hard' },
       deadline: Date.now() - 1,
     });
-    await waitFor(() => replies.length === 1, 'the reply');
+    await waitFor('the reply', () => replies.length === 1);
     expect(replies[0]).toMatchObject({ kind: 'reply', id: 'late-1', outcome: { status: 'timeout', sent: false } });
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(frames).toEqual([]);

@@ -7,7 +7,7 @@ import {
   type TestNode,
 } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
-import { waitFor } from '../support/redis-wait.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * ocpp-ws-io's reproduced bug: after a Redis restart, node A re-registers a charge point that

@@ -3,7 +3,7 @@ import { settleOutcome } from '../../lib/cluster/outcome.js';
 import { InboxFullError } from '../../lib/protocol/errors.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, gate, startNode, redisTestBed } from '../support/redis-fixtures.js';
-import { waitFor } from '../support/redis-wait.js';
+import { waitFor } from '../support/wait.js';
 
 describe('takeover of a dead node', () => {
   const bed = redisTestBed();

@@ -8,7 +8,7 @@ import { StreamAppender } from '../../lib/redis/stream-appender.js';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle, type RedisServer } from '../support/redis-server.js';
-import { sleep, waitFor } from '../support/redis-wait.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 function optionError(build: () => unknown): string {
   try {

@@ -7,7 +7,7 @@ import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { PRESENCE_REMOVE_IF_OWNER } from '../../lib/redis/lua-scripts.js';
 import { command, commandCalls, FakeLocalRegistry, Inbox, MemoryLogger, replies } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
-import { waitFor } from '../support/redis-wait.js';
+import { waitFor } from '../support/wait.js';
 
 /** The same adapter on a 3-master Redis Cluster: nothing may need a cross-slot operation. */
 describe('RedisAdapter on Redis Cluster (3 masters)', () => {

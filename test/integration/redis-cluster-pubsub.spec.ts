@@ -3,7 +3,7 @@ import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { FakeLocalRegistry, Inbox, MemoryLogger } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
-import { waitFor } from '../support/redis-wait.js';
+import { waitFor } from '../support/wait.js';
 
 type Mode = 'classic' | 'sharded';
 

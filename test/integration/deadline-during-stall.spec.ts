@@ -39,7 +39,7 @@ describe('a call whose routing is held up by a stalled Redis', () => {
     sockets.push(charger);
     const received: string[] = [];
     charger.on('message', (data) => received.push(data.toString()));
-    await waitFor(async () => (await a.node.getPresence('DL1'))?.nodeId === 'stall-b', 'DL1 on stall-b');
+    await waitFor('DL1 on stall-b', async () => (await a.node.getPresence('DL1'))?.nodeId === 'stall-b');
 
     let pauseOver = false;
     await admin.call('CLIENT', 'PAUSE', '6000', 'ALL');

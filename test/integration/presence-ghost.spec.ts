@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
 import { closed, openCharger, startClusterNode, type RunningClusterNode } from '../support/cluster-node.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
-import { waitFor } from '../support/redis-wait.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * Issue 9 item 7: a presence refresh that runs while a connection's first claim is in flight

@@ -14,7 +14,7 @@ import { resolveOptions } from '../../lib/resolve-options.js';
 import type { OcppClusterOptions } from '../../lib/ocpp-cluster.options.js';
 import { RawChargePoint } from '../support/charge-point.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
-import { waitFor } from '../support/redis-wait.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * What a caller gets for input the cluster cannot carry, with two nodes on a real Redis: the

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { createDriver, reconnectDelayMs } from '../../lib/redis/redis-driver.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, redisTestBed } from '../support/redis-fixtures.js';
-import { sleep, waitFor } from '../support/redis-wait.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 describe('RedisAdapter when its connections are cut (CLIENT KILL)', () => {
   const bed = redisTestBed((nodeId) => ({ redisOptions: { connectionName: `test-${nodeId}` } }));

@@ -5,7 +5,7 @@ import { RedisConnectionPool } from '../../lib/redis/redis-connection-pool.js';
 import { createDriver } from '../../lib/redis/redis-driver.js';
 import { command, MemoryLogger, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
-import { waitFor } from '../support/redis-wait.js';
+import { waitFor } from '../support/wait.js';
 
 describe('writer pool', () => {
   let server: RedisServer;

@@ -42,14 +42,14 @@ describe('stopping a node with calls in flight to other nodes', () => {
       receivedAt.push(Date.now());
       setTimeout(() => charger.send(JSON.stringify([3, id, { status: 'Accepted' }])), 800);
     });
-    await waitFor(async () => (await a.node.getPresence('SW1'))?.nodeId === 'stop-b', 'SW1 on stop-b');
+    await waitFor('SW1 on stop-b', async () => (await a.node.getPresence('SW1'))?.nodeId === 'stop-b');
 
     const call = a.node.sendToClient('SW1', 'ocpp1.6', 'DataTransfer', { vendorId: 'stop' }, { timeoutMs: 10_000 });
     const outcome = call.then(
       (result) => ({ result, at: Date.now() }),
       (error: unknown) => ({ error, at: Date.now() }),
     );
-    await waitFor(() => receivedAt.length === 1, 'the charger to receive the call');
+    await waitFor('the charger to receive the call', () => receivedAt.length === 1);
     const stopping = a.node.stop();
     const settled = await withTimeout(outcome, 10_000, 'the call to settle');
     await withTimeout(stopping, 15_000, 'node a to stop');

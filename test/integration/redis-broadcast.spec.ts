@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type { BroadcastEnvelope } from '../../lib/cluster/envelope.js';
 import { command, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
-import { sleep, waitFor } from '../support/redis-wait.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 describe('broadcast and publishBatch across three adapters', () => {
   let server: RedisServer;

@@ -1,6 +1,6 @@
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { redisTestBed } from '../support/redis-fixtures.js';
-import { sleep, waitFor } from '../support/redis-wait.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 /**
  * Fencing needs a heartbeat that never dies: whatever Redis does (slow answers, pauses, a

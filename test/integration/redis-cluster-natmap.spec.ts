@@ -3,7 +3,7 @@ import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, FakeLocalRegistry, MemoryLogger, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { freePort, startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
-import { waitFor } from '../support/redis-wait.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * Docker/Kubernetes NAT: every node announces an address clients cannot reach (here: its
