@@ -71,13 +71,13 @@ describe('stopping a node with calls in flight to other nodes', () => {
       received++;
       setTimeout(() => charger.send(JSON.stringify([3, id, { status: 'Accepted' }])), 800);
     });
-    await waitFor(async () => (await a.node.getPresence('SW2'))?.nodeId === 'drain-b', 'SW2 on drain-b');
+    await waitFor('SW2 on drain-b', async () => (await a.node.getPresence('SW2'))?.nodeId === 'drain-b');
 
     const outcome = a.node.sendToClient('SW2', 'ocpp1.6', 'DataTransfer', { vendorId: 'drain' }, { timeoutMs: 10_000 }).then(
       (result) => ({ result }),
       (error: unknown) => ({ error }),
     );
-    await waitFor(() => received === 1, 'the charger to receive the call');
+    await waitFor('the charger to receive the call', () => received === 1);
     // What Nest does on SIGTERM with enableShutdownHooks: drain, then stop.
     await withTimeout(a.node.drain({ windowMs: 0 }), 15_000, 'node a to drain');
     await withTimeout(a.node.stop(), 15_000, 'node a to stop');
