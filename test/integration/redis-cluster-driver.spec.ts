@@ -6,7 +6,7 @@ import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-ad
 import { createDriver } from '../../lib/redis/redis-driver.js';
 import { StreamAppender } from '../../lib/redis/stream-appender.js';
 import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
-import { command, connectCharger, startNode, type TestNode } from '../support/redis-fixtures.js';
+import { command, connectCharger, startNode, type TestNode, ownerOf } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle, type RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/wait.js';
 
@@ -325,7 +325,7 @@ describe('RedisAdapter on Redis Cluster (3 masters + 3 replicas)', () => {
     replica.cli('CONFIG', 'SET', 'replica-read-only', 'yes');
     await cluster.killMaster(victim);
 
-    await waitFor('the lost entry to be back', async () => (await a.adapter.getPresence(identity))?.nodeId === 'lost-b', { timeoutMs: 20_000 });
+    await waitFor('the lost entry to be back', async () => (await ownerOf(a.adapter, identity)) === 'lost-b', { timeoutMs: 20_000 });
     expect(b.logger.lines).toContain('log recovering cluster state: redis cluster masters changed');
     await cluster.restartNode(victim);
   }, 90_000);

@@ -1,7 +1,7 @@
 import { ClusterUnavailableError, NodeIdConflictError } from '../../lib/protocol/errors.js';
 import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
-import { command, connectCharger, FakeLocalRegistry, gate, MemoryLogger, startNode, redisTestBed } from '../support/redis-fixtures.js';
+import { command, connectCharger, FakeLocalRegistry, gate, MemoryLogger, startNode, redisTestBed, ownerOf } from '../support/redis-fixtures.js';
 import { sleep, waitFor } from '../support/wait.js';
 
 describe('RedisAdapter node liveness', () => {
@@ -63,7 +63,7 @@ describe('RedisAdapter node liveness', () => {
     await connectCharger(a, 'CP1');
     await bed.redis.flushall();
     await waitFor('liveness back', async () => (await bed.redis.exists(keys.alive('A'))) === 1);
-    await waitFor('presence back', async () => (await b.adapter.getPresence('CP1'))?.nodeId === 'A');
+    await waitFor('presence back', async () => (await ownerOf(b.adapter, 'CP1')) === 'A');
     await b.adapter.publish('node:A', command('B', 'CP1'));
     await waitFor('A reads its inbox again', () => a.inbox.ofKind('command').length === 1);
     await sleep(300);

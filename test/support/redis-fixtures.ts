@@ -1,3 +1,4 @@
+import { ClusterUnavailableError } from '../../lib/protocol/errors.js';
 import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ClusterMessage, CommandEnvelope, ReplyEnvelope } from '../../lib/cluster/envelope.js';
@@ -206,4 +207,19 @@ export function redisTestBed(defaults: (nodeId: string) => Parameters<typeof sta
 export function commandCalls(commandstats: string, command: string): number {
   const match = new RegExp(`^cmdstat_${command.toLowerCase()}:calls=(\\d+)`, 'm').exec(commandstats);
   return match ? Number(match[1]) : 0;
+}
+
+/**
+ * Who owns `identity` as `adapter` sees it: a node id, null (nobody), or 'in doubt' while the
+ * adapter answers ClusterUnavailableError because presence cannot be trusted yet (a Redis
+ * restart, failover or stall moments ago: other nodes may still be re-registering). Waits
+ * after such a fault go through the doubt; a wait that should never see it asserts on it.
+ */
+export async function ownerOf(adapter: { getPresence(identity: string): Promise<PresenceRecord | null> }, identity: string): Promise<string | null> {
+  try {
+    return (await adapter.getPresence(identity))?.nodeId ?? null;
+  } catch (error) {
+    if (error instanceof ClusterUnavailableError) return 'in doubt';
+    throw error;
+  }
 }
