@@ -51,7 +51,8 @@ export class OcppClusterNode {
     this.nodeId = options.nodeId;
     this.parts = composeNodeParts({
       ...{ options, adapter, validator, handlers, logger, listeners, metricsSink },
-      isStopping: () => this.stopping,
+      // After a drain left the cluster no reply can come back: new calls are refused before anything is sent.
+      isStopping: () => this.stopping || this.leftCluster,
       hasLeft: () => this.leftCluster,
       leaveCluster: () => this.leaveCluster(),
     });

@@ -175,6 +175,8 @@ export class OutboundCalls {
       deadline: request.deadline,
       expectedProtocol: request.protocol,
     });
+    // Settled at the deadline even while the publish below still waits on a stalled Redis: never an unhandled rejection.
+    reply.catch(() => undefined);
     this.deps.metrics.counters.remoteSent++;
     try {
       await this.deps.adapter.publish(nodeChannel(owner.nodeId), command);
