@@ -258,7 +258,11 @@ export class RedisAdapter implements EventAdapterInterface {
     });
     this.takeover.start();
     const removeReconnect = this.driver.onReconnect((role) => {
-      if (role === 'writer') this.scheduleRecover('redis connection re-established');
+      if (role !== 'writer') return;
+      // From the first command on the new connection: Redis may have restarted empty, and the
+      // other nodes' sockets are not re-registered yet.
+      this.liveness?.noteDisturbance();
+      this.scheduleRecover('redis connection re-established');
     });
     // A failover can lose the last writes its old master had not replicated: re-check liveness,
     // re-read our pending inbox entries and re-register presence the way a reconnect does.
