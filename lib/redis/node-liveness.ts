@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { ClusterLogger } from '../cluster/logger.js';
-import { settleWithin, sleep } from '../cluster/time-bounds.js';
+import { beforeDeadline, sleep } from '../cluster/time-bounds.js';
 import { NodeIdConflictError } from '../protocol/errors.js';
 import {
   LEASE_HELD_ELSEWHERE,
@@ -424,12 +424,9 @@ export class NodeLiveness {
     this.timer.unref();
   }
 
-  /** The step's result, or a failure after a TTL; a later rejection of the step is not left unhandled. */
-  private async withinTtl<T>(step: Promise<T>): Promise<T> {
-    step.catch(() => undefined);
-    const result = await settleWithin(step, this.options.ttlMs);
-    if (result === undefined) throw new Error(`no answer within ${this.options.ttlMs} ms`);
-    return result;
+  /** The step's result, or a failure after a TTL (a later rejection of the step is not left unhandled). */
+  private withinTtl<T>(step: Promise<T>): Promise<T> {
+    return beforeDeadline(step, Date.now() + this.options.ttlMs, () => new Error(`no answer within ${this.options.ttlMs} ms`));
   }
 
   private async beat(): Promise<void> {

@@ -20,7 +20,7 @@ import { ClusterDriver, type ClusterDriverOptions } from './cluster-driver.js';
 import { pingWithin, writeWithin } from './connection-probe.js';
 import { NODE_CLEANUP } from './lua-scripts.js';
 import { NodeLiveness, type LeaseEvent } from './node-liveness.js';
-import { settleWithin, sleep } from '../cluster/time-bounds.js';
+import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
 import { NodeTakeover } from './node-takeover.js';
 import { PresenceStore, type RehydrateResult } from './presence-store.js';
 import { RedisConnectionPool, validatePoolOptions, type DriverFactory } from './redis-connection-pool.js';
@@ -598,9 +598,7 @@ export class RedisAdapter implements EventAdapterInterface {
     while (this.state === 'connected') {
       try {
         // Bounded: a command on a connection that broke may never settle, and recovery must go on.
-        const lease = await settleWithin(this.liveness!.reacquire().catch((error: unknown) => error as Error), this.nodeTtlMs);
-        if (lease === undefined) throw new Error(`liveness not answered within ${this.nodeTtlMs} ms`);
-        if (lease instanceof Error) throw lease;
+        const lease = await beforeDeadline(this.liveness!.reacquire(), Date.now() + this.nodeTtlMs, () => new Error(`liveness not answered within ${this.nodeTtlMs} ms`));
         // Taken over or conflict: onLeaseEvent (told by reacquire) handles it.
         if (lease !== 'resumed') return;
         this.liveness!.start();
