@@ -47,6 +47,15 @@ export default tseslint.config(
     },
   },
   {
+    files: ['lib/nats/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [NEST, { group: ['../gateway/*', '../redis/*', '../nest/*'], message: 'nats never imports gateway, redis or the Nest layer: a transport stands on cluster and protocol only.' }] },
+      ],
+    },
+  },
+  {
     files: ['lib/redis/**/*.ts'],
     rules: {
       'no-restricted-imports': [
