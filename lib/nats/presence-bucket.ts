@@ -30,6 +30,15 @@ export interface RehydrateResult {
   existing: PresenceRecord | null;
 }
 
+/**
+ * Above the stored epoch, and at least the time in microseconds (as Redis takes its server TIME):
+ * after NATS lost the bucket, a connection made after the loss still outranks an older socket
+ * that is re-registered later (clocks of the nodes assumed within a few ms of each other).
+ */
+function nextEpoch(stored: StoredPresence | null): number {
+  return Math.max((stored?.epoch ?? 0) + 1, Date.now() * 1000);
+}
+
 function decode(identity: string, entry: KvEntry | null): { stored: StoredPresence | null; revision: number } {
   if (!entry) return { stored: null, revision: 0 };
   if (entry.operation !== 'PUT') return { stored: null, revision: entry.revision };
@@ -58,7 +67,7 @@ export class PresenceBucket {
     const key = token(identity);
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const { stored, revision } = decode(identity, await this.kv().get(key));
-      const record: PresenceRecord = { identity, nodeId, epoch: (stored?.epoch ?? 0) + 1, protocol, connectedAt };
+      const record: PresenceRecord = { identity, nodeId, epoch: nextEpoch(stored), protocol, connectedAt };
       if (await this.write(key, record, revision)) return { record, previous: asRecord(identity, stored) };
     }
     throw new ClusterUnavailableError(`presence of ${identity} kept changing; claim not written`);
@@ -124,7 +133,7 @@ export class PresenceBucket {
       // A newer connection claimed it since (it may have closed again): our socket is stale.
       if (stored && stored.epoch > record.epoch && record.epoch > 0) return { record, status: 'refused', existing };
       // A socket accepted while NATS refused writes (epoch 0) gets a fresh epoch now.
-      const written = record.epoch > 0 ? record : { ...record, epoch: (stored?.epoch ?? 0) + 1 };
+      const written = record.epoch > 0 ? record : { ...record, epoch: nextEpoch(stored) };
       if (await this.write(key, written, revision)) return { record: written, status: existing ? 'displaced' : 'restored', existing };
     }
     throw new ClusterUnavailableError(`presence of ${record.identity} kept changing; not re-registered`);

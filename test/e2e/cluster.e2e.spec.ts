@@ -263,7 +263,7 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }, { backend
     }
   });
 
-  it('after a Redis restart presence comes back whole and never points at a stale owner', async () => {
+  it(`after a ${backend.kind === 'nats' ? 'NATS (store lost)' : 'Redis'} restart presence comes back whole and never points at a stale owner`, async () => {
     // The ocpp-ws-io scenario: X-MOVED holds a socket on A with a high epoch; Redis restarts empty;
     // X-MOVED connects again on B as soon as B takes upgrades (its old socket on A still looks open).
     // When A re-registers its sockets, it must not take X-MOVED back from B.
