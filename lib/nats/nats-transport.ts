@@ -328,12 +328,14 @@ export class NatsTransport implements EventAdapterInterface {
         storage: StorageType.File,
         num_replicas: this.replicas,
       };
+      let existed = true;
       try {
         await jsm.streams.info(config.name);
         await jsm.streams.update(config.name, { subjects: config.subjects, max_msgs: config.max_msgs });
       } catch (error) {
         if (!isStreamNotFound(error)) throw error;
         await jsm.streams.add(full);
+        existed = false;
       }
       let delivered = 0;
       try {
@@ -350,7 +352,8 @@ export class NatsTransport implements EventAdapterInterface {
         max_ack_pending: -1,
         max_deliver: -1,
       });
-      this.readBefore.set(config.name, Math.max(delivered, readBefore));
+      // A stream made anew (a takeover finished and deleted it, or NATS lost it) starts its sequences over.
+      this.readBefore.set(config.name, existed ? Math.max(delivered, readBefore) : 0);
     }
   }
 

@@ -261,7 +261,7 @@ export class NatsNodeLiveness {
     this.beats++;
     try {
       // The KV client bounds the request (its timeout): a stalled server fails the beat.
-      this.revision = await kv.update(this.key, encode(this.record()), this.revision, this.intervalMs * 2);
+      this.revision = await kv.update(this.key, encode(this.record()), this.revision, this.options.ttlMs);
       if (this.steadySince === Infinity) this.steadySince = performance.now();
       this.onAnswered(sentAt);
       if (this.suspended) {

@@ -106,11 +106,21 @@ export class NatsTakeover {
     return this.scanning;
   }
 
+  /**
+   * Keys of the nodes bucket, in one request (the stream's subjects; deleted keys included, their
+   * records read as absent). A KV key listing would run a consumer that a busy bucket keeps going.
+   */
+  private async nodeKeys(): Promise<string[]> {
+    const bucket = this.options.names.nodesBucket;
+    const prefix = `$KV.${bucket}.`;
+    const info = await this.options.jsm().streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}>` });
+    return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+  }
+
   private async scanOnce(): Promise<NatsTakeoverReport[]> {
     const { liveness, selfId } = this.options;
     const kv = this.options.nodesKv();
-    const keys: string[] = [];
-    for await (const key of await kv.keys()) keys.push(key);
+    const keys = await this.nodeKeys();
     const reports: NatsTakeoverReport[] = [];
     for (const key of keys) {
       if (!this.running) break;
