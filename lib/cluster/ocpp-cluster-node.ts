@@ -4,7 +4,6 @@ import type { OcppProtocol } from '../protocol/protocol.js';
 import type { SchemaValidator } from '../protocol/validator.js';
 import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 import type { Acceptance } from './admission.js';
-import { BROADCAST_CHANNEL, nodeChannel } from './envelope.js';
 import type { EventAdapterInterface, LeaseChange } from './event-adapter.interface.js';
 import type { HandlerRegistry } from './handler-registry.js';
 import type { ClusterLogger } from './logger.js';
@@ -67,6 +66,7 @@ export class OcppClusterNode {
     await this.adapter.connect(this.nodeId, {
       localPresence: () => this.parts.presence.localPresence(),
       onLeaseChange: (change) => this.onLeaseChange(change),
+      onPresenceRestored: (restore) => this.parts.connections.onPresenceRestored(restore),
     });
     // From here on a failure must not leave a half-joined node holding its id (and sockets) alive.
     this.started = true;
@@ -79,8 +79,8 @@ export class OcppClusterNode {
   }
 
   private async openGateway(httpServer?: HttpServer): Promise<number | undefined> {
-    await this.adapter.subscribe(nodeChannel(this.nodeId), (message, delivery) => this.parts.inbox.onMessage(message, delivery));
-    await this.adapter.subscribe(BROADCAST_CHANNEL, (message) => this.parts.inbox.onMessage(message));
+    await this.adapter.subscribe('node', (message, delivery) => this.parts.inbox.onMessage(message, delivery));
+    await this.adapter.subscribe('allNodes', (message) => this.parts.inbox.onMessage(message));
     this.gateway = createGateway(
       this.options,
       {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { inboxOf, repliesOf, type NodeAddress } from '../cluster/address.js';
 import type { ClusterMessage, CommandOutcome } from '../cluster/envelope.js';
 import { forwarded, forwardingTarget, mayForward } from '../cluster/forwarding.js';
 import type { ClusterLogger } from '../cluster/logger.js';
@@ -20,8 +21,8 @@ export interface NodeTakeoverOptions {
   selfId: string;
   liveness: NodeLiveness;
   presence: PresenceStore;
-  /** Appends a message to a node's inbox (the adapter's unicast path). */
-  send: (nodeId: string, message: ClusterMessage) => Promise<void>;
+  /** Appends a message to a node's lane (the adapter's unicast path). */
+  send: (to: NodeAddress, message: ClusterMessage) => Promise<void>;
   logger: ClusterLogger;
   /** How often the node registry is checked for lapsed nodes (default 1000 ms). */
   intervalMs?: number;
@@ -240,7 +241,7 @@ export class NodeTakeover {
       return;
     }
     const answer = (outcome: CommandOutcome) =>
-      send(message.origin, { kind: 'reply', id: message.id, from: selfId, identity: message.identity, outcome });
+      send(repliesOf(message.origin), { kind: 'reply', id: message.id, from: selfId, identity: message.identity, outcome });
     const now = Date.now();
     if (now >= message.deadline) {
       // Tell the caller precisely, instead of letting it guess after its grace period.
@@ -253,7 +254,7 @@ export class NodeTakeover {
       const target = forwardingTarget(message, await presence.get(message.identity), nodeId, now);
       if (target !== null && (await liveness.isAlive(target))) {
         try {
-          await send(target, forwarded(message));
+          await send(inboxOf(target), forwarded(message));
           this.count(report, 'forwarded');
         } catch (error) {
           // The new owner's inbox is full: the caller hears so (never sent) instead of waiting out its timeout.

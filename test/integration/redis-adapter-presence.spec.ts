@@ -9,6 +9,7 @@ import {
 } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
+import { inboxOf } from '../../lib/cluster/address.js';
 
 /**
  * ocpp-ws-io's reproduced bug: after a Redis restart, node A re-registers a charge point that
@@ -140,7 +141,7 @@ describe('RedisAdapter presence across a Redis restart', () => {
     expect(await redis.exists(keys.alive('A'), keys.alive('B'))).toBe(2);
     expect((await a.adapter.getPresence('CP-B'))?.nodeId).toBe('B');
     expect((await b.adapter.getPresence('CP-A'))?.nodeId).toBe('A');
-    await a.adapter.publish('node:B', { kind: 'evict', identity: 'CP-B', epoch: 1, newOwner: 'A' });
+    await a.adapter.publish(inboxOf('B'), { kind: 'evict', identity: 'CP-B', epoch: 1, newOwner: 'A' });
     await waitFor('B got the message', () => b.inbox.ofKind('evict').length === 1);
     expect(new Set((await a.adapter.listPresence()).map((r) => r.identity))).toEqual(new Set(['CP-A', 'CP-B']));
   });

@@ -114,8 +114,8 @@ export async function startNode(
   try {
     await adapter.connect(nodeId, registry);
     if (subscribe) {
-      await adapter.subscribe(`node:${nodeId}`, inbox.handler);
-      await adapter.subscribe('broadcast', broadcasts.handler);
+      await adapter.subscribe('node', inbox.handler);
+      await adapter.subscribe('allNodes', broadcasts.handler);
     }
   } catch (error) {
     adapter.abort();
