@@ -26,6 +26,8 @@ export interface CommandInboxDeps {
   metrics: NodeMetrics;
   logger: ClusterLogger;
   onEvict: (message: EvictEnvelope) => Promise<void>;
+  /** Another node announced it left: whatever it left behind can be cleared now. */
+  onNodeLeft: (nodeId: string) => void;
   /** True once the node left the cluster: replies are not retried any more. */
   hasLeft: () => boolean;
 }
@@ -64,6 +66,7 @@ export class CommandInbox {
         return this.deps.onEvict(message);
       case 'nodeLeft':
         owners.forgetNode(message.nodeId);
+        if (message.nodeId !== this.deps.nodeId) this.deps.onNodeLeft(message.nodeId);
         return;
     }
   }

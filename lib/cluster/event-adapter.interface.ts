@@ -142,6 +142,8 @@ export interface NodeLossPrimitives {
    * cleared already, or it is alive after all.
    */
   claimLostNode(nodeId: string): Promise<LostNodeClaim | null>;
+  /** How often the cluster layer should look for lost nodes (optional, default 1000 ms). */
+  readonly lossCheckIntervalMs?: number;
 }
 
 /**

@@ -70,6 +70,7 @@ export class OcppClusterNode {
     });
     // From here on a failure must not leave a half-joined node holding its id (and sockets) alive.
     this.started = true;
+    this.parts.nodeLoss.start();
     try {
       return await this.openGateway(httpServer);
     } catch (error) {
@@ -139,6 +140,7 @@ export class OcppClusterNode {
     this.leftCluster = true;
     // A drain ends here, before Nest's shutdown reaches stop(): its callers too get their answers.
     await this.awaitRemoteCalls();
+    await settleWithin(this.parts.nodeLoss.stop(), STOP_STEP_TIMEOUT_MS);
     // disconnect() ends the subscriptions too; unsubscribing first cost seconds with Redis down.
     const leaving = this.adapter.disconnect().then(
       () => true,
@@ -159,6 +161,7 @@ export class OcppClusterNode {
     if (change === 'suspended') this.logger.warn(`lease suspended: nothing read from the cluster is sent to charge points until it is proven again`);
     else if (change === 'resumed') this.logger.log('lease proven again; serving commands');
     else if (change === 'rejoined') this.logger.log('rejoined the cluster under a fresh lease');
+    if (change === 'lost') void this.parts.nodeLoss.stop();
     if (change !== 'fenced' && change !== 'lost') return;
     this.logger.error(
       state === 'lost'
@@ -232,8 +235,14 @@ export class OcppClusterNode {
   }
 
   async metrics(): Promise<ClusterNodeMetrics> {
-    const adapterMetrics = await this.adapter.metrics();
+    const adapterMetrics = { ...(await this.adapter.metrics()), ...this.nodeLossCounters() };
     return this.parts.metrics.snapshot(this.nodeId, this.parts.registry, this.parts.remoteCalls.size, adapterMetrics, this.parts.answeredCalls);
+  }
+
+  /** What this node's takeovers of lost nodes did (reported with the transport's counters, as before). */
+  nodeLossCounters(): { takeovers: number; takeoverForwarded: number; takeoverAnswered: number; takeoverDropped: number } {
+    const { takeovers, forwarded, answered, dropped } = this.parts.nodeLoss;
+    return { takeovers, takeoverForwarded: forwarded, takeoverAnswered: answered, takeoverDropped: dropped };
   }
 
   /** Local connections by protocol (cheap: no I/O). */

@@ -6,6 +6,7 @@ import type {
   ClusterMessageHandler,
   DeliveryInfo,
   EventAdapterInterface,
+  LostNodeClaim,
   PresenceClaim,
   PresenceRecord,
   PresenceRestore,
@@ -23,7 +24,7 @@ import { pingWithin, writeWithin } from './connection-probe.js';
 import { NODE_CLEANUP } from './lua-scripts.js';
 import { NodeLiveness, type LeaseEvent } from './node-liveness.js';
 import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
-import { NodeTakeover } from './node-takeover.js';
+import { RedisNodeLoss } from './node-loss-primitives.js';
 import { PresenceStore, type RehydrateResult } from './presence-store.js';
 import { RedisConnectionPool, validatePoolOptions, type DriverFactory } from './redis-connection-pool.js';
 import { createDriver, DEFAULT_REDIS_LOGGER, RedisDriver, type RedisClient } from './redis-driver.js';
@@ -87,6 +88,8 @@ export interface RedisAdapterOptions {
 
 type State = 'idle' | 'connecting' | 'connected' | 'conflict' | 'closing' | 'closed';
 
+/** TTL of the lock on a lost node, renewed before every batch the takeover reads. */
+const TAKEOVER_LOCK_TTL_MS = 10_000;
 /** Bound on each Redis step of disconnect(), so leaving never hangs on a dead server. */
 const STEP_TIMEOUT_MS = 2000;
 /** Backoff of the retry of failed presence claims (see retryRegistration). */
@@ -123,7 +126,7 @@ export class RedisAdapter implements EventAdapterInterface {
   private nodeId: string | null = null;
   private source: PresenceSnapshotSource | null = null;
   private liveness: NodeLiveness | null = null;
-  private takeover: NodeTakeover | null = null;
+  private nodeLoss: RedisNodeLoss | null = null;
   private consumer: StreamConsumer | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
   private removeReconnectListener: () => void = () => undefined;
@@ -244,18 +247,15 @@ export class RedisAdapter implements EventAdapterInterface {
       throw this.unavailable(error);
     }
     liveness.start();
-    this.takeover = new NodeTakeover({
+    this.nodeLoss = new RedisNodeLoss({
       keys: this.keys,
       pool: this.pool,
       selfId: nodeId,
       liveness,
       presence: this.presence,
-      send: (to, message) => this.sendToNode(to.node, [{ to, message }]),
-      logger: this.logger,
-      intervalMs: this.takeoverIntervalMs,
       batchSize: this.readBatchSize,
+      lockTtlMs: TAKEOVER_LOCK_TTL_MS,
     });
-    this.takeover.start();
     const removeReconnect = this.driver.onReconnect((role) => {
       if (role !== 'writer') return;
       // From the first command on the new connection: Redis may have restarted empty, and the
@@ -292,7 +292,6 @@ export class RedisAdapter implements EventAdapterInterface {
     this.state = 'closing';
     this.stopTimers();
     this.removeReconnectListener();
-    await bounded(this.takeover?.stop());
     await this.consumer?.stop();
     this.consumer = null;
     if (wasMember && this.liveness?.isHeld) await this.leave();
@@ -313,7 +312,6 @@ export class RedisAdapter implements EventAdapterInterface {
     this.state = 'closed';
     this.stopTimers();
     this.removeReconnectListener();
-    void this.takeover?.stop();
     this.consumer?.abort();
     this.liveness?.abandon();
     this.broadcaster.detach();
@@ -378,11 +376,7 @@ export class RedisAdapter implements EventAdapterInterface {
     if (typeof handler !== 'function') throw new InvalidOptionsError('handler', 'must be a function');
     if (subscription === 'allNodes') {
       try {
-        await this.broadcaster.subscribe(this.keys.broadcastChannel, (message) => {
-          // TODO(arch10): moves to the cluster layer with the takeover policy.
-          if (message.kind === 'nodeLeft' && message.nodeId !== this.nodeId) this.takeover?.poke();
-          return handler(message);
-        });
+        await this.broadcaster.subscribe(this.keys.broadcastChannel, (message) => handler(message));
       } catch (error) {
         throw this.unavailable(error);
       }
@@ -456,6 +450,22 @@ export class RedisAdapter implements EventAdapterInterface {
     const results = await Promise.allSettled(appends);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw this.unavailable(failed.reason);
+  }
+
+  // ---------------------------------------------------------------- node loss (primitives; the policy is cluster/node-loss.ts)
+
+  get lossCheckIntervalMs(): number {
+    return this.takeoverIntervalMs;
+  }
+
+  async lostNodes(): Promise<string[]> {
+    if (this.state !== 'connected' || !this.nodeLoss) return [];
+    return this.nodeLoss.lostNodes();
+  }
+
+  async claimLostNode(nodeId: string): Promise<LostNodeClaim | null> {
+    if (this.state !== 'connected' || !this.nodeLoss || keyPartProblem(nodeId)) return null;
+    return this.nodeLoss.claimLostNode(nodeId);
   }
 
   // ---------------------------------------------------------------- presence
@@ -680,7 +690,6 @@ export class RedisAdapter implements EventAdapterInterface {
       `node id ${this.nodeId} is now held by another process; this node stops reading its inbox, closes its sockets and is not live`,
     );
     this.stopTimers();
-    void this.takeover?.stop();
     this.consumer?.abort();
     this.source?.onLeaseChange?.('lost');
   }
@@ -872,7 +881,6 @@ export class RedisAdapter implements EventAdapterInterface {
       }
     }
     const consumer = this.consumer;
-    const takeover = this.takeover;
     return {
       pendingMessages: this.lastMetrics.pending,
       consumerLag: this.lastMetrics.lag,
@@ -889,10 +897,6 @@ export class RedisAdapter implements EventAdapterInterface {
       handlerErrors: (consumer?.handlerErrors ?? 0) + this.broadcaster.handlerErrors,
       broadcastsSent: this.broadcaster.sent,
       broadcastsReceived: this.broadcaster.received,
-      takeovers: takeover?.takeovers ?? 0,
-      takeoverForwarded: takeover?.forwarded ?? 0,
-      takeoverAnswered: takeover?.answered ?? 0,
-      takeoverDropped: takeover?.dropped ?? 0,
       redisErrors: this.pool.errors,
       reconnects: this.pool.reconnects,
       recoveries: this.counters.recoveries,

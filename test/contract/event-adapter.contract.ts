@@ -179,6 +179,58 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       }
     });
 
+    it('offers the node-loss primitives together or not at all', () => {
+      const adapter = transport.adapter();
+      expect(typeof adapter.lostNodes).toBe(typeof adapter.claimLostNode);
+    });
+
+    it('hands a lost node\'s inbox to one claimer: what it had read first, then what it never read; finishing clears it', async () => {
+      const probe = transport.adapter();
+      if (typeof probe.claimLostNode !== 'function') return; // no primitives: callers wait for their own timeout (README)
+      let stuck = 0;
+      const victim = await node('lost', (message) => {
+        if (message.kind !== 'command') return undefined;
+        stuck++;
+        return new Promise<void>(() => undefined); // its charge point never answers: read, never acknowledged
+      });
+      const survivor = await node('claimer');
+      const rival = await node('rival');
+      const identity = `CP-LOST-${run}`;
+      await victim.adapter.setPresence(identity, 'ocpp1.6', 1_000);
+      const read = command(survivor.nodeId, victim.nodeId, 1);
+      await survivor.adapter.publish(inboxOf(victim.nodeId), read);
+      await waitFor('the victim to read the first command', () => stuck === 1);
+      await transport.crash(victim.adapter);
+      await waitFor('the victim to be listed as lost', async () => (await survivor.adapter.lostNodes!()).includes(victim.nodeId), {
+        timeoutMs: transport.deathWithinMs,
+      });
+      // Sent once the victim is known dead, so no reader of its can have taken it.
+      const unread = command(survivor.nodeId, victim.nodeId, 2);
+      await survivor.adapter.publish(inboxOf(victim.nodeId), unread);
+      expect(await survivor.adapter.lostNodes!()).not.toContain(survivor.nodeId);
+      const claim = await survivor.adapter.claimLostNode!(victim.nodeId);
+      expect(claim?.nodeId).toBe(victim.nodeId);
+      expect(await rival.adapter.claimLostNode!(victim.nodeId)).toBeNull();
+
+      const handed: Array<{ id: string | undefined; delivered: boolean }> = [];
+      for (let entries = await claim!.next(); entries !== null && entries.length > 0; entries = await claim!.next()) {
+        for (const entry of entries) {
+          handed.push({ id: (entry.message as CommandEnvelope | null)?.id, delivered: entry.delivered });
+          await claim!.settle(entry);
+        }
+      }
+      expect(handed).toEqual([
+        { id: read.id, delivered: true },
+        { id: unread.id, delivered: false },
+      ]);
+      const finish = await claim!.finish();
+      expect(finish).toEqual({ status: 'done', presenceRemoved: 1 });
+      await claim!.release();
+      expect(await survivor.adapter.lostNodes!()).not.toContain(victim.nodeId);
+      expect(await rival.adapter.claimLostNode!(victim.nodeId)).toBeNull();
+      expect(await survivor.adapter.getPresence(identity)).toBeNull();
+    });
+
     it('reports metrics and a probe in the documented shape', async () => {
       const subject = await node('metrics');
       const metrics = await subject.adapter.metrics();

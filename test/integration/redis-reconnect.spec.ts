@@ -39,7 +39,7 @@ describe('RedisAdapter when its connections are cut (CLIENT KILL)', () => {
     await waitFor('A can send', () => b.inbox.ofKind('command').length === 1);
     expect((await b.adapter.getPresence('CP1'))?.nodeId).toBe('A');
     expect(await bed.redis.exists(keys.alive('A'))).toBe(1);
-    expect((await b.adapter.metrics()).takeovers).toBe(0);
+    expect(b.nodeLoss.takeovers).toBe(0);
   });
 
   it('recovers when only the blocking reader is cut', async () => {

@@ -65,12 +65,12 @@ describe('takeover of a dead node', () => {
     expect((await b.adapter.getPresence('Y'))?.nodeId).toBe('B');
     expect(c.inbox.ofKind('reply')).toHaveLength(3); // X twice, and the expired one
 
-    const [mb, mc] = await Promise.all([b.adapter.metrics(), c.adapter.metrics()]);
-    expect(mb.takeovers + mc.takeovers).toBe(1);
-    expect(mb.takeoverForwarded + mc.takeoverForwarded).toBe(1);
-    expect(mb.takeoverAnswered + mc.takeoverAnswered).toBe(3);
+    const [lb, lc] = [b.nodeLoss, c.nodeLoss];
+    expect(lb.takeovers + lc.takeovers).toBe(1);
+    expect(lb.forwarded + lc.forwarded).toBe(1);
+    expect(lb.answered + lc.answered).toBe(3);
     // The reply for A went to A's replies stream, deleted unread with A's keys: nobody waits for it.
-    expect(mb.takeoverDropped + mc.takeoverDropped).toBe(0);
+    expect(lb.dropped + lc.dropped).toBe(0);
     expect(x.nodeId).toBe('A');
   });
 
@@ -92,14 +92,14 @@ describe('takeover of a dead node', () => {
     expect(b.inbox.ofKind('command').map((m) => m.id)).not.toContain(forY.id);
     const [mb, mc] = await Promise.all([b.adapter.metrics(), c.adapter.metrics()]);
     expect(mb.commandsRefused + mc.commandsRefused).toBe(1);
-    expect(mb.takeoverForwarded + mc.takeoverForwarded).toBe(0);
+    expect(b.nodeLoss.forwarded + c.nodeLoss.forwarded).toBe(0);
   });
 
   it('leaves live nodes alone; a command that raced a clean leave is still answered', async () => {
     const a = await startNode(bed.server.url, 'A');
     const b = await node('B');
     await new Promise((resolve) => setTimeout(resolve, 1000)); // several registry checks pass
-    expect((await b.adapter.metrics()).takeovers).toBe(0);
+    expect(b.nodeLoss.takeovers).toBe(0);
     await a.adapter.disconnect();
     expect(await bed.redis.zrange(keys.registry, '0', '-1')).toEqual(['B']);
 
