@@ -9,7 +9,14 @@ export type {
   DeliveryInfo,
   LeaseChange,
   TransportProbe,
+  PresenceRestore,
+  NodeLossPrimitives,
+  LostNodeClaim,
+  LostNodeFinish,
+  PendingEntry,
 } from './cluster/event-adapter.interface.js';
+export type { Address, NodeAddress, AllNodesAddress, Lane, Subscription } from './cluster/address.js';
+export { ALL_NODES, inboxOf, repliesOf, isAllNodes } from './cluster/address.js';
 export type {
   ClusterMessage,
   CommandEnvelope,

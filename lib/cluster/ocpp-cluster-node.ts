@@ -4,7 +4,6 @@ import type { OcppProtocol } from '../protocol/protocol.js';
 import type { SchemaValidator } from '../protocol/validator.js';
 import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 import type { Acceptance } from './admission.js';
-import { BROADCAST_CHANNEL, nodeChannel } from './envelope.js';
 import type { EventAdapterInterface, LeaseChange } from './event-adapter.interface.js';
 import type { HandlerRegistry } from './handler-registry.js';
 import type { ClusterLogger } from './logger.js';
@@ -67,9 +66,11 @@ export class OcppClusterNode {
     await this.adapter.connect(this.nodeId, {
       localPresence: () => this.parts.presence.localPresence(),
       onLeaseChange: (change) => this.onLeaseChange(change),
+      onPresenceRestored: (restore) => this.parts.connections.onPresenceRestored(restore),
     });
     // From here on a failure must not leave a half-joined node holding its id (and sockets) alive.
     this.started = true;
+    this.parts.nodeLoss.start();
     try {
       return await this.openGateway(httpServer);
     } catch (error) {
@@ -79,8 +80,8 @@ export class OcppClusterNode {
   }
 
   private async openGateway(httpServer?: HttpServer): Promise<number | undefined> {
-    await this.adapter.subscribe(nodeChannel(this.nodeId), (message, delivery) => this.parts.inbox.onMessage(message, delivery));
-    await this.adapter.subscribe(BROADCAST_CHANNEL, (message) => this.parts.inbox.onMessage(message));
+    await this.adapter.subscribe('node', (message, delivery) => this.parts.inbox.onMessage(message, delivery));
+    await this.adapter.subscribe('allNodes', (message) => this.parts.inbox.onMessage(message));
     this.gateway = createGateway(
       this.options,
       {
@@ -139,6 +140,7 @@ export class OcppClusterNode {
     this.leftCluster = true;
     // A drain ends here, before Nest's shutdown reaches stop(): its callers too get their answers.
     await this.awaitRemoteCalls();
+    await settleWithin(this.parts.nodeLoss.stop(), STOP_STEP_TIMEOUT_MS);
     // disconnect() ends the subscriptions too; unsubscribing first cost seconds with Redis down.
     const leaving = this.adapter.disconnect().then(
       () => true,
@@ -159,6 +161,7 @@ export class OcppClusterNode {
     if (change === 'suspended') this.logger.warn(`lease suspended: nothing read from the cluster is sent to charge points until it is proven again`);
     else if (change === 'resumed') this.logger.log('lease proven again; serving commands');
     else if (change === 'rejoined') this.logger.log('rejoined the cluster under a fresh lease');
+    if (change === 'lost') void this.parts.nodeLoss.stop();
     if (change !== 'fenced' && change !== 'lost') return;
     this.logger.error(
       state === 'lost'
@@ -232,8 +235,14 @@ export class OcppClusterNode {
   }
 
   async metrics(): Promise<ClusterNodeMetrics> {
-    const adapterMetrics = await this.adapter.metrics();
+    const adapterMetrics = { ...(await this.adapter.metrics()), ...this.nodeLossCounters() };
     return this.parts.metrics.snapshot(this.nodeId, this.parts.registry, this.parts.remoteCalls.size, adapterMetrics, this.parts.answeredCalls);
+  }
+
+  /** What this node's takeovers of lost nodes did (reported with the transport's counters, as before). */
+  nodeLossCounters(): { takeovers: number; takeoverForwarded: number; takeoverAnswered: number; takeoverDropped: number } {
+    const { takeovers, forwarded, answered, dropped } = this.parts.nodeLoss;
+    return { takeovers, takeoverForwarded: forwarded, takeoverAnswered: answered, takeoverDropped: dropped };
   }
 
   /** Local connections by protocol (cheap: no I/O). */

@@ -1,12 +1,15 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { BROADCAST_CHANNEL, nodeIdOfChannel, type ClusterMessage } from '../cluster/envelope.js';
+import { isAllNodes, type Address, type NodeAddress, type Subscription } from '../cluster/address.js';
+import type { ClusterMessage } from '../cluster/envelope.js';
 import type {
   AdapterMetrics,
   ClusterMessageHandler,
   DeliveryInfo,
   EventAdapterInterface,
+  LostNodeClaim,
   PresenceClaim,
   PresenceRecord,
+  PresenceRestore,
   PresenceSnapshotSource,
   TransportProbe,
 } from '../cluster/event-adapter.interface.js';
@@ -21,14 +24,13 @@ import { pingWithin, writeWithin } from './connection-probe.js';
 import { NODE_CLEANUP } from './lua-scripts.js';
 import { NodeLiveness, type LeaseEvent } from './node-liveness.js';
 import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
-import { NodeTakeover } from './node-takeover.js';
+import { RedisNodeLoss } from './node-loss-primitives.js';
 import { PresenceStore, type RehydrateResult } from './presence-store.js';
 import { RedisConnectionPool, validatePoolOptions, type DriverFactory } from './redis-connection-pool.js';
 import { createDriver, DEFAULT_REDIS_LOGGER, RedisDriver, type RedisClient } from './redis-driver.js';
 import { DEFAULT_PREFIX, INBOX_GROUP, keyPartProblem, RedisKeys } from './redis-keys.js';
 import { StreamConsumer } from './stream-consumer.js';
 import { StreamAppender } from './stream-appender.js';
-import { destinationStream } from './stream-publisher.js';
 
 /** The plain-option form of a {@link ClusterDriver} (`redis: { cluster: { nodes, natMap } }`). */
 export type RedisClusterOptions = Omit<ClusterDriverOptions, 'logger' | 'redisOptions'> & {
@@ -86,6 +88,8 @@ export interface RedisAdapterOptions {
 
 type State = 'idle' | 'connecting' | 'connected' | 'conflict' | 'closing' | 'closed';
 
+/** TTL of the lock on a lost node, renewed before every batch the takeover reads. */
+const TAKEOVER_LOCK_TTL_MS = 10_000;
 /** Bound on each Redis step of disconnect(), so leaving never hangs on a dead server. */
 const STEP_TIMEOUT_MS = 2000;
 /** Backoff of the retry of failed presence claims (see retryRegistration). */
@@ -122,7 +126,7 @@ export class RedisAdapter implements EventAdapterInterface {
   private nodeId: string | null = null;
   private source: PresenceSnapshotSource | null = null;
   private liveness: NodeLiveness | null = null;
-  private takeover: NodeTakeover | null = null;
+  private nodeLoss: RedisNodeLoss | null = null;
   private consumer: StreamConsumer | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
   private removeReconnectListener: () => void = () => undefined;
@@ -130,8 +134,6 @@ export class RedisAdapter implements EventAdapterInterface {
   private inboxHandler: ClusterMessageHandler | null = null;
   private rejoining: Promise<void> | null = null;
   private recoverAgain = false;
-  /** Epochs given to local sockets that connected while Redis was unreachable (their own epoch is 0). */
-  private readonly adopted = new Map<string, number>();
   /** Identities whose claim or re-registration failed: retried with a short backoff, not only at the next refresh. */
   private readonly unregistered = new Set<string>();
   private registrationRetry: NodeJS.Timeout | null = null;
@@ -245,18 +247,15 @@ export class RedisAdapter implements EventAdapterInterface {
       throw this.unavailable(error);
     }
     liveness.start();
-    this.takeover = new NodeTakeover({
+    this.nodeLoss = new RedisNodeLoss({
       keys: this.keys,
       pool: this.pool,
       selfId: nodeId,
       liveness,
       presence: this.presence,
-      send: (target, message) => this.sendToNode(target, [message]),
-      logger: this.logger,
-      intervalMs: this.takeoverIntervalMs,
       batchSize: this.readBatchSize,
+      lockTtlMs: TAKEOVER_LOCK_TTL_MS,
     });
-    this.takeover.start();
     const removeReconnect = this.driver.onReconnect((role) => {
       if (role !== 'writer') return;
       // From the first command on the new connection: Redis may have restarted empty, and the
@@ -293,7 +292,6 @@ export class RedisAdapter implements EventAdapterInterface {
     this.state = 'closing';
     this.stopTimers();
     this.removeReconnectListener();
-    await bounded(this.takeover?.stop());
     await this.consumer?.stop();
     this.consumer = null;
     if (wasMember && this.liveness?.isHeld) await this.leave();
@@ -314,7 +312,6 @@ export class RedisAdapter implements EventAdapterInterface {
     this.state = 'closed';
     this.stopTimers();
     this.removeReconnectListener();
-    void this.takeover?.stop();
     this.consumer?.abort();
     this.liveness?.abandon();
     this.broadcaster.detach();
@@ -349,8 +346,8 @@ export class RedisAdapter implements EventAdapterInterface {
 
   // ---------------------------------------------------------------- messaging
 
-  async publish(channel: string, message: ClusterMessage): Promise<void> {
-    if (channel === BROADCAST_CHANNEL) {
+  async publish(to: Address, message: ClusterMessage): Promise<void> {
+    if (isAllNodes(to)) {
       try {
         await this.broadcaster.publish(this.pool.pick(this.keys.broadcastChannel), this.keys.broadcastChannel, message);
       } catch (error) {
@@ -358,40 +355,35 @@ export class RedisAdapter implements EventAdapterInterface {
       }
       return;
     }
-    await this.sendToNode(this.targetOf(channel), [message]);
+    await this.sendToNode(checkedNode(to.node), [{ to, message }]);
   }
 
   /** One MULTI per destination node (messages keep their order per node); broadcasts go through PUBLISH. */
-  async publishBatch(messages: ReadonlyArray<{ channel: string; message: ClusterMessage }>): Promise<void> {
-    const broadcasts = messages.filter(({ channel }) => channel === BROADCAST_CHANNEL);
-    const byNode = groupBy(
-      messages.filter(({ channel }) => channel !== BROADCAST_CHANNEL),
-      ({ channel }) => this.targetOf(channel),
-    );
-    const sends: Promise<unknown>[] = [...byNode].map(([target, list]) => this.sendToNode(target, list.map(({ message }) => message)));
-    for (const { message } of broadcasts) sends.push(this.publish(BROADCAST_CHANNEL, message));
+  async publishBatch(messages: ReadonlyArray<{ to: Address; message: ClusterMessage }>): Promise<void> {
+    const sends: Promise<unknown>[] = [];
+    const byNode = new Map<string, Array<{ to: NodeAddress; message: ClusterMessage }>>();
+    for (const { to, message } of messages) {
+      if (isAllNodes(to)) sends.push(this.publish(to, message));
+      else byNode.set(checkedNode(to.node), [...(byNode.get(to.node) ?? []), { to, message }]);
+    }
+    for (const [target, list] of byNode) sends.push(this.sendToNode(target, list));
     const results = await Promise.allSettled(sends);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw this.unavailable(failed.reason);
   }
 
-  async subscribe(channel: string, handler: ClusterMessageHandler): Promise<void> {
+  async subscribe(subscription: Subscription, handler: ClusterMessageHandler): Promise<void> {
     if (typeof handler !== 'function') throw new InvalidOptionsError('handler', 'must be a function');
-    if (channel === BROADCAST_CHANNEL) {
+    if (subscription === 'allNodes') {
       try {
-        await this.broadcaster.subscribe(this.keys.broadcastChannel, (message) => {
-          if (message.kind === 'nodeLeft' && message.nodeId !== this.nodeId) this.takeover?.poke();
-          return handler(message);
-        });
+        await this.broadcaster.subscribe(this.keys.broadcastChannel, (message) => handler(message));
       } catch (error) {
         throw this.unavailable(error);
       }
       return;
     }
+    if (subscription !== 'node') throw new InvalidOptionsError('subscription', `must be 'node' or 'allNodes' (got ${JSON.stringify(subscription)})`);
     const nodeId = this.requireConnected();
-    if (this.targetOf(channel) !== nodeId) {
-      throw new InvalidOptionsError('channel', `a node reads only its own inbox (${channel} is not node:${nodeId})`);
-    }
     if (this.consumer) await this.consumer.stop();
     this.inboxHandler = handler;
     try {
@@ -423,14 +415,14 @@ export class RedisAdapter implements EventAdapterInterface {
     }
   }
 
-  async unsubscribe(channel: string): Promise<void> {
-    if (channel === BROADCAST_CHANNEL) {
+  async unsubscribe(subscription: Subscription): Promise<void> {
+    if (subscription === 'allNodes') {
       await this.broadcaster.unsubscribe(this.keys.broadcastChannel).catch((error) => {
         throw this.unavailable(error);
       });
       return;
     }
-    if (this.nodeId !== null && nodeIdOfChannel(channel) === this.nodeId && this.consumer) {
+    if (this.consumer) {
       const consumer = this.consumer;
       this.consumer = null;
       await consumer.stop();
@@ -438,19 +430,19 @@ export class RedisAdapter implements EventAdapterInterface {
   }
 
   /**
-   * Appends to `target`'s streams (answers to its replies stream, the rest to its inbox) through
-   * the pool member that carries that node (ordering). Rejects with `InboxFullError` when the
-   * target's inbox refused the commands (none of them was appended).
+   * Appends to `target`'s streams (the replies lane to its replies stream, the inbox lane to its
+   * inbox) through the pool member that carries that node (ordering). Rejects with
+   * `InboxFullError` when the target's inbox refused the commands (none of them was appended).
    */
-  private async sendToNode(target: string, messages: ClusterMessage[]): Promise<void> {
+  private async sendToNode(target: string, messages: ReadonlyArray<{ to: NodeAddress; message: ClusterMessage }>): Promise<void> {
     const client = this.pool.pick(this.keys.stream(target));
-    const byStream = groupBy(messages, (message) => destinationStream(this.keys, target, message));
+    const byStream = groupBy(messages, ({ to }) => (to.lane === 'replies' ? this.keys.replies(target) : this.keys.stream(target)));
     const appends = [...byStream].map(async ([streamKey, list]) => {
       try {
-        await this.appender.append(client, target, streamKey, list);
+        await this.appender.append(client, target, streamKey, list.map(({ message }) => message));
         this.counters.sent += list.length;
       } catch (error) {
-        if (error instanceof InboxFullError) this.counters.commandsRefused += list.filter((m) => m.kind === 'command').length;
+        if (error instanceof InboxFullError) this.counters.commandsRefused += list.length;
         else this.counters.sendFailures += list.length;
         throw error;
       }
@@ -460,12 +452,20 @@ export class RedisAdapter implements EventAdapterInterface {
     if (failed) throw this.unavailable(failed.reason);
   }
 
-  private targetOf(channel: string): string {
-    const target = nodeIdOfChannel(channel);
-    if (target === null) throw new InvalidOptionsError('channel', `unknown channel ${JSON.stringify(channel)}`);
-    const problem = keyPartProblem(target);
-    if (problem) throw new InvalidOptionsError('channel', `bad node id in ${JSON.stringify(channel)}: ${problem}`);
-    return target;
+  // ---------------------------------------------------------------- node loss (primitives; the policy is cluster/node-loss.ts)
+
+  get lossCheckIntervalMs(): number {
+    return this.takeoverIntervalMs;
+  }
+
+  async lostNodes(): Promise<string[]> {
+    if (this.state !== 'connected' || !this.nodeLoss) return [];
+    return this.nodeLoss.lostNodes();
+  }
+
+  async claimLostNode(nodeId: string): Promise<LostNodeClaim | null> {
+    if (this.state !== 'connected' || !this.nodeLoss || keyPartProblem(nodeId)) return null;
+    return this.nodeLoss.claimLostNode(nodeId);
   }
 
   // ---------------------------------------------------------------- presence
@@ -533,11 +533,8 @@ export class RedisAdapter implements EventAdapterInterface {
 
   async removePresence(identity: string, epoch: number): Promise<boolean> {
     const nodeId = this.requireConnected();
-    const effective = epoch === 0 ? (this.adopted.get(identity) ?? 0) : epoch;
     try {
-      const removed = await this.presence.remove(identity, nodeId, effective);
-      if (removed || epoch === 0) this.adopted.delete(identity);
-      return removed;
+      return await this.presence.remove(identity, nodeId, epoch);
     } catch (error) {
       throw this.unavailable(error);
     }
@@ -545,13 +542,25 @@ export class RedisAdapter implements EventAdapterInterface {
 
   async listPresence(): Promise<PresenceRecord[]> {
     try {
-      const members = await this.pool.pick(this.keys.registry).zrange(this.keys.registry, '0', '-1');
-      const alive = await this.aliveSet(new Set(members));
-      const lists = await Promise.all([...alive].map((nodeId) => this.presence.listOwned(nodeId)));
+      const lists = await Promise.all((await this.aliveMembers()).map((nodeId) => this.presence.listOwned(nodeId)));
       return lists.flat();
     } catch (error) {
       throw this.unavailable(error);
     }
+  }
+
+  /** The registry's members whose liveness key is held: one ZRANGE and one EXISTS per node, no presence read. */
+  async liveNodes(): Promise<string[]> {
+    try {
+      return await this.aliveMembers();
+    } catch (error) {
+      throw this.unavailable(error);
+    }
+  }
+
+  private async aliveMembers(): Promise<string[]> {
+    const members = await this.pool.pick(this.keys.registry).zrange(this.keys.registry, '0', '-1');
+    return [...(await this.aliveSet(new Set(members)))];
   }
 
   async isNodeAlive(nodeId: string): Promise<boolean> {
@@ -681,68 +690,49 @@ export class RedisAdapter implements EventAdapterInterface {
       `node id ${this.nodeId} is now held by another process; this node stops reading its inbox, closes its sockets and is not live`,
     );
     this.stopTimers();
-    void this.takeover?.stop();
     this.consumer?.abort();
     this.source?.onLeaseChange?.('lost');
   }
 
-  /** Re-registers local sockets (see the class comment). Returns what happened to each. */
+  /**
+   * Re-registers local sockets (see the class comment) and tells the node what it found: the
+   * epoch a socket accepted unclaimed now holds, a socket a newer connection superseded, an
+   * older owner elsewhere this one displaced. The node acts on each (it owns its connections).
+   */
   private async rehydrate(records?: PresenceRecord[]): Promise<RehydrateResult[]> {
     const nodeId = this.nodeId!;
     const local = records ?? this.localRecords();
     if (local.length === 0) return [];
     const results = await this.presence.rehydrate(local, nodeId);
-    const unclaimed = new Set(this.source!.localPresence().filter((r) => r.epoch === 0).map((r) => r.identity));
-    const evictions: Array<{ target: string; message: ClusterMessage }> = [];
-    for (const result of results) {
-      const { record, status, existing } = result;
+    const tell = (restore: PresenceRestore): boolean | void => this.source?.onPresenceRestored?.(restore);
+    const unclaimed = new Set(local.filter((record) => record.epoch === 0).map((record) => record.identity));
+    for (const { record, status, existing } of results) {
       if (status === 'refused') {
         this.counters.rehydrateRefused++;
         if (existing && existing.nodeId !== nodeId) {
-          // A newer connection lives elsewhere: our socket is stale. Tell our own router.
-          evictions.push({
-            target: nodeId,
-            message: { kind: 'evict', identity: record.identity, epoch: record.epoch, newOwner: existing.nodeId },
-          });
+          tell({ kind: 'superseded', identity: record.identity, epoch: record.epoch, newOwner: existing.nodeId });
+          this.counters.evictsSent++;
         }
         continue;
       }
       this.counters.rehydrated++;
-      if (unclaimed.has(record.identity)) this.adopted.set(record.identity, record.epoch);
-      if (status === 'displaced' && existing && existing.nodeId !== nodeId && (await this.isAlive(existing.nodeId))) {
-        evictions.push({
-          target: existing.nodeId,
-          message: { kind: 'evict', identity: record.identity, epoch: existing.epoch, newOwner: nodeId },
-        });
+      if (unclaimed.has(record.identity) && tell({ kind: 'registered', identity: record.identity, epoch: record.epoch }) === false) {
+        // The socket closed (or got its own epoch) meanwhile: what we wrote for it must go.
+        await this.presence.remove(record.identity, nodeId, record.epoch).catch(() => undefined);
+        continue;
       }
-    }
-    for (const { target, message } of evictions) {
-      await this.sendToNode(target, [message]);
-      this.counters.evictsSent++;
+      if (status === 'displaced' && existing && existing.nodeId !== nodeId && (await this.isAlive(existing.nodeId))) {
+        tell({ kind: 'displaced', identity: record.identity, previous: existing });
+        this.counters.evictsSent++;
+      }
     }
     return results;
   }
 
-  /** Local sockets as presence records, with adopted epochs for those that never got one. */
+  /** This node's sockets as presence records (the node's epochs; 0 for those never registered). */
   private localRecords(): PresenceRecord[] {
     const nodeId = this.nodeId!;
-    const snapshot = this.source!.localPresence();
-    const records = snapshot.map((record) => ({
-      ...record,
-      nodeId,
-      epoch: record.epoch > 0 ? record.epoch : (this.adopted.get(record.identity) ?? 0),
-    }));
-    if (this.adopted.size > 0) {
-      // Forget adopted epochs of sockets that closed (their entries go) or got a real epoch since.
-      const epochs = new Map(snapshot.map((record) => [record.identity, record.epoch]));
-      for (const [identity, epoch] of this.adopted) {
-        const localEpoch = epochs.get(identity);
-        if (localEpoch === 0) continue;
-        this.adopted.delete(identity);
-        if (localEpoch === undefined) void this.presence.remove(identity, nodeId, epoch).catch(() => undefined);
-      }
-    }
-    return records;
+    return this.source!.localPresence().map((record) => ({ ...record, nodeId }));
   }
 
   /**
@@ -891,7 +881,6 @@ export class RedisAdapter implements EventAdapterInterface {
       }
     }
     const consumer = this.consumer;
-    const takeover = this.takeover;
     return {
       pendingMessages: this.lastMetrics.pending,
       consumerLag: this.lastMetrics.lag,
@@ -908,10 +897,6 @@ export class RedisAdapter implements EventAdapterInterface {
       handlerErrors: (consumer?.handlerErrors ?? 0) + this.broadcaster.handlerErrors,
       broadcastsSent: this.broadcaster.sent,
       broadcastsReceived: this.broadcaster.received,
-      takeovers: takeover?.takeovers ?? 0,
-      takeoverForwarded: takeover?.forwarded ?? 0,
-      takeoverAnswered: takeover?.answered ?? 0,
-      takeoverDropped: takeover?.dropped ?? 0,
       redisErrors: this.pool.errors,
       reconnects: this.pool.reconnects,
       recoveries: this.counters.recoveries,
@@ -1003,6 +988,14 @@ function primaryDriver(options: RedisAdapterOptions, logger: ClusterLogger): Red
     blockingClient: options.blockingClient,
     logger,
   });
+}
+
+/** A node id that can be part of a Redis key (a bad one is refused before anything is sent). */
+function checkedNode(nodeId: string): string {
+  if (typeof nodeId !== 'string') throw new InvalidOptionsError('to', 'must be inboxOf(id), repliesOf(id) or ALL_NODES');
+  const problem = keyPartProblem(nodeId);
+  if (problem) throw new InvalidOptionsError('to', `bad node id ${JSON.stringify(nodeId)}: ${problem}`);
+  return nodeId;
 }
 
 function readyTimeoutOf(driver: RedisDriver): number {

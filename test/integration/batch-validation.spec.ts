@@ -2,7 +2,6 @@ import { describe, expect, it } from '@jest/globals';
 import { createServer } from 'node:http';
 import { HandlerRegistry } from '../../lib/cluster/handler-registry.js';
 import { InMemoryAdapter, InMemoryBus } from '../../lib/cluster/in-memory-adapter.js';
-import { nodeChannel } from '../../lib/cluster/envelope.js';
 import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
 import { OcppClusterNode } from '../../lib/cluster/ocpp-cluster-node.js';
@@ -20,7 +19,7 @@ describe('broadcastBatch through the node (one route for every call)', () => {
     const b = new InMemoryAdapter(bus);
     await b.connect('b', { localPresence: () => [] });
     const reachedB: ClusterMessage[] = [];
-    await b.subscribe(nodeChannel('b'), (message) => {
+    await b.subscribe('node', (message) => {
       reachedB.push(message);
     });
     await b.setPresence('CP-B', 'ocpp1.6', Date.now());

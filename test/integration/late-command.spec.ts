@@ -4,12 +4,12 @@ import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:http';
 import { HandlerRegistry } from '../../lib/cluster/handler-registry.js';
 import { InMemoryAdapter, InMemoryBus } from '../../lib/cluster/in-memory-adapter.js';
-import { nodeChannel } from '../../lib/cluster/envelope.js';
 import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
 import { OcppClusterNode } from '../../lib/cluster/ocpp-cluster-node.js';
 import { resolveOptions } from '../../lib/resolve-options.js';
 import { waitFor } from '../support/wait.js';
+import { inboxOf } from '../../lib/cluster/address.js';
 
 describe('a command that reaches the owner after its deadline', () => {
   it('is answered "timed out, never sent" and never written to the charge point', async () => {
@@ -27,10 +27,10 @@ describe('a command that reaches the owner after its deadline', () => {
     const caller = new InMemoryAdapter(bus);
     const replies: ClusterMessage[] = [];
     await caller.connect('caller', { localPresence: () => [] });
-    await caller.subscribe(nodeChannel('caller'), (message) => {
+    await caller.subscribe('node', (message) => {
       replies.push(message);
     });
-    await caller.publish(nodeChannel('owner'), {
+    await caller.publish(inboxOf('owner'), {
       kind: 'command',
       id: 'late-1',
       origin: 'caller',
