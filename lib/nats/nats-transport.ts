@@ -2,13 +2,16 @@ import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, R
 import { Kvm, type KV } from '@nats-io/kv';
 import { performance } from 'node:perf_hooks';
 import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { BROADCAST_CHANNEL, nodeIdOfChannel, type ClusterMessage } from '../cluster/envelope.js';
+import { isAllNodes, type Address, type NodeAddress, type Subscription as ClusterSubscription } from '../cluster/address.js';
+import type { ClusterMessage } from '../cluster/envelope.js';
 import type {
   AdapterMetrics,
   ClusterMessageHandler,
   EventAdapterInterface,
+  LostNodeClaim,
   PresenceClaim,
   PresenceRecord,
+  PresenceRestore,
   PresenceSnapshotSource,
   TransportProbe,
 } from '../cluster/event-adapter.interface.js';
@@ -20,7 +23,7 @@ import { decodeNatsMessage, encodeNatsMessage } from './message-codec.js';
 import { isConsumerNotFound, isNoStream, isStreamNotFound, jsErrorCode, JS_MAXIMUM_MESSAGES_EXCEEDED, natsUnavailable } from './nats-errors.js';
 import { DEFAULT_NATS_PREFIX, NatsNames, nodeIdProblem, READER } from './nats-names.js';
 import { NatsNodeLiveness, type NatsLeaseEvent } from './node-liveness.js';
-import { NatsTakeover } from './node-takeover.js';
+import { NatsNodeLoss } from './node-loss-primitives.js';
 import { PresenceBucket } from './presence-bucket.js';
 import { StreamReader } from './stream-reader.js';
 
@@ -35,7 +38,7 @@ export interface NatsTransportOptions {
   prefix?: string;
   /** A node not heard from for this long counts as dead; it beats every third of it (default 5000). */
   nodeTtlMs?: number;
-  /** How often survivors look for dead nodes to take over (default 1000). */
+  /** How often the cluster layer looks for lost nodes to take over (default 1000). */
   takeoverIntervalMs?: number;
   /**
    * Cap on this node's inbox stream: commands not yet acknowledged. A command for a node whose
@@ -72,8 +75,9 @@ const nanos = (ms: number): number => ms * 1_000_000;
  * The NATS JetStream cluster transport: node inboxes on per-node work-queue streams read through a
  * durable pull consumer (explicit acks; answers to the node's own calls on a replies stream of its
  * own), core NATS for broadcasts, presence in a KV bucket with compare-and-set on revisions, node
- * liveness as heartbeat revisions judged by readers (see NatsNodeLiveness), and takeover of dead
- * nodes' inboxes (NatsTakeover). README "NATS transport".
+ * liveness as heartbeat revisions judged by readers (see NatsNodeLiveness), and the node-loss
+ * primitives (NatsNodeLoss: fence and drain a lost node; the policy is cluster/node-loss.ts).
+ * README "NATS transport".
  */
 export class NatsTransport implements EventAdapterInterface {
   readonly name = 'nats';
@@ -99,7 +103,7 @@ export class NatsTransport implements EventAdapterInterface {
   private nodeId: string | null = null;
   private source: PresenceSnapshotSource | null = null;
   private liveness: NatsNodeLiveness | null = null;
-  private takeover: NatsTakeover | null = null;
+  private nodeLoss: NatsNodeLoss | null = null;
   private inbox: StreamReader | null = null;
   private replies: StreamReader | null = null;
   private inboxHandler: ClusterMessageHandler | null = null;
@@ -110,7 +114,6 @@ export class NatsTransport implements EventAdapterInterface {
   private rejoining: Promise<void> | null = null;
   /** Per stream: sequences up to this were read by an earlier incarnation (handed over as redelivered). */
   private readonly readBefore = new Map<string, number>();
-  private readonly adopted = new Map<string, number>();
   private readonly unregistered = new Set<string>();
   private registrationRetry: NodeJS.Timeout | null = null;
   private lastNumbers = { ackPending: 0, pending: 0, redelivered: 0, length: 0 };
@@ -205,19 +208,15 @@ export class NatsTransport implements EventAdapterInterface {
       throw this.unavailable(error);
     }
     this.liveness.start();
-    this.takeover = new NatsTakeover({
+    this.nodeLoss = new NatsNodeLoss({
       names: this.names,
       selfId: nodeId,
       nodesKv: () => this.requireKv(this.nodesKv),
       jsm: () => this.jsm!,
       liveness: this.liveness,
       presence: this.presence,
-      send: (target, message) => this.sendToNode(target, [message]),
-      logger: this.logger,
-      intervalMs: this.takeoverIntervalMs,
       batchSize: this.readBatchSize,
     });
-    this.takeover.start();
     this.state = 'connected';
   }
 
@@ -231,7 +230,6 @@ export class NatsTransport implements EventAdapterInterface {
     }
     this.state = 'closing';
     this.stopTimers();
-    await bounded(this.takeover?.stop());
     await Promise.all([this.inbox?.stop(), this.replies?.stop()]);
     if (wasMember && this.liveness?.isHeld) await this.leave();
     this.liveness?.abandon();
@@ -251,7 +249,6 @@ export class NatsTransport implements EventAdapterInterface {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.stopTimers();
-    void this.takeover?.stop();
     this.inbox?.abort();
     this.replies?.abort();
     this.liveness?.abandon();
@@ -359,8 +356,8 @@ export class NatsTransport implements EventAdapterInterface {
 
   // ---------------------------------------------------------------- messaging
 
-  async publish(channel: string, message: ClusterMessage): Promise<void> {
-    if (channel === BROADCAST_CHANNEL) {
+  async publish(to: Address, message: ClusterMessage): Promise<void> {
+    if (isAllNodes(to)) {
       const nc = this.requireConnection();
       try {
         nc.publish(this.names.broadcastSubject, encodeNatsMessage(message));
@@ -370,20 +367,20 @@ export class NatsTransport implements EventAdapterInterface {
       }
       return;
     }
-    await this.sendToNode(this.targetOf(channel), [message]);
+    await this.sendTo(checkedAddress(to), message);
   }
 
-  /** Every message is published at once on one connection, so each node's messages keep their order. */
-  async publishBatch(messages: ReadonlyArray<{ channel: string; message: ClusterMessage }>): Promise<void> {
-    const results = await Promise.allSettled(messages.map(({ channel, message }) => this.publish(channel, message)));
+  /** Every message is published at once on one connection, so each node's lanes keep their order. */
+  async publishBatch(messages: ReadonlyArray<{ to: Address; message: ClusterMessage }>): Promise<void> {
+    const results = await Promise.allSettled(messages.map(({ to, message }) => this.publish(to, message)));
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw failed.reason;
   }
 
-  async subscribe(channel: string, handler: ClusterMessageHandler): Promise<void> {
+  async subscribe(subscription: ClusterSubscription, handler: ClusterMessageHandler): Promise<void> {
     if (typeof handler !== 'function') throw new InvalidOptionsError('handler', 'must be a function');
     const nodeId = this.requireConnected();
-    if (channel === BROADCAST_CHANNEL) {
+    if (subscription === 'allNodes') {
       this.broadcastSub?.unsubscribe();
       this.broadcastSub = this.nc!.subscribe(this.names.broadcastSubject, {
         callback: (error, raw) => {
@@ -394,7 +391,6 @@ export class NatsTransport implements EventAdapterInterface {
             return;
           }
           this.counters.broadcastsReceived++;
-          if (message.kind === 'nodeLeft' && message.nodeId !== this.nodeId) this.takeover?.poke();
           void Promise.resolve()
             .then(() => handler(message))
             .catch(() => this.counters.broadcastHandlerErrors++);
@@ -402,7 +398,7 @@ export class NatsTransport implements EventAdapterInterface {
       });
       return;
     }
-    if (this.targetOf(channel) !== nodeId) throw new InvalidOptionsError('channel', `a node reads only its own inbox (${channel} is not node:${nodeId})`);
+    if (subscription !== 'node') throw new InvalidOptionsError('subscription', `must be 'node' or 'allNodes' (got ${JSON.stringify(subscription)})`);
     await Promise.all([this.inbox?.stop(), this.replies?.stop()]);
     this.inboxHandler = handler;
     this.startReaders(nodeId, handler);
@@ -428,50 +424,60 @@ export class NatsTransport implements EventAdapterInterface {
     this.replies.start();
   }
 
-  async unsubscribe(channel: string): Promise<void> {
-    if (channel === BROADCAST_CHANNEL) {
+  async unsubscribe(subscription: ClusterSubscription): Promise<void> {
+    if (subscription === 'allNodes') {
       this.broadcastSub?.unsubscribe();
       this.broadcastSub = null;
       return;
     }
-    if (this.nodeId !== null && nodeIdOfChannel(channel) === this.nodeId) {
-      const readers = [this.inbox, this.replies];
-      this.inbox = null;
-      this.replies = null;
-      await Promise.all(readers.map((reader) => reader?.stop()));
+    const readers = [this.inbox, this.replies];
+    this.inbox = null;
+    this.replies = null;
+    await Promise.all(readers.map((reader) => reader?.stop()));
+  }
+
+  /** Publishes to one lane of a node (its inbox or its replies stream), acknowledged by JetStream. */
+  private async sendTo(to: NodeAddress, message: ClusterMessage): Promise<void> {
+    const js = this.js;
+    if (!js || this.state === 'closed') throw new ClusterUnavailableError(`adapter is ${this.state}`);
+    const subject = to.lane === 'replies' ? this.names.repliesSubject(to.node) : this.names.inboxSubject(to.node);
+    try {
+      await js.publish(subject, encodeNatsMessage(message), { timeout: this.requestTimeoutMs });
+      this.counters.sent++;
+    } catch (error) {
+      if (jsErrorCode(error) === JS_MAXIMUM_MESSAGES_EXCEEDED) {
+        if (message.kind === 'command') this.counters.commandsRefused++;
+        throw new InboxFullError(to.node, this.inboxMaxMessages, this.inboxMaxMessages);
+      }
+      this.counters.sendFailures++;
+      if (isNoStream(error)) throw new ClusterUnavailableError(`node ${JSON.stringify(to.node)} has no ${to.lane} on NATS (it left or was taken over)`);
+      throw this.unavailable(error);
     }
   }
 
-  /** Publishes to `target`'s streams (answers to its replies stream, the rest to its inbox), acknowledged by JetStream. */
-  private async sendToNode(target: string, messages: ClusterMessage[]): Promise<void> {
-    const js = this.js;
-    if (!js || this.state === 'closed') throw new ClusterUnavailableError(`adapter is ${this.state}`);
-    const sends = messages.map(async (message) => {
-      const subject = message.kind === 'reply' ? this.names.repliesSubject(target) : this.names.inboxSubject(target);
-      try {
-        await js.publish(subject, encodeNatsMessage(message), { timeout: this.requestTimeoutMs });
-        this.counters.sent++;
-      } catch (error) {
-        if (jsErrorCode(error) === JS_MAXIMUM_MESSAGES_EXCEEDED) {
-          if (message.kind === 'command') this.counters.commandsRefused++;
-          throw new InboxFullError(target, this.inboxMaxMessages, this.inboxMaxMessages);
-        }
-        this.counters.sendFailures++;
-        if (isNoStream(error)) throw new ClusterUnavailableError(`node ${JSON.stringify(target)} has no inbox on NATS (it left or was taken over)`);
-        throw this.unavailable(error);
-      }
-    });
-    const results = await Promise.allSettled(sends);
-    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failed) throw failed.reason;
+  // ---------------------------------------------------------------- node loss (the policy is the cluster layer's)
+
+  get lossCheckIntervalMs(): number {
+    return this.takeoverIntervalMs;
   }
 
-  private targetOf(channel: string): string {
-    const target = nodeIdOfChannel(channel);
-    if (target === null) throw new InvalidOptionsError('channel', `unknown channel ${JSON.stringify(channel)}`);
-    const problem = nodeIdProblem(target);
-    if (problem) throw new InvalidOptionsError('channel', `bad node id in ${JSON.stringify(channel)}: ${problem}`);
-    return target;
+  async lostNodes(): Promise<string[]> {
+    if (this.state !== 'connected' || !this.nodeLoss) return [];
+    return this.nodeLoss.lostNodes();
+  }
+
+  async claimLostNode(nodeId: string): Promise<LostNodeClaim | null> {
+    if (this.state !== 'connected' || !this.nodeLoss || nodeIdProblem(nodeId)) return null;
+    return this.nodeLoss.claimLostNode(nodeId);
+  }
+
+  async liveNodes(): Promise<string[]> {
+    this.requireConnected();
+    try {
+      return await this.nodeLoss!.liveNodes();
+    } catch (error) {
+      throw this.unavailable(error);
+    }
   }
 
   // ---------------------------------------------------------------- presence
@@ -531,11 +537,8 @@ export class NatsTransport implements EventAdapterInterface {
 
   async removePresence(identity: string, epoch: number): Promise<boolean> {
     const nodeId = this.requireConnected();
-    const effective = epoch === 0 ? (this.adopted.get(identity) ?? 0) : epoch;
     try {
-      const removed = await this.presence.remove(identity, nodeId, effective);
-      if (removed || epoch === 0) this.adopted.delete(identity);
-      return removed;
+      return await this.presence.remove(identity, nodeId, epoch);
     } catch (error) {
       throw this.unavailable(error);
     }
@@ -567,14 +570,10 @@ export class NatsTransport implements EventAdapterInterface {
     return new Set(checks.filter(([, alive]) => alive).map(([nodeId]) => nodeId));
   }
 
-  /** Local sockets as presence records, with adopted epochs for those that never got one. */
+  /** This node's sockets as presence records (the node's epochs; 0 for those never registered). */
   private localRecords(): PresenceRecord[] {
     const nodeId = this.nodeId!;
-    return (this.source?.localPresence() ?? []).map((record) => ({
-      ...record,
-      nodeId,
-      epoch: record.epoch > 0 ? record.epoch : (this.adopted.get(record.identity) ?? 0),
-    }));
+    return (this.source?.localPresence() ?? []).map((record) => ({ ...record, nodeId }));
   }
 
   /** Registers these identities' sockets again soon (a claim failed while NATS refused writes). */
@@ -590,24 +589,29 @@ export class NatsTransport implements EventAdapterInterface {
     this.registrationRetry.unref();
   }
 
-  /** Re-registers local sockets without overwriting newer owners; a socket that lost gets an `evict` in our own inbox. */
+  /** Re-registers local sockets without overwriting newer owners, and tells the node what it found (PresenceRestore). */
   private async rehydrate(records: PresenceRecord[] = this.localRecords()): Promise<void> {
     const nodeId = this.nodeId!;
+    const tell = (restore: PresenceRestore): boolean | void => this.source?.onPresenceRestored?.(restore);
     for (const local of records) {
       const { record, status, existing } = await this.presence.rehydrate(local);
       if (status === 'refused') {
         this.counters.rehydrateRefused++;
         if (existing && existing.nodeId !== nodeId) {
-          await this.sendToNode(nodeId, [{ kind: 'evict', identity: local.identity, epoch: local.epoch, newOwner: existing.nodeId }]);
+          tell({ kind: 'superseded', identity: local.identity, epoch: local.epoch, newOwner: existing.nodeId });
           this.counters.evictsSent++;
         }
         continue;
       }
       if (status === 'kept') continue;
       this.counters.rehydrated++;
-      if (local.epoch === 0) this.adopted.set(local.identity, record.epoch);
+      if (local.epoch === 0 && tell({ kind: 'registered', identity: local.identity, epoch: record.epoch }) === false) {
+        // The socket closed (or got its own epoch) meanwhile: what we wrote for it must go.
+        await this.presence.remove(local.identity, nodeId, record.epoch).catch(() => undefined);
+        continue;
+      }
       if (existing && existing.nodeId !== nodeId && (await this.liveness!.isAlive(existing.nodeId))) {
-        await this.sendToNode(existing.nodeId, [{ kind: 'evict', identity: local.identity, epoch: existing.epoch, newOwner: nodeId }]);
+        tell({ kind: 'displaced', identity: local.identity, previous: existing });
         this.counters.evictsSent++;
       }
     }
@@ -758,7 +762,6 @@ export class NatsTransport implements EventAdapterInterface {
     this.state = 'conflict';
     this.logger.error(`node id ${this.nodeId} is now held by another process; this node stops reading its inbox, closes its sockets and is not live`);
     this.stopTimers();
-    void this.takeover?.stop();
     this.inbox?.abort();
     this.replies?.abort();
     this.source?.onLeaseChange?.('lost');
@@ -824,7 +827,6 @@ export class NatsTransport implements EventAdapterInterface {
     }
     const readers = [this.inbox, this.replies].filter((reader): reader is StreamReader => reader !== null);
     const sum = (pick: (reader: StreamReader) => number): number => readers.reduce((total, reader) => total + pick(reader), 0);
-    const takeover = this.takeover;
     return {
       pendingMessages: this.lastNumbers.ackPending,
       consumerLag: this.lastNumbers.pending,
@@ -842,10 +844,6 @@ export class NatsTransport implements EventAdapterInterface {
       pullFailures: sum((reader) => reader.pullFailures),
       broadcastsSent: this.counters.broadcastsSent,
       broadcastsReceived: this.counters.broadcastsReceived,
-      takeovers: takeover?.takeovers ?? 0,
-      takeoverForwarded: takeover?.forwarded ?? 0,
-      takeoverAnswered: takeover?.answered ?? 0,
-      takeoverDropped: takeover?.dropped ?? 0,
       disconnects: this.counters.disconnects,
       reconnects: this.counters.reconnects,
       recoveries: this.counters.recoveries,
@@ -896,6 +894,14 @@ export class NatsTransport implements EventAdapterInterface {
     if (!nc || nc.isClosed()) return;
     await settleWithin(nc.close().catch(() => undefined), STEP_TIMEOUT_MS);
   }
+}
+
+/** A node address with a node id NATS can name. */
+function checkedAddress(to: NodeAddress): NodeAddress {
+  const problem = nodeIdProblem(to?.node);
+  if (problem) throw new InvalidOptionsError('to', `bad node id ${JSON.stringify(to?.node)}: ${problem}`);
+  if (to.lane !== 'inbox' && to.lane !== 'replies') throw new InvalidOptionsError('to', `lane must be inbox or replies (got ${JSON.stringify(to.lane)})`);
+  return to;
 }
 
 function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { BROADCAST_CHANNEL, nodeChannel, type ClusterMessage, type CommandEnvelope } from '../../lib/cluster/envelope.js';
+import { inboxOf } from '../../lib/cluster/address.js';
+import type { ClusterMessage, CommandEnvelope } from '../../lib/cluster/envelope.js';
 import type { PresenceRecord, PresenceSnapshotSource } from '../../lib/cluster/event-adapter.interface.js';
 import type { ClusterLogger } from '../../lib/cluster/logger.js';
 import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
@@ -26,8 +27,8 @@ async function node(nodeId: string, identities: string[]) {
   await adapter.connect(nodeId, source);
   started.push(adapter);
   const received: ClusterMessage[] = [];
-  await adapter.subscribe(nodeChannel(nodeId), (message) => void received.push(message));
-  await adapter.subscribe(BROADCAST_CHANNEL, () => undefined);
+  await adapter.subscribe('node', (message) => void received.push(message));
+  await adapter.subscribe('allNodes', () => undefined);
   for (const identity of identities) {
     const { record } = await adapter.setPresence(identity, 'ocpp1.6', Date.now());
     local.push(record);
@@ -67,7 +68,7 @@ describe.each([{ wipe: false }, { wipe: true }])('the NATS transport when nats-s
     ] as const) {
       await waitFor(`${reader.nodeId} to find ${identity} on ${owner}`, async () => (await reader.adapter.getPresence(identity).catch(() => null))?.nodeId === owner, { timeoutMs: 20_000 });
     }
-    await a.adapter.publish(nodeChannel(b.nodeId), command(a.nodeId, `B-1-${wipe}`, 1));
+    await a.adapter.publish(inboxOf(b.nodeId), command(a.nodeId, `B-1-${wipe}`, 1));
     await waitFor('the command to reach B', () => b.received.some((message) => message.kind === 'command' && message.id === `${a.nodeId}-1`));
     expect(await a.adapter.isNodeAlive(b.nodeId)).toBe(true);
   }, 60_000);
