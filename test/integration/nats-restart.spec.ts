@@ -57,6 +57,8 @@ describe.each([{ wipe: false }, { wipe: true }])('the NATS transport when nats-s
     await server.stop();
     await waitFor('both nodes to report NATS unreachable', () => !a.adapter.isHealthy() && !b.adapter.isHealthy());
     expect(a.adapter.healthIssue()).toMatch(/NATS/);
+    // Readiness reads the probe: NATS down, within its bound.
+    expect((await a.adapter.probe(500)).connections.nats).toMatchObject({ ok: false });
     if (wipe) server.wipeStore();
     await server.start();
 
@@ -71,5 +73,6 @@ describe.each([{ wipe: false }, { wipe: true }])('the NATS transport when nats-s
     await a.adapter.publish(inboxOf(b.nodeId), command(a.nodeId, `B-1-${wipe}`, 1));
     await waitFor('the command to reach B', () => b.received.some((message) => message.kind === 'command' && message.id === `${a.nodeId}-1`));
     expect(await a.adapter.isNodeAlive(b.nodeId)).toBe(true);
+    expect(await a.adapter.probe(2_000)).toMatchObject({ livenessHeld: true, consumerRunning: true });
   }, 60_000);
 });
