@@ -1,6 +1,6 @@
 import type { Server as HttpServer } from 'node:http';
-import type { HandlerRegistry } from './cluster/handler-registry.js';
-import type { ClusterLogger } from './cluster/logger.js';
+import { HandlerRegistry } from './cluster/handler-registry.js';
+import { SILENT_LOGGER, type ClusterLogger } from './cluster/logger.js';
 import type { ClusterMetricsSink } from './cluster/metrics-sink.js';
 import { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
 import type { ConnectionListeners } from './cluster/node-types.js';
@@ -14,8 +14,10 @@ export interface CreateNodeParts {
   /** The module's options after defaults (`resolveOptions(...)`). */
   options: ResolvedOcppClusterOptions;
   adapter: EventAdapterInterface;
-  handlers: HandlerRegistry;
-  logger: ClusterLogger;
+  /** Handlers of calls from charge points (default: none, every call is answered NotImplemented). */
+  handlers?: HandlerRegistry;
+  /** Default: silent. */
+  logger?: ClusterLogger;
   /** Schema validation of calls (strict mode), or null. */
   validator?: SchemaValidator | null;
   listeners?: ConnectionListeners;
@@ -39,7 +41,9 @@ export interface NodeHost {
  * then hands each socket to `accept()`). The Nest module does the same through its providers.
  */
 export function createNode(parts: CreateNodeParts): NodeHost {
-  const { options, adapter, handlers, logger } = parts;
+  const { options, adapter } = parts;
+  const handlers = parts.handlers ?? new HandlerRegistry();
+  const logger = parts.logger ?? SILENT_LOGGER;
   const node = new OcppClusterNode(options, adapter, parts.validator ?? null, handlers, logger, parts.listeners, parts.metricsSink);
   const gateway = new OcppWebSocketGateway({
     path: options.path,

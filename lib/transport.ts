@@ -33,6 +33,8 @@ export { MEMBERSHIP_CHANNEL } from './cluster/gossip-membership.js';
 export { InMemoryAdapter, InMemoryBus } from './cluster/in-memory-adapter.js';
 export { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
 export { createNode } from './create-node.js';
+export { resolveOptions } from './resolve-options.js';
+export { HandlerRegistry } from './cluster/handler-registry.js';
 export type { NodeHost, CreateNodeParts } from './create-node.js';
 export type { NodeOptions } from './cluster/node-options.js';
 export type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from './protocol/handshake.js';
