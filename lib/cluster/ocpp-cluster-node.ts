@@ -9,6 +9,7 @@ import type { ClusterLogger } from './logger.js';
 import { NOOP_METRICS_SINK } from './metrics-sink.js';
 import type { ClusterMetricsSink } from './metrics-sink.js';
 import type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from '../protocol/handshake.js';
+import type { NodeLossCounters } from './node-loss.js';
 import type { NodeOptions } from './node-options.js';
 import { composeNodeParts } from './node-parts.js';
 import type { NodeParts } from './node-parts.js';
@@ -241,9 +242,8 @@ export class OcppClusterNode {
   }
 
   /** What this node's takeovers of lost nodes did (reported with the transport's counters, as before). */
-  nodeLossCounters(): { takeovers: number; takeoverForwarded: number; takeoverAnswered: number; takeoverDropped: number } {
-    const { takeovers, forwarded, answered, dropped } = this.parts.nodeLoss;
-    return { takeovers, takeoverForwarded: forwarded, takeoverAnswered: answered, takeoverDropped: dropped };
+  nodeLossCounters(): NodeLossCounters {
+    return this.parts.nodeLoss.counters();
   }
 
   /** Local connections by protocol (cheap: no I/O). */
