@@ -32,8 +32,15 @@ export type { TransportAdapter, TransportCoreOptions, TransportHandler, Transpor
 export { MEMBERSHIP_CHANNEL } from './cluster/gossip-membership.js';
 export { InMemoryAdapter, InMemoryBus } from './cluster/in-memory-adapter.js';
 export { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
+export { createNode } from './create-node.js';
+export { resolveOptions } from './resolve-options.js';
+export { HandlerRegistry } from './cluster/handler-registry.js';
+export type { NodeHost, CreateNodeParts } from './create-node.js';
+export type { NodeOptions } from './cluster/node-options.js';
+export type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from './protocol/handshake.js';
 export {
   OCPP_CLUSTER_NODE,
+  OCPP_NODE_HOST,
   OCPP_CLUSTER_ADAPTER,
   OCPP_METRICS_REGISTRY,
   OCPP_REDIS_POOL,

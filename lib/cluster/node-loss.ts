@@ -20,6 +20,14 @@ export interface TakeoverReport {
   completed: boolean;
 }
 
+/** The counters under their metric names (`takeovers`, `takeoverForwarded`...). */
+export interface NodeLossCounters {
+  takeovers: number;
+  takeoverForwarded: number;
+  takeoverAnswered: number;
+  takeoverDropped: number;
+}
+
 export interface NodeLossOptions {
   nodeId: string;
   adapter: EventAdapterInterface;
@@ -58,6 +66,10 @@ export class NodeLoss {
         ? { lostNodes: () => adapter.lostNodes!(), claimLostNode: (nodeId) => adapter.claimLostNode!(nodeId) }
         : null;
     this.intervalMs = options.intervalMs ?? adapter.lossCheckIntervalMs ?? DEFAULT_CHECK_INTERVAL_MS;
+  }
+
+  counters(): NodeLossCounters {
+    return { takeovers: this.takeovers, takeoverForwarded: this.forwarded, takeoverAnswered: this.answered, takeoverDropped: this.dropped };
   }
 
   /** Whether the transport offers the primitives (otherwise start() does nothing). */

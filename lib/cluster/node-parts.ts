@@ -1,6 +1,6 @@
 import { AnsweredCalls } from '../protocol/answered-calls.js';
 import type { SchemaValidator } from '../protocol/validator.js';
-import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
+import type { NodeOptions } from './node-options.js';
 import { Admission } from './admission.js';
 import { Broadcasts } from './broadcasts.js';
 import { CallChecks } from './call-checks.js';
@@ -25,7 +25,7 @@ import { RemoteCalls } from './remote-calls.js';
 
 /** What the parts need from the node that holds them. */
 export interface NodeContext {
-  options: ResolvedOcppClusterOptions;
+  options: NodeOptions;
   adapter: EventAdapterInterface;
   validator: SchemaValidator | null;
   handlers: HandlerRegistry;

@@ -6,7 +6,7 @@ import { HandlerRegistry } from '../../lib/cluster/handler-registry.js';
 import { InMemoryAdapter, InMemoryBus } from '../../lib/cluster/in-memory-adapter.js';
 import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
-import { OcppClusterNode } from '../../lib/cluster/ocpp-cluster-node.js';
+import { createNode } from '../../lib/create-node.js';
 import { resolveOptions } from '../../lib/resolve-options.js';
 import { waitFor } from '../support/wait.js';
 import { inboxOf } from '../../lib/cluster/address.js';
@@ -16,8 +16,9 @@ describe('a command that reaches the owner after its deadline', () => {
     const bus = new InMemoryBus();
     const http = createServer();
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-    const owner = new OcppClusterNode(resolveOptions({ nodeId: 'owner', pingIntervalMs: 0 }), new InMemoryAdapter(bus), null, new HandlerRegistry(), SILENT_LOGGER);
-    await owner.start(http);
+    const host = createNode({ options: resolveOptions({ nodeId: 'owner', pingIntervalMs: 0 }), adapter: new InMemoryAdapter(bus), handlers: new HandlerRegistry(), logger: SILENT_LOGGER });
+    await host.start(http);
+    const owner = host.node;
     const frames: string[] = [];
     const charger = new WebSocket(`ws://127.0.0.1:${(http.address() as AddressInfo).port}/ocpp/LATE-1`, 'ocpp1.6');
     charger.on('message', (data) => frames.push(data.toString()));
@@ -46,7 +47,7 @@ describe('a command that reaches the owner after its deadline', () => {
 
     charger.terminate();
     await caller.disconnect();
-    await owner.stop();
+    await host.stop();
     await new Promise((resolve) => http.close(resolve));
   });
 });
