@@ -66,7 +66,6 @@ const DEFAULT_LOGGER: ClusterLogger = {
   log: (message) => console.log(`[nats] ${message}`),
   warn: (message) => console.warn(`[nats] ${message}`),
   error: (message) => console.error(`[nats] ${message}`),
-  debug: process.env.OCPP_NATS_DEBUG ? (message) => console.log(`[nats:debug] ${message}`) : undefined,
 };
 
 const nanos = (ms: number): number => ms * 1_000_000;

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import type { Consumer, ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import type { ClusterMessage } from '../cluster/envelope.js';
 import type { DeliveryInfo } from '../cluster/event-adapter.interface.js';
 import type { ClusterLogger } from '../cluster/logger.js';
@@ -38,6 +38,7 @@ export class StreamReader {
   private running = false;
   private aborted = false;
   private loop: Promise<void> | null = null;
+  private consumer: Consumer | null = null;
   private pull: ConsumerMessages | null = null;
   private readonly inFlight = new Set<JsMsg>();
   private slotWaiters: Array<() => void> = [];
@@ -134,7 +135,9 @@ export class StreamReader {
         continue;
       }
       try {
-        const consumer = await this.options.js().consumers.get(this.options.stream, READER);
+        // Looked up once and again only after a failure (the consumer may have been made anew).
+        this.consumer ??= await this.options.js().consumers.get(this.options.stream, READER);
+        const consumer = this.consumer;
         const pull = await consumer.fetch({ max_messages: Math.min(this.options.batchSize, room), expires: PULL_EXPIRES_MS });
         this.pull = pull;
         for await (const message of pull) {
@@ -147,6 +150,7 @@ export class StreamReader {
         this.lastError = null;
         backoffMs = 100;
       } catch (error) {
+        this.consumer = null;
         if (!this.running) break;
         this.pullFailures++;
         this.lastError = (error as Error).message;
