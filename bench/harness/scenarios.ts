@@ -10,7 +10,7 @@ import { benchPids, startApp, type BenchApp } from './processes.js';
 import { RedisServer } from './redis.js';
 
 /** The implementations measured side by side. */
-export type ImplName = 'ours' | 'ocpp-ws-io' | 'ocpp-rpc' | 'ws';
+export type ImplName = 'ours' | 'ocpp-ws-io' | 'ocpp-rpc' | 'ws' | 'naive-relay';
 
 /** Repository root, from dist/bench/harness/. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -20,6 +20,7 @@ const SCRIPTS: Record<ImplName, string> = {
   'ocpp-ws-io': join(ROOT, 'bench/peers/ocpp-ws-io-node.mjs'),
   'ocpp-rpc': join(ROOT, 'bench/peers/ocpp-rpc-server.mjs'),
   ws: join(ROOT, 'bench/peers/ws-server.mjs'),
+  'naive-relay': join(ROOT, 'bench/peers/naive-relay-node.mjs'),
 };
 const STATIONS_SCRIPT = join(ROOT, 'dist/bench/apps/stations.js');
 
@@ -115,7 +116,8 @@ export async function crossNode(ctx: BenchContext, impl: ImplName): Promise<Cros
   let b: BenchApp | undefined;
   let stations: BenchApp | undefined;
   try {
-    const env = { BENCH_REDIS_URL: redis.url, BENCH_STRICT: '1', BENCH_RATE_LIMIT: 'off' };
+    // BENCH_RELAY_PEER: the naive relay has no presence; its node A is told where the stations are.
+    const env = { BENCH_REDIS_URL: redis.url, BENCH_STRICT: '1', BENCH_RATE_LIMIT: 'off', BENCH_RELAY_PEER: 'bench-b' };
     b = startImpl(ctx, impl, 'cross-b', { ...env, BENCH_NODE_ID: 'bench-b' }, { profile: 'cross-node-B' });
     a = startImpl(ctx, impl, 'cross-a', { ...env, BENCH_NODE_ID: 'bench-a' }, { profile: 'cross-node-A' });
     const [, readyB] = await Promise.all([a.ready, b.ready]);
