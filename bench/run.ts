@@ -7,15 +7,17 @@ import { performance } from 'node:perf_hooks';
 import { waitForQuiet } from './harness/machine.js';
 import { killAllChildren } from './harness/processes.js';
 import { formatProfile, summarizeProfiles } from './harness/profile-summary.js';
-import { markdownTable, type BenchResults, type Outcome } from './harness/report.js';
-import { ROOT, cluster, crossNode, inbound, memory, type BenchContext, type ImplName } from './harness/scenarios.js';
+import { barPanels } from './harness/charts.js';
+import { mainPanels, markdownTable, type BenchResults, type Outcome } from './harness/report.js';
+import { ROOT, cluster, crossNode, crossNodeInterleaved, inbound, memory, type BenchContext, type ImplName } from './harness/scenarios.js';
 
 /**
  * `npm run bench`: every scenario of issue 6, ours and the peers side by side in one run.
  * Environment: BENCH_SCALE (default 1), BENCH_ONLY (crossNode,inbound,memory,memoryDeflate,cluster),
  * BENCH_IMPLS (ours,ocpp-ws-io,ocpp-rpc,ws,naive-relay), BENCH_PROFILE=1 (CPU profiles of our nodes),
  * BENCH_TRIES (default 3: tries of a throughput run when other work used the CPU), BENCH_QUIET_WAIT_MS
- * (default 30000: how long to wait for a quiet machine before each measurement).
+ * (default 30000: how long to wait for a quiet machine before each measurement), BENCH_ROUNDS=n (cross-node: every implementation up at once, taking n turns each), BENCH_LATEST=1 (this
+ * run's chart becomes bench/results/latest-main.svg even when partial).
  */
 
 const SCENARIOS = ['crossNode', 'inbound', 'memory', 'memoryDeflate', 'cluster'] as const;
@@ -129,7 +131,15 @@ async function main(): Promise<void> {
   };
 
   if (only.includes('crossNode')) {
-    for (const impl of crossNodeImpls) results.crossNode[impl] = await measured('crossNode', impl, () => crossNode(ctx, impl));
+    const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
+    if (rounds > 1) {
+      const quiet = await waitForQuiet(15, Number(process.env.BENCH_QUIET_WAIT_MS ?? 30_000));
+      background.push({ scenario: 'crossNode', impl: crossNodeImpls.join('+'), ...quiet });
+      ctx.log(`crossNode / ${crossNodeImpls.join(', ')} interleaved, ${rounds} rounds`);
+      Object.assign(results.crossNode, await crossNodeInterleaved(ctx, crossNodeImpls, rounds));
+    } else {
+      for (const impl of crossNodeImpls) results.crossNode[impl] = await measured('crossNode', impl, () => crossNode(ctx, impl));
+    }
   }
   if (only.includes('inbound')) {
     for (const impl of serverImpls) results.inbound[impl] = await measured('inbound', impl, () => inbound(ctx, impl));
@@ -180,6 +190,14 @@ async function main(): Promise<void> {
     : [];
   const file = join(resultsDir, `${stamp}.json`);
   writeFileSync(file, `${JSON.stringify({ startedAt: new Date(Date.now() - (performance.now() - startedAt)).toISOString(), durationS: (performance.now() - startedAt) / 1000, environment, background, results, profiles, table }, null, 2)}\n`);
+
+  // Pictures: this run's bars; `latest-main.svg` (shown in the README) only from a complete run.
+  const machine = `${environment.cores} cores, ${environment.cpu}, ${environment.memoryGiB} GiB, Node ${environment.node}`;
+  const subtitle = `${stamp.slice(0, 16)} · ${machine} · scale ${scale} · library ${library.commit} · one run, side by side`;
+  const chart = barPanels('nestjs-ocpp-cluster (ours) vs peers and floors', subtitle, mainPanels(results));
+  writeFileSync(join(resultsDir, `${stamp}-main.svg`), chart);
+  const complete = only.length === SCENARIOS.length && impls.length === ALL_IMPLS.length && scale === 1;
+  if (complete || process.env.BENCH_LATEST === '1') writeFileSync(join(resultsDir, 'latest-main.svg'), chart);
 
   process.stdout.write(
     `\n## Benchmark (${environment.cores} cores, ${environment.cpu}, Node ${environment.node}, scale ${scale})\n\n${table}\n\n` +

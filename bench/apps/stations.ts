@@ -24,7 +24,7 @@ serveIpc({
       count: message.count,
       protocol: message.protocol ?? 'ocpp1.6',
       prefix: message.prefix ?? 'SIM',
-      startIndex: 1,
+      startIndex: message.startIndex ?? 1,
       heartbeatSeconds: message.heartbeatSeconds,
       txPerMinute: 0,
       txDurationSeconds: 60,

@@ -1,3 +1,4 @@
+import type { Bar, BarPanel } from './charts.js';
 import type { ClusterResult, CrossNodeResult, ImplName, InboundResult, MemoryResult } from './scenarios.js';
 
 export type Outcome<T> = T | { error: string };
@@ -245,4 +246,27 @@ export function markdownTable(results: BenchResults, scale: number): string {
   return text.includes(' †')
     ? `${text}\n\n† other processes used more than ${NOISY_PERCENT}% of the CPU while this was measured (three tries); read it as pessimistic.`
     : text;
+}
+
+/** The main table as bar panels (bench/harness/charts.ts): one panel per measure that has results. */
+export function mainPanels(results: BenchResults): BarPanel[] {
+  const panels: BarPanel[] = [];
+  const panel = <T>(title: string, unit: string, better: BarPanel['better'], byImpl: ByImpl<T>, value: (result: T) => number | undefined): void => {
+    const bars: Bar[] = [];
+    for (const impl of IMPLS) {
+      const result = ok(byImpl[impl]);
+      const measured = result === undefined ? undefined : value(result);
+      if (measured !== undefined && Number.isFinite(measured)) bars.push({ name: impl, value: measured });
+    }
+    if (bars.length > 0) panels.push({ title, unit, better, bars });
+  };
+  panel('cross-node DataTransfer', 'calls/s', 'higher', results.crossNode, (v) => v.callsPerSecond);
+  panel('cross-node DataTransfer', 'p99 ms', 'lower', results.crossNode, (v) => v.latencyMs.p99);
+  panel('inbound Heartbeat, strict', 'calls/s', 'higher', results.inbound, (v) => v.callsPerSecond);
+  panel('idle connections', 'RSS KB per connection', 'lower', results.memory, (v) => v.rssPerConnectionKB);
+  panel('reconnect storm, 2 nodes', 's until all in presence', 'lower', results.cluster, (v) => v.storm.presenceWholeMs / 1000);
+  panel('broadcastBatch over 2 nodes', 'ms until every outcome', 'lower', results.cluster, (v) =>
+    v.broadcastBatch === undefined || isError(v.broadcastBatch) ? undefined : v.broadcastBatch.resolvedMs,
+  );
+  return panels;
 }
