@@ -63,19 +63,22 @@ function niceStep(max: number, ticks: number): number {
 
 const FONT = 'font-family="sans-serif"';
 
-/** Panels side by side (wrapping every `perRow`), each with one bar per implementation. */
-export function barPanels(title: string, subtitle: string, panels: BarPanel[], perRow = 3): string {
-  const panelWidth = 300;
-  const panelHeight = 240;
-  const rows = Math.ceil(panels.length / perRow);
-  const width = panelWidth * Math.min(perRow, panels.length);
-  const height = 60 + rows * panelHeight;
-  const parts: string[] = [
+/** The opening of a chart: white canvas, title and subtitle (the machine and run it came from). */
+function svgOpen(width: number, height: number, title: string, subtitle: string): string[] {
+  return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ${FONT}>`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="10" y="22" font-size="16" font-weight="bold">${escape(title)}</text>`,
     `<text x="10" y="42" font-size="11" fill="#555">${escape(subtitle)}</text>`,
   ];
+}
+
+/** Panels side by side (wrapping every `perRow`), each with one bar per implementation. */
+export function barPanels(title: string, subtitle: string, panels: BarPanel[], perRow = 3): string {
+  const panelWidth = 300;
+  const panelHeight = 240;
+  const rows = Math.ceil(panels.length / perRow);
+  const parts = svgOpen(panelWidth * Math.min(perRow, panels.length), 60 + rows * panelHeight, title, subtitle);
   panels.forEach((panel, index) => {
     const x0 = (index % perRow) * panelWidth;
     const y0 = 60 + Math.floor(index / perRow) * panelHeight;
@@ -107,14 +110,7 @@ export function lineCharts(title: string, subtitle: string, charts: LineChart[],
   const chartWidth = 420;
   const chartHeight = 300;
   const rows = Math.ceil(charts.length / perRow);
-  const width = chartWidth * Math.min(perRow, charts.length);
-  const height = 60 + rows * chartHeight;
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ${FONT}>`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="22" font-size="16" font-weight="bold">${escape(title)}</text>`,
-    `<text x="10" y="42" font-size="11" fill="#555">${escape(subtitle)}</text>`,
-  ];
+  const parts = svgOpen(chartWidth * Math.min(perRow, charts.length), 60 + rows * chartHeight, title, subtitle);
   charts.forEach((chart, index) => {
     const x0 = (index % perRow) * chartWidth;
     const y0 = 60 + Math.floor(index / perRow) * chartHeight;
