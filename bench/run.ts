@@ -16,13 +16,16 @@ import { ROOT, cluster, crossNode, crossNodeInterleaved, inbound, memory, type B
  * Environment: BENCH_SCALE (default 1), BENCH_ONLY (crossNode,inbound,memory,memoryDeflate,cluster),
  * BENCH_IMPLS (ours,ocpp-ws-io,ocpp-rpc,ws,naive-relay), BENCH_PROFILE=1 (CPU profiles of our nodes),
  * BENCH_TRIES (default 3: tries of a throughput run when other work used the CPU), BENCH_QUIET_WAIT_MS
- * (default 30000: how long to wait for a quiet machine before each measurement), BENCH_ROUNDS=n (cross-node: every implementation up at once, taking n turns each), BENCH_LATEST=1 (this
+ * (default 30000: how long to wait for a quiet machine before each measurement), BENCH_BEFORE_DIST (the dist/ of another build: implementation
+ * 'ours-before', for before/after ratios in one run), BENCH_ROUNDS=n (cross-node: every implementation up at once, taking n turns each), BENCH_LATEST=1 (this
  * run's chart becomes bench/results/latest-main.svg even when partial).
  */
 
 const SCENARIOS = ['crossNode', 'inbound', 'memory', 'memoryDeflate', 'cluster'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 const ALL_IMPLS: ImplName[] = ['ours', 'ocpp-ws-io', 'ocpp-rpc', 'ws', 'naive-relay'];
+/** Named only when asked for (BENCH_IMPLS=ours-before,ours with BENCH_BEFORE_DIST=<another build's dist/>). */
+const EXTRA_IMPLS: ImplName[] = ['ours-before'];
 
 function listFromEnv<T extends string>(name: string, allowed: readonly T[]): T[] {
   const raw = process.env[name];
@@ -65,7 +68,7 @@ async function main(): Promise<void> {
   const scale = process.env.BENCH_SCALE === undefined ? 1 : Number(process.env.BENCH_SCALE);
   if (!(scale > 0 && scale <= 1)) throw new Error(`BENCH_SCALE must be in (0, 1], got ${process.env.BENCH_SCALE}`);
   const only = listFromEnv('BENCH_ONLY', SCENARIOS);
-  const impls = listFromEnv('BENCH_IMPLS', ALL_IMPLS);
+  const impls = process.env.BENCH_IMPLS ? listFromEnv('BENCH_IMPLS', [...ALL_IMPLS, ...EXTRA_IMPLS]) : ALL_IMPLS;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const resultsDir = join(ROOT, 'bench/results');
   const logDir = mkdtempSync(join(tmpdir(), 'ocpp-bench-'));
@@ -105,7 +108,7 @@ async function main(): Promise<void> {
   };
   const clusterImpls = impls.filter((impl) => impl === 'ours' || impl === 'ocpp-ws-io');
   // The naive relay (issue 13) is the floor of the cross-node scenario only.
-  const crossNodeImpls = impls.filter((impl) => impl === 'ours' || impl === 'ocpp-ws-io' || impl === 'naive-relay');
+  const crossNodeImpls = impls.filter((impl) => impl !== 'ocpp-rpc' && impl !== 'ws');
   const serverImpls = impls.filter((impl) => impl !== 'naive-relay');
   /**
    * Throughput runs are redone (up to 3 tries) when other processes used more than 10% of the CPU

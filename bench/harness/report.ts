@@ -53,6 +53,8 @@ interface Row {
 /** The Markdown table of the issue: every scenario, ours and the peers, ratios and goals. */
 export function markdownTable(results: BenchResults, scale: number): string {
   const rows: Row[] = [];
+  const measuredBefore = Object.values(results).some((byImpl: ByImpl<unknown>) => byImpl['ours-before'] !== undefined);
+  const columns: string[] = measuredBefore ? [...IMPLS, 'ours-before'] : IMPLS;
   const k = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(n % 1000 === 0 ? 0 : 1)}k` : String(n));
 
   // cross-node
@@ -70,7 +72,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario,
       measure: 'calls/s',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => `${int(v.callsPerSecond)}${errors(v)}`)),
+      cells: columns.map((impl) => cell(r, impl, (v) => `${int(v.callsPerSecond)}${errors(v)}`)),
       comparison: `${times(throughput)} ocpp-ws-io, ${times(vsRelay)} naive relay`,
       goal: '≥ 2.5× ocpp-ws-io; > 1.0× naive relay',
       met:
@@ -81,7 +83,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: '',
       measure: 'p50 ms',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p50))),
+      cells: columns.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p50))),
       comparison: `${times(ratio(ours?.latencyMs.p50, peer?.latencyMs.p50))} ocpp-ws-io`,
       goal: '',
       met: '',
@@ -89,7 +91,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: '',
       measure: 'p99 ms',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p99))),
+      cells: columns.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p99))),
       comparison: `${times(p99)} ocpp-ws-io, ${times(ratio(ours?.latencyMs.p99, relay?.latencyMs.p99))} naive relay`,
       goal: '≤ 0.5× ocpp-ws-io',
       met: verdict(p99 === undefined ? undefined : p99 <= 0.5),
@@ -105,7 +107,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: 'inbound: 200 stations send Heartbeat back to back, strict validation',
       measure: 'calls/s',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => int(v.callsPerSecond))),
+      cells: columns.map((impl) => cell(r, impl, (v) => int(v.callsPerSecond))),
       comparison: `${times(vsRpc)} ocpp-rpc, ${times(vsWs)} ws`,
       goal: '≥ 1.2× ocpp-rpc, ≥ 0.8× ws',
       met: verdict(vsRpc === undefined || vsWs === undefined ? undefined : vsRpc >= 1.2 && vsWs >= 0.8),
@@ -113,7 +115,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: '',
       measure: 'p99 ms',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p99))),
+      cells: columns.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p99))),
       comparison: `${times(ratio(ours?.latencyMs.p99, ok(r['ocpp-rpc'])?.latencyMs.p99))} ocpp-rpc`,
       goal: '',
       met: '',
@@ -122,7 +124,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
       rows.push({
         scenario: 'inbound, ours with its default rateLimit (burst 100, 50/s per station)',
         measure: 'calls/s',
-        cells: [cell(r, 'ours (default rateLimit)', (v) => int(v.callsPerSecond)), ...IMPLS.slice(1).map(() => '–')],
+        cells: [cell(r, 'ours (default rateLimit)', (v) => int(v.callsPerSecond)), ...columns.slice(1).map(() => '–')],
         comparison: '',
         goal: 'report',
         met: '',
@@ -140,7 +142,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: `memory: ${k(connections)} idle 2.0.1 stations offering permessage-deflate (only ours accepts it by default)`,
       measure: 'RSS KB/conn',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => v.rssPerConnectionKB.toFixed(1))),
+      cells: columns.map((impl) => cell(r, impl, (v) => v.rssPerConnectionKB.toFixed(1))),
       comparison: `${times(ratio(ours?.rssPerConnectionKB, rpc?.rssPerConnectionKB))} ocpp-rpc`,
       goal: 'report',
       met: '',
@@ -158,7 +160,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: `memory: ${k(connections)} idle stations on one node`,
       measure: 'RSS KB/conn',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => v.rssPerConnectionKB.toFixed(1))),
+      cells: columns.map((impl) => cell(r, impl, (v) => v.rssPerConnectionKB.toFixed(1))),
       comparison: `${times(rss)} ocpp-rpc`,
       goal: '≤ 0.6× ocpp-rpc',
       met: verdict(rss === undefined ? undefined : rss <= 0.6),
@@ -166,7 +168,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: '',
       measure: 'heap KB/conn',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => v.heapPerConnectionKB.toFixed(1))),
+      cells: columns.map((impl) => cell(r, impl, (v) => v.heapPerConnectionKB.toFixed(1))),
       comparison: `${times(heap)} ocpp-rpc`,
       goal: '≤ 0.6× ocpp-rpc',
       met: verdict(heap === undefined ? undefined : heap <= 0.6),
@@ -183,7 +185,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: `reconnect storm: ${k(stations)} stations connect at once to a 2-node cluster`,
       measure: 's until all in presence (all sockets open at)',
-      cells: IMPLS.map((impl) =>
+      cells: columns.map((impl) =>
         cell(r, impl, (v) => {
           const connected = v.storm.allConnectedMs === null ? '' : ` (${(v.storm.allConnectedMs / 1000).toFixed(2)})`;
           return `${(v.storm.presenceWholeMs / 1000).toFixed(2)}${connected}`;
@@ -201,7 +203,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: `Redis killed and restarted empty under ${k(stations)} connections`,
       measure: 'ms until presence whole (after Redis is back)',
-      cells: IMPLS.map((impl) =>
+      cells: columns.map((impl) =>
         cell(r, impl, (v) => {
           if (v.redisRestart === undefined) return '–';
           if (isError(v.redisRestart)) return `failed: ${v.redisRestart.error.slice(0, 60)}`;
@@ -226,7 +228,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: `broadcastBatch to ${k(stations)} identities over 2 nodes`,
       measure: 'time until every outcome is back',
-      cells: IMPLS.map((impl) => cell(r, impl, batch)),
+      cells: columns.map((impl) => cell(r, impl, batch)),
       comparison: '',
       goal: 'report; beat ocpp-ws-io (which returns none)',
       met: verdict(
@@ -237,7 +239,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     });
   }
 
-  const header = ['scenario', 'measure', ...IMPLS, 'ours vs peer', 'goal', 'goal met'];
+  const header = ['scenario', 'measure', ...columns, 'ours vs peer', 'goal', 'goal met'];
   const lines = [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
   for (const row of rows) {
     lines.push(`| ${[row.scenario, row.measure, ...row.cells, row.comparison, row.goal, row.met].join(' | ')} |`);

@@ -10,7 +10,7 @@ import { benchPids, startApp, type BenchApp } from './processes.js';
 import { RedisServer } from './redis.js';
 
 /** The implementations measured side by side. */
-export type ImplName = 'ours' | 'ocpp-ws-io' | 'ocpp-rpc' | 'ws' | 'naive-relay';
+export type ImplName = 'ours' | 'ocpp-ws-io' | 'ocpp-rpc' | 'ws' | 'naive-relay' | 'ours-before';
 
 /** Repository root, from dist/bench/harness/. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -21,6 +21,8 @@ const SCRIPTS: Record<ImplName, string> = {
   'ocpp-rpc': join(ROOT, 'bench/peers/ocpp-rpc-server.mjs'),
   ws: join(ROOT, 'bench/peers/ws-server.mjs'),
   'naive-relay': join(ROOT, 'bench/peers/naive-relay-node.mjs'),
+  // Another build of ours (BENCH_BEFORE_DIST: its dist/ directory), to measure a change before/after in one run.
+  'ours-before': join(process.env.BENCH_BEFORE_DIST ?? join(ROOT, 'dist'), 'bench/apps/ours-node.js'),
 };
 const STATIONS_SCRIPT = join(ROOT, 'dist/bench/apps/stations.js');
 
