@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -203,9 +203,18 @@ export async function runCurves(): Promise<void> {
     }
   }
 
+  const machine = `${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  const file = join(resultsDir, `${stamp}-curves.json`);
+  writeFileSync(file, `${JSON.stringify({ machine, fleet, ring }, null, 2)}\n`);
+  render(resultsDir, stamp, { machine, fleet, ring }, file);
+}
+
+type CurvesResults = { machine: string; fleet: Array<FleetPoint | { stations: number; error: string }>; ring: Array<NodesPoint | { nodes: number; error: string }> };
+
+/** The SVG (stamped and latest-curves.svg) and the Markdown tables of one curves run. */
+function render(resultsDir: string, stamp: string, { machine, fleet, ring }: CurvesResults, file: string): void {
   const okFleet = fleet.filter((point): point is FleetPoint => !('error' in point));
   const okRing = ring.filter((point): point is NodesPoint => !('error' in point));
-  const machine = `${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
   const curve = (title: string, yLabel: string, y: (point: FleetPoint) => number): LineChart => ({
     title,
     xLabel: `stations over ${FLEET_NODES} nodes`,
@@ -228,8 +237,6 @@ export async function runCurves(): Promise<void> {
   const svg = lineCharts('nestjs-ocpp-cluster: scale curves', `${stamp.slice(0, 16)} · ${machine} · one run`, charts);
   writeFileSync(join(resultsDir, `${stamp}-curves.svg`), svg);
   writeFileSync(join(resultsDir, 'latest-curves.svg'), svg);
-  const file = join(resultsDir, `${stamp}-curves.json`);
-  writeFileSync(file, `${JSON.stringify({ machine, fleet, ring }, null, 2)}\n`);
 
   const lines = [
     `## Scale curves (${machine})`,
@@ -260,7 +267,15 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 process.on('exit', () => killAllChildren());
-runCurves().then(
+// BENCH_CURVES_FROM=<a curves JSON>: draw that run again (no measuring).
+const from = process.env.BENCH_CURVES_FROM;
+const job = from
+  ? Promise.resolve().then(() => {
+      const stamp = /(\d{4}-\d\d-\d\dT\d\d-\d\d)/.exec(from)?.[1] ?? 'unknown';
+      render(join(ROOT, 'bench/results'), `${stamp}-redrawn`, JSON.parse(readFileSync(from, 'utf8')) as CurvesResults, from);
+    })
+  : runCurves();
+job.then(
   () => process.exit(0),
   (error) => {
     process.stderr.write(`curves: ${String((error as Error)?.stack ?? error)}\n`);

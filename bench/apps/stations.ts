@@ -26,13 +26,14 @@ serveIpc({
       prefix: message.prefix ?? 'SIM',
       startIndex: message.startIndex ?? 1,
       heartbeatSeconds: message.heartbeatSeconds,
-      txPerMinute: 0,
-      txDurationSeconds: 60,
-      meterValuesPerMinute: 0,
+      txPerMinute: message.txPerMinute ?? 0,
+      txDurationSeconds: message.txDurationSeconds ?? 60,
+      meterValuesPerMinute: message.meterValuesPerMinute ?? 0,
       connectors: 1,
       connectRate: message.connectRate ?? 0,
       callTimeoutMs: message.callTimeoutMs ?? 30_000,
       backoff: { minMs: 1000, maxMs: 30_000, jitterMs: 1000 },
+      failover: message.failover ?? false,
       deflate: message.deflate ?? false,
     };
     fleet = new Fleet(options);

@@ -121,14 +121,16 @@ export function lineCharts(title: string, subtitle: string, charts: LineChart[],
     const points = chart.series.flatMap((series) => series.points);
     const xMax = Math.max(...points.map(([x]) => x), 1);
     const yMax = Math.max(...points.map(([, y]) => y), 0) || 1;
+    const yMin = Math.min(...points.map(([, y]) => y), 0);
     const xStep = niceStep(xMax, 5);
-    const yStep = niceStep(yMax, 5);
+    const yStep = niceStep(yMax - yMin, 5);
     const xTop = Math.ceil(xMax / xStep) * xStep;
     const yTop = Math.ceil(yMax / yStep) * yStep;
+    const yBottom = Math.floor(yMin / yStep) * yStep;
     const px = (x: number): number => left + (x / xTop) * (right - left);
-    const py = (y: number): number => bottom - (y / yTop) * (bottom - top);
+    const py = (y: number): number => bottom - ((y - yBottom) / (yTop - yBottom)) * (bottom - top);
     parts.push(`<text x="${x0 + 10}" y="${y0 + 16}" font-size="12" font-weight="bold">${escape(chart.title)}</text>`);
-    for (let y = 0; y <= yTop + yStep / 2; y += yStep) {
+    for (let y = yBottom; y <= yTop + yStep / 2; y += yStep) {
       parts.push(`<line x1="${left}" y1="${py(y).toFixed(1)}" x2="${right}" y2="${py(y).toFixed(1)}" stroke="#eee"/>`);
       parts.push(`<text x="${left - 4}" y="${(py(y) + 3).toFixed(1)}" font-size="9" text-anchor="end">${escape(number(y))}</text>`);
     }

@@ -377,7 +377,8 @@ export async function cluster(ctx: BenchContext, impl: ImplName): Promise<Cluste
     const stormFrom = profiling(ctx, impl) ? await nodeA.request<number>('mark') : 0;
     const watch = new CpuWatch(benchPids());
     const stormStart = performance.now();
-    void fleet.request('start', { urls: [endpoint(readyA), endpoint(readyB)], count, protocol: ctx.protocol, connectRate: 0 });
+    // Its answer comes once every station connected; a slow one must not crash the run (the waits below judge it).
+    fleet.request('start', { urls: [endpoint(readyA), endpoint(readyB)], count, protocol: ctx.protocol, connectRate: 0 }, 600_000).catch((error) => ctx.log(`  stations: ${String(error)}`));
     await waitUntil(
       'every socket to reach a node',
       async () => (await nodeA.request<number>('localCount')) + (await nodeB.request<number>('localCount')) >= count,
