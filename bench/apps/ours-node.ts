@@ -10,6 +10,7 @@ import type { NodeHost, OcppClusterNode } from '../../lib/transport.js';
 // The sample's answers (without its connection log: 10,000 log lines would be measured too).
 import { StationHandlers } from '../../sample/station.handlers.js';
 import { runCalls } from './call-runner.js';
+import { pacedCalls, type PacedCallOptions } from './paced-calls.js';
 import { announceReady, measureMemory, serveIpc } from './ipc.js';
 
 /**
@@ -94,6 +95,17 @@ async function main(): Promise<void> {
       }
       return { durationMs, outcomes: outcomes.length, fulfilled, rejected: outcomes.length - fulfilled, errorKinds };
     },
+    /** Process CPU time (µs, user + system) and sockets held: the soak's CPU per 1,000 chargers. */
+    cpu: () => ({ ...process.cpuUsage(), connections: node.listLocal().length }),
+    /** How many of `identities` the cluster's presence places on a node other than `notOn`. */
+    presenceElsewhere: async (message) => {
+      const found = await node.transport.getPresenceBatch(message.identities as string[]);
+      let elsewhere = 0;
+      for (const record of found.values()) if (record.nodeId !== message.notOn) elsewhere++;
+      return elsewhere;
+    },
+    /** The soak's cross-node traffic: `ratePerSecond` calls to random identities for `durationMs`. */
+    pacedCalls: (message) => pacedCalls((identity) => service.sendToClient(identity, message.action, message.payload, { timeoutMs: message.timeoutMs }), message as PacedCallOptions),
     stop: async () => {
       setTimeout(() => process.exit(0), 5000).unref();
       await app.close();
