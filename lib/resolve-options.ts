@@ -64,6 +64,7 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     },
     metricsRegistry: options.metricsRegistry,
     logging: options.logging ?? true,
+    frameLog: options.frameLog,
   };
 
   if (!Array.isArray(resolved.protocols) || resolved.protocols.length === 0) {
@@ -84,6 +85,14 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
   positiveInteger('maxIdentityLength', resolved.maxIdentityLength);
   if (resolved.identityPattern !== undefined && !(resolved.identityPattern instanceof RegExp)) {
     throw new InvalidOptionsError('identityPattern', 'must be a RegExp');
+  }
+  if (resolved.frameLog !== undefined) {
+    if (resolved.frameLog === null || typeof resolved.frameLog.onFrame !== 'function') {
+      throw new InvalidOptionsError('frameLog.onFrame', 'must be a function');
+    }
+    if (resolved.frameLog.redact !== undefined && typeof resolved.frameLog.redact !== 'function') {
+      throw new InvalidOptionsError('frameLog.redact', 'must be a function');
+    }
   }
   if (resolved.authenticate !== undefined && typeof resolved.authenticate !== 'function') {
     throw new InvalidOptionsError('authenticate', 'must be a function');
