@@ -51,6 +51,7 @@ export type {
   HandlerReply,
 } from './protocol/typed-actions.js';
 export type { ValidationProblem, PayloadValidatorFn } from './protocol/validator.js';
+export { WIRE_VERSION } from './cluster/envelope.js';
 export { redactSecrets, REDACTED } from './protocol/frame-log.js';
 export type { FrameLogOptions, FrameRedactor, OcppFrameRecord, FrameDirection } from './protocol/frame-log.js';
 export { MAX_CALL_TIMEOUT_MS } from './protocol/call-timeout.js';

@@ -96,6 +96,11 @@ export interface OcppClusterOptions {
    * this node, after `redact` (e.g. `redactSecrets`). Off by default, and free when off.
    */
   frameLog?: FrameLogOptions;
+  /**
+   * The cluster envelope version this node writes and the newest it reads (default: the
+   * library's, WIRE_VERSION). For tests that run two versions side by side (README, "Wire version").
+   */
+  wireVersion?: number;
 }
 
 export interface DrainOptions {

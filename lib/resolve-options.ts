@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { defineAdapter } from './cluster/define-adapter.js';
+import { WIRE_VERSION } from './cluster/envelope.js';
 import { validateConnectionRateLimit } from './gateway/connection-rate-limiter.js';
 import { callTimeoutProblem } from './protocol/call-timeout.js';
 import { InvalidOptionsError } from './protocol/errors.js';
@@ -65,6 +66,7 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     metricsRegistry: options.metricsRegistry,
     logging: options.logging ?? true,
     frameLog: options.frameLog,
+    wireVersion: options.wireVersion ?? WIRE_VERSION,
   };
 
   if (!Array.isArray(resolved.protocols) || resolved.protocols.length === 0) {
@@ -83,6 +85,7 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     throw new InvalidOptionsError('nodeId', 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
   }
   positiveInteger('maxIdentityLength', resolved.maxIdentityLength);
+  positiveInteger('wireVersion', resolved.wireVersion);
   if (resolved.identityPattern !== undefined && !(resolved.identityPattern instanceof RegExp)) {
     throw new InvalidOptionsError('identityPattern', 'must be a RegExp');
   }

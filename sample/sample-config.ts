@@ -20,7 +20,7 @@ const count = { min: 0, max: Number.MAX_SAFE_INTEGER };
  * REDIS_CLUSTER_NODES (`host:port,host:port,...`: a Redis Cluster; it takes precedence over
  * REDIS_URL), OCPP_REDIS_PREFIX, OCPP_REDIS_POOL_SIZE, OCPP_STREAM_MAX_LEN, OCPP_NODE_TTL_MS,
  * OCPP_TAKEOVER_INTERVAL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_PING_INTERVAL_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS,
- * OCPP_LAG_DEGRADED, OCPP_LAG_DOWN, OCPP_PASSWORDS_FILE, OCPP_FRAME_LOG, CONTROL_TOKEN. Numbers must be plain
+ * OCPP_LAG_DEGRADED, OCPP_LAG_DOWN, OCPP_PASSWORDS_FILE, OCPP_FRAME_LOG, OCPP_WIRE_VERSION (tests only), CONTROL_TOKEN. Numbers must be plain
  * decimal integers; a bad value throws InvalidEnvironmentError naming the variable.
  */
 export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SampleConfig {
@@ -30,6 +30,8 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
     redis: redisFromEnv(env),
     callTimeoutMs: integerFromEnv(env, 'OCPP_CALL_TIMEOUT_MS', positiveMs),
     pingIntervalMs: integerFromEnv(env, 'OCPP_PING_INTERVAL_MS', msOrZero),
+    // Tests only: the cluster wire version this node speaks (README, "Wire version").
+    wireVersion: integerFromEnv(env, 'OCPP_WIRE_VERSION', { min: 1, max: 1000 }),
   };
   const windowMs = integerFromEnv(env, 'OCPP_DRAIN_WINDOW_MS', msOrZero);
   const settleMs = integerFromEnv(env, 'OCPP_DRAIN_SETTLE_MS', msOrZero);

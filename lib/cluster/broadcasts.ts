@@ -98,11 +98,14 @@ export class Broadcasts {
     });
   }
 
-  /** A node's report for one of our broadcasts (ignored once nobody waits for it). */
+  /**
+   * A node's report for one of our broadcasts (ignored once nobody waits for it). A refusal
+   * (the node could not read our wire version) reports nothing delivered, so the wait ends.
+   */
   onReply(id: string, from: string, outcome: CommandOutcome): void {
     const wait = this.waits.get(id);
-    if (!wait || outcome.status !== 'result') return;
-    const { delivered, failed } = outcome.payload as { delivered: number; failed: number };
+    if (!wait) return;
+    const { delivered, failed } = outcome.status === 'result' ? (outcome.payload as { delivered: number; failed: number }) : { delivered: 0, failed: 0 };
     wait.replies.set(from, { delivered, failed, nodes: 1 });
     wait.onReply();
   }

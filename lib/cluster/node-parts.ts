@@ -21,6 +21,7 @@ import { OutboundCalls } from './outbound-calls.js';
 import { OwnerCache } from './owner-cache.js';
 import { PresenceView } from './presence-view.js';
 import { RemoteCalls } from './remote-calls.js';
+import { stampingWireVersion } from './wire-version.js';
 
 /** What the parts need from the node that holds them. */
 export interface NodeContext {
@@ -40,8 +41,11 @@ export type NodeParts = ReturnType<typeof composeNodeParts>;
 
 /** Builds the node's parts and ties them together: the whole wiring diagram of a node in one place. */
 export function composeNodeParts(context: NodeContext) {
-  const { options, adapter, validator, handlers, logger, listeners, metricsSink, isStopping } = context;
+  const { options, validator, handlers, logger, listeners, metricsSink, isStopping } = context;
   const nodeId = options.nodeId;
+  const wireVersion = options.wireVersion;
+  // Every envelope the parts publish carries the node's wire version.
+  const adapter = stampingWireVersion(context.adapter, wireVersion);
   const registry = new LocalRegistry();
   const remoteCalls = new RemoteCalls();
   const owners = new OwnerCache(options.ownerCacheMs);
@@ -67,7 +71,7 @@ export function composeNodeParts(context: NodeContext) {
   const onEvict = connections.onEvict.bind(connections);
   const inbox = new CommandInbox({
     ...{ nodeId, adapter, lease, router, owners, remoteCalls },
-    ...{ broadcasts, metrics, logger, onEvict, hasLeft: context.hasLeft },
+    ...{ broadcasts, metrics, logger, onEvict, hasLeft: context.hasLeft, wireVersion },
   });
   const presence = new PresenceView(nodeId, adapter, registry, options.maxIdentityLength);
   return { registry, remoteCalls, owners, answeredCalls, lease, metrics, drain, calls, broadcasts, admission, connections, inbox, presence };
