@@ -9,6 +9,8 @@ export { OcppHandler, OcppCustomHandler, OnChargerConnected, OnChargerDisconnect
 export type { HandlerActionsOf, OcppHandlerMethod, TypedMethodDecorator } from './nest/ocpp-handler.decorator.js';
 export type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
 export type { ConnectionRateLimitOptions } from './gateway/connection-rate-limiter.js';
+export { CertificateBinding, authenticateClientCertificate, certificateAuthenticator } from './gateway/client-certificate.js';
+export type { CertificateBindingOptions, CertificateCheck, CertificateRefusalReason } from './gateway/client-certificate.js';
 export { OcppClusterHealthIndicator } from './nest/ocpp-cluster.health-indicator.js';
 export { OcppPrometheusMetrics } from './health/ocpp-prometheus-metrics.js';
 

@@ -17,6 +17,7 @@ async function bootstrap(): Promise<void> {
         '(/chargers, /broadcast, /broadcast-batch). Set CONTROL_TOKEN outside a local trial. !!!',
     );
   }
+  if (config.ocpp.port !== undefined) console.log(`charge points (security profile 3): wss://localhost:${config.ocpp.port}${config.ocpp.path}/<identity>`);
   if (config.ocpp.authenticate === undefined) {
     new Logger('ControlApi').warn('OCPP_PASSWORDS_FILE is not set: any charge point may connect under any identity.');
   }

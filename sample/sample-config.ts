@@ -4,6 +4,7 @@ import { loadChargerPasswords, passwordAuthenticator } from './charger-passwords
 import type { ControlApiOptions } from './control-token.guard.js';
 import { InvalidEnvironmentError, MAX_TIMER_MS, integerFromEnv } from './environment.js';
 import { frameLogToFile } from './frame-log-file.js';
+import { tlsFromEnv } from './tls-config.js';
 
 export interface SampleConfig {
   port: number;
@@ -20,7 +21,8 @@ const count = { min: 0, max: Number.MAX_SAFE_INTEGER };
  * REDIS_CLUSTER_NODES (`host:port,host:port,...`: a Redis Cluster; it takes precedence over
  * REDIS_URL), OCPP_REDIS_PREFIX, OCPP_REDIS_POOL_SIZE, OCPP_STREAM_MAX_LEN, OCPP_NODE_TTL_MS,
  * OCPP_TAKEOVER_INTERVAL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_PING_INTERVAL_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS,
- * OCPP_LAG_DEGRADED, OCPP_LAG_DOWN, OCPP_PASSWORDS_FILE, OCPP_FRAME_LOG, OCPP_WIRE_VERSION (tests only), CONTROL_TOKEN. Numbers must be plain
+ * OCPP_LAG_DEGRADED, OCPP_LAG_DOWN, OCPP_PASSWORDS_FILE, OCPP_FRAME_LOG, OCPP_WIRE_VERSION (tests only), OCPP_TLS_PORT, OCPP_TLS_CERT, OCPP_TLS_KEY,
+ * OCPP_TLS_CA, OCPP_TLS_ISSUERS, OCPP_TLS_OPERATOR, CONTROL_TOKEN. Numbers must be plain
  * decimal integers; a bad value throws InvalidEnvironmentError naming the variable.
  */
 export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SampleConfig {
@@ -40,7 +42,9 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
   const lagDown = integerFromEnv(env, 'OCPP_LAG_DOWN', count);
   if (lagDegraded !== undefined || lagDown !== undefined) ocpp.health = { lagDegraded, lagDown };
   if (env.OCPP_FRAME_LOG) ocpp.frameLog = frameLogToFile(env.OCPP_FRAME_LOG);
-  if (env.OCPP_PASSWORDS_FILE) ocpp.authenticate = passwordAuthenticator(loadChargerPasswords(env.OCPP_PASSWORDS_FILE));
+  const tls = tlsFromEnv(env);
+  if (tls) Object.assign(ocpp, tls);
+  else if (env.OCPP_PASSWORDS_FILE) ocpp.authenticate = passwordAuthenticator(loadChargerPasswords(env.OCPP_PASSWORDS_FILE));
   return {
     port: integerFromEnv(env, 'PORT', { min: 0, max: 65_535 }) ?? 3000,
     ocpp,
