@@ -2,11 +2,12 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
+import { boardStoreFromEnv } from './cluster-board.js';
 import { sampleConfigFromEnv } from './sample-config.js';
 
 async function bootstrap(): Promise<void> {
   const config = sampleConfigFromEnv();
-  const app = await NestFactory.create(AppModule.forOptions(config.ocpp, config.control), { logger: ['log', 'warn', 'error'] });
+  const app = await NestFactory.create(AppModule.forOptions(config.ocpp, config.control, boardStoreFromEnv(process.env)), { logger: ['log', 'warn', 'error'] });
   app.enableShutdownHooks();
   await app.listen(config.port);
   const address = app.getHttpServer().address();
