@@ -39,6 +39,7 @@ export interface BoardStore {
 export const BOARD_STORE = Symbol('BOARD_STORE');
 export const STATUS_INTERVAL_MS = 1_000;
 export const RECENT_COMMANDS = 50;
+const SHUTDOWN_BOUND_MS = 1_000;
 
 export class MemoryBoardStore implements BoardStore {
   private readonly statuses = new Map<string, NodeStatus>();
@@ -71,6 +72,8 @@ export class RedisBoardStore implements BoardStore {
     private readonly redis: Redis | Cluster,
     prefix: string,
   ) {
+    // Failed commands reach ClusterBoard.guard; the connection's own errors need a listener too.
+    redis.on('error', () => undefined);
     this.nodesKey = `${prefix}{sample-board}:nodes`;
     this.commandsKey = `${prefix}{sample-board}:commands`;
   }
@@ -131,7 +134,11 @@ export class ClusterBoard implements OnApplicationBootstrap, OnApplicationShutdo
 
   async onApplicationShutdown(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.guard(this.store.removeNode(this.ocpp.nodeId));
+    // Bounded: with Redis gone the page shows this node as stale instead of delaying the exit.
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_BOUND_MS)));
+    await Promise.race([this.guard(this.store.removeNode(this.ocpp.nodeId)), bound]);
+    clearTimeout(timer);
     await this.store.close();
   }
 

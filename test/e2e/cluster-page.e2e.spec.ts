@@ -65,8 +65,9 @@ describe('cluster page (two sample processes, real Redis, headless Chromium)', (
     expect(await text('#self')).toBe('page-a');
 
     await page.type('#identity', 'CP-PAGE-16');
-    await page.$eval('#action', (input) => ((input as HTMLInputElement).value = 'Reset'));
-    await page.$eval('#payload', (input) => ((input as HTMLTextAreaElement).value = '{"type":"Soft"}'));
+    // Runs in the page (no DOM types here): set the fields' values.
+    await page.$eval('#action', (input) => ((input as unknown as { value: string }).value = 'Reset'));
+    await page.$eval('#payload', (input) => ((input as unknown as { value: string }).value = '{"type":"Soft"}'));
     await page.click('#send button[type=submit]');
     const reply = await waitFor('the reply under the form', async () => {
       const shown = await text('#reply');
