@@ -10,10 +10,11 @@ import type { RedisServer } from '../support/redis-server.js';
 
 /**
  * The alerting rules (README, "Alerting rules"): promtool (Debian's `prometheus` package) accepts
- * the file, and every metric it names is one a real sample node serves on GET /metrics.
+ * the file and its unit tests pass, and every metric it names is one a real sample node serves on GET /metrics.
  */
 
 const RULES = fileURLToPath(new URL('../../deploy/prometheus/ocpp-cluster-alerts.yml', import.meta.url));
+const RULE_TESTS = fileURLToPath(new URL('../../deploy/prometheus/ocpp-cluster-alerts.test.yml', import.meta.url));
 
 /** Series names a scrape can hold: a histogram `x` serves x_bucket, x_sum and x_count. */
 function servedNames(exposition: string): Set<string> {
@@ -48,6 +49,11 @@ describe('Prometheus alerting rules', () => {
     const check = spawnSync('promtool', ['check', 'rules', RULES], { encoding: 'utf8' });
     expect(check.error).toBeUndefined(); // promtool missing: apt-get install prometheus (.ci/run does)
     expect({ status: check.status, output: check.stdout + check.stderr }).toEqual({ status: 0, output: expect.stringContaining('SUCCESS') });
+  });
+
+  it('fire on the series they watch (promtool test rules)', () => {
+    const test = spawnSync('promtool', ['test', 'rules', RULE_TESTS], { encoding: 'utf8' });
+    expect({ status: test.status, output: test.stdout + test.stderr }).toEqual({ status: 0, output: expect.stringContaining('SUCCESS') });
   });
 
   it('name only metrics a node serves', async () => {
