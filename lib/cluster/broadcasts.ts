@@ -3,7 +3,7 @@ import { NodeShuttingDownError } from '../protocol/errors.js';
 import { mapSettledBounded } from './bounded-all.js';
 import type { CallChecks } from './call-checks.js';
 import type { BroadcastEnvelope, CommandOutcome } from './envelope.js';
-import { BROADCAST_CHANNEL, nodeChannel } from './envelope.js';
+import { answerVersion, BROADCAST_CHANNEL, nodeChannel } from './envelope.js';
 import type { EventAdapterInterface } from './event-adapter.interface.js';
 import type { LeaseGuard } from './lease-guard.js';
 import { callLocal } from './local-call.js';
@@ -20,6 +20,8 @@ export interface BroadcastsDeps {
   metricsSink: ClusterMetricsSink;
   concurrency: number;
   isStopping: () => boolean;
+  /** This node's wire version: a report goes back in the origin's, when older. */
+  wireVersion: number;
 }
 
 /** Cluster-wide fan-out: every node delivers to its own sockets and reports back to the origin. */
@@ -95,6 +97,7 @@ export class Broadcasts {
       from: nodeId,
       identity: '',
       outcome: { status: 'result', payload: { ...summary } },
+      v: answerVersion(this.deps.wireVersion, message),
     });
   }
 

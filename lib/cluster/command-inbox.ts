@@ -3,7 +3,7 @@ import type { Broadcasts } from './broadcasts.js';
 import { errorMessage } from './call-router.js';
 import type { CallRouter } from './call-router.js';
 import type { ClusterMessage, CommandEnvelope, CommandOutcome, EvictEnvelope } from './envelope.js';
-import { nodeChannel, OLDEST_READABLE_WIRE_VERSION, wireVersionOf } from './envelope.js';
+import { answerVersion, nodeChannel, OLDEST_READABLE_WIRE_VERSION, wireVersionOf } from './envelope.js';
 import type { DeliveryInfo, EventAdapterInterface } from './event-adapter.interface.js';
 import type { LeaseGuard } from './lease-guard.js';
 import { callLocal } from './local-call.js';
@@ -170,9 +170,8 @@ export class CommandInbox {
    */
   private async reply(command: ReplyTarget, outcome: CommandOutcome): Promise<void> {
     const { nodeId, adapter, logger } = this.deps;
-    const version = Math.max(OLDEST_READABLE_WIRE_VERSION, Math.min(this.deps.wireVersion, wireVersionOf(command)));
     const identity = command.identity ?? '';
-    const envelope = { kind: 'reply', id: command.id, from: nodeId, identity, outcome, v: version === 1 ? undefined : version } as const;
+    const envelope = { kind: 'reply', id: command.id, from: nodeId, identity, outcome, v: answerVersion(this.deps.wireVersion, command) } as const;
     const giveUpAt = command.deadline + REPLY_GRACE_MS;
     for (let backoffMs = 50; ; backoffMs = Math.min(backoffMs * 2, 1_000)) {
       try {

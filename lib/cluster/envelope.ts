@@ -27,6 +27,15 @@ export function wireVersionOf(message: Versioned): number {
   return Number.isSafeInteger(version) && version > 0 ? version : 0;
 }
 
+/**
+ * The `v` of an answer (a reply, a broadcast report) to `message` from a node of version `own`:
+ * the asker's version when it is older, so that it can read it; undefined (no field) for 1.
+ */
+export function answerVersion(own: number, message: Versioned): number | undefined {
+  const version = Math.max(OLDEST_READABLE_WIRE_VERSION, Math.min(own, wireVersionOf(message)));
+  return version === 1 ? undefined : version;
+}
+
 /** A command for one charge point, sent to the inbox of the node that holds its socket. */
 export interface CommandEnvelope extends Versioned {
   kind: 'command';

@@ -59,7 +59,7 @@ export function composeNodeParts(context: NodeContext) {
   const router = new CallRouter({ nodeId, adapter, registry, drain, owners, checks, metricsSink });
   const calls = new OutboundCalls({ nodeId, adapter, router, remoteCalls, checks, metrics, isStopping });
   const concurrency = options.broadcastConcurrency;
-  const broadcasts = new Broadcasts({ nodeId, adapter, registry, lease, checks, metricsSink, concurrency, isStopping });
+  const broadcasts = new Broadcasts({ nodeId, adapter, registry, lease, checks, metricsSink, concurrency, isStopping, wireVersion });
   const refuseUpgradesWhileTransportDown = options.refuseUpgradesWhileTransportDown;
   const isDraining = () => drain.isDraining;
   const admission = new Admission({ adapter, lease, logger, refuseUpgradesWhileTransportDown, isStopping, isDraining });

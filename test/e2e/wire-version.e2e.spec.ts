@@ -80,6 +80,13 @@ describe('cluster wire version (three sample processes, real Redis)', () => {
     });
   }, 60_000);
 
+  it('a broadcast from the oldest node reaches every charger, each node reporting in its version', async () => {
+    const before = { ...resets };
+    const { status, body } = await nodes.v1.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
+    expect({ status, body }).toEqual({ status: 200, body: { delivered: 3, failed: 0, nodes: 3 } });
+    expect(resets).toEqual({ v1: before.v1 + 1, v2: before.v2 + 1, v3: before.v3 + 1 });
+  }, 60_000);
+
   it('a broadcast from the newest node ends with every node\'s report: the older ones report a refusal, not silence', async () => {
     const before = { ...resets };
     const { status, body } = await nodes.v3.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
