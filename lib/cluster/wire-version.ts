@@ -9,9 +9,9 @@ import type { EventAdapterInterface } from './event-adapter.interface.js';
  */
 export function stampingWireVersion(adapter: EventAdapterInterface, version: number): EventAdapterInterface {
   const stamp = (message: ClusterMessage): ClusterMessage => ('v' in message || version === 1 ? message : { ...message, v: version });
-  const publish: EventAdapterInterface['publish'] = (channel, message) => adapter.publish(channel, stamp(message));
+  const publish: EventAdapterInterface['publish'] = (to, message) => adapter.publish(to, stamp(message));
   const publishBatch: EventAdapterInterface['publishBatch'] = (messages) =>
-    adapter.publishBatch(messages.map(({ channel, message }) => ({ channel, message: stamp(message) })));
+    adapter.publishBatch(messages.map(({ to, message }) => ({ to, message: stamp(message) })));
   return new Proxy(adapter, {
     get(target, property) {
       if (property === 'publish') return publish;
