@@ -9,6 +9,8 @@ export { OcppHandler, OcppCustomHandler, OnChargerConnected, OnChargerDisconnect
 export type { HandlerActionsOf, OcppHandlerMethod, TypedMethodDecorator } from './nest/ocpp-handler.decorator.js';
 export type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
 export type { ConnectionRateLimitOptions } from './gateway/connection-rate-limiter.js';
+export { CertificateBinding, authenticateClientCertificate, certificateAuthenticator } from './gateway/client-certificate.js';
+export type { CertificateBindingOptions, CertificateCheck, CertificateRefusalReason } from './gateway/client-certificate.js';
 export { OcppClusterHealthIndicator } from './nest/ocpp-cluster.health-indicator.js';
 export { OcppPrometheusMetrics } from './health/ocpp-prometheus-metrics.js';
 
@@ -51,5 +53,8 @@ export type {
   HandlerReply,
 } from './protocol/typed-actions.js';
 export type { ValidationProblem, PayloadValidatorFn } from './protocol/validator.js';
+export { WIRE_VERSION } from './cluster/envelope.js';
+export { redactSecrets, REDACTED } from './protocol/frame-log.js';
+export type { FrameLogOptions, FrameRedactor, OcppFrameRecord, FrameDirection } from './protocol/frame-log.js';
 export { MAX_CALL_TIMEOUT_MS } from './protocol/call-timeout.js';
 export * from './protocol/errors.js';

@@ -5,6 +5,7 @@ import type { TransportAdapter } from './cluster/transport-adapter.js';
 import type { ConnectionRateLimitOptions } from './gateway/connection-rate-limiter.js';
 import type { AuthenticationRequest, AuthenticationResult } from './gateway/ocpp-websocket-gateway.js';
 import type { AnsweredCallsOptions } from './protocol/answered-calls.js';
+import type { FrameLogOptions } from './protocol/frame-log.js';
 import type { OcppProtocol } from './protocol/protocol.js';
 import type { PayloadValidatorFn } from './protocol/validator.js';
 import type { RedisAdapterOptions } from './redis/redis-adapter.js';
@@ -90,6 +91,16 @@ export interface OcppClusterOptions {
   metricsRegistry?: Registry;
   /** Log through Nest's Logger (default) or stay silent. */
   logging?: boolean;
+  /**
+   * The frame hook (audit log): `onFrame` sees every frame in and out of every charge point of
+   * this node, after `redact` (e.g. `redactSecrets`). Off by default, and free when off.
+   */
+  frameLog?: FrameLogOptions;
+  /**
+   * The cluster envelope version this node writes and the newest it reads (default: the
+   * library's, WIRE_VERSION). For tests that run two versions side by side (README, "Wire version").
+   */
+  wireVersion?: number;
 }
 
 export interface DrainOptions {
@@ -127,6 +138,7 @@ export interface ResolvedOcppClusterOptions
       | 'health'
       | 'metricsRegistry'
       | 'retryCache'
+      | 'frameLog'
     >
   > {
   drain: Required<DrainOptions>;
@@ -143,4 +155,5 @@ export interface ResolvedOcppClusterOptions
   adapter?: EventAdapterInterface;
   redis?: RedisAdapterOptions;
   validators: CustomValidators;
+  frameLog?: FrameLogOptions;
 }

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { defineAdapter } from './cluster/define-adapter.js';
+import { WIRE_VERSION } from './cluster/envelope.js';
 import { validateConnectionRateLimit } from './gateway/connection-rate-limiter.js';
 import { callTimeoutProblem } from './protocol/call-timeout.js';
 import { InvalidOptionsError } from './protocol/errors.js';
@@ -64,6 +65,8 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     },
     metricsRegistry: options.metricsRegistry,
     logging: options.logging ?? true,
+    frameLog: options.frameLog,
+    wireVersion: options.wireVersion ?? WIRE_VERSION,
   };
 
   if (!Array.isArray(resolved.protocols) || resolved.protocols.length === 0) {
@@ -82,8 +85,17 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     throw new InvalidOptionsError('nodeId', 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
   }
   positiveInteger('maxIdentityLength', resolved.maxIdentityLength);
+  positiveInteger('wireVersion', resolved.wireVersion);
   if (resolved.identityPattern !== undefined && !(resolved.identityPattern instanceof RegExp)) {
     throw new InvalidOptionsError('identityPattern', 'must be a RegExp');
+  }
+  if (resolved.frameLog !== undefined) {
+    if (resolved.frameLog === null || typeof resolved.frameLog.onFrame !== 'function') {
+      throw new InvalidOptionsError('frameLog.onFrame', 'must be a function');
+    }
+    if (resolved.frameLog.redact !== undefined && typeof resolved.frameLog.redact !== 'function') {
+      throw new InvalidOptionsError('frameLog.redact', 'must be a function');
+    }
   }
   if (resolved.authenticate !== undefined && typeof resolved.authenticate !== 'function') {
     throw new InvalidOptionsError('authenticate', 'must be a function');

@@ -2,6 +2,7 @@ import { HttpException, HttpStatus } from '@nestjs/common';
 import {
   ClusterUnavailableError,
   ConnectionClosedError,
+  IncompatibleVersionError,
   InvalidOptionsError,
   LeaseLostError,
   NodeShuttingDownError,
@@ -64,6 +65,10 @@ export function httpErrorFor(error: unknown): HttpException {
   }
   if (error instanceof QueueFullError) {
     return new HttpException({ error: 'QueueFull', message: error.message }, HttpStatus.TOO_MANY_REQUESTS);
+  }
+  if (error instanceof IncompatibleVersionError) {
+    const { message, nodeId, receivedVersion, supportedVersion } = error;
+    return new HttpException({ error: 'IncompatibleVersion', message, nodeId, receivedVersion, supportedVersion }, HttpStatus.SERVICE_UNAVAILABLE);
   }
   if (error instanceof ClusterUnavailableError || error instanceof NodeShuttingDownError || error instanceof LeaseLostError) {
     return new HttpException({ error: 'Unavailable', message: error.message }, HttpStatus.SERVICE_UNAVAILABLE);

@@ -2,6 +2,7 @@ import { BadRequestException, Body, Controller, Get, HttpCode, NotFoundException
 import { OcppClusterService, isOcppProtocol } from '../lib/index.js';
 import type { ChargerInfo, OcppProtocol } from '../lib/index.js';
 import { httpErrorFor } from './call-error.mapper.js';
+import { ClusterBoard } from './cluster-board.js';
 import { ControlTokenGuard } from './control-token.guard.js';
 
 type Payload = Record<string, unknown>;
@@ -33,7 +34,10 @@ function requirePayload(body: unknown): Payload {
 @Controller()
 @UseGuards(ControlTokenGuard)
 export class ChargersController {
-  constructor(private readonly ocpp: OcppClusterService) {}
+  constructor(
+    private readonly ocpp: OcppClusterService,
+    private readonly board: ClusterBoard,
+  ) {}
 
   @Get('chargers')
   list(): Promise<ChargerInfo[]> {
@@ -63,13 +67,19 @@ export class ChargersController {
     if (protocol !== undefined && !isOcppProtocol(protocol)) {
       throw new BadRequestException({ error: 'BadRequest', message: `unknown protocol ${protocol}` });
     }
+    const startedAt = Date.now();
+    const record = (httpStatus: number, outcome: string) =>
+      this.board.record({ startedAt, identity, action, httpStatus, outcome, latencyMs: Date.now() - startedAt });
     try {
       // The action comes from the URL, so only the runtime knows it: sendRaw, whose action the
       // library still refuses (UnknownActionError → 400) when the protocol does not define it.
       const result = await this.ocpp.sendRaw(identity, protocol as OcppProtocol | undefined, action, payload, options);
+      record(200, 'result');
       return { result };
     } catch (error) {
-      throw httpErrorFor(error);
+      const answer = httpErrorFor(error);
+      record(answer.getStatus(), String((answer.getResponse() as { error?: unknown }).error ?? 'error'));
+      throw answer;
     }
   }
 

@@ -2,11 +2,12 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
+import { boardStoreFromEnv } from './cluster-board.js';
 import { sampleConfigFromEnv } from './sample-config.js';
 
 async function bootstrap(): Promise<void> {
   const config = sampleConfigFromEnv();
-  const app = await NestFactory.create(AppModule.forOptions(config.ocpp, config.control), { logger: ['log', 'warn', 'error'] });
+  const app = await NestFactory.create(AppModule.forOptions(config.ocpp, config.control, boardStoreFromEnv(process.env)), { logger: ['log', 'warn', 'error'] });
   app.enableShutdownHooks();
   await app.listen(config.port);
   const address = app.getHttpServer().address();
@@ -17,6 +18,7 @@ async function bootstrap(): Promise<void> {
         '(/chargers, /broadcast, /broadcast-batch). Set CONTROL_TOKEN outside a local trial. !!!',
     );
   }
+  if (config.ocpp.port !== undefined) console.log(`charge points (security profile 3): wss://localhost:${config.ocpp.port}${config.ocpp.path}/<identity>`);
   if (config.ocpp.authenticate === undefined) {
     new Logger('ControlApi').warn('OCPP_PASSWORDS_FILE is not set: any charge point may connect under any identity.');
   }

@@ -4,6 +4,8 @@ import { NatsTransport } from '../lib/nats/index.js';
 import { loadChargerPasswords, passwordAuthenticator } from './charger-passwords.js';
 import type { ControlApiOptions } from './control-token.guard.js';
 import { InvalidEnvironmentError, MAX_TIMER_MS, integerFromEnv } from './environment.js';
+import { frameLogToFile } from './frame-log-file.js';
+import { tlsFromEnv } from './tls-config.js';
 
 export interface SampleConfig {
   port: number;
@@ -21,7 +23,8 @@ const count = { min: 0, max: Number.MAX_SAFE_INTEGER };
  * REDIS_URL), NATS_URL (`nats://host:port[,nats://...]`: the NATS JetStream transport instead of
  * Redis; not together with the Redis variables), OCPP_NATS_PREFIX, OCPP_REDIS_PREFIX, OCPP_REDIS_POOL_SIZE, OCPP_STREAM_MAX_LEN, OCPP_NODE_TTL_MS,
  * OCPP_TAKEOVER_INTERVAL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_PING_INTERVAL_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS,
- * OCPP_LAG_DEGRADED, OCPP_LAG_DOWN, OCPP_PASSWORDS_FILE, CONTROL_TOKEN. Numbers must be plain
+ * OCPP_LAG_DEGRADED, OCPP_LAG_DOWN, OCPP_PASSWORDS_FILE, OCPP_FRAME_LOG, OCPP_WIRE_VERSION (tests only), OCPP_TLS_PORT, OCPP_TLS_CERT, OCPP_TLS_KEY,
+ * OCPP_TLS_CA, OCPP_TLS_ISSUERS, OCPP_TLS_OPERATOR, CONTROL_TOKEN. Numbers must be plain
  * decimal integers; a bad value throws InvalidEnvironmentError naming the variable.
  */
 export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SampleConfig {
@@ -32,6 +35,8 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
     adapter: natsFromEnv(env),
     callTimeoutMs: integerFromEnv(env, 'OCPP_CALL_TIMEOUT_MS', positiveMs),
     pingIntervalMs: integerFromEnv(env, 'OCPP_PING_INTERVAL_MS', msOrZero),
+    // Tests only: the cluster wire version this node speaks (README, "Wire version").
+    wireVersion: integerFromEnv(env, 'OCPP_WIRE_VERSION', { min: 1, max: 1000 }),
   };
   const windowMs = integerFromEnv(env, 'OCPP_DRAIN_WINDOW_MS', msOrZero);
   const settleMs = integerFromEnv(env, 'OCPP_DRAIN_SETTLE_MS', msOrZero);
@@ -39,7 +44,10 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
   const lagDegraded = integerFromEnv(env, 'OCPP_LAG_DEGRADED', count);
   const lagDown = integerFromEnv(env, 'OCPP_LAG_DOWN', count);
   if (lagDegraded !== undefined || lagDown !== undefined) ocpp.health = { lagDegraded, lagDown };
-  if (env.OCPP_PASSWORDS_FILE) ocpp.authenticate = passwordAuthenticator(loadChargerPasswords(env.OCPP_PASSWORDS_FILE));
+  if (env.OCPP_FRAME_LOG) ocpp.frameLog = frameLogToFile(env.OCPP_FRAME_LOG);
+  const tls = tlsFromEnv(env);
+  if (tls) Object.assign(ocpp, tls);
+  else if (env.OCPP_PASSWORDS_FILE) ocpp.authenticate = passwordAuthenticator(loadChargerPasswords(env.OCPP_PASSWORDS_FILE));
   return {
     port: integerFromEnv(env, 'PORT', { min: 0, max: 65_535 }) ?? 3000,
     ocpp,

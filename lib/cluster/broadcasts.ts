@@ -3,6 +3,7 @@ import { NodeShuttingDownError } from '../protocol/errors.js';
 import { mapSettledBounded } from './bounded-all.js';
 import type { CallChecks } from './call-checks.js';
 import type { BroadcastEnvelope, CommandOutcome } from './envelope.js';
+import { answerVersion } from './envelope.js';
 import { ALL_NODES, repliesOf } from './address.js';
 import type { EventAdapterInterface } from './event-adapter.interface.js';
 import type { LeaseGuard } from './lease-guard.js';
@@ -20,6 +21,8 @@ export interface BroadcastsDeps {
   metricsSink: ClusterMetricsSink;
   concurrency: number;
   isStopping: () => boolean;
+  /** This node's wire version: a report goes back in the origin's, when older. */
+  wireVersion: number;
 }
 
 /** Cluster-wide fan-out: every node delivers to its own sockets and reports back to the origin. */
@@ -96,14 +99,18 @@ export class Broadcasts {
       from: nodeId,
       identity: '',
       outcome: { status: 'result', payload: { ...summary } },
+      v: answerVersion(this.deps.wireVersion, message),
     });
   }
 
-  /** A node's report for one of our broadcasts (ignored once nobody waits for it). */
+  /**
+   * A node's report for one of our broadcasts (ignored once nobody waits for it). A refusal
+   * (the node could not read our wire version) reports nothing delivered, so the wait ends.
+   */
   onReply(id: string, from: string, outcome: CommandOutcome): void {
     const wait = this.waits.get(id);
-    if (!wait || outcome.status !== 'result') return;
-    const { delivered, failed } = outcome.payload as { delivered: number; failed: number };
+    if (!wait) return;
+    const { delivered, failed } = outcome.status === 'result' ? (outcome.payload as { delivered: number; failed: number }) : { delivered: 0, failed: 0 };
     wait.replies.set(from, { delivered, failed, nodes: 1 });
     wait.onReply();
   }

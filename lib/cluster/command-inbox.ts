@@ -1,8 +1,9 @@
-import { ClusterUnavailableError } from '../protocol/errors.js';
+import { ClusterUnavailableError, IncompatibleVersionError } from '../protocol/errors.js';
 import type { Broadcasts } from './broadcasts.js';
 import { errorMessage } from './call-router.js';
 import type { CallRouter } from './call-router.js';
 import type { ClusterMessage, CommandEnvelope, CommandOutcome, EvictEnvelope } from './envelope.js';
+import { answerVersion, OLDEST_READABLE_WIRE_VERSION, wireVersionOf } from './envelope.js';
 import { repliesOf } from './address.js';
 import type { DeliveryInfo, EventAdapterInterface } from './event-adapter.interface.js';
 import type { LeaseGuard } from './lease-guard.js';
@@ -30,7 +31,12 @@ export interface CommandInboxDeps {
   onNodeLeft: (nodeId: string) => void;
   /** True once the node left the cluster: replies are not retried any more. */
   hasLeft: () => boolean;
+  /** The newest envelope version this node reads (and the one it writes). */
+  wireVersion: number;
 }
+
+/** What an answer needs from what it answers (a command, or a broadcast: no identity). */
+type ReplyTarget = Pick<CommandEnvelope, 'id' | 'origin' | 'deadline' | 'v'> & { identity?: string };
 
 const LEASE_LOST_CODE = 'OCPP_LEASE_LOST';
 
@@ -51,6 +57,8 @@ export class CommandInbox {
 
   onMessage(message: ClusterMessage, delivery?: DeliveryInfo): void | Promise<void> {
     const { owners, remoteCalls, broadcasts } = this.deps;
+    const version = wireVersionOf(message);
+    if (version > this.deps.wireVersion || version < OLDEST_READABLE_WIRE_VERSION) return this.onUnreadable(message, version);
     switch (message.kind) {
       case 'command':
         return delivery?.redelivered ? this.onRedeliveredCommand(message) : this.onCommand(message);
@@ -68,6 +76,29 @@ export class CommandInbox {
         owners.forgetNode(message.nodeId);
         if (message.nodeId !== this.deps.nodeId) this.deps.onNodeLeft(message.nodeId);
         return;
+    }
+  }
+
+  /**
+   * An envelope in a wire version we cannot read: only its frame (kind, id, origin, identity) is
+   * trusted. A command or broadcast is answered with IncompatibleVersionError, a reply settles its
+   * call with it; an eviction or a departure has nobody to answer, so it is logged.
+   */
+  private onUnreadable(message: ClusterMessage, version: number): void | Promise<void> {
+    const { nodeId, wireVersion, logger } = this.deps;
+    const error = new IncompatibleVersionError(nodeId, version, wireVersion);
+    switch (message.kind) {
+      case 'command':
+      case 'broadcast':
+        logger.warn(`${message.kind} ${message.id} from ${message.origin} refused: ${error.message}`);
+        return this.reply(message, outcomeFromError(error));
+      case 'reply': {
+        const refused = outcomeFromError(new IncompatibleVersionError(message.from, version, wireVersion));
+        if (!this.deps.remoteCalls.settle(message.id, refused)) this.deps.broadcasts.onReply(message.id, message.from, refused);
+        return;
+      }
+      default:
+        logger.warn(`${String((message as { kind?: unknown }).kind)} envelope ignored: ${error.message}`);
     }
   }
 
@@ -137,10 +168,14 @@ export class CommandInbox {
     };
   }
 
-  /** Sends the outcome to the caller, retrying (a Redis blip must not turn an answer into a timeout). */
-  private async reply(command: CommandEnvelope, outcome: CommandOutcome): Promise<void> {
+  /**
+   * Sends the outcome to the caller, retrying (a Redis blip must not turn an answer into a
+   * timeout), in the caller's wire version when it is older than ours (1: no field), so that it can read it.
+   */
+  private async reply(command: ReplyTarget, outcome: CommandOutcome): Promise<void> {
     const { nodeId, adapter, logger } = this.deps;
-    const envelope = { kind: 'reply', id: command.id, from: nodeId, identity: command.identity, outcome } as const;
+    const identity = command.identity ?? '';
+    const envelope = { kind: 'reply', id: command.id, from: nodeId, identity, outcome, v: answerVersion(this.deps.wireVersion, command) } as const;
     const giveUpAt = command.deadline + REPLY_GRACE_MS;
     for (let backoffMs = 50; ; backoffMs = Math.min(backoffMs * 2, 1_000)) {
       try {
@@ -148,7 +183,7 @@ export class CommandInbox {
         return;
       } catch (error) {
         if (Date.now() + backoffMs >= giveUpAt || this.deps.hasLeft()) {
-          logger.warn(`reply to ${command.origin} for ${command.action} on ${command.identity} lost: ${errorMessage(error)}`);
+          logger.warn(`reply to ${command.origin} for ${command.id} on ${identity} lost: ${errorMessage(error)}`);
           return;
         }
         await delay(backoffMs);

@@ -1,5 +1,6 @@
 import type { WebSocket } from 'ws';
 import type { AnsweredCalls } from '../protocol/answered-calls.js';
+import { frameObserver } from '../protocol/frame-log.js';
 import { RpcSession } from '../protocol/rpc-session.js';
 import type { SchemaValidator } from '../protocol/validator.js';
 import type { NodeOptions } from './node-options.js';
@@ -116,6 +117,7 @@ export class Connections {
       validator: this.deps.validator,
       rateLimit: options.rateLimit === false ? null : options.rateLimit,
       answeredCalls: this.deps.answeredCalls,
+      onFrame: options.frameLog === undefined ? null : frameObserver(options.frameLog, { identity: info.identity, protocol: info.protocol, nodeId }, logger),
       onCall: (call) => inbound.call(call, info),
       onSend: (message) => inbound.send(message, info),
       onClose: (code, reason) => this.onDisconnected(connection, code, reason),

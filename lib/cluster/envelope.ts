@@ -5,8 +5,39 @@ import type { OcppProtocol } from '../protocol/protocol.js';
  * (in-memory, Redis) only move opaque objects and never interpret them.
  */
 
+/**
+ * The envelope format this library writes. 1 is the format from before the field existed (no
+ * `v`); 2 adds `v` and nothing else. `kind`, `id`, `origin`/`from`, `identity` and `v` are the
+ * frame every version keeps, so a node can answer an envelope it cannot read (README, "Wire version").
+ */
+export const WIRE_VERSION = 2;
+/** The oldest format this library still reads. */
+export const OLDEST_READABLE_WIRE_VERSION = 1;
+
+/** The field every envelope carries from wire version 2 on. */
+export interface Versioned {
+  /** Wire version of the node that wrote the envelope; absent = 1. */
+  v?: number;
+}
+
+/** An envelope's wire version: absent is 1; anything but a positive integer is unreadable (0). */
+export function wireVersionOf(message: Versioned): number {
+  const version = message.v;
+  if (version === undefined) return 1;
+  return Number.isSafeInteger(version) && version > 0 ? version : 0;
+}
+
+/**
+ * The `v` of an answer (a reply, a broadcast report) to `message` from a node of version `own`:
+ * the asker's version when it is older, so that it can read it; undefined (no field) for 1.
+ */
+export function answerVersion(own: number, message: Versioned): number | undefined {
+  const version = Math.max(OLDEST_READABLE_WIRE_VERSION, Math.min(own, wireVersionOf(message)));
+  return version === 1 ? undefined : version;
+}
+
 /** A command for one charge point, sent to the inbox of the node that holds its socket. */
-export interface CommandEnvelope {
+export interface CommandEnvelope extends Versioned {
   kind: 'command';
   /** Correlation id, unique per call across the cluster. */
   id: string;
@@ -46,10 +77,13 @@ export type CommandOutcome =
       /** InboxFullError: the node whose inbox refused the command, and how many commands it held. */
       nodeId?: string;
       queued?: number;
+      /** IncompatibleVersionError: the version the node met, and the newest it reads. */
+      receivedVersion?: number;
+      supportedVersion?: number;
     };
 
 /** The outcome of a command, sent back to the origin's inbox. */
-export interface ReplyEnvelope {
+export interface ReplyEnvelope extends Versioned {
   kind: 'reply';
   id: string;
   /** Node that produced the outcome. */
@@ -59,7 +93,7 @@ export interface ReplyEnvelope {
 }
 
 /** A call for every connected charge point (optionally one protocol only). */
-export interface BroadcastEnvelope {
+export interface BroadcastEnvelope extends Versioned {
   kind: 'broadcast';
   id: string;
   origin: string;
@@ -70,7 +104,7 @@ export interface BroadcastEnvelope {
 }
 
 /** Tells a node that a newer connection elsewhere won this identity: close the stale socket. */
-export interface EvictEnvelope {
+export interface EvictEnvelope extends Versioned {
   kind: 'evict';
   identity: string;
   /** Epoch of the connection that must close (newer ones on the same node stay). */
@@ -80,7 +114,7 @@ export interface EvictEnvelope {
 }
 
 /** A node announces it is leaving cleanly (no takeover needed). */
-export interface NodeLeftEnvelope {
+export interface NodeLeftEnvelope extends Versioned {
   kind: 'nodeLeft';
   nodeId: string;
 }

@@ -22,7 +22,10 @@ export function forwardingTarget(command: CommandEnvelope, owner: PresenceRecord
   return owner.nodeId;
 }
 
-/** The command as it travels on: one more hop. */
+/**
+ * The command as it travels on: one more hop, in the wire version it came in (`v` kept even when
+ * absent, so the forwarding node does not stamp its own and the owner answers in the caller's).
+ */
 export function forwarded(command: CommandEnvelope): CommandEnvelope {
-  return { ...command, hops: (command.hops ?? 0) + 1 };
+  return { ...command, v: command.v, hops: (command.hops ?? 0) + 1 };
 }

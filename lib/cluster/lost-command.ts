@@ -1,6 +1,7 @@
 import { InboxFullError } from '../protocol/errors.js';
 import { inboxOf, repliesOf } from './address.js';
 import type { CommandOutcome } from './envelope.js';
+import { answerVersion, OLDEST_READABLE_WIRE_VERSION, WIRE_VERSION, wireVersionOf } from './envelope.js';
 import type { EventAdapterInterface, PendingEntry } from './event-adapter.interface.js';
 import { forwarded, forwardingTarget, mayForward } from './forwarding.js';
 import { outcomeFromError } from './outcome.js';
@@ -17,17 +18,30 @@ export type LostEntryFate = 'forwarded' | 'answered' | 'dropped';
  * - a command the dead node never read follows its charge point to its new live owner
  *   (cluster/forwarding.ts, hop limit included); a full inbox there is answered as such;
  * - the rest is answered `notConnected`; one the dead node had read may have reached the charge
- *   point, so it says `maybeDelivered` and is never sent again (a Reset must not run twice).
+ *   point, so it says `maybeDelivered` and is never sent again (a Reset must not run twice);
+ * - a command in a wire version newer than `wireVersion` is read by its frame only (its deadline
+ *   and hops are not trusted): answered `notConnected` as above, never forwarded.
+ * Answers go back in the caller's wire version when it is older than `wireVersion`.
  */
-export async function settleLostEntry(adapter: EventAdapterInterface, self: string, lostNode: string, entry: PendingEntry): Promise<LostEntryFate> {
+export async function settleLostEntry(
+  adapter: EventAdapterInterface,
+  self: string,
+  lostNode: string,
+  entry: PendingEntry,
+  wireVersion = WIRE_VERSION,
+): Promise<LostEntryFate> {
   const message = entry.message;
   if (!message || message.kind !== 'command') return 'dropped';
   if (message.origin === lostNode || !(await adapter.isNodeAlive(message.origin))) return 'dropped';
   const answer = async (outcome: CommandOutcome): Promise<LostEntryFate> => {
-    await adapter.publish(repliesOf(message.origin), { kind: 'reply', id: message.id, from: self, identity: message.identity, outcome });
+    const v = answerVersion(wireVersion, message);
+    await adapter.publish(repliesOf(message.origin), { kind: 'reply', id: message.id, from: self, identity: message.identity, outcome, v });
     return 'answered';
   };
+  const version = wireVersionOf(message);
+  const readable = version >= OLDEST_READABLE_WIRE_VERSION && version <= wireVersion;
   const now = Date.now();
+  if (!readable) return answer(diedWith(lostNode, entry.delivered));
   if (now >= message.deadline) return answer({ status: 'timeout', sent: entry.delivered });
   if (!entry.delivered && mayForward(message)) {
     const target = forwardingTarget(message, await adapter.getPresence(message.identity), lostNode, now);
@@ -42,9 +56,12 @@ export async function settleLostEntry(adapter: EventAdapterInterface, self: stri
       }
     }
   }
-  return answer(
-    entry.delivered
-      ? { status: 'notConnected', reason: `node ${lostNode} died while handling the command`, maybeDelivered: true }
-      : { status: 'notConnected', reason: `node ${lostNode} died` },
-  );
+  return answer(diedWith(lostNode, entry.delivered));
+}
+
+/** The answer for a command whose node died: maybe delivered when the node had read it. */
+function diedWith(lostNode: string, delivered: boolean): CommandOutcome {
+  return delivered
+    ? { status: 'notConnected', reason: `node ${lostNode} died while handling the command`, maybeDelivered: true }
+    : { status: 'notConnected', reason: `node ${lostNode} died` };
 }

@@ -52,6 +52,8 @@ export function outcomeLabel(error: unknown): string {
       return 'cluster_unavailable';
     case 'OCPP_SHUTTING_DOWN':
       return 'shutting_down';
+    case 'OCPP_INCOMPATIBLE_VERSION':
+      return 'incompatible_version';
     default:
       return 'failed';
   }

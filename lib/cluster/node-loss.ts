@@ -32,6 +32,8 @@ export interface NodeLossOptions {
   nodeId: string;
   adapter: EventAdapterInterface;
   logger: ClusterLogger;
+  /** The node's wire version: answers go back in the caller's when it is older (default WIRE_VERSION). */
+  wireVersion?: number;
   /** How often lost nodes are looked for (default: the transport's `lossCheckIntervalMs`, else 1000 ms). */
   intervalMs?: number;
 }
@@ -162,7 +164,7 @@ export class NodeLoss {
       if (entries === null) return false;
       if (entries.length === 0) return true;
       for (const entry of entries) {
-        this.count(report, await settleLostEntry(adapter, nodeId, claim.nodeId, entry));
+        this.count(report, await settleLostEntry(adapter, nodeId, claim.nodeId, entry, this.options.wireVersion));
         // One at a time: a failure midway must not make the next pass answer what was forwarded.
         await claim.settle(entry);
       }

@@ -1,4 +1,5 @@
 import type { AnsweredCallsOptions } from '../protocol/answered-calls.js';
+import type { FrameLogOptions } from '../protocol/frame-log.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 
 /**
@@ -20,4 +21,8 @@ export interface NodeOptions {
   refuseUpgradesWhileTransportDown: boolean;
   drain: { windowMs: number; settleMs: number };
   retryCache: Required<AnsweredCallsOptions>;
+  /** The cluster envelope version the node writes and the newest it reads. */
+  wireVersion: number;
+  /** The frame hook (audit log); undefined = off. */
+  frameLog?: FrameLogOptions;
 }

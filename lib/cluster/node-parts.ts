@@ -22,6 +22,7 @@ import { OutboundCalls } from './outbound-calls.js';
 import { OwnerCache } from './owner-cache.js';
 import { PresenceView } from './presence-view.js';
 import { RemoteCalls } from './remote-calls.js';
+import { stampingWireVersion } from './wire-version.js';
 
 /** What the parts need from the node that holds them. */
 export interface NodeContext {
@@ -41,8 +42,11 @@ export type NodeParts = ReturnType<typeof composeNodeParts>;
 
 /** Builds the node's parts and ties them together: the whole wiring diagram of a node in one place. */
 export function composeNodeParts(context: NodeContext) {
-  const { options, adapter, validator, handlers, logger, listeners, metricsSink, isStopping } = context;
+  const { options, validator, handlers, logger, listeners, metricsSink, isStopping } = context;
   const nodeId = options.nodeId;
+  const wireVersion = options.wireVersion;
+  // Every envelope the parts publish carries the node's wire version.
+  const adapter = stampingWireVersion(context.adapter, wireVersion);
   const registry = new LocalRegistry();
   const remoteCalls = new RemoteCalls();
   const owners = new OwnerCache(options.ownerCacheMs);
@@ -56,7 +60,7 @@ export function composeNodeParts(context: NodeContext) {
   const router = new CallRouter({ nodeId, adapter, registry, drain, owners, checks, metricsSink });
   const calls = new OutboundCalls({ nodeId, adapter, router, remoteCalls, checks, metrics, isStopping });
   const concurrency = options.broadcastConcurrency;
-  const broadcasts = new Broadcasts({ nodeId, adapter, registry, lease, checks, metricsSink, concurrency, isStopping });
+  const broadcasts = new Broadcasts({ nodeId, adapter, registry, lease, checks, metricsSink, concurrency, isStopping, wireVersion });
   const refuseUpgradesWhileTransportDown = options.refuseUpgradesWhileTransportDown;
   const isDraining = () => drain.isDraining;
   const admission = new Admission({ adapter, lease, logger, refuseUpgradesWhileTransportDown, isStopping, isDraining });
@@ -67,11 +71,11 @@ export function composeNodeParts(context: NodeContext) {
   });
   const onEvict = connections.onEvict.bind(connections);
   // Node loss works on whatever transport offers the primitives (a poke when a node says it left).
-  const nodeLoss = new NodeLoss({ nodeId, adapter, logger });
+  const nodeLoss = new NodeLoss({ nodeId, adapter, logger, wireVersion });
   const onNodeLeft = () => nodeLoss.poke();
   const inbox = new CommandInbox({
     ...{ nodeId, adapter, lease, router, owners, remoteCalls },
-    ...{ broadcasts, metrics, logger, onEvict, onNodeLeft, hasLeft: context.hasLeft },
+    ...{ broadcasts, metrics, logger, onEvict, onNodeLeft, hasLeft: context.hasLeft, wireVersion },
   });
   const presence = new PresenceView(nodeId, adapter, registry, options.maxIdentityLength);
   return { registry, remoteCalls, owners, answeredCalls, lease, metrics, drain, calls, broadcasts, admission, connections, inbox, presence, nodeLoss };

@@ -2,6 +2,7 @@ import {
   ClusterUnavailableError,
   ConnectionClosedError,
   InboxFullError,
+  IncompatibleVersionError,
   NotConnectedError,
   OcppCallError,
   OcppClusterError,
@@ -21,6 +22,7 @@ const UNAVAILABLE_CODE = new ClusterUnavailableError('').code;
 const INBOX_FULL_CODE = new InboxFullError('', 0, 0).code;
 const PAYLOAD_TOO_LARGE_CODE = new PayloadTooLargeError('', '', 0).code;
 const UNKNOWN_ACTION_CODE = new UnknownActionError('', [], '').code;
+const INCOMPATIBLE_VERSION_CODE = new IncompatibleVersionError('', 0, 0).code;
 
 /** Turns what a local call produced into something that can cross to another node. */
 export function outcomeFromError(error: unknown): CommandOutcome {
@@ -54,6 +56,10 @@ export function outcomeFromError(error: unknown): CommandOutcome {
   if (error instanceof InboxFullError) {
     return { status: 'failed', errorCode: error.code, message: error.message, limit: error.limit, nodeId: error.nodeId, queued: error.queued };
   }
+  if (error instanceof IncompatibleVersionError) {
+    const { code: errorCode, message, nodeId, receivedVersion, supportedVersion } = error;
+    return { status: 'failed', errorCode, message, nodeId, receivedVersion, supportedVersion };
+  }
   if (error instanceof OcppClusterError) return { status: 'failed', errorCode: error.code, message: error.message };
   return { status: 'failed', errorCode: 'INTERNAL', message: 'internal error on the owning node' };
 }
@@ -84,6 +90,9 @@ export function settleOutcome(
         throw new InboxFullError(outcome.nodeId ?? '', outcome.queued ?? outcome.limit ?? 0, outcome.limit ?? 0);
       }
       if (outcome.errorCode === PAYLOAD_TOO_LARGE_CODE) throw new PayloadTooLargeError(call.identity, call.action, outcome.limit ?? 0);
+      if (outcome.errorCode === INCOMPATIBLE_VERSION_CODE) {
+        throw new IncompatibleVersionError(outcome.nodeId ?? '', outcome.receivedVersion ?? 0, outcome.supportedVersion ?? 0);
+      }
       if (outcome.errorCode === UNKNOWN_ACTION_CODE) throw new UnknownActionError(call.action, [], "is not an action of the charger's protocol");
       throw new RemoteCallFailedError(call.identity, call.action, outcome.errorCode, outcome.message);
   }

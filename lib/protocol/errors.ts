@@ -223,3 +223,18 @@ export class RemoteCallFailedError extends OcppClusterError {
     super(`${action} to ${identity} failed on the owning node: ${message}`);
   }
 }
+
+/**
+ * A node met a cluster envelope in a wire version it cannot read (a rolling upgrade across
+ * library versions): the call was not run there. `nodeId` is the node that refused it.
+ */
+export class IncompatibleVersionError extends OcppClusterError {
+  readonly code = 'OCPP_INCOMPATIBLE_VERSION';
+  constructor(
+    readonly nodeId: string,
+    readonly receivedVersion: number,
+    readonly supportedVersion: number,
+  ) {
+    super(`node ${nodeId} cannot read cluster wire version ${receivedVersion} (it reads up to ${supportedVersion}); the call was not run`);
+  }
+}

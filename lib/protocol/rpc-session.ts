@@ -38,6 +38,7 @@ import {
 import { AnsweredCalls, type Arrival } from './answered-calls.js';
 import { callTimeoutProblem } from './call-timeout.js';
 import { normalizeErrorCode } from './error-codes.js';
+import type { FrameObserver } from './frame-log.js';
 import {
   ConnectionClosedError,
   InvalidOptionsError,
@@ -121,6 +122,8 @@ export interface RpcSessionOptions {
    * a node so a retry on a new connection is caught too. Default: one per session.
    */
   answeredCalls?: AnsweredCalls;
+  /** Sees every frame read and written (the frame log); null or undefined = off, at no per-frame cost. */
+  onFrame?: FrameObserver | null;
 }
 
 export interface CallOptions {
@@ -220,6 +223,7 @@ export class RpcSession {
   private readonly validator: PayloadValidator | null;
   private readonly logger: RpcSessionLogger;
   private readonly handlers: Pick<RpcSessionOptions, 'onCall' | 'onSend' | 'onClose' | 'onProtocolProblem'>;
+  private readonly onFrame: FrameObserver | null;
 
   // Outbound: ids are a random per-session prefix plus a counter, far below 36 characters.
   // The prefix is drawn at the first outbound call: most sessions of a reconnect storm make none,
@@ -272,6 +276,7 @@ export class RpcSession {
       onClose: options.onClose,
       onProtocolProblem: options.onProtocolProblem,
     };
+    this.onFrame = options.onFrame ?? null;
     this.answeredCalls = options.protocol === 'ocpp2.1' ? (options.answeredCalls ?? new AnsweredCalls()) : null;
     this.bucket = options.rateLimit
       ? new TokenBucket(options.rateLimit.capacity, options.rateLimit.refillPerSecond)
@@ -371,7 +376,7 @@ export class RpcSession {
       }
     }
     const id = this.nextId();
-    this.socket.send(this.outboundFrame(action, () => encodeSend(id, action, payload)));
+    this.send(this.outboundFrame(action, () => encodeSend(id, action, payload)));
   }
 
   /**
@@ -443,7 +448,7 @@ export class RpcSession {
       }
       this.inFlight = next;
       this.inFlightTimer = setTimeout(this.onInFlightTimeout, next.deadline - now);
-      this.socket.send(next.frame);
+      this.send(next.frame);
       break;
     }
     if (this.queue.length === 0) this.clearQueueTimer();
@@ -549,7 +554,9 @@ export class RpcSession {
   /** Never throws: nothing a charger sends may escape into the socket's event loop. */
   private handleMessage(data: RawData): void {
     try {
-      const outcome = parseFrame(toText(data), this.protocol);
+      const text = toText(data);
+      if (this.onFrame !== null) this.onFrame('in', text);
+      const outcome = parseFrame(text, this.protocol);
       if (!outcome.ok) {
         this.problem(outcome.reason);
         if (outcome.reply !== null) this.write(outcome.reply);
@@ -734,7 +741,13 @@ export class RpcSession {
   }
 
   private write(frame: string): void {
-    if (this.isOpen) this.socket.send(frame);
+    if (this.isOpen) this.send(frame);
+  }
+
+  /** Every frame to the charger goes out here. */
+  private send(frame: string): void {
+    this.socket.send(frame);
+    if (this.onFrame !== null) this.onFrame('out', frame);
   }
 
   private problem(reason: string): void {

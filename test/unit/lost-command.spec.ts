@@ -1,9 +1,11 @@
 import { describe, expect, it } from '@jest/globals';
 import type { ClusterMessage, CommandEnvelope } from '../../lib/cluster/envelope.js';
+import { wireVersionOf } from '../../lib/cluster/envelope.js';
 import type { PendingEntry } from '../../lib/cluster/event-adapter.interface.js';
 import { MAX_HOPS } from '../../lib/cluster/forwarding.js';
 import { InMemoryAdapter, InMemoryBus } from '../../lib/cluster/in-memory-adapter.js';
 import { settleLostEntry } from '../../lib/cluster/lost-command.js';
+import { stampingWireVersion } from '../../lib/cluster/wire-version.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -78,5 +80,33 @@ describe('what becomes of a lost node\'s inbox entries', () => {
       expect(await settleLostEntry(survivor, 's', 'dead', entry(message))).toBe('dropped');
     }
     expect([...received.values()].flat()).toEqual([]);
+  });
+
+  describe('wire versions (the survivor publishes through its version stamp, as a node does)', () => {
+    it('answers a version 1 caller in version 1, and forwards its command in version 1', async () => {
+      const { survivor, owner, received } = await cluster();
+      const stamped = stampingWireVersion(survivor, 2);
+      expect(await settleLostEntry(stamped, 's', 'dead', entry(command()), 2)).toBe('answered');
+      const reply = await waitFor('the caller to hear', () => received.get('caller')!.find((message) => message.kind === 'reply'));
+      expect(wireVersionOf(reply)).toBe(1);
+      await owner.setPresence('CP', 'ocpp1.6', Date.now());
+      expect(await settleLostEntry(stamped, 's', 'dead', entry(command({ id: 'c2' })), 2)).toBe('forwarded');
+      const forwarded = await waitFor('the owner to get it', () => received.get('owner')!.find((message) => message.kind === 'command'));
+      expect(wireVersionOf(forwarded)).toBe(1);
+    });
+
+    it('answers a command newer than the survivor from its frame ("node died"), never forwarding it', async () => {
+      const { survivor, owner, received } = await cluster();
+      await owner.setPresence('CP', 'ocpp1.6', Date.now());
+      const stamped = stampingWireVersion(survivor, 2);
+      expect(await settleLostEntry(stamped, 's', 'dead', entry(command({ v: 3 })), 2)).toBe('answered');
+      expect(await settleLostEntry(stamped, 's', 'dead', entry(command({ id: 'c2', v: 3 }), true), 2)).toBe('answered');
+      await waitFor('both answers', () => received.get('caller')!.length === 2);
+      expect(received.get('caller')).toEqual([
+        expect.objectContaining({ id: 'c1', v: 2, outcome: { status: 'notConnected', reason: 'node dead died' } }),
+        expect.objectContaining({ id: 'c2', v: 2, outcome: expect.objectContaining({ status: 'notConnected', maybeDelivered: true }) }),
+      ]);
+      expect(received.get('owner')).toEqual([]);
+    });
   });
 });

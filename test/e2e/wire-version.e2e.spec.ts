@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { connectedChargePoint } from '../support/charge-point.js';
+import type { RpcClient } from '../support/charge-point.js';
+import { CsmsProcess } from '../support/csms-process.js';
+import { startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
+import type { RedisServer } from '../support/redis-server.js';
+
+/**
+ * A rolling upgrade (README, "Wire version"): three sample processes on one Redis speak three
+ * cluster wire versions side by side (OCPP_WIRE_VERSION, tests only): 1 (the format before the
+ * field), 2 (this library) and 3 (a future one). Calls run between every pair at once; each ends
+ * in its reply or in a typed IncompatibleVersion refusal, never in a timeout.
+ */
+
+const VERSIONS = { v1: 1, v2: 2, v3: 3 } as const;
+type Name = keyof typeof VERSIONS;
+const NAMES = Object.keys(VERSIONS) as Name[];
+const ROUNDS = 5;
+
+describe('cluster wire version (three sample processes, real Redis)', () => {
+  let redis: RedisServer;
+  const nodes = {} as Record<Name, CsmsProcess>;
+  const chargers: RpcClient[] = [];
+  const resets: Record<Name, number> = { v1: 0, v2: 0, v3: 0 };
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    // A call that is never answered fails the test by its timeout (20 s), not by hanging.
+    const env = { REDIS_URL: redis.url, OCPP_PING_INTERVAL_MS: '0', OCPP_CALL_TIMEOUT_MS: '20000' };
+    for (const name of NAMES) nodes[name] = await CsmsProcess.start(`wire-${name}`, { ...env, OCPP_WIRE_VERSION: String(VERSIONS[name]) });
+    for (const name of NAMES) {
+      const charger = await connectedChargePoint(nodes[name].wsUrl, `CP-${name}`, { protocols: ['ocpp1.6'] });
+      charger.handle('Reset', () => {
+        resets[name]++;
+        return { status: 'Accepted' };
+      });
+      chargers.push(charger);
+    }
+  }, 150_000);
+
+  afterAll(async () => {
+    await Promise.all(chargers.map((charger) => charger.close({ force: true }).catch(() => undefined)));
+    await Promise.all(NAMES.map((name) => nodes[name]?.stop()));
+    await stopAllRedisServers();
+  });
+
+  it('a node reads every version up to its own, answers in the caller\'s, and refuses newer ones with a typed error', async () => {
+    const pairs = NAMES.flatMap((from) => NAMES.map((to) => ({ from, to })));
+    const answers = await Promise.all(
+      Array.from({ length: ROUNDS }, () =>
+        pairs.map(async ({ from, to }) => ({ from, to, ...(await nodes[from].http('POST', `/chargers/CP-${to}/calls/Reset`, { type: 'Soft' })) })),
+      ).flat(),
+    );
+    for (const { from, to, status, body } of answers) {
+      const caller = VERSIONS[from];
+      const owner = VERSIONS[to];
+      if (caller <= owner) {
+        // Same node, or an owner as new or newer: it reads the command and answers in the caller's version.
+        expect({ from, to, status, body }).toEqual({ from, to, status: 200, body: { result: { status: 'Accepted' } } });
+      } else {
+        expect({ from, to, status, body }).toEqual({
+          from,
+          to,
+          status: 503,
+          body: {
+            error: 'IncompatibleVersion',
+            message: expect.stringContaining(`cannot read cluster wire version ${caller}`),
+            nodeId: `wire-${to}`,
+            receivedVersion: caller,
+            supportedVersion: owner,
+          },
+        });
+      }
+    }
+    // A refused command never reached the charger: each got exactly the calls of callers not newer than its node.
+    expect(resets).toEqual({
+      v1: ROUNDS * 1,
+      v2: ROUNDS * 2,
+      v3: ROUNDS * 3,
+    });
+  }, 60_000);
+
+  it('a broadcast from the oldest node reaches every charger, each node reporting in its version', async () => {
+    const before = { ...resets };
+    const { status, body } = await nodes.v1.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
+    expect({ status, body }).toEqual({ status: 200, body: { delivered: 3, failed: 0, nodes: 3 } });
+    expect(resets).toEqual({ v1: before.v1 + 1, v2: before.v2 + 1, v3: before.v3 + 1 });
+  }, 60_000);
+
+  it('a broadcast from the newest node ends with every node\'s report: the older ones report a refusal, not silence', async () => {
+    const before = { ...resets };
+    const { status, body } = await nodes.v3.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
+    expect(status).toBe(200);
+    expect(body).toEqual({ delivered: 1, failed: 0, nodes: 3 });
+    expect(resets).toEqual({ ...before, v3: before.v3 + 1 });
+  }, 60_000);
+});
