@@ -31,6 +31,8 @@ export interface CallRouterDeps {
   owners: OwnerCache;
   checks: CallChecks;
   metricsSink: ClusterMetricsSink;
+  /** `deliverWithinMs`: parks a command whose charge point is gone again; true when parked (see ParkedDelivery). */
+  parkAgain?: (command: CommandEnvelope, gate: CallGate) => Promise<boolean>;
 }
 
 /**
@@ -93,7 +95,11 @@ export class CallRouter {
     }
     owner = await this.afterHandOver(command.identity, owner, command.deadline);
     const target = forwardingTarget(command, owner, this.deps.nodeId);
-    if (target === null) return { status: 'notConnected' };
+    if (target === null) {
+      // A parked command taken for delivery waits again for the next connection, while its window lasts.
+      const parked = command.parked && this.deps.parkAgain ? await this.deps.parkAgain(command, gate).catch(() => false) : false;
+      return parked ? null : { status: 'notConnected' };
+    }
     // Forwarding is a write of what we read: after a takeover its caller was answered already.
     if (!gate.mayWrite()) return outcomeFromError(gate.refusal());
     try {

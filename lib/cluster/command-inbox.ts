@@ -26,6 +26,8 @@ export interface CommandInboxDeps {
   metrics: NodeMetrics;
   logger: ClusterLogger;
   onEvict: (message: EvictEnvelope) => Promise<void>;
+  /** A caller parked a command for one of our charge points (`deliverWithinMs`). */
+  onDeliverParked: (identity: string) => void;
   /** True once the node left the cluster: replies are not retried any more. */
   hasLeft: () => boolean;
 }
@@ -64,6 +66,9 @@ export class CommandInbox {
         return this.deps.onEvict(message);
       case 'nodeLeft':
         owners.forgetNode(message.nodeId);
+        return;
+      case 'deliverParked':
+        this.deps.onDeliverParked(message.identity);
         return;
     }
   }

@@ -22,6 +22,12 @@ export interface CommandEnvelope {
   fireAndForget?: boolean;
   /** How many times the command was forwarded after its target moved (loop guard). */
   hops?: number;
+  /**
+   * `deliverWithinMs`: until `deliverBy` (epoch ms) an owner that finds the charge point gone
+   * parks the command again (it waits for the next connection) instead of answering not
+   * connected; `timeoutMs` is the call's own timeout, counted from each delivery attempt.
+   */
+  parked?: { deliverBy: number; timeoutMs: number };
 }
 
 export type CommandOutcome =
@@ -85,7 +91,16 @@ export interface NodeLeftEnvelope {
   nodeId: string;
 }
 
-export type ClusterMessage = CommandEnvelope | ReplyEnvelope | BroadcastEnvelope | EvictEnvelope | NodeLeftEnvelope;
+/**
+ * A caller parked a command for a charge point this node holds (`deliverWithinMs`) just as it
+ * connected: deliver what is parked for it now (the connection's own drain may have run first).
+ */
+export interface DeliverParkedEnvelope {
+  kind: 'deliverParked';
+  identity: string;
+}
+
+export type ClusterMessage = CommandEnvelope | ReplyEnvelope | BroadcastEnvelope | EvictEnvelope | NodeLeftEnvelope | DeliverParkedEnvelope;
 
 /** Channel every node subscribes to for cluster-wide messages. */
 export const BROADCAST_CHANNEL = 'broadcast';

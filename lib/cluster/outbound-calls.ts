@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { NodeShuttingDownError, OcppTimeoutError } from '../protocol/errors.js';
+import { NodeShuttingDownError, NotConnectedError, OcppTimeoutError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { asClusterError } from './call-router.js';
 import type { CallRouter, RouteRequest } from './call-router.js';
@@ -14,6 +14,8 @@ import { outcomeLabel } from './metrics-sink.js';
 import type { NodeMetrics } from './node-metrics.js';
 import type { BatchOutcome, SendOptions } from './node-types.js';
 import type { RemoteCalls } from './remote-calls.js';
+import { refuseDeliveryWindow } from './parked-calls.js';
+import type { DeliveryWindow, ParkedCalls } from './parked-calls.js';
 import { beforeDeadline } from './time-bounds.js';
 
 export interface OutboundCallsDeps {
@@ -24,6 +26,7 @@ export interface OutboundCallsDeps {
   checks: CallChecks;
   metrics: NodeMetrics;
   isStopping: () => boolean;
+  parkedCalls: ParkedCalls;
 }
 
 /** The caller side of the public API: checks the input, asks the router where each call goes, sends it, settles it. */
@@ -42,6 +45,7 @@ export class OutboundCalls {
     this.requireRunning();
     checks.requireValidIdentity(identity);
     const timeoutMs = checks.timeoutOf(options);
+    const window = this.deps.parkedCalls.windowOf(options);
     checks.requireEncodable(action, payload);
     const started = performance.now();
     const request: RouteRequest = { protocol, action, payload, deadline: Date.now() + timeoutMs };
@@ -49,7 +53,7 @@ export class OutboundCalls {
     // Decided without I/O, as it always was: a local socket is 'local' even if its call fails.
     const route = this.deps.router.servingConnection(identity) ? 'local' : 'remote';
     try {
-      const result = await this.call(identity, request, timeoutMs);
+      const result = window ? await this.callOrPark(identity, request, timeoutMs, window) : await this.call(identity, request, timeoutMs);
       metrics.sink.outboundCall(metrics.actionLabel(action), route, 'ok', (performance.now() - started) / 1000);
       return result;
     } catch (error) {
@@ -67,6 +71,7 @@ export class OutboundCalls {
   async sendMessage(identity: string, action: string, payload: Record<string, unknown>, options: SendOptions = {}): Promise<void> {
     const { checks, router } = this.deps;
     this.requireRunning();
+    refuseDeliveryWindow(options, 'sendMessage');
     checks.requireValidIdentity(identity);
     const timeoutMs = checks.timeoutOf(options);
     checks.requireEncodable(action, payload);
@@ -88,6 +93,7 @@ export class OutboundCalls {
   ): Promise<BatchOutcome[]> {
     const { checks, router, adapter } = this.deps;
     this.requireRunning();
+    refuseDeliveryWindow(options, 'broadcastBatch');
     const timeoutMs = checks.timeoutOf(options);
     checks.requireEncodable(action, payload);
     const request: RouteRequest = { protocol: undefined, action, payload, deadline: Date.now() + timeoutMs };
@@ -150,6 +156,17 @@ export class OutboundCalls {
       ),
     );
     return Promise.all(outcomes.values());
+  }
+
+  /** `deliverWithinMs`: sent at once when it is connected; parked until it connects (or the window ends) when not. */
+  private async callOrPark(identity: string, request: RouteRequest, timeoutMs: number, window: DeliveryWindow): Promise<Record<string, unknown>> {
+    try {
+      return await this.call(identity, request, timeoutMs);
+    } catch (error) {
+      // Only a definite "not connected, never sent" may wait: anything else may have reached it.
+      if (!(error instanceof NotConnectedError) || error.maybeDelivered || Date.now() >= window.deliverBy) throw error;
+    }
+    return this.deps.parkedCalls.park(identity, request, timeoutMs, window);
   }
 
   private async call(identity: string, request: RouteRequest, timeoutMs: number): Promise<Record<string, unknown>> {

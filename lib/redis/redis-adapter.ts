@@ -23,6 +23,7 @@ import { NodeLiveness, type LeaseEvent } from './node-liveness.js';
 import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
 import { NodeTakeover } from './node-takeover.js';
 import { PresenceStore, type RehydrateResult } from './presence-store.js';
+import { RedisParkedCommandStore } from './parked-command-store.js';
 import { RedisConnectionPool, validatePoolOptions, type DriverFactory } from './redis-connection-pool.js';
 import { createDriver, DEFAULT_REDIS_LOGGER, RedisDriver, type RedisClient } from './redis-driver.js';
 import { DEFAULT_PREFIX, INBOX_GROUP, keyPartProblem, RedisKeys } from './redis-keys.js';
@@ -117,6 +118,8 @@ export class RedisAdapter implements EventAdapterInterface {
   private readonly readBatchSize: number;
   private readonly maxInFlight: number;
   private readonly appender: StreamAppender;
+  /** `deliverWithinMs`: commands waiting for offline charge points, in Redis (they outlive every node). */
+  readonly parkedCommands: RedisParkedCommandStore;
 
   private state: State = 'idle';
   private nodeId: string | null = null;
@@ -184,6 +187,7 @@ export class RedisAdapter implements EventAdapterInterface {
       );
     }
     this.presence = new PresenceStore({ keys: this.keys, pool: this.pool, presenceTtlMs: this.presenceTtlMs });
+    this.parkedCommands = new RedisParkedCommandStore(this.keys, (key) => this.pool.pick(key), (error) => this.unavailable(error));
     this.broadcaster = new Broadcaster({
       subscriber: () => this.driver.subscriber,
       mode: () => this.driver.pubSubMode,

@@ -6,7 +6,7 @@ import { MESSAGE_FIELD, type RedisKeys } from './redis-keys.js';
  * Appending is the StreamAppender's job.
  */
 
-const KINDS = new Set(['command', 'reply', 'broadcast', 'evict', 'nodeLeft']);
+const KINDS = new Set(['command', 'reply', 'broadcast', 'evict', 'nodeLeft', 'deliverParked']);
 
 /**
  * The stream of `nodeId` a message for it goes to: answers (replies to its calls, broadcast
