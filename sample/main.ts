@@ -2,11 +2,16 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
+import { HttpTracingInterceptor } from './http-tracing.interceptor.js';
 import { sampleConfigFromEnv } from './sample-config.js';
+import { startTracing } from './tracing.js';
 
 async function bootstrap(): Promise<void> {
   const config = sampleConfigFromEnv();
+  // Before the app: the library's spans and the HTTP spans go to the registered SDK.
+  const tracing = startTracing();
   const app = await NestFactory.create(AppModule.forOptions(config.ocpp, config.control), { logger: ['log', 'warn', 'error'] });
+  if (tracing) app.useGlobalInterceptors(new HttpTracingInterceptor());
   app.enableShutdownHooks();
   await app.listen(config.port);
   const address = app.getHttpServer().address();

@@ -11,6 +11,7 @@ import type { LocalConnection, LocalRegistry } from './local-registry.js';
 import type { ClusterMetricsSink } from './metrics-sink.js';
 import { outcomeFromError } from './outcome.js';
 import type { OwnerCache } from './owner-cache.js';
+import type { ClusterSpan } from './tracing.js';
 
 /** A call as the router needs to see it to choose where it goes. */
 export interface RouteRequest {
@@ -18,6 +19,8 @@ export interface RouteRequest {
   action: string;
   payload: Record<string, unknown>;
   deadline: number;
+  /** The caller's span (OpenTelemetry): each hop of the call is its child. */
+  span?: ClusterSpan;
 }
 
 /** Where a call goes: a socket of this node, or the inbox of the node that holds it. */

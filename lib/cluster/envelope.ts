@@ -1,4 +1,5 @@
 import type { OcppProtocol } from '../protocol/protocol.js';
+import type { TraceCarrier } from './tracing.js';
 
 /**
  * What travels between nodes. One place defines every message kind so transports
@@ -28,6 +29,8 @@ export interface CommandEnvelope {
    * connected; `timeoutMs` is the call's own timeout, counted from each delivery attempt.
    */
   parked?: { deliverBy: number; timeoutMs: number };
+  /** W3C trace context of the hop that sent it (OpenTelemetry; absent when nothing traces). */
+  trace?: TraceCarrier;
 }
 
 export type CommandOutcome =
@@ -62,6 +65,8 @@ export interface ReplyEnvelope {
   from: string;
   identity: string;
   outcome: CommandOutcome;
+  /** W3C trace context of the hop that sent it back (OpenTelemetry; absent when nothing traces). */
+  trace?: TraceCarrier;
 }
 
 /** A call for every connected charge point (optionally one protocol only). */

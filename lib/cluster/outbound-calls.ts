@@ -17,6 +17,7 @@ import type { RemoteCalls } from './remote-calls.js';
 import { refuseDeliveryWindow } from './parked-calls.js';
 import type { DeliveryWindow, ParkedCalls } from './parked-calls.js';
 import { beforeDeadline } from './time-bounds.js';
+import { clusterTracer } from './tracing.js';
 
 export interface OutboundCallsDeps {
   nodeId: string;
@@ -48,18 +49,24 @@ export class OutboundCalls {
     const window = this.deps.parkedCalls.windowOf(options);
     checks.requireEncodable(action, payload);
     const started = performance.now();
-    const request: RouteRequest = { protocol, action, payload, deadline: Date.now() + timeoutMs };
-    metrics.counters.sent++;
     // Decided without I/O, as it always was: a local socket is 'local' even if its call fails.
     const route = this.deps.router.servingConnection(identity) ? 'local' : 'remote';
+    const span = clusterTracer.start(`ocpp.send ${action}`, 'client', {
+      ...{ 'ocpp.identity': identity, 'ocpp.action': action, 'ocpp.node': this.deps.nodeId, 'ocpp.route': route },
+      'ocpp.deliver_within_ms': window?.deliverWithinMs,
+    });
+    const request: RouteRequest = { protocol, action, payload, deadline: Date.now() + timeoutMs, span };
+    metrics.counters.sent++;
     try {
       const result = window ? await this.callOrPark(identity, request, timeoutMs, window) : await this.call(identity, request, timeoutMs);
       metrics.sink.outboundCall(metrics.actionLabel(action), route, 'ok', (performance.now() - started) / 1000);
+      span.end();
       return result;
     } catch (error) {
       if ((error as { code?: string }).code === 'OCPP_TIMEOUT') metrics.counters.timeouts++;
       else metrics.counters.failures++;
       metrics.sink.outboundCall(metrics.actionLabel(action), route, outcomeLabel(error), (performance.now() - started) / 1000);
+      span.end(error);
       throw error;
     }
   }
@@ -172,7 +179,7 @@ export class OutboundCalls {
   private async call(identity: string, request: RouteRequest, timeoutMs: number): Promise<Record<string, unknown>> {
     // Routing reads presence; a stalled Redis must not hold the caller past its deadline (nothing was sent yet).
     const route = await beforeDeadline(this.deps.router.route(identity, request), request.deadline, () => new OcppTimeoutError(identity, request.action, timeoutMs, false));
-    if (route.kind === 'local') return callLocal(route.connection, request.protocol, request.action, request.payload, request.deadline);
+    if (route.kind === 'local') return callLocal(route.connection, request.protocol, request.action, request.payload, request.deadline, undefined, request.span);
     return this.sendRemote(route.owner, request, timeoutMs);
   }
 
@@ -184,7 +191,9 @@ export class OutboundCalls {
     extra: Pick<CommandEnvelope, 'fireAndForget'> = {},
   ): Promise<Record<string, unknown>> {
     const { identity } = owner;
-    const command = { ...this.commandFor(identity, request), ...extra };
+    // The hop to the owner's inbox; the owner's spans are its children (trace context in the envelope).
+    const hop = request.span?.child('ocpp.cluster.publish', 'producer', { 'ocpp.target_node': owner.nodeId });
+    const command: CommandEnvelope = { ...this.commandFor(identity, request), ...extra, trace: hop?.carrier() };
     const reply = this.deps.remoteCalls.wait(command.id, {
       identity,
       action: request.action,
@@ -197,7 +206,9 @@ export class OutboundCalls {
     this.deps.metrics.counters.remoteSent++;
     try {
       await this.deps.adapter.publish(nodeChannel(owner.nodeId), command);
+      hop?.end();
     } catch (error) {
+      hop?.end(error);
       this.deps.remoteCalls.fail(command.id, asClusterError(error));
     }
     return reply;

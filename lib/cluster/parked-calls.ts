@@ -70,12 +70,16 @@ export class ParkedCalls {
     const { nodeId, remoteCalls } = this.deps;
     const { protocol, action, payload } = request;
     const deadline = window.deliverBy + timeoutMs;
-    const command: CommandEnvelope = { kind: 'command', id: randomUUID(), origin: nodeId, identity, action, payload, protocol, deadline, parked: { deliverBy: window.deliverBy, timeoutMs } };
+    const hop = request.span?.child('ocpp.cluster.park', 'producer', { 'ocpp.deliver_by': new Date(window.deliverBy).toISOString() });
+    const parked = { deliverBy: window.deliverBy, timeoutMs };
+    const command: CommandEnvelope = { kind: 'command', id: randomUUID(), origin: nodeId, identity, action, payload, protocol, deadline, parked, trace: hop?.carrier() };
     const reply = remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline, expectedProtocol: protocol });
     reply.catch(() => undefined);
     try {
       await this.store().park(identity, { command, deliverBy: window.deliverBy, timeoutMs });
+      hop?.end();
     } catch (error) {
+      hop?.end(error);
       remoteCalls.fail(command.id, asClusterError(error));
       return reply;
     }
