@@ -26,9 +26,10 @@ export interface CommandEnvelope {
   /**
    * `deliverWithinMs`: until `deliverBy` (epoch ms) an owner that finds the charge point gone
    * parks the command again (it waits for the next connection) instead of answering not
-   * connected; `timeoutMs` is the call's own timeout, counted from each delivery attempt.
+   * connected; `timeoutMs` is the call's own timeout, counted from each delivery attempt;
+   * `attempt` counts the times it was parked again (a new delivery, not a duplicate).
    */
-  parked?: { deliverBy: number; timeoutMs: number };
+  parked?: { deliverBy: number; timeoutMs: number; attempt?: number };
   /** W3C trace context of the hop that sent it (OpenTelemetry; absent when nothing traces). */
   trace?: TraceCarrier;
 }

@@ -173,6 +173,7 @@ export class OutboundCalls {
       // Only a definite "not connected, never sent" may wait: anything else may have reached it.
       if (!(error instanceof NotConnectedError) || error.maybeDelivered || Date.now() >= window.deliverBy) throw error;
     }
+    request.span?.setAttribute('ocpp.parked', true);
     return this.deps.parkedCalls.park(identity, request, timeoutMs, window);
   }
 

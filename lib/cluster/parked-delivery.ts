@@ -47,7 +47,8 @@ export class ParkedDelivery {
     const now = Date.now();
     if (!store || !command.parked || now >= command.parked.deliverBy || !gate.mayWrite()) return false;
     const { deliverBy, timeoutMs } = command.parked;
-    await store.park(command.identity, { command: { ...command, hops: undefined, deadline: deliverBy + timeoutMs }, deliverBy, timeoutMs });
+    const parked = { ...command.parked, attempt: (command.parked.attempt ?? 0) + 1 };
+    await store.park(command.identity, { command: { ...command, hops: undefined, deadline: deliverBy + timeoutMs, parked }, deliverBy, timeoutMs });
     // It may have connected elsewhere meanwhile: that node's drain ran before the entry was back.
     const owner = await this.deps.adapter.getPresence(command.identity).catch(() => null);
     if (owner && owner.nodeId !== this.deps.nodeId) {
