@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { Redis } from 'ioredis';
+import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { connectedChargePoint } from '../support/charge-point.js';
 import type { RpcClient } from '../support/charge-point.js';
 import { CsmsProcess } from '../support/csms-process.js';
@@ -38,9 +40,12 @@ describe('OpenTelemetry traces across nodes', () => {
   let a: CsmsProcess;
   let b: CsmsProcess;
   let charger: RpcClient;
+  let admin: Redis;
+  const later: RpcClient[] = [];
 
   beforeAll(async () => {
     const redis = await startRedisServer();
+    admin = new Redis(redis.url);
     const env = (file: string) => ({ REDIS_URL: redis.url, OCPP_TRACE_FILE: file });
     // One after the other: two sample starts at once can outlast a start's bound on a loaded machine.
     a = await CsmsProcess.start('trace-a', env(files.a));
@@ -50,7 +55,8 @@ describe('OpenTelemetry traces across nodes', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await charger?.close({ force: true }).catch(() => undefined);
+    await Promise.all([charger, ...later].map((client) => client?.close({ force: true }).catch(() => undefined)));
+    admin?.disconnect();
     await Promise.all([a?.stop(), b?.stop()]);
     await stopAllRedisServers();
     rmSync(dir, { recursive: true, force: true });
@@ -109,6 +115,26 @@ describe('OpenTelemetry traces across nodes', () => {
     expect(received).toMatchObject({ parentSpanId: reply.spanId, kind: CONSUMER, attributes: { 'ocpp.from_node': 'trace-b' } });
     // Nothing failed along the way (status UNSET = 0).
     expect([http, send, publish, command, chargerCall, reply, received].map((span) => span.status.code)).toEqual([0, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it('a parked call (deliverWithinMs) keeps its trace: the owner it is delivered on continues it', async () => {
+    const root = new BasicTracerProvider().getTracer('operator').startSpan('operator request');
+    const { traceId, spanId } = root.spanContext();
+    const pending = a.http('POST', '/chargers/TRACED-2/calls/DataTransfer?deliverWithinMs=30000', { vendorId: 'trace', data: 'later' }, { traceparent: `00-${traceId}-${spanId}-01` });
+    await waitFor('the call to be parked', async () => (await admin.llen(new RedisKeys().parked('TRACED-2'))) === 1);
+    const client = await connectedChargePoint(b.wsUrl, 'TRACED-2');
+    later.push(client);
+    client.handle('DataTransfer', ({ params }) => ({ status: 'Accepted', data: params.data }));
+    expect(await pending).toEqual({ status: 200, body: { result: { status: 'Accepted', data: 'later' } } });
+    root.end();
+
+    const park = await waitFor('A to write the park span', () => spansOf(files.a).find((span) => span.traceId === traceId && span.name === 'ocpp.cluster.park'));
+    const send = spansOf(files.a).find((span) => span.spanId === park.parentSpanId);
+    expect(send).toMatchObject({ name: 'ocpp.send DataTransfer', kind: CLIENT, attributes: { 'ocpp.parked': true } });
+    const command = await waitFor('B to write the command span', () =>
+      spansOf(files.b).find((span) => span.traceId === traceId && span.name === 'ocpp.cluster.command DataTransfer'),
+    );
+    expect(command).toMatchObject({ parentSpanId: park.spanId, kind: CONSUMER, attributes: { 'ocpp.outcome': 'result' } });
   });
 
   it("a charger's own CALL gets a SERVER span on the node that holds it, with its error status", async () => {
