@@ -94,7 +94,7 @@ export class CommandInbox {
     return outcome
       .then((result) => (result?.status === 'failed' && result.errorCode === LEASE_LOST_CODE ? this.afterSuspension() : result))
       .then((result) => {
-        span.setAttribute('ocpp.outcome', result?.status ?? 'forwarded');
+        span.setAttribute('ocpp.outcome', result?.status ?? 'answered elsewhere');
         return result && lease.mayAnswer(incarnation) ? this.reply(command, result, span) : undefined;
       })
       .finally(() => {
