@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { OcppClusterModule, OcppClusterService } from '../../lib/index.js';
 import type { OcppClusterOptions } from '../../lib/index.js';
-import { OCPP_CLUSTER_NODE } from '../../lib/transport.js';
-import type { OcppClusterNode } from '../../lib/transport.js';
+import { OCPP_CLUSTER_NODE, OCPP_NODE_HOST } from '../../lib/transport.js';
+import type { NodeHost, OcppClusterNode } from '../../lib/transport.js';
 // The sample's answers (without its connection log: 10,000 log lines would be measured too).
 import { StationHandlers } from '../../sample/station.handlers.js';
 import { runCalls } from './call-runner.js';
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
     memory: async () => ({ ...(await measureMemory()), connections: node.listLocal().length }),
     /** Now on the clock of V8's CPU profiles (µs), to cut a profile to the measured window. */
     mark: () => Number(process.hrtime.bigint() / 1000n),
-    localCount: () => node.acceptingGateway?.connectionCount ?? node.listLocal().length,
+    localCount: () => app.get<NodeHost>(OCPP_NODE_HOST).gateway.connectionCount,
     setIdentities: (message) => {
       identities = message.identities;
       missing = [...identities];

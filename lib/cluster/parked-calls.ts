@@ -4,7 +4,7 @@ import { InvalidOptionsError, NotDeliveredError, UnsupportedByTransportError } f
 import { asClusterError, errorMessage } from './call-router.js';
 import type { RouteRequest } from './call-router.js';
 import type { CommandEnvelope } from './envelope.js';
-import { nodeChannel } from './envelope.js';
+import { inboxOf } from './address.js';
 import type { EventAdapterInterface } from './event-adapter.interface.js';
 import type { ClusterLogger } from './logger.js';
 import type { SendOptions } from './node-types.js';
@@ -128,7 +128,7 @@ export class ParkedCalls {
       const owner = await adapter.getPresence(identity);
       if (!owner) return;
       if (owner.nodeId === nodeId) this.deps.deliverHere(identity);
-      else await adapter.publish(nodeChannel(owner.nodeId), { kind: 'deliverParked', identity });
+      else await adapter.publish(inboxOf(owner.nodeId), { kind: 'deliverParked', identity });
     } catch (error) {
       // Its next connection delivers it; only the moment of this one is missed.
       this.deps.logger.warn(`telling the owner of ${identity} about a parked command failed: ${errorMessage(error)}`);

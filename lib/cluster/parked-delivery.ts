@@ -1,6 +1,6 @@
 import { asClusterError, errorMessage } from './call-router.js';
 import type { CommandEnvelope, CommandOutcome } from './envelope.js';
-import { nodeChannel } from './envelope.js';
+import { inboxOf, repliesOf } from './address.js';
 import type { EventAdapterInterface } from './event-adapter.interface.js';
 import type { CallGate } from './local-call.js';
 import type { ClusterLogger } from './logger.js';
@@ -52,7 +52,7 @@ export class ParkedDelivery {
     // It may have connected elsewhere meanwhile: that node's drain ran before the entry was back.
     const owner = await this.deps.adapter.getPresence(command.identity).catch(() => null);
     if (owner && owner.nodeId !== this.deps.nodeId) {
-      await this.deps.adapter.publish(nodeChannel(owner.nodeId), { kind: 'deliverParked', identity: command.identity }).catch(() => undefined);
+      await this.deps.adapter.publish(inboxOf(owner.nodeId), { kind: 'deliverParked', identity: command.identity }).catch(() => undefined);
     }
     return true;
   }
@@ -68,7 +68,7 @@ export class ParkedDelivery {
     // The call's own timeout runs from now; never past the deadline its caller waits for.
     const commands = due.map(({ command, timeoutMs }) => ({ ...command, deadline: Math.min(command.deadline, now + timeoutMs) }));
     try {
-      await adapter.publishBatch(commands.map((message) => ({ channel: nodeChannel(nodeId), message })));
+      await adapter.publishBatch(commands.map((message) => ({ to: inboxOf(nodeId), message })));
     } catch (error) {
       await Promise.all(commands.map((command) => this.answer(command, outcomeFromError(asClusterError(error)))));
     }
@@ -76,7 +76,7 @@ export class ParkedDelivery {
 
   private answer(command: CommandEnvelope, outcome: CommandOutcome): Promise<void> {
     const reply = { kind: 'reply', id: command.id, from: this.deps.nodeId, identity: command.identity, outcome } as const;
-    return this.deps.adapter.publish(nodeChannel(command.origin), reply).catch((error) => {
+    return this.deps.adapter.publish(repliesOf(command.origin), reply).catch((error) => {
       this.deps.logger.warn(`answering a parked ${command.action} for ${command.identity} failed: ${errorMessage(error)}`);
     });
   }

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
-import { nodeChannel } from '../../lib/cluster/envelope.js';
+import { inboxOf } from '../../lib/cluster/address.js';
 import type { ClusterMessage, CommandEnvelope } from '../../lib/cluster/envelope.js';
 import { RedisAdapter } from '../../lib/index.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
@@ -30,7 +30,7 @@ describe('a parked command whose charge point left after it was taken', () => {
     owner = await startModuleApp({ nodeId: 'pa-owner', redis: { url: redis.url } });
     caller = new RedisAdapter({ url: redis.url });
     await caller.connect('pa-caller', { localPresence: () => [] });
-    await caller.subscribe(nodeChannel('pa-caller'), (message) => {
+    await caller.subscribe('node', (message) => {
       replies.push(message);
     });
   });
@@ -49,7 +49,7 @@ describe('a parked command whose charge point left after it was taken', () => {
       ...{ kind: 'command', id: 'parked-again-1', origin: 'pa-caller', identity: 'PA-1', action: 'DataTransfer' },
       ...{ payload: { vendorId: 'pa', data: 'again' }, deadline: Date.now() + 10_000, parked: { deliverBy, timeoutMs: 10_000 } },
     };
-    await caller.publish(nodeChannel('pa-owner'), taken);
+    await caller.publish(inboxOf('pa-owner'), taken);
     const key = new RedisKeys().parked('PA-1');
     await waitFor('the command to be parked again', async () => (await admin.llen(key)) === 1);
     expect(replies).toEqual([]);
