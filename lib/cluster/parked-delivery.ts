@@ -5,6 +5,7 @@ import type { EventAdapterInterface } from './event-adapter.interface.js';
 import type { CallGate } from './local-call.js';
 import type { ClusterLogger } from './logger.js';
 import { outcomeFromError } from './outcome.js';
+import { parkAgain } from './park-again.js';
 
 export interface ParkedDeliveryDeps {
   nodeId: string;
@@ -43,18 +44,8 @@ export class ParkedDelivery {
    * window ended): parked once more, to wait for the next connection. False: answer it as usual.
    */
   async parkAgain(command: CommandEnvelope, gate: CallGate): Promise<boolean> {
-    const store = this.deps.adapter.parkedCommands;
-    const now = Date.now();
-    if (!store || !command.parked || now >= command.parked.deliverBy || !gate.mayWrite()) return false;
-    const { deliverBy, timeoutMs } = command.parked;
-    const parked = { ...command.parked, attempt: (command.parked.attempt ?? 0) + 1 };
-    await store.park(command.identity, { command: { ...command, hops: undefined, deadline: deliverBy + timeoutMs, parked }, deliverBy, timeoutMs });
-    // It may have connected elsewhere meanwhile: that node's drain ran before the entry was back.
-    const owner = await this.deps.adapter.getPresence(command.identity).catch(() => null);
-    if (owner && owner.nodeId !== this.deps.nodeId) {
-      await this.deps.adapter.publish(inboxOf(owner.nodeId), { kind: 'deliverParked', identity: command.identity }).catch(() => undefined);
-    }
-    return true;
+    if (!gate.mayWrite()) return false;
+    return parkAgain(this.deps.adapter, this.deps.nodeId, command);
   }
 
   private async drain(identity: string): Promise<void> {
