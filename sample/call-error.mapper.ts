@@ -7,6 +7,7 @@ import {
   LeaseLostError,
   NodeShuttingDownError,
   NotConnectedError,
+  NotDeliveredError,
   OcppCallError,
   OcppTimeoutError,
   OcppValidationError,
@@ -14,6 +15,7 @@ import {
   ProtocolMismatchError,
   QueueFullError,
   UnknownActionError,
+  UnsupportedByTransportError,
 } from '../lib/index.js';
 
 /** Maps the library's typed errors to the sample API's HTTP answers. */
@@ -23,6 +25,13 @@ export function httpErrorFor(error: unknown): HttpException {
       { error: 'NotConnected', message: error.message, maybeDelivered: error.maybeDelivered },
       HttpStatus.NOT_FOUND,
     );
+  }
+  if (error instanceof NotDeliveredError) {
+    // The delivery window ended with the charger offline; it was withdrawn and is never sent.
+    return new HttpException({ error: 'NotDelivered', message: error.message, sent: false }, HttpStatus.NOT_FOUND);
+  }
+  if (error instanceof UnsupportedByTransportError) {
+    return new HttpException({ error: 'NotImplemented', message: error.message, feature: error.feature }, HttpStatus.NOT_IMPLEMENTED);
   }
   if (error instanceof ConnectionClosedError) {
     return new HttpException({ error: 'NotConnected', message: error.message, maybeDelivered: error.sent }, HttpStatus.NOT_FOUND);

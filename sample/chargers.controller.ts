@@ -8,20 +8,24 @@ import { ControlTokenGuard } from './control-token.guard.js';
 type Payload = Record<string, unknown>;
 
 const MAX_TIMEOUT_MS = 300_000;
+/** The library's bound on a delivery window (24 h). */
+const MAX_DELIVER_WITHIN_MS = 86_400_000;
 
 /** Plain decimal digits only: `Number()` would also take " 5", "0x10", "1e3" and "". */
-function parseTimeout(raw: unknown): number | undefined {
+function parseMs(raw: unknown, parameter: string, max: number): number | undefined {
   if (raw === undefined) return undefined;
-  const timeoutMs = typeof raw === 'string' && /^[0-9]+$/.test(raw) ? Number(raw) : Number.NaN;
-  if (!(timeoutMs >= 1 && timeoutMs <= MAX_TIMEOUT_MS)) {
+  const ms = typeof raw === 'string' && /^[0-9]+$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(ms >= 1 && ms <= max)) {
     throw new BadRequestException({
       error: 'ValidationError',
-      parameter: 'timeoutMs',
-      description: `timeoutMs must be a decimal integer from 1 to ${MAX_TIMEOUT_MS}, got ${JSON.stringify(raw)}`,
+      parameter,
+      description: `${parameter} must be a decimal integer from 1 to ${max}, got ${JSON.stringify(raw)}`,
     });
   }
-  return timeoutMs;
+  return ms;
 }
+
+const parseTimeout = (raw: unknown): number | undefined => parseMs(raw, 'timeoutMs', MAX_TIMEOUT_MS);
 
 function requirePayload(body: unknown): Payload {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
@@ -61,9 +65,11 @@ export class ChargersController {
     @Body() body: unknown,
     @Query('timeoutMs') timeoutMs?: unknown,
     @Query('protocol') protocol?: string,
+    @Query('deliverWithinMs') deliverWithinMs?: unknown,
   ): Promise<{ result: Payload }> {
     const payload = requirePayload(body ?? {});
-    const options = { timeoutMs: parseTimeout(timeoutMs) };
+    // deliverWithinMs: an offline charger gets the call when it connects to any node within the window.
+    const options = { timeoutMs: parseTimeout(timeoutMs), deliverWithinMs: parseMs(deliverWithinMs, 'deliverWithinMs', MAX_DELIVER_WITHIN_MS) };
     if (protocol !== undefined && !isOcppProtocol(protocol)) {
       throw new BadRequestException({ error: 'BadRequest', message: `unknown protocol ${protocol}` });
     }

@@ -3,11 +3,16 @@ import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
 import { boardStoreFromEnv } from './cluster-board.js';
+import { HttpTracingInterceptor } from './http-tracing.interceptor.js';
 import { sampleConfigFromEnv } from './sample-config.js';
+import { startTracing } from './tracing.js';
 
 async function bootstrap(): Promise<void> {
   const config = sampleConfigFromEnv();
+  // Before the app: the library's spans and the HTTP spans go to the registered SDK.
+  const tracing = startTracing();
   const app = await NestFactory.create(AppModule.forOptions(config.ocpp, config.control, boardStoreFromEnv(process.env)), { logger: ['log', 'warn', 'error'] });
+  if (tracing) app.useGlobalInterceptors(new HttpTracingInterceptor());
   app.enableShutdownHooks();
   await app.listen(config.port);
   const address = app.getHttpServer().address();

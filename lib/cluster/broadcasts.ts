@@ -11,6 +11,7 @@ import { callLocal } from './local-call.js';
 import type { LocalRegistry } from './local-registry.js';
 import type { ClusterMetricsSink } from './metrics-sink.js';
 import type { BroadcastOptions, BroadcastSummary } from './node-types.js';
+import { refuseDeliveryWindow } from './parked-calls.js';
 
 export interface BroadcastsDeps {
   nodeId: string;
@@ -33,6 +34,7 @@ export class Broadcasts {
 
   /** Every connected charge point in the cluster gets the call; each node delivers its own. */
   async broadcast(action: string, payload: Record<string, unknown>, options: BroadcastOptions = {}): Promise<BroadcastSummary> {
+    refuseDeliveryWindow(options, 'broadcast');
     const { adapter, checks, nodeId } = this.deps;
     if (this.deps.isStopping()) throw new NodeShuttingDownError();
     const timeoutMs = checks.timeoutOf(options);

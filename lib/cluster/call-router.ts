@@ -11,6 +11,7 @@ import type { LocalConnection, LocalRegistry } from './local-registry.js';
 import type { ClusterMetricsSink } from './metrics-sink.js';
 import { outcomeFromError } from './outcome.js';
 import type { OwnerCache } from './owner-cache.js';
+import type { ClusterSpan } from './tracing.js';
 
 /** A call as the router needs to see it to choose where it goes. */
 export interface RouteRequest {
@@ -18,6 +19,8 @@ export interface RouteRequest {
   action: string;
   payload: Record<string, unknown>;
   deadline: number;
+  /** The caller's span (OpenTelemetry): each hop of the call is its child. */
+  span?: ClusterSpan;
 }
 
 /** Where a call goes: a socket of this node, or the inbox of the node that holds it. */
@@ -31,6 +34,8 @@ export interface CallRouterDeps {
   owners: OwnerCache;
   checks: CallChecks;
   metricsSink: ClusterMetricsSink;
+  /** `deliverWithinMs`: parks a command whose charge point is gone again; true when parked (see ParkedDelivery). */
+  parkAgain?: (command: CommandEnvelope, gate: CallGate) => Promise<boolean>;
 }
 
 /**
@@ -93,7 +98,11 @@ export class CallRouter {
     }
     owner = await this.afterHandOver(command.identity, owner, command.deadline);
     const target = forwardingTarget(command, owner, this.deps.nodeId);
-    if (target === null) return { status: 'notConnected' };
+    if (target === null) {
+      // A parked command taken for delivery waits again for the next connection, while its window lasts.
+      const parked = command.parked && this.deps.parkAgain ? await this.deps.parkAgain(command, gate).catch(() => false) : false;
+      return parked ? null : { status: 'notConnected' };
+    }
     // Forwarding is a write of what we read: after a takeover its caller was answered already.
     if (!gate.mayWrite()) return outcomeFromError(gate.refusal());
     try {

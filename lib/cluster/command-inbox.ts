@@ -2,7 +2,7 @@ import { ClusterUnavailableError, IncompatibleVersionError } from '../protocol/e
 import type { Broadcasts } from './broadcasts.js';
 import { errorMessage } from './call-router.js';
 import type { CallRouter } from './call-router.js';
-import type { ClusterMessage, CommandEnvelope, CommandOutcome, EvictEnvelope } from './envelope.js';
+import type { ClusterMessage, CommandEnvelope, CommandOutcome, EvictEnvelope, ReplyEnvelope } from './envelope.js';
 import { answerVersion, OLDEST_READABLE_WIRE_VERSION, wireVersionOf } from './envelope.js';
 import { repliesOf } from './address.js';
 import type { DeliveryInfo, EventAdapterInterface } from './event-adapter.interface.js';
@@ -15,6 +15,8 @@ import type { OwnerCache } from './owner-cache.js';
 import { REPLY_GRACE_MS } from './remote-calls.js';
 import type { RemoteCalls } from './remote-calls.js';
 import { sleep as delay } from './time-bounds.js';
+import { clusterTracer } from './tracing.js';
+import type { ClusterSpan } from './tracing.js';
 
 export interface CommandInboxDeps {
   nodeId: string;
@@ -27,6 +29,8 @@ export interface CommandInboxDeps {
   metrics: NodeMetrics;
   logger: ClusterLogger;
   onEvict: (message: EvictEnvelope) => Promise<void>;
+  /** A caller parked a command for one of our charge points (`deliverWithinMs`). */
+  onDeliverParked: (identity: string) => void;
   /** Another node announced it left: whatever it left behind can be cleared now. */
   onNodeLeft: (nodeId: string) => void;
   /** True once the node left the cluster: replies are not retried any more. */
@@ -64,6 +68,8 @@ export class CommandInbox {
         return delivery?.redelivered ? this.onRedeliveredCommand(message) : this.onCommand(message);
       case 'reply':
         this.deps.metrics.counters.remoteReceived++;
+        // The hop back, as a span of the caller's trace (the owner put its context in the reply).
+        if (message.trace) clusterTracer.start('ocpp.cluster.reply.receive', 'consumer', { 'ocpp.from_node': message.from }, message.trace).end();
         if (message.outcome.status === 'notConnected') owners.forget(message.identity);
         else owners.answeredBy(message.identity, message.from);
         if (!remoteCalls.settle(message.id, message.outcome)) broadcasts.onReply(message.id, message.from, message.outcome);
@@ -75,6 +81,9 @@ export class CommandInbox {
       case 'nodeLeft':
         owners.forgetNode(message.nodeId);
         if (message.nodeId !== this.deps.nodeId) this.deps.onNodeLeft(message.nodeId);
+        return;
+      case 'deliverParked':
+        this.deps.onDeliverParked(message.identity);
         return;
     }
   }
@@ -110,11 +119,20 @@ export class CommandInbox {
     const { lease } = this.deps;
     this.active++;
     const incarnation = lease.incarnation;
-    const outcome = this.runCommand(command, incarnation);
+    // A child of the caller's hop when the envelope carries its trace context.
+    const span = clusterTracer.start(`ocpp.cluster.command ${command.action}`, 'consumer', {
+      ...{ 'ocpp.identity': command.identity, 'ocpp.action': command.action, 'ocpp.node': this.deps.nodeId, 'ocpp.origin_node': command.origin },
+      'ocpp.hops': command.hops,
+    }, command.trace);
+    const outcome = this.runCommand(command, incarnation, span);
     return outcome
       .then((result) => (result?.status === 'failed' && result.errorCode === LEASE_LOST_CODE ? this.afterSuspension() : result))
-      .then((result) => (result && lease.mayAnswer(incarnation) ? this.reply(command, result) : undefined))
+      .then((result) => {
+        span.setAttribute('ocpp.outcome', result?.status ?? 'answered elsewhere');
+        return result && lease.mayAnswer(incarnation) ? this.reply(command, result, span) : undefined;
+      })
       .finally(() => {
+        span.end();
         this.active--;
       });
   }
@@ -132,7 +150,7 @@ export class CommandInbox {
   }
 
   /** The command's outcome; null when it went on to another node, which answers the caller itself. */
-  private runCommand(command: CommandEnvelope, incarnation: number): Promise<CommandOutcome | null> {
+  private runCommand(command: CommandEnvelope, incarnation: number, span: ClusterSpan): Promise<CommandOutcome | null> {
     const { lease, router } = this.deps;
     if (Date.now() >= command.deadline) return Promise.resolve({ status: 'timeout', sent: false });
     const connection = router.servingConnection(command.identity);
@@ -148,7 +166,7 @@ export class CommandInbox {
         return Promise.resolve(outcomeFromError(error));
       }
     }
-    return callLocal(connection, command.protocol, command.action, command.payload, command.deadline, gate).then(
+    return callLocal(connection, command.protocol, command.action, command.payload, command.deadline, gate, span).then(
       (payload): CommandOutcome => ({ status: 'result', payload }),
       (error): CommandOutcome => outcomeFromError(error),
     );
@@ -172,19 +190,27 @@ export class CommandInbox {
    * Sends the outcome to the caller, retrying (a Redis blip must not turn an answer into a
    * timeout), in the caller's wire version when it is older than ours (1: no field), so that it can read it.
    */
-  private async reply(command: ReplyTarget, outcome: CommandOutcome): Promise<void> {
-    const { nodeId, adapter, logger } = this.deps;
+  private async reply(command: ReplyTarget, outcome: CommandOutcome, span?: ClusterSpan): Promise<void> {
+    const { nodeId } = this.deps;
     const identity = command.identity ?? '';
-    const envelope = { kind: 'reply', id: command.id, from: nodeId, identity, outcome, v: answerVersion(this.deps.wireVersion, command) } as const;
+    const hop = span?.child('ocpp.cluster.reply', 'producer', { 'ocpp.target_node': command.origin });
+    const envelope = { kind: 'reply', id: command.id, from: nodeId, identity, outcome, v: answerVersion(this.deps.wireVersion, command), trace: hop?.carrier() } as const;
+    const delivered = await this.publishReply(command, envelope);
+    hop?.end(delivered ? undefined : new Error('reply lost'));
+  }
+
+  /** False when the reply was lost (the transport refused it until the caller's deadline passed). */
+  private async publishReply(command: ReplyTarget, envelope: ReplyEnvelope): Promise<boolean> {
+    const { adapter, logger } = this.deps;
     const giveUpAt = command.deadline + REPLY_GRACE_MS;
     for (let backoffMs = 50; ; backoffMs = Math.min(backoffMs * 2, 1_000)) {
       try {
         await adapter.publish(repliesOf(command.origin), envelope);
-        return;
+        return true;
       } catch (error) {
         if (Date.now() + backoffMs >= giveUpAt || this.deps.hasLeft()) {
-          logger.warn(`reply to ${command.origin} for ${command.id} on ${identity} lost: ${errorMessage(error)}`);
-          return;
+          logger.warn(`reply to ${command.origin} for ${command.id} on ${envelope.identity} lost: ${errorMessage(error)}`);
+          return false;
         }
         await delay(backoffMs);
       }

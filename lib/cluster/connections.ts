@@ -37,6 +37,8 @@ export interface ConnectionsDeps {
   drain: DrainController;
   metrics: NodeMetrics;
   logger: ClusterLogger;
+  /** The charge point takes calls here now: deliver what was parked for it (`deliverWithinMs`). */
+  onServing: (identity: string) => void;
 }
 
 /**
@@ -136,6 +138,7 @@ export class Connections {
     }
     const previous = claim?.previous;
     if (previous && previous.nodeId !== nodeId) this.evictElsewhere(connection.identity, previous);
+    this.deps.onServing(connection.identity);
     // Without a hook, no promise chain per connection (it showed in reconnect storm profiles).
     const onConnected = this.deps.listeners.onConnected;
     if (!onConnected) return;

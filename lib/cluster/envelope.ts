@@ -1,4 +1,5 @@
 import type { OcppProtocol } from '../protocol/protocol.js';
+import type { TraceCarrier } from './tracing.js';
 
 /**
  * What travels between nodes. One place defines every message kind so transports
@@ -53,6 +54,15 @@ export interface CommandEnvelope extends Versioned {
   fireAndForget?: boolean;
   /** How many times the command was forwarded after its target moved (loop guard). */
   hops?: number;
+  /**
+   * `deliverWithinMs`: until `deliverBy` (epoch ms) an owner that finds the charge point gone
+   * parks the command again (it waits for the next connection) instead of answering not
+   * connected; `timeoutMs` is the call's own timeout, counted from each delivery attempt;
+   * `attempt` counts the times it was parked again (a new delivery, not a duplicate).
+   */
+  parked?: { deliverBy: number; timeoutMs: number; attempt?: number };
+  /** W3C trace context of the hop that sent it (OpenTelemetry; absent when nothing traces). */
+  trace?: TraceCarrier;
 }
 
 export type CommandOutcome =
@@ -90,6 +100,8 @@ export interface ReplyEnvelope extends Versioned {
   from: string;
   identity: string;
   outcome: CommandOutcome;
+  /** W3C trace context of the hop that sent it back (OpenTelemetry; absent when nothing traces). */
+  trace?: TraceCarrier;
 }
 
 /** A call for every connected charge point (optionally one protocol only). */
@@ -119,7 +131,16 @@ export interface NodeLeftEnvelope extends Versioned {
   nodeId: string;
 }
 
-export type ClusterMessage = CommandEnvelope | ReplyEnvelope | BroadcastEnvelope | EvictEnvelope | NodeLeftEnvelope;
+/**
+ * A caller parked a command for a charge point this node holds (`deliverWithinMs`) just as it
+ * connected: deliver what is parked for it now (the connection's own drain may have run first).
+ */
+export interface DeliverParkedEnvelope extends Versioned {
+  kind: 'deliverParked';
+  identity: string;
+}
+
+export type ClusterMessage = CommandEnvelope | ReplyEnvelope | BroadcastEnvelope | EvictEnvelope | NodeLeftEnvelope | DeliverParkedEnvelope;
 
 /** The channel of a minimal (seed-shaped) transport that reaches every node. */
 export const BROADCAST_CHANNEL = 'broadcast';

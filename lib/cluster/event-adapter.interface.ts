@@ -1,6 +1,7 @@
 import type { OcppProtocol } from '../protocol/protocol.js';
 import type { Address, Subscription } from './address.js';
 import type { ClusterMessage } from './envelope.js';
+import type { ParkedCommandStore } from './parked-command.js';
 
 /** identity → the connection that currently owns it. */
 export interface PresenceRecord {
@@ -200,6 +201,12 @@ export interface EventAdapterInterface extends Partial<NodeLossPrimitives> {
    * "not connected". Optional: a transport without it is always trusted.
    */
   presenceDoubt?(): string | null;
+
+  /**
+   * Commands parked for offline charge points (`deliverWithinMs`), shared by every node and
+   * outliving each. Optional: without it `deliverWithinMs` is refused (UnsupportedByTransportError).
+   */
+  readonly parkedCommands?: ParkedCommandStore;
 
   /** True while the transport can carry messages (e.g. Redis connected). Cheap: no I/O. */
   isHealthy(): boolean;

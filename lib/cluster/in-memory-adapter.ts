@@ -11,6 +11,7 @@ import type {
   PresenceSnapshotSource,
   TransportProbe,
 } from './event-adapter.interface.js';
+import { InMemoryParkedCommandStore } from './in-memory-parked-commands.js';
 import { localMetrics, localProbe, type LocalTransportState } from './local-transport-report.js';
 
 /**
@@ -21,6 +22,7 @@ export class InMemoryBus {
   readonly presence = new Map<string, PresenceRecord>();
   readonly epochs = new Map<string, number>();
   readonly nodes = new Map<string, InMemoryAdapter>();
+  readonly parked = new InMemoryParkedCommandStore();
 }
 
 /** The embedded default transport: a single node is complete with no Redis at all. */
@@ -32,6 +34,11 @@ export class InMemoryAdapter implements EventAdapterInterface {
   private delivered = 0;
 
   constructor(private readonly bus: InMemoryBus = new InMemoryBus()) {}
+
+  /** `deliverWithinMs`: shared by the nodes of one bus, for the life of the process. */
+  get parkedCommands(): InMemoryParkedCommandStore {
+    return this.bus.parked;
+  }
 
   async connect(nodeId: string, _source: PresenceSnapshotSource): Promise<void> {
     const holder = this.bus.nodes.get(nodeId);

@@ -4,6 +4,7 @@ import type { InboundCall } from '../protocol/rpc-session.js';
 import type { HandlerRegistry, OcppContext } from './handler-registry.js';
 import type { ClusterLogger } from './logger.js';
 import type { NodeMetrics } from './node-metrics.js';
+import { clusterTracer } from './tracing.js';
 
 /** What a connection's handlers keep of its upgrade. */
 export interface ConnectionContext {
@@ -25,13 +26,20 @@ export class InboundHandlers {
   async call(call: InboundCall, info: ConnectionContext): Promise<Record<string, unknown>> {
     this.metrics.counters.received++;
     const label = this.metrics.actionLabel(call.action);
+    // The handler runs inside the span: the application's own spans become its children.
+    const span = clusterTracer.start(`ocpp.handle ${call.action}`, 'server', {
+      ...{ 'ocpp.identity': info.identity, 'ocpp.action': call.action, 'ocpp.protocol': info.protocol },
+      ...{ 'ocpp.node': this.nodeId, 'ocpp.message_id': call.id },
+    });
     try {
-      const reply = await this.handlers.dispatch(call.payload, this.context(info, call.action, call.id));
+      const reply = await span.run(() => this.handlers.dispatch(call.payload, this.context(info, call.action, call.id)));
       this.metrics.sink.inboundCall(info.protocol, label, 'ok');
+      span.end();
       return reply;
     } catch (error) {
       const code = error instanceof OcppRpcError ? error.errorCode : 'InternalError';
       this.metrics.sink.inboundCall(info.protocol, label, code);
+      span.end(error);
       throw error;
     }
   }

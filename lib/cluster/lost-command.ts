@@ -1,10 +1,11 @@
-import { InboxFullError } from '../protocol/errors.js';
+import { InboxFullError, QueueFullError } from '../protocol/errors.js';
 import { inboxOf, repliesOf } from './address.js';
 import type { CommandOutcome } from './envelope.js';
 import { answerVersion, OLDEST_READABLE_WIRE_VERSION, WIRE_VERSION, wireVersionOf } from './envelope.js';
 import type { EventAdapterInterface, PendingEntry } from './event-adapter.interface.js';
 import { forwarded, forwardingTarget, mayForward } from './forwarding.js';
 import { outcomeFromError } from './outcome.js';
+import { parkAgain } from './park-again.js';
 
 /** What became of one entry of a lost node's inbox. */
 export type LostEntryFate = 'forwarded' | 'answered' | 'dropped';
@@ -17,6 +18,8 @@ export type LostEntryFate = 'forwarded' | 'answered' | 'dropped';
  *   read it), so its caller hears precisely instead of guessing after its grace;
  * - a command the dead node never read follows its charge point to its new live owner
  *   (cluster/forwarding.ts, hop limit included); a full inbox there is answered as such;
+ * - a parked command (`deliverWithinMs`) it never read whose charge point has no live owner waits
+ *   again in the parked list while its window lasts (cluster/park-again.ts), counted as forwarded;
  * - the rest is answered `notConnected`; one the dead node had read may have reached the charge
  *   point, so it says `maybeDelivered` and is never sent again (a Reset must not run twice);
  * - a command in a wire version newer than `wireVersion` is read by its frame only (its deadline
@@ -54,6 +57,15 @@ export async function settleLostEntry(
         if (!(error instanceof InboxFullError)) throw error;
         return answer(outcomeFromError(error));
       }
+    }
+  }
+  if (!entry.delivered && message.parked) {
+    try {
+      if (await parkAgain(adapter, self, message, now)) return 'forwarded';
+    } catch (error) {
+      // Its parked list is full: the caller hears so (never sent) instead of waiting out its timeout.
+      if (!(error instanceof QueueFullError)) throw error;
+      return answer(outcomeFromError(error));
     }
   }
   return answer(diedWith(lostNode, entry.delivered));

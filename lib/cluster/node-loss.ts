@@ -8,7 +8,7 @@ const DEFAULT_CHECK_INTERVAL_MS = 1_000;
 
 export interface TakeoverReport {
   nodeId: string;
-  /** Commands sent on to the node that owns their charge point now. */
+  /** Commands sent on to the node that owns their charge point now, or parked again (`deliverWithinMs`). */
   forwarded: number;
   /** Commands answered to their caller (not connected, maybe delivered, timed out, inbox full). */
   answered: number;

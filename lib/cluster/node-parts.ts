@@ -20,6 +20,8 @@ import { NodeMetrics } from './node-metrics.js';
 import type { ConnectionListeners } from './node-types.js';
 import { OutboundCalls } from './outbound-calls.js';
 import { OwnerCache } from './owner-cache.js';
+import { ParkedCalls } from './parked-calls.js';
+import { ParkedDelivery } from './parked-delivery.js';
 import { PresenceView } from './presence-view.js';
 import { RemoteCalls } from './remote-calls.js';
 import { stampingWireVersion } from './wire-version.js';
@@ -57,8 +59,13 @@ export function composeNodeParts(context: NodeContext) {
   const checks = new CallChecks(options, validator);
   const activeCommands = (): number => inbox.activeCommands;
   const drain = new DrainController({ nodeId, adapter, registry, options, logger, activeCommands, leaveCluster: context.leaveCluster });
-  const router = new CallRouter({ nodeId, adapter, registry, drain, owners, checks, metricsSink });
-  const calls = new OutboundCalls({ nodeId, adapter, router, remoteCalls, checks, metrics, isStopping });
+  const isServing = (identity: string): boolean => router.servingConnection(identity) !== undefined;
+  const parkedDelivery = new ParkedDelivery({ nodeId, adapter, isServing, logger });
+  const parkAgain = parkedDelivery.parkAgain.bind(parkedDelivery);
+  const router = new CallRouter({ nodeId, adapter, registry, drain, owners, checks, metricsSink, parkAgain });
+  const deliverHere = (identity: string): void => parkedDelivery.deliver(identity);
+  const parkedCalls = new ParkedCalls({ nodeId, adapter, remoteCalls, logger, deliverHere });
+  const calls = new OutboundCalls({ nodeId, adapter, router, remoteCalls, checks, metrics, isStopping, parkedCalls });
   const concurrency = options.broadcastConcurrency;
   const broadcasts = new Broadcasts({ nodeId, adapter, registry, lease, checks, metricsSink, concurrency, isStopping, wireVersion });
   const refuseUpgradesWhileTransportDown = options.refuseUpgradesWhileTransportDown;
@@ -67,7 +74,7 @@ export function composeNodeParts(context: NodeContext) {
   const inbound = new InboundHandlers(nodeId, handlers, metrics, logger);
   const connections = new Connections({
     ...{ nodeId, adapter, registry, options, validator, answeredCalls },
-    ...{ inbound, listeners, admission, drain, metrics, logger },
+    ...{ inbound, listeners, admission, drain, metrics, logger, onServing: deliverHere },
   });
   const onEvict = connections.onEvict.bind(connections);
   // Node loss works on whatever transport offers the primitives (a poke when a node says it left).
@@ -75,8 +82,8 @@ export function composeNodeParts(context: NodeContext) {
   const onNodeLeft = () => nodeLoss.poke();
   const inbox = new CommandInbox({
     ...{ nodeId, adapter, lease, router, owners, remoteCalls },
-    ...{ broadcasts, metrics, logger, onEvict, onNodeLeft, hasLeft: context.hasLeft, wireVersion },
+    ...{ broadcasts, metrics, logger, onEvict, onNodeLeft, hasLeft: context.hasLeft, wireVersion, onDeliverParked: deliverHere },
   });
   const presence = new PresenceView(nodeId, adapter, registry, options.maxIdentityLength);
-  return { registry, remoteCalls, owners, answeredCalls, lease, metrics, drain, calls, broadcasts, admission, connections, inbox, presence, nodeLoss };
+  return { registry, remoteCalls, parkedCalls, owners, answeredCalls, lease, metrics, drain, calls, broadcasts, admission, connections, inbox, presence, nodeLoss };
 }

@@ -11,6 +11,12 @@ export interface ChargerInfo {
 export interface SendOptions {
   /** Default: the module's `callTimeoutMs`. */
   timeoutMs?: number;
+  /**
+   * sendToClient / sendRaw only: when the charge point is offline, wait up to this long
+   * (cluster-wide, in the transport) for it to connect to any node, then deliver it there.
+   * NotDeliveredError when the window ends first. Refused by transports without parking.
+   */
+  deliverWithinMs?: number;
 }
 
 export interface BroadcastOptions extends SendOptions {

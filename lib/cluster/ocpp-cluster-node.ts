@@ -111,6 +111,7 @@ export class OcppClusterNode {
     await this.parts.connections.closeAll(1001, 'server shutting down');
     // Bounded: with Redis down these would wait as long as the client retries.
     await settleWithin(this.parts.connections.removalsSettled(), STOP_STEP_TIMEOUT_MS);
+    await this.withdrawParkedCalls();
     await this.awaitRemoteCalls();
     this.parts.remoteCalls.failAll(() => new NodeShuttingDownError());
     this.parts.answeredCalls.clear();
@@ -137,10 +138,20 @@ export class OcppClusterNode {
     }
   }
 
+  /**
+   * Calls of ours parked for offline charge points (`deliverWithinMs`) are withdrawn and answered
+   * NotDelivered: nobody would hear their answer after we left. Ones a node already took keep
+   * waiting like any remote call.
+   */
+  private async withdrawParkedCalls(): Promise<void> {
+    if (this.parts.parkedCalls.size > 0) await settleWithin(this.parts.parkedCalls.withdrawAll("the caller's node is stopping"), STOP_STEP_TIMEOUT_MS);
+  }
+
   private async leaveCluster(): Promise<void> {
     if (this.leftCluster || !this.started) return;
     this.leftCluster = true;
     // A drain ends here, before Nest's shutdown reaches stop(): its callers too get their answers.
+    await this.withdrawParkedCalls();
     await this.awaitRemoteCalls();
     await settleWithin(this.parts.nodeLoss.stop(), STOP_STEP_TIMEOUT_MS);
     // disconnect() ends the subscriptions too; unsubscribing first cost seconds with Redis down.

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { NodeShuttingDownError, OcppTimeoutError } from '../protocol/errors.js';
+import { NodeShuttingDownError, NotConnectedError, OcppTimeoutError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { asClusterError } from './call-router.js';
 import type { CallRouter, RouteRequest } from './call-router.js';
@@ -14,7 +14,10 @@ import { outcomeLabel } from './metrics-sink.js';
 import type { NodeMetrics } from './node-metrics.js';
 import type { BatchOutcome, SendOptions } from './node-types.js';
 import type { RemoteCalls } from './remote-calls.js';
+import { refuseDeliveryWindow } from './parked-calls.js';
+import type { DeliveryWindow, ParkedCalls } from './parked-calls.js';
 import { beforeDeadline } from './time-bounds.js';
+import { clusterTracer } from './tracing.js';
 
 export interface OutboundCallsDeps {
   nodeId: string;
@@ -24,6 +27,7 @@ export interface OutboundCallsDeps {
   checks: CallChecks;
   metrics: NodeMetrics;
   isStopping: () => boolean;
+  parkedCalls: ParkedCalls;
 }
 
 /** The caller side of the public API: checks the input, asks the router where each call goes, sends it, settles it. */
@@ -42,20 +46,27 @@ export class OutboundCalls {
     this.requireRunning();
     checks.requireValidIdentity(identity);
     const timeoutMs = checks.timeoutOf(options);
+    const window = this.deps.parkedCalls.windowOf(options);
     checks.requireEncodable(action, payload);
     const started = performance.now();
-    const request: RouteRequest = { protocol, action, payload, deadline: Date.now() + timeoutMs };
-    metrics.counters.sent++;
     // Decided without I/O, as it always was: a local socket is 'local' even if its call fails.
     const route = this.deps.router.servingConnection(identity) ? 'local' : 'remote';
+    const span = clusterTracer.start(`ocpp.send ${action}`, 'client', {
+      ...{ 'ocpp.identity': identity, 'ocpp.action': action, 'ocpp.node': this.deps.nodeId, 'ocpp.route': route },
+      'ocpp.deliver_within_ms': window?.deliverWithinMs,
+    });
+    const request: RouteRequest = { protocol, action, payload, deadline: Date.now() + timeoutMs, span };
+    metrics.counters.sent++;
     try {
-      const result = await this.call(identity, request, timeoutMs);
+      const result = window ? await this.callOrPark(identity, request, timeoutMs, window) : await this.call(identity, request, timeoutMs);
       metrics.sink.outboundCall(metrics.actionLabel(action), route, 'ok', (performance.now() - started) / 1000);
+      span.end();
       return result;
     } catch (error) {
       if ((error as { code?: string }).code === 'OCPP_TIMEOUT') metrics.counters.timeouts++;
       else metrics.counters.failures++;
       metrics.sink.outboundCall(metrics.actionLabel(action), route, outcomeLabel(error), (performance.now() - started) / 1000);
+      span.end(error);
       throw error;
     }
   }
@@ -67,6 +78,7 @@ export class OutboundCalls {
   async sendMessage(identity: string, action: string, payload: Record<string, unknown>, options: SendOptions = {}): Promise<void> {
     const { checks, router } = this.deps;
     this.requireRunning();
+    refuseDeliveryWindow(options, 'sendMessage');
     checks.requireValidIdentity(identity);
     const timeoutMs = checks.timeoutOf(options);
     checks.requireEncodable(action, payload);
@@ -88,6 +100,7 @@ export class OutboundCalls {
   ): Promise<BatchOutcome[]> {
     const { checks, router, adapter } = this.deps;
     this.requireRunning();
+    refuseDeliveryWindow(options, 'broadcastBatch');
     const timeoutMs = checks.timeoutOf(options);
     checks.requireEncodable(action, payload);
     const request: RouteRequest = { protocol: undefined, action, payload, deadline: Date.now() + timeoutMs };
@@ -152,10 +165,22 @@ export class OutboundCalls {
     return Promise.all(outcomes.values());
   }
 
+  /** `deliverWithinMs`: sent at once when it is connected; parked until it connects (or the window ends) when not. */
+  private async callOrPark(identity: string, request: RouteRequest, timeoutMs: number, window: DeliveryWindow): Promise<Record<string, unknown>> {
+    try {
+      return await this.call(identity, request, timeoutMs);
+    } catch (error) {
+      // Only a definite "not connected, never sent" may wait: anything else may have reached it.
+      if (!(error instanceof NotConnectedError) || error.maybeDelivered || Date.now() >= window.deliverBy) throw error;
+    }
+    request.span?.setAttribute('ocpp.parked', true);
+    return this.deps.parkedCalls.park(identity, request, timeoutMs, window);
+  }
+
   private async call(identity: string, request: RouteRequest, timeoutMs: number): Promise<Record<string, unknown>> {
     // Routing reads presence; a stalled Redis must not hold the caller past its deadline (nothing was sent yet).
     const route = await beforeDeadline(this.deps.router.route(identity, request), request.deadline, () => new OcppTimeoutError(identity, request.action, timeoutMs, false));
-    if (route.kind === 'local') return callLocal(route.connection, request.protocol, request.action, request.payload, request.deadline);
+    if (route.kind === 'local') return callLocal(route.connection, request.protocol, request.action, request.payload, request.deadline, undefined, request.span);
     return this.sendRemote(route.owner, request, timeoutMs);
   }
 
@@ -167,7 +192,9 @@ export class OutboundCalls {
     extra: Pick<CommandEnvelope, 'fireAndForget'> = {},
   ): Promise<Record<string, unknown>> {
     const { identity } = owner;
-    const command = { ...this.commandFor(identity, request), ...extra };
+    // The hop to the owner's inbox; the owner's spans are its children (trace context in the envelope).
+    const hop = request.span?.child('ocpp.cluster.publish', 'producer', { 'ocpp.target_node': owner.nodeId });
+    const command: CommandEnvelope = { ...this.commandFor(identity, request), ...extra, trace: hop?.carrier() };
     const reply = this.deps.remoteCalls.wait(command.id, {
       identity,
       action: request.action,
@@ -180,7 +207,9 @@ export class OutboundCalls {
     this.deps.metrics.counters.remoteSent++;
     try {
       await this.deps.adapter.publish(inboxOf(owner.nodeId), command);
+      hop?.end();
     } catch (error) {
+      hop?.end(error);
       this.deps.remoteCalls.fail(command.id, asClusterError(error));
     }
     return reply;

@@ -238,3 +238,33 @@ export class IncompatibleVersionError extends OcppClusterError {
     super(`node ${nodeId} cannot read cluster wire version ${receivedVersion} (it reads up to ${supportedVersion}); the call was not run`);
   }
 }
+
+/**
+ * `deliverWithinMs`: the charge point did not connect to any node before the delivery window
+ * ended. The command was withdrawn from the cluster first, so no node ever sends it (`sent` is
+ * always false). `reason` says when the caller's own node gave up early (it stopped).
+ */
+export class NotDeliveredError extends OcppClusterError {
+  readonly code = 'OCPP_NOT_DELIVERED';
+  readonly sent = false;
+  constructor(
+    readonly identity: string,
+    readonly action: string,
+    readonly deliverWithinMs: number,
+    readonly reason = 'the charge point did not connect within the delivery window',
+  ) {
+    super(`${action} to ${identity} not delivered within ${deliverWithinMs} ms: ${reason}; it will never be sent`);
+  }
+}
+
+/** The call asked for something the configured transport cannot do (e.g. `deliverWithinMs` without a parked-command store). */
+export class UnsupportedByTransportError extends OcppClusterError {
+  readonly code = 'OCPP_UNSUPPORTED_BY_TRANSPORT';
+  constructor(
+    readonly transport: string,
+    readonly feature: string,
+    hint: string,
+  ) {
+    super(`transport ${JSON.stringify(transport)} does not support ${feature}: ${hint}`);
+  }
+}

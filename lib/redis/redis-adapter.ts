@@ -18,6 +18,7 @@ import { LeaseRecovery } from './lease-recovery.js';
 import { NODE_CLEANUP } from './lua-scripts.js';
 import { RedisNodeLoss } from './node-loss-primitives.js';
 import { NodeLiveness } from './node-liveness.js';
+import { RedisParkedCommandStore } from './parked-command-store.js';
 import { PresenceReads } from './presence-reads.js';
 import { PresenceRegistration } from './presence-registration.js';
 import { PresenceStore } from './presence-store.js';
@@ -73,6 +74,8 @@ export class RedisAdapter implements EventAdapterInterface {
   private readonly messaging: RedisMessaging;
   private readonly reads: PresenceReads;
   private readonly report: RedisTransportReport;
+  /** `deliverWithinMs`: commands waiting for offline charge points, in Redis (they outlive every node). */
+  readonly parkedCommands: RedisParkedCommandStore;
 
   private state: State = 'idle';
   private member: Membership | null = null;
@@ -92,6 +95,7 @@ export class RedisAdapter implements EventAdapterInterface {
       ...{ driver: this.driver, pool: this.pool, broadcaster: this.broadcaster, unavailable },
       requireConnected: () => this.requireConnected(),
     });
+    this.parkedCommands = new RedisParkedCommandStore(keys, (key) => this.pool.pick(key), unavailable);
     this.reads = new PresenceReads({ keys, pool: this.pool, presence: this.presence, liveness: () => this.member?.liveness ?? null, unavailable });
     this.report = new RedisTransportReport({
       ...{ keys, driver: this.driver, pool: this.pool, broadcaster: this.broadcaster },

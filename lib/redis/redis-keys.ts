@@ -17,6 +17,7 @@ import { InvalidOptionsError, OcppClusterError } from '../protocol/errors.js';
  * | `<prefix>{n:<node>}:probe`          | string | node          | readiness write probe, short TTL
  * | `<prefix>{p:<identity>}`            | hash   | identity      | node, epoch, protocol, connectedAt
  * | `<prefix>{p:<identity>}:epoch`      | string | identity      | epoch counter
+ * | `<prefix>{p:<identity>}:parked`     | list   | identity      | commands waiting for it to connect (`deliverWithinMs`)
  * | `<prefix>nodes`                     | zset   | its own       | node registry (score: last refresh)
  * | `<prefix>broadcast`                 | pubsub | (any shard)   | cluster-wide fan-out channel
  */
@@ -156,6 +157,11 @@ export class RedisKeys {
 
   presenceEpoch(identity: string): string {
     return `${this.presence(identity)}:epoch`;
+  }
+
+  /** Commands parked until the charge point connects (`deliverWithinMs`), in parking order. */
+  parked(identity: string): string {
+    return `${this.presence(identity)}:parked`;
   }
 }
 

@@ -324,12 +324,14 @@ export class StreamConsumer {
     if (message.kind === 'command') {
       // A command past its deadline still goes to the handler: the router answers it "timed out,
       // never sent" at once (and never runs it), so the caller need not guess after its grace.
-      if (this.recentCommands.has(message.id)) {
+      // A parked command taken again after its charge point left is the same call, a new delivery.
+      const deliveryKey = message.parked?.attempt ? `${message.id}#${message.parked.attempt}` : message.id;
+      if (this.recentCommands.has(deliveryKey)) {
         this.duplicates++;
         this.queueAck(stream, entry.id);
         return;
       }
-      this.recentCommands.add(message.id);
+      this.recentCommands.add(deliveryKey);
       if (this.recentCommands.size > RECENT_COMMANDS) this.recentCommands.delete(this.recentCommands.values().next().value as string);
     }
     this.received++;

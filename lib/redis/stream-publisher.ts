@@ -6,7 +6,7 @@ import { MESSAGE_FIELD } from './redis-keys.js';
  * Appending is the StreamAppender's job.
  */
 
-const KINDS = new Set(['command', 'reply', 'broadcast', 'evict', 'nodeLeft']);
+const KINDS = new Set(['command', 'reply', 'broadcast', 'evict', 'nodeLeft', 'deliverParked']);
 
 export function encodeMessage(message: ClusterMessage): string {
   return JSON.stringify(message);

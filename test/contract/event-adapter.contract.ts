@@ -19,6 +19,8 @@ export interface TransportUnderTest {
   crash(adapter: EventAdapterInterface): Promise<void>;
   /** How long the transport may take to judge a crashed node dead. */
   deathWithinMs: number;
+  /** It has a parked-command store (`deliverWithinMs`); without one the option is refused. */
+  parksCommands: boolean;
 }
 
 const NO_PRESENCE: PresenceSnapshotSource = { localPresence: () => [] };
@@ -178,6 +180,46 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
         await waitFor(`${each.nodeId} to get the broadcast`, () => each.received.some((received) => received.kind === 'broadcast' && received.id === message.id));
       }
     });
+
+    if (transport.parksCommands) {
+      it('parks commands for every node: in order, taken only within their window, taken or withdrawn exactly once', async () => {
+        const [first, second] = [await node('park1'), await node('park2')];
+        const stores = [first.adapter.parkedCommands!, second.adapter.parkedCommands!];
+        const identity = `PARK-${run}-${process.pid}`;
+        const entry = (index: number, deliverBy: number) => ({
+          command: { ...command(first.nodeId, 'x', index), identity, id: `park-${run}-${index}` },
+          deliverBy,
+          timeoutMs: 5_000,
+        });
+        const open = Date.now() + 60_000;
+        const entries = [entry(1, open), entry(2, Date.now() - 1), entry(3, open), entry(4, open)];
+        for (const [index, each] of entries.entries()) await stores[index % 2]!.park(identity, each);
+
+        expect(await stores[1]!.withdraw(identity, 'park-' + run + '-3')).toBe(true);
+        expect(await stores[0]!.withdraw(identity, 'park-' + run + '-3')).toBe(false);
+        // Order kept across the nodes that parked; the one past its window is not taken.
+        expect(await stores[1]!.takeDue(identity, Date.now())).toEqual([entries[0], entries[3]]);
+        expect(await stores[0]!.takeDue(identity, Date.now())).toEqual([]);
+        expect(await stores[0]!.withdraw(identity, entries[0]!.command.id)).toBe(false);
+        // Past its window it stays until its caller withdraws it (that caller answers NotDelivered).
+        expect(await stores[0]!.withdraw(identity, entries[1]!.command.id)).toBe(true);
+
+        // Two nodes taking while the callers withdraw: each command goes exactly one way.
+        const racing = Array.from({ length: 20 }, (_, index) => entry(100 + index, open));
+        for (const each of racing) await stores[0]!.park(identity, each);
+        const [takenByFirst, takenBySecond, withdrawn] = await Promise.all([
+          stores[0]!.takeDue(identity, Date.now()),
+          stores[1]!.takeDue(identity, Date.now()),
+          Promise.all(racing.map(async (each) => ((await stores[1]!.withdraw(identity, each.command.id)) ? [each.command.id] : []))),
+        ]);
+        const outcomes = [...takenByFirst, ...takenBySecond].map((each) => each.command.id).concat(withdrawn.flat());
+        expect(outcomes.sort()).toEqual(racing.map((each) => each.command.id).sort());
+      });
+    } else {
+      it('has no parked-command store (deliverWithinMs is refused with UnsupportedByTransportError)', () => {
+        expect(transport.adapter().parkedCommands).toBeUndefined();
+      });
+    }
 
     it('offers the node-loss primitives together or not at all', () => {
       const adapter = transport.adapter();

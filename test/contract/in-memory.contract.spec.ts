@@ -9,4 +9,5 @@ eventAdapterContract('the in-memory transport', {
   adapter: () => new InMemoryAdapter(bus),
   crash: (adapter) => adapter.disconnect(),
   deathWithinMs: 1_000,
+  parksCommands: true,
 });

@@ -24,4 +24,5 @@ eventAdapterContract('a minimal seed-shaped transport completed by the core', {
     for (const client of clientsOf.get(adapter) ?? []) client.disconnect();
   },
   deathWithinMs: 10_000,
+  parksCommands: false,
 });

@@ -10,4 +10,6 @@ eventAdapterContract('the NATS JetStream transport', {
   adapter: () => new NatsTransport({ servers: server.url, nodeTtlMs: 1_500, takeoverIntervalMs: 200, logger: SILENT_LOGGER }),
   crash: async (adapter) => (adapter as NatsTransport).abort(),
   deathWithinMs: 10_000,
+  // No parked-command store yet: deliverWithinMs is refused (UnsupportedByTransportError).
+  parksCommands: false,
 });

@@ -10,4 +10,5 @@ eventAdapterContract('the Redis transport (Redis Cluster, 3 masters)', {
   adapter: () => new RedisAdapter({ cluster: { nodes: cluster.nodes }, nodeTtlMs: 1_500, takeoverIntervalMs: 200, logger: SILENT_LOGGER }),
   crash: async (adapter) => (adapter as RedisAdapter).abort(),
   deathWithinMs: 10_000,
+  parksCommands: true,
 });

@@ -10,4 +10,5 @@ eventAdapterContract('the Redis transport (standalone)', {
   adapter: () => new RedisAdapter({ url: server.url, nodeTtlMs: 1_500, takeoverIntervalMs: 200, logger: SILENT_LOGGER }),
   crash: async (adapter) => (adapter as RedisAdapter).abort(),
   deathWithinMs: 10_000,
+  parksCommands: true,
 });

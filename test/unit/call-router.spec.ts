@@ -11,6 +11,7 @@ import type { LocalConnection } from '../../lib/cluster/local-registry.js';
 import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
 import { NOOP_METRICS_SINK } from '../../lib/cluster/metrics-sink.js';
 import { NodeMetrics } from '../../lib/cluster/node-metrics.js';
+import { ParkedCalls } from '../../lib/cluster/parked-calls.js';
 import { OutboundCalls } from '../../lib/cluster/outbound-calls.js';
 import { OwnerCache } from '../../lib/cluster/owner-cache.js';
 import { RemoteCalls } from '../../lib/cluster/remote-calls.js';
@@ -59,7 +60,8 @@ async function cluster({ doubtful = false, validator = null as SchemaValidator |
   const router = new CallRouter({ nodeId: 'a', adapter, registry, drain, owners, checks, metricsSink: NOOP_METRICS_SINK });
   const remoteCalls = new RemoteCalls();
   const metrics = new NodeMetrics(NOOP_METRICS_SINK, new HandlerRegistry());
-  const calls = new OutboundCalls({ nodeId: 'a', adapter, router, remoteCalls, checks, metrics, isStopping: () => false });
+  const parkedCalls = new ParkedCalls({ nodeId: 'a', adapter, remoteCalls, logger: SILENT_LOGGER, deliverHere: () => undefined });
+  const calls = new OutboundCalls({ nodeId: 'a', adapter, router, remoteCalls, checks, metrics, isStopping: () => false, parkedCalls });
   return { bus, adapter, b, reachedB, registry, owners, drain, router, remoteCalls, calls };
 }
 

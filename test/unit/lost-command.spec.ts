@@ -25,7 +25,7 @@ async function cluster() {
   const survivor = await join('s');
   await join('caller');
   const owner = await join('owner');
-  return { survivor, owner, received };
+  return { bus, survivor, owner, received };
 }
 
 function command(overrides: Partial<CommandEnvelope> = {}): CommandEnvelope {
@@ -62,6 +62,31 @@ describe('what becomes of a lost node\'s inbox entries', () => {
       expect.objectContaining({ id: 'c1', outcome: { status: 'notConnected', reason: 'node dead died' } }),
       expect.objectContaining({ id: 'late', outcome: { status: 'timeout', sent: true } }),
     ]);
+  });
+
+  it('parks again a parked command it never read whose charge point is gone, one attempt more, answering nobody', async () => {
+    const { bus, survivor, received } = await cluster();
+    const deliverBy = Date.now() + 30_000;
+    const taken = command({ id: 'p1', hops: 1, deadline: Date.now() + 5_000, parked: { deliverBy, timeoutMs: 5_000 } });
+    expect(await settleLostEntry(survivor, 's', 'dead', entry(taken))).toBe('forwarded');
+    const [parked] = await bus.parked.takeDue('CP', Date.now());
+    expect(parked).toMatchObject({ deliverBy, timeoutMs: 5_000, command: { id: 'p1', deadline: deliverBy + 5_000, parked: { deliverBy, timeoutMs: 5_000, attempt: 1 } } });
+    expect(parked!.command.hops).toBeUndefined();
+    expect([...received.values()].flat()).toEqual([]);
+  });
+
+  it('answers a parked command as usual when the lost node had read it or its window is over', async () => {
+    const { bus, survivor, received } = await cluster();
+    const read = command({ id: 'read', parked: { deliverBy: Date.now() + 30_000, timeoutMs: 5_000 } });
+    const over = command({ id: 'over', parked: { deliverBy: Date.now() - 1, timeoutMs: 5_000 } });
+    expect(await settleLostEntry(survivor, 's', 'dead', entry(read, true))).toBe('answered');
+    expect(await settleLostEntry(survivor, 's', 'dead', entry(over))).toBe('answered');
+    await waitFor('both answers', () => received.get('caller')!.length === 2);
+    expect(received.get('caller')).toEqual([
+      expect.objectContaining({ id: 'read', outcome: expect.objectContaining({ status: 'notConnected', maybeDelivered: true }) }),
+      expect.objectContaining({ id: 'over', outcome: { status: 'notConnected', reason: 'node dead died' } }),
+    ]);
+    expect(await bus.parked.takeDue('CP', 0)).toEqual([]);
   });
 
   it('does not forward past the hop limit', async () => {
