@@ -5,7 +5,7 @@ import type { ClusterLogger } from '../cluster/logger.js';
 import { outcomeFromError } from '../cluster/outcome.js';
 import { InboxFullError } from '../protocol/errors.js';
 import { NODE_CLEANUP, TAKEOVER_FENCE, TOKEN_ACQUIRE, TOKEN_REFRESH, TOKEN_RELEASE } from './lua-scripts.js';
-import { HOLDER_TTL_MS, type NodeLiveness } from './node-liveness.js';
+import { HOLDER_TTL_MS, takeoverMarker, type NodeLiveness } from './node-liveness.js';
 import type { PresenceStore } from './presence-store.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
 import { INBOX_GROUP, type RedisKeys } from './redis-keys.js';
@@ -156,7 +156,7 @@ export class NodeTakeover {
         !(await liveness.isAliveNow(nodeId)) &&
         (await TOKEN_REFRESH.run(lockClient, [lockKey], [lockToken, this.lockTtlMs])) === 1;
       if (!(await stillOurs())) return null;
-      const marker = `taken-over-by:${this.options.selfId}:${lockToken}`;
+      const marker = takeoverMarker(this.options.selfId, lockToken);
       const fenced = await TAKEOVER_FENCE.run(pool.pick(keys.alive(nodeId)), [keys.alive(nodeId), keys.holder(nodeId)], [marker, HOLDER_TTL_MS]);
       if (Number(fenced) !== 1) return null;
       logger.warn(`node ${nodeId} is gone (liveness lapsed); taking over its inbox`);

@@ -19,7 +19,7 @@ import { Broadcaster } from './broadcaster.js';
 import { ClusterDriver, type ClusterDriverOptions } from './cluster-driver.js';
 import { pingWithin, writeWithin } from './connection-probe.js';
 import { NODE_CLEANUP } from './lua-scripts.js';
-import { NodeLiveness, type LeaseEvent } from './node-liveness.js';
+import { isProvenGone, NodeLiveness, type LeaseEvent } from './node-liveness.js';
 import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
 import { NodeTakeover } from './node-takeover.js';
 import { PresenceStore, type RehydrateResult } from './presence-store.js';
@@ -85,6 +85,8 @@ export interface RedisAdapterOptions {
 }
 
 type State = 'idle' | 'connecting' | 'connected' | 'conflict' | 'closing' | 'closed';
+/** What a presence entry's node is, as far as a caller may judge (see ownerStates). */
+type OwnerState = 'alive' | 'lapsed' | 'gone';
 
 /** Bound on each Redis step of disconnect(), so leaving never hangs on a dead server. */
 const STEP_TIMEOUT_MS = 2000;
@@ -485,18 +487,23 @@ export class RedisAdapter implements EventAdapterInterface {
 
   async getPresence(identity: string): Promise<PresenceRecord | null> {
     let record: PresenceRecord | null;
-    let alive: boolean;
+    let ownerState: OwnerState;
     try {
       record = await this.presence.get(identity);
       if (!record) {
         this.requireTrustedPresence(identity);
         return null;
       }
-      alive = await this.isAlive(record.nodeId);
+      ownerState = (await this.ownerStates(new Set([record.nodeId]))).get(record.nodeId)!;
     } catch (error) {
       throw this.unavailable(error);
     }
-    if (alive) return record;
+    if (ownerState === 'alive') return record;
+    if (ownerState === 'lapsed') {
+      throw new ClusterUnavailableError(
+        `cannot tell whether ${identity} is connected: its node ${record.nodeId} cannot prove its lease and was not taken over`,
+      );
+    }
     this.requireTrustedPresence(identity);
     return null;
   }
@@ -520,11 +527,16 @@ export class RedisAdapter implements EventAdapterInterface {
     return this.state === 'connected' && this.rejoining === null && (this.liveness?.hasLease() ?? false);
   }
 
+  /**
+   * Like getPresence, except that an owner whose node lapsed without being taken over keeps its
+   * entry (a batch has no per-identity "unavailable"): its command waits in that node's inbox,
+   * served once the node takes its lease back, or answered by the survivor that takes it over.
+   */
   async getPresenceBatch(identities: readonly string[]): Promise<Map<string, PresenceRecord>> {
     try {
       const records = await this.presence.getBatch(identities);
-      const alive = await this.aliveSet(new Set([...records.values()].map((record) => record.nodeId)));
-      for (const [identity, record] of records) if (!alive.has(record.nodeId)) records.delete(identity);
+      const states = await this.ownerStates(new Set([...records.values()].map((record) => record.nodeId)));
+      for (const [identity, record] of records) if (states.get(record.nodeId) === 'gone') records.delete(identity);
       return records;
     } catch (error) {
       throw this.unavailable(error);
@@ -567,6 +579,21 @@ export class RedisAdapter implements EventAdapterInterface {
     if (this.liveness) return this.liveness.isAlive(nodeId);
     const key = this.keys.alive(nodeId);
     return this.pool.pick(key).exists(key).then((count) => count === 1);
+  }
+
+  /**
+   * Per node: alive (it holds its liveness key), gone (proven: taken over or left), or lapsed
+   * (its key is missing but nobody took it over: frozen, stalled, cut off by a failover; it takes
+   * the key back when it can). Only "gone" lets a caller answer a definitive NotConnected.
+   */
+  private async ownerStates(nodeIds: Set<string>): Promise<Map<string, OwnerState>> {
+    const states = await Promise.all(
+      [...nodeIds].map(async (nodeId): Promise<[string, OwnerState]> => {
+        if (await this.isAlive(nodeId)) return [nodeId, 'alive'];
+        return [nodeId, (await isProvenGone(this.pool, this.keys, nodeId)) ? 'gone' : 'lapsed'];
+      }),
+    );
+    return new Map(states);
   }
 
   private async aliveSet(nodeIds: Set<string>): Promise<Set<string>> {

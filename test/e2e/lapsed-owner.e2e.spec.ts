@@ -1,0 +1,125 @@
+import { Redis } from 'ioredis';
+import { RedisKeys } from '../../lib/redis/redis-keys.js';
+import { CsmsProcess } from '../support/csms-process.js';
+import { RecordingCharger } from '../support/recording-charger.js';
+import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { waitFor, withTimeout } from '../support/wait.js';
+
+/**
+ * The chaos checker's `not-connected-while-connected`: a caller answered a definitive
+ * NotConnected for a charge point whose socket stayed open on a node that only let its lease
+ * lapse for a moment (a freeze, a stall of its Redis shard, a failover) and took it back, with
+ * nobody taking the node over. Such a node is not proven gone: the caller must say
+ * "unavailable" (or, in a batch, leave the command in that node's inbox), never "not connected".
+ * Here the lapse is made exact: the owner process is frozen and its liveness key deleted, no
+ * survivor takes it over (takeover checks once a minute), and a caller asks right then.
+ */
+
+const NODE_TTL_MS = 2000;
+
+describe('an owner whose lease lapsed without a takeover (separate node processes, real Redis)', () => {
+  let redis: RedisServer;
+  let admin: Redis;
+  const keys = new RedisKeys();
+  const processes: CsmsProcess[] = [];
+  const chargers: RecordingCharger[] = [];
+  let tagCounter = 0;
+
+  async function node(nodeId: string, takeoverIntervalMs = 60_000): Promise<CsmsProcess> {
+    const csms = await CsmsProcess.start(nodeId, {
+      REDIS_URL: `redis://127.0.0.1:${redis.port}`,
+      OCPP_NODE_TTL_MS: String(NODE_TTL_MS),
+      OCPP_TAKEOVER_INTERVAL_MS: String(takeoverIntervalMs),
+      OCPP_DRAIN_WINDOW_MS: '200',
+      OCPP_DRAIN_SETTLE_MS: '200',
+    });
+    processes.push(csms);
+    return csms;
+  }
+
+  async function visibleFrom(csms: CsmsProcess, identity: string, nodeId: string): Promise<boolean> {
+    const { status, body } = await csms.http('GET', `/chargers/${encodeURIComponent(identity)}`);
+    return status === 200 && body.nodeId === nodeId;
+  }
+
+  function dataTransfer(via: CsmsProcess, identity: string, tag: string) {
+    return via.http('POST', `/chargers/${encodeURIComponent(identity)}/calls/DataTransfer?timeoutMs=10000`, { vendorId: 'lapse', data: tag });
+  }
+
+  beforeEach(async () => {
+    redis = await startRedisServer();
+    admin = new Redis(redis.port, { maxRetriesPerRequest: 1 });
+    admin.on('error', () => undefined);
+  }, 30_000);
+
+  afterEach(async () => {
+    for (const client of chargers.splice(0)) client.close();
+    for (const csms of processes.splice(0)) {
+      try {
+        process.kill(csms.pid, 'SIGCONT');
+      } catch {
+        // already gone
+      }
+      await csms.kill9().catch(() => undefined);
+    }
+    admin.disconnect();
+    await stopAllRedisServers();
+  });
+
+  it('a call and a batch to its charger are never answered NotConnected; the socket stays open and is served once the node is back', async () => {
+    const a = await node('lapse-a');
+    const b = await node('lapse-b');
+    const onB = await RecordingCharger.connect(b.wsUrl, 'LP1', 0);
+    chargers.push(onB);
+    // Read in Redis, not through lapse-a: a caller that just saw lapse-b alive may reuse that for a moment.
+    await waitFor('LP1 registered for lapse-b', async () => (await admin.hget(keys.presence('LP1'), 'node')) === 'lapse-b');
+
+    process.kill(b.pid, 'SIGSTOP');
+    // The lapse without waiting a TTL: nobody took lapse-b over, its holder record still names it.
+    expect(await admin.del(keys.alive('lapse-b'))).toBe(1);
+    const single = await dataTransfer(a, 'LP1', `t${++tagCounter}`);
+    const batchTag = `t${++tagCounter}`;
+    const batch = a.http('POST', '/broadcast-batch/DataTransfer?timeoutMs=10000', { identities: ['LP1'], payload: { vendorId: 'lapse', data: batchTag } });
+    process.kill(b.pid, 'SIGCONT');
+
+    expect(single.status).not.toBe(404);
+    expect(single).toMatchObject({ status: 503, body: { error: 'Unavailable' } });
+    expect(single.body.message).toContain('lapse-b cannot prove its lease and was not taken over');
+    const batchAnswer = await withTimeout(batch, 20_000, 'the batch to be answered');
+    expect(batchAnswer.status).toBe(200);
+    // Its command went to lapse-b's inbox: served if lapse-b had its lease back when it read it,
+    // else refused there as not sent. Never "not connected".
+    const [entry] = batchAnswer.body;
+    const served = entry.status === 'fulfilled';
+    if (served) expect(entry).toEqual({ identity: 'LP1', status: 'fulfilled', result: { status: 'Accepted', data: batchTag } });
+    else expect(entry).toMatchObject({ identity: 'LP1', status: 'rejected', error: { error: 'Unavailable' } });
+
+    await waitFor('lapse-b to be ready again', async () => (await b.http('GET', '/health')).status === 200, { timeoutMs: 20_000 });
+    const afterTag = `t${++tagCounter}`;
+    const after = await dataTransfer(a, 'LP1', afterTag);
+    expect(after).toMatchObject({ status: 200, body: { result: { data: afterTag } } });
+    // What was refused never reached the charger; nothing was closed.
+    expect(onB.tags()).toEqual(served ? [batchTag, afterTag] : [afterTag]);
+    expect(onB.isOpen).toBe(true);
+  }, 90_000);
+
+  it('once a survivor took the node over, its chargers are definitively not connected', async () => {
+    const a = await node('gone-a', 500);
+    const b = await node('gone-b');
+    const onB = await RecordingCharger.connect(b.wsUrl, 'GN1', 0);
+    chargers.push(onB);
+    await waitFor('GN1 on gone-b, seen from gone-a', () => visibleFrom(a, 'GN1', 'gone-b'));
+
+    process.kill(b.pid, 'SIGSTOP');
+    await waitFor('gone-a to take gone-b over', async () => (await admin.get(keys.holder('gone-b')))?.startsWith('taken-over-by:gone-a') ?? false, {
+      timeoutMs: 20_000,
+    });
+    const answer = await dataTransfer(a, 'GN1', `t${++tagCounter}`);
+    process.kill(b.pid, 'SIGCONT');
+
+    expect(answer).toMatchObject({ status: 404, body: { error: 'NotConnected', maybeDelivered: false } });
+    // gone-b learns it was taken over and sends its chargers elsewhere.
+    expect(await withTimeout(onB.closed, 20_000, 'gone-b to close its socket')).toBe(1012);
+    expect(onB.tags()).toEqual([]);
+  }, 90_000);
+});
