@@ -127,6 +127,8 @@ export class RedisAdapter implements EventAdapterInterface {
   private takeover: NodeTakeover | null = null;
   private consumer: StreamConsumer | null = null;
   private presenceTimer: NodeJS.Timeout | null = null;
+  /** The second look at our presence entries a TTL after a failover or a reconnect (see recheckPresenceLater). */
+  private presenceRecheck: NodeJS.Timeout | null = null;
   private removeReconnectListener: () => void = () => undefined;
   private recovering: Promise<void> | null = null;
   private inboxHandler: ClusterMessageHandler | null = null;
@@ -265,6 +267,7 @@ export class RedisAdapter implements EventAdapterInterface {
       // other nodes' sockets are not re-registered yet.
       this.liveness?.noteDisturbance();
       this.scheduleRecover('redis connection re-established');
+      this.recheckPresenceLater();
     });
     // A failover can lose the last writes its old master had not replicated: re-check liveness,
     // re-read our pending inbox entries and re-register presence the way a reconnect does.
@@ -272,6 +275,7 @@ export class RedisAdapter implements EventAdapterInterface {
       // A failover may have lost the last writes of any node on that shard (presence claims too).
       this.liveness?.noteDisturbance();
       this.scheduleRecover('redis cluster masters changed');
+      this.recheckPresenceLater();
     });
     this.removeReconnectListener = () => {
       removeReconnect();
@@ -833,9 +837,33 @@ export class RedisAdapter implements EventAdapterInterface {
     }
   }
 
+  /**
+   * A failover can lose writes its old master answered around the time we noticed it (a master
+   * that stalled answers what it had queued, then resyncs as a replica), such as the claim of a
+   * socket that opened just after the recovery re-registered ours. Left alone, that socket would
+   * be missing from presence until the periodic refresh (a third of the presence TTL), and every
+   * other node would answer NotConnected for it. So our sockets are re-registered once more a TTL
+   * later (retried by the periodic refresh if Redis fails again).
+   */
+  private recheckPresenceLater(): void {
+    if (this.presenceRecheck) clearTimeout(this.presenceRecheck);
+    this.presenceRecheck = setTimeout(() => {
+      this.presenceRecheck = null;
+      void (async () => {
+        await this.recovering;
+        if (this.state !== 'connected') return;
+        // As a recovery does: re-registers what is missing, never over a newer connection.
+        await this.rehydrate();
+      })().catch((error: unknown) => this.logger.debug?.(`presence re-check failed: ${(error as Error).message}`));
+    }, this.nodeTtlMs);
+    this.presenceRecheck.unref();
+  }
+
   private stopTimers(): void {
     if (this.presenceTimer) clearTimeout(this.presenceTimer);
     this.presenceTimer = null;
+    if (this.presenceRecheck) clearTimeout(this.presenceRecheck);
+    this.presenceRecheck = null;
     if (this.registrationRetry) clearTimeout(this.registrationRetry);
     this.registrationRetry = null;
     this.liveness?.stop();

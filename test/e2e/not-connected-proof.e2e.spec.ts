@@ -3,21 +3,18 @@ import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { CsmsProcess } from '../support/csms-process.js';
 import { RecordingCharger } from '../support/recording-charger.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
-import { waitFor, withTimeout } from '../support/wait.js';
+import { sleep, waitFor, withTimeout } from '../support/wait.js';
 
 /**
  * The chaos checker's `not-connected-while-connected`: a caller answered a definitive
- * NotConnected for a charge point whose socket stayed open on a node that only let its lease
- * lapse for a moment (a freeze, a stall of its Redis shard, a failover) and took it back, with
- * nobody taking the node over. Such a node is not proven gone: the caller must say
- * "unavailable" (or, in a batch, leave the command in that node's inbox), never "not connected".
- * Here the lapse is made exact: the owner process is frozen and its liveness key deleted, no
- * survivor takes it over (takeover checks once a minute), and a caller asks right then.
+ * NotConnected (404) for a charge point whose socket was open and stayed open. A caller may say
+ * "not connected" only when presence proves it; each race below is made exact and a caller
+ * asks right then (separate node processes, real Redis).
  */
 
 const NODE_TTL_MS = 2000;
 
-describe('an owner whose lease lapsed without a takeover (separate node processes, real Redis)', () => {
+describe('a definitive NotConnected needs proof', () => {
   let redis: RedisServer;
   let admin: Redis;
   const keys = new RedisKeys();
@@ -25,10 +22,10 @@ describe('an owner whose lease lapsed without a takeover (separate node processe
   const chargers: RecordingCharger[] = [];
   let tagCounter = 0;
 
-  async function node(nodeId: string, takeoverIntervalMs = 60_000): Promise<CsmsProcess> {
+  async function node(nodeId: string, takeoverIntervalMs = 60_000, ttlMs = NODE_TTL_MS): Promise<CsmsProcess> {
     const csms = await CsmsProcess.start(nodeId, {
       REDIS_URL: `redis://127.0.0.1:${redis.port}`,
-      OCPP_NODE_TTL_MS: String(NODE_TTL_MS),
+      OCPP_NODE_TTL_MS: String(ttlMs),
       OCPP_TAKEOVER_INTERVAL_MS: String(takeoverIntervalMs),
       OCPP_DRAIN_WINDOW_MS: '200',
       OCPP_DRAIN_SETTLE_MS: '200',
@@ -66,7 +63,12 @@ describe('an owner whose lease lapsed without a takeover (separate node processe
     await stopAllRedisServers();
   });
 
-  it('a call and a batch to its charger are never answered NotConnected; the socket stays open and is served once the node is back', async () => {
+  /**
+   * The owner only let its lease lapse (a freeze, a stall of its Redis shard, a failover) and
+   * nobody took it over: it takes its key back and its sockets stay open. Made exact: the owner
+   * is frozen and its liveness key deleted; no survivor takes it over (checks once a minute).
+   */
+  it('owner lapsed, not taken over: a call is unavailable, a batch waits in its inbox; the socket stays open and is served once the node is back', async () => {
     const a = await node('lapse-a');
     const b = await node('lapse-b');
     const onB = await RecordingCharger.connect(b.wsUrl, 'LP1', 0);
@@ -80,6 +82,7 @@ describe('an owner whose lease lapsed without a takeover (separate node processe
     const single = await dataTransfer(a, 'LP1', `t${++tagCounter}`);
     const batchTag = `t${++tagCounter}`;
     const batch = a.http('POST', '/broadcast-batch/DataTransfer?timeoutMs=10000', { identities: ['LP1'], payload: { vendorId: 'lapse', data: batchTag } });
+    batch.catch(() => undefined); // awaited below; a failed expectation first must not leave it unhandled
     process.kill(b.pid, 'SIGCONT');
 
     expect(single.status).not.toBe(404);
@@ -103,7 +106,7 @@ describe('an owner whose lease lapsed without a takeover (separate node processe
     expect(onB.isOpen).toBe(true);
   }, 90_000);
 
-  it('once a survivor took the node over, its chargers are definitively not connected', async () => {
+  it('owner taken over by a survivor: its chargers are definitively not connected', async () => {
     const a = await node('gone-a', 500);
     const b = await node('gone-b');
     const onB = await RecordingCharger.connect(b.wsUrl, 'GN1', 0);
@@ -121,5 +124,37 @@ describe('an owner whose lease lapsed without a takeover (separate node processe
     // gone-b learns it was taken over and sends its chargers elsewhere.
     expect(await withTimeout(onB.closed, 20_000, 'gone-b to close its socket')).toBe(1012);
     expect(onB.tags()).toEqual([]);
+  }, 90_000);
+
+  /**
+   * A charge point moves: its new handshake on node c claims presence before its socket opens, and
+   * a caller on c reads presence between the two. Presence names c, c has no socket yet, and the
+   * old socket on b is still open. Made exact: Redis holds every command for a moment, so the
+   * claim and the caller's presence read run back to back when it lets go, and c sees the read
+   * (one round trip) before its claim (two) completes the handshake.
+   */
+  it('charge point connecting to the asked node: the caller is told unavailable, not "not connected"', async () => {
+    const b = await node('move-b', 60_000, 6000);
+    const c = await node('move-c', 60_000, 6000);
+    const onB = await RecordingCharger.connect(b.wsUrl, 'MV1', 0);
+    chargers.push(onB);
+    await waitFor('MV1 registered for move-b', async () => (await admin.hget(keys.presence('MV1'), 'node')) === 'move-b');
+
+    await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
+    const moving = RecordingCharger.connect(c.wsUrl, 'MV1', 0);
+    // The handshake reaches move-c (and its claim waits in Redis) before the call does.
+    await sleep(300);
+    const answer = await dataTransfer(c, 'MV1', `t${++tagCounter}`);
+    const onC = await withTimeout(moving, 20_000, 'MV1 to open its socket on move-c');
+    chargers.push(onC);
+
+    expect(answer.status).not.toBe(404);
+    expect(answer).toMatchObject({ status: 503, body: { error: 'Unavailable' } });
+    expect(answer.body.message).toContain('MV1 is connecting to node move-c right now');
+    // The move completes: the old socket is closed, the new one is served.
+    expect(await withTimeout(onB.closed, 20_000, 'move-b to close the older socket')).toBe(1000);
+    const afterTag = `t${++tagCounter}`;
+    expect(await dataTransfer(c, 'MV1', afterTag)).toMatchObject({ status: 200, body: { result: { data: afterTag } } });
+    expect([...onB.tags(), ...onC.tags()]).toEqual([afterTag]);
   }, 90_000);
 });
