@@ -51,14 +51,8 @@ describe('a definitive NotConnected needs proof', () => {
 
   afterEach(async () => {
     for (const client of chargers.splice(0)) client.close();
-    for (const csms of processes.splice(0)) {
-      try {
-        process.kill(csms.pid, 'SIGCONT');
-      } catch {
-        // already gone
-      }
-      await csms.kill9().catch(() => undefined);
-    }
+    // SIGKILL ends a frozen process too.
+    await Promise.all(processes.splice(0).map((csms) => csms.kill9().catch(() => undefined)));
     admin.disconnect();
     await stopAllRedisServers();
   });
