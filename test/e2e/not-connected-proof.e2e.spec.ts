@@ -91,7 +91,9 @@ describe('a definitive NotConnected needs proof', () => {
     if (served) expect(entry).toEqual({ identity: 'LP1', status: 'fulfilled', result: { status: 'Accepted', data: batchTag } });
     else expect(entry).toMatchObject({ identity: 'LP1', status: 'rejected', error: { error: 'Unavailable' } });
 
-    await waitFor('lapse-b to be ready again', async () => (await b.http('GET', '/health')).status === 200, { timeoutMs: 20_000 });
+    // lapse-b takes its key back (nobody took it over) and lapse-a sees it alive again.
+    await waitFor('lapse-b to hold its key again', async () => (await admin.exists(keys.alive('lapse-b'))) === 1, { timeoutMs: 20_000 });
+    await waitFor('lapse-a to see LP1 on lapse-b again', () => visibleFrom(a, 'LP1', 'lapse-b'), { timeoutMs: 20_000 });
     const afterTag = `t${++tagCounter}`;
     const after = await dataTransfer(a, 'LP1', afterTag);
     expect(after).toMatchObject({ status: 200, body: { result: { data: afterTag } } });
