@@ -33,7 +33,13 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [NEST, { group: ['../gateway/*', '../redis/*', '../nest/*'], message: 'cluster never imports gateway, redis or the Nest layer (issue 10, item 5).' }] },
+        {
+          patterns: [
+            NEST,
+            { group: ['../gateway/*', '../redis/*', '../nest/*'], message: 'cluster never imports gateway, redis or the Nest layer (issue 10, item 5).' },
+            { group: ['../*.js'], message: 'cluster never imports the root (module options, composition): they reach gateway and redis; see cluster/node-options.ts.' },
+          ],
+        },
       ],
     },
   },
@@ -43,6 +49,15 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         { patterns: [NEST, { group: ['../cluster/*', '../redis/*', '../nest/*'], message: 'gateway is the front door only: no cluster, redis or Nest layer (issue 10, item 5).' }] },
+      ],
+    },
+  },
+  {
+    files: ['lib/nats/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [NEST, { group: ['../gateway/*', '../redis/*', '../nest/*'], message: 'nats never imports gateway, redis or the Nest layer: a transport stands on cluster and protocol only.' }] },
       ],
     },
   },

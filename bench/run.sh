@@ -2,6 +2,7 @@
 # `npm run bench`: raises the open-files limit (10,000 sockets per side), installs the peers into
 # bench/node_modules when missing, builds lib + bench into dist/, and runs every scenario.
 # BENCH_SCALE=0.1 for a quick run; BENCH_ONLY, BENCH_IMPLS, BENCH_PROFILE=1: see bench/run.ts.
+# `npm run bench -- --curves`: scale curves (bench/curves.ts); `-- --soak`: the fleet soak (bench/soak.ts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,4 +32,9 @@ done
 
 echo "bench: building lib and bench into dist/" >&2
 npx tsc -p bench/tsconfig.json
-exec node dist/bench/run.js
+case "${1:-}" in
+  --curves) exec node dist/bench/curves.js ;;
+  --soak) shift; exec node dist/bench/soak.js "$@" ;;
+  "") exec node dist/bench/run.js ;;
+  *) echo "bench: unknown argument $1 (use --curves or --soak)" >&2; exit 2 ;;
+esac

@@ -7,18 +7,25 @@ import { performance } from 'node:perf_hooks';
 import { waitForQuiet } from './harness/machine.js';
 import { killAllChildren } from './harness/processes.js';
 import { formatProfile, summarizeProfiles } from './harness/profile-summary.js';
-import { markdownTable, type BenchResults, type Outcome } from './harness/report.js';
-import { ROOT, cluster, crossNode, inbound, memory, type BenchContext, type ImplName } from './harness/scenarios.js';
+import { barPanels } from './harness/charts.js';
+import { mainPanels, markdownTable, type BenchResults, type Outcome } from './harness/report.js';
+import { ROOT, cluster, crossNode, crossNodeInterleaved, inbound, memory, type BenchContext, type ImplName } from './harness/scenarios.js';
 
 /**
  * `npm run bench`: every scenario of issue 6, ours and the peers side by side in one run.
  * Environment: BENCH_SCALE (default 1), BENCH_ONLY (crossNode,inbound,memory,memoryDeflate,cluster),
- * BENCH_IMPLS (ours,ocpp-ws-io,ocpp-rpc,ws), BENCH_PROFILE=1 (CPU profiles of our nodes).
+ * BENCH_IMPLS (ours,ocpp-ws-io,ocpp-rpc,ws,naive-relay), BENCH_PROFILE=1 (CPU profiles of our nodes),
+ * BENCH_TRIES (default 3: tries of a throughput run when other work used the CPU), BENCH_QUIET_WAIT_MS
+ * (default 30000: how long to wait for a quiet machine before each measurement), BENCH_BEFORE_DIST (the dist/ of another build: implementation
+ * 'ours-before', for before/after ratios in one run), BENCH_ROUNDS=n (cross-node: every implementation up at once, taking n turns each), BENCH_LATEST=1 (this
+ * run's chart becomes bench/results/latest-main.svg even when partial).
  */
 
 const SCENARIOS = ['crossNode', 'inbound', 'memory', 'memoryDeflate', 'cluster'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
-const ALL_IMPLS: ImplName[] = ['ours', 'ocpp-ws-io', 'ocpp-rpc', 'ws'];
+const ALL_IMPLS: ImplName[] = ['ours', 'ocpp-ws-io', 'ocpp-rpc', 'ws', 'naive-relay'];
+/** Named only when asked for (BENCH_IMPLS=ours-before,ours with BENCH_BEFORE_DIST=<another build's dist/>). */
+const EXTRA_IMPLS: ImplName[] = ['ours-before'];
 
 function listFromEnv<T extends string>(name: string, allowed: readonly T[]): T[] {
   const raw = process.env[name];
@@ -61,7 +68,7 @@ async function main(): Promise<void> {
   const scale = process.env.BENCH_SCALE === undefined ? 1 : Number(process.env.BENCH_SCALE);
   if (!(scale > 0 && scale <= 1)) throw new Error(`BENCH_SCALE must be in (0, 1], got ${process.env.BENCH_SCALE}`);
   const only = listFromEnv('BENCH_ONLY', SCENARIOS);
-  const impls = listFromEnv('BENCH_IMPLS', ALL_IMPLS);
+  const impls = process.env.BENCH_IMPLS ? listFromEnv('BENCH_IMPLS', [...ALL_IMPLS, ...EXTRA_IMPLS]) : ALL_IMPLS;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const resultsDir = join(ROOT, 'bench/results');
   const logDir = mkdtempSync(join(tmpdir(), 'ocpp-bench-'));
@@ -86,7 +93,7 @@ async function main(): Promise<void> {
   /** Foreign CPU load seen right before each measurement (the bench's own processes were all stopped). */
   const background: Array<{ scenario: string; impl: string; busyPercent: number | null; waitedMs: number }> = [];
   const run = async <T>(scenario: ScenarioName, label: string, task: () => Promise<T>): Promise<Outcome<T>> => {
-    const quiet = await waitForQuiet();
+    const quiet = await waitForQuiet(15, Number(process.env.BENCH_QUIET_WAIT_MS ?? 30_000));
     background.push({ scenario, impl: label, ...quiet });
     const busy = quiet.busyPercent === null ? '' : `; other work on the machine: ${quiet.busyPercent.toFixed(0)}% CPU`;
     ctx.log(`${scenario} / ${label}${busy}${quiet.waitedMs > 1500 ? ` (waited ${Math.round(quiet.waitedMs / 1000)} s for quiet)` : ''}`);
@@ -100,6 +107,9 @@ async function main(): Promise<void> {
     }
   };
   const clusterImpls = impls.filter((impl) => impl === 'ours' || impl === 'ocpp-ws-io');
+  // The naive relay (issue 13) is the floor of the cross-node scenario only.
+  const crossNodeImpls = impls.filter((impl) => impl !== 'ocpp-rpc' && impl !== 'ws');
+  const serverImpls = impls.filter((impl) => impl !== 'naive-relay');
   /**
    * Throughput runs are redone (up to 3 tries) when other processes used more than 10% of the CPU
    * while they measured; the try with the least foreign load is kept.
@@ -111,7 +121,7 @@ async function main(): Promise<void> {
   ): Promise<Outcome<T>> => {
     let best: Outcome<T> | undefined;
     // A profiled run is measured once: another try would replace the profile of the first.
-    const tries = profileDir ? 1 : 3;
+    const tries = profileDir ? 1 : Number(process.env.BENCH_TRIES ?? 3);
     for (let attempt = 1; attempt <= tries; attempt++) {
       const outcome = await run(scenario, attempt === 1 ? label : `${label} (try ${attempt})`, task);
       if ('error' in outcome) return best ?? outcome;
@@ -124,19 +134,27 @@ async function main(): Promise<void> {
   };
 
   if (only.includes('crossNode')) {
-    for (const impl of clusterImpls) results.crossNode[impl] = await measured('crossNode', impl, () => crossNode(ctx, impl));
+    const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
+    if (rounds > 1) {
+      const quiet = await waitForQuiet(15, Number(process.env.BENCH_QUIET_WAIT_MS ?? 30_000));
+      background.push({ scenario: 'crossNode', impl: crossNodeImpls.join('+'), ...quiet });
+      ctx.log(`crossNode / ${crossNodeImpls.join(', ')} interleaved, ${rounds} rounds`);
+      Object.assign(results.crossNode, await crossNodeInterleaved(ctx, crossNodeImpls, rounds));
+    } else {
+      for (const impl of crossNodeImpls) results.crossNode[impl] = await measured('crossNode', impl, () => crossNode(ctx, impl));
+    }
   }
   if (only.includes('inbound')) {
-    for (const impl of impls) results.inbound[impl] = await measured('inbound', impl, () => inbound(ctx, impl));
+    for (const impl of serverImpls) results.inbound[impl] = await measured('inbound', impl, () => inbound(ctx, impl));
     if (impls.includes('ours') && !profileDir) {
       results.inbound['ours (default rateLimit)'] = await measured('inbound', 'ours with its default rateLimit', () => inbound(ctx, 'ours', 'default'));
     }
   }
   if (only.includes('memory')) {
-    for (const impl of impls) results.memory[impl] = await run('memory', impl, () => memory(ctx, impl));
+    for (const impl of serverImpls) results.memory[impl] = await run('memory', impl, () => memory(ctx, impl));
   }
   if (only.includes('memoryDeflate')) {
-    for (const impl of impls) {
+    for (const impl of serverImpls) {
       // 2,000 stations: the per-connection cost is what counts, and deflate makes every connection slow to open.
       results.memoryDeflate[impl] = await run('memoryDeflate', impl, () =>
         memory(ctx, impl, { protocol: 'ocpp2.0.1', deflate: true, count: 2_000 }),
@@ -145,7 +163,7 @@ async function main(): Promise<void> {
   }
   if (only.includes('cluster')) {
     // The bare ws floor runs the storm only (how fast this machine and client open the sockets).
-    const stormImpls = impls.filter((impl) => impl !== 'ocpp-rpc');
+    const stormImpls = serverImpls.filter((impl) => impl !== 'ocpp-rpc');
     for (const impl of stormImpls) results.cluster[impl] = await run('cluster', impl, () => cluster(ctx, impl));
   }
 
@@ -175,6 +193,14 @@ async function main(): Promise<void> {
     : [];
   const file = join(resultsDir, `${stamp}.json`);
   writeFileSync(file, `${JSON.stringify({ startedAt: new Date(Date.now() - (performance.now() - startedAt)).toISOString(), durationS: (performance.now() - startedAt) / 1000, environment, background, results, profiles, table }, null, 2)}\n`);
+
+  // Pictures: this run's bars; `latest-main.svg` (shown in the README) only from a complete run.
+  const machine = `${environment.cores} cores, ${environment.cpu}, ${environment.memoryGiB} GiB, Node ${environment.node}`;
+  const subtitle = `${stamp.slice(0, 16)} · ${machine} · scale ${scale} · library ${library.commit} · one run, side by side`;
+  const chart = barPanels('nestjs-ocpp-cluster (ours) vs peers and floors', subtitle, mainPanels(results));
+  writeFileSync(join(resultsDir, `${stamp}-main.svg`), chart);
+  const complete = only.length === SCENARIOS.length && impls.length === ALL_IMPLS.length && scale === 1;
+  if (complete || process.env.BENCH_LATEST === '1') writeFileSync(join(resultsDir, 'latest-main.svg'), chart);
 
   process.stdout.write(
     `\n## Benchmark (${environment.cores} cores, ${environment.cpu}, Node ${environment.node}, scale ${scale})\n\n${table}\n\n` +

@@ -9,7 +9,14 @@ export type {
   DeliveryInfo,
   LeaseChange,
   TransportProbe,
+  PresenceRestore,
+  NodeLossPrimitives,
+  LostNodeClaim,
+  LostNodeFinish,
+  PendingEntry,
 } from './cluster/event-adapter.interface.js';
+export type { Address, NodeAddress, AllNodesAddress, Lane, Subscription } from './cluster/address.js';
+export { ALL_NODES, inboxOf, repliesOf, isAllNodes } from './cluster/address.js';
 export type {
   ClusterMessage,
   CommandEnvelope,
@@ -25,8 +32,15 @@ export type { TransportAdapter, TransportCoreOptions, TransportHandler, Transpor
 export { MEMBERSHIP_CHANNEL } from './cluster/gossip-membership.js';
 export { InMemoryAdapter, InMemoryBus } from './cluster/in-memory-adapter.js';
 export { OcppClusterNode } from './cluster/ocpp-cluster-node.js';
+export { createNode } from './create-node.js';
+export { resolveOptions } from './resolve-options.js';
+export { HandlerRegistry } from './cluster/handler-registry.js';
+export type { NodeHost, CreateNodeParts } from './create-node.js';
+export type { NodeOptions } from './cluster/node-options.js';
+export type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from './protocol/handshake.js';
 export {
   OCPP_CLUSTER_NODE,
+  OCPP_NODE_HOST,
   OCPP_CLUSTER_ADAPTER,
   OCPP_METRICS_REGISTRY,
   OCPP_REDIS_POOL,

@@ -1,5 +1,6 @@
 import { ClusterDriver, createDriver } from '../lib/index.js';
 import type { OcppClusterOptions, RedisAdapterOptions } from '../lib/index.js';
+import { NatsTransport } from '../lib/nats/index.js';
 import { loadChargerPasswords, passwordAuthenticator } from './charger-passwords.js';
 import type { ControlApiOptions } from './control-token.guard.js';
 import { InvalidEnvironmentError, MAX_TIMER_MS, integerFromEnv } from './environment.js';
@@ -17,7 +18,8 @@ const count = { min: 0, max: Number.MAX_SAFE_INTEGER };
 /**
  * Reads the sample's environment (README, "Quick start"): PORT, OCPP_PATH, OCPP_NODE_ID, REDIS_URL,
  * REDIS_CLUSTER_NODES (`host:port,host:port,...`: a Redis Cluster; it takes precedence over
- * REDIS_URL), OCPP_REDIS_PREFIX, OCPP_REDIS_POOL_SIZE, OCPP_STREAM_MAX_LEN, OCPP_NODE_TTL_MS,
+ * REDIS_URL), NATS_URL (`nats://host:port[,nats://...]`: the NATS JetStream transport instead of
+ * Redis; not together with the Redis variables), OCPP_NATS_PREFIX, OCPP_REDIS_PREFIX, OCPP_REDIS_POOL_SIZE, OCPP_STREAM_MAX_LEN, OCPP_NODE_TTL_MS,
  * OCPP_TAKEOVER_INTERVAL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_PING_INTERVAL_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS,
  * OCPP_LAG_DEGRADED, OCPP_LAG_DOWN, OCPP_PASSWORDS_FILE, CONTROL_TOKEN. Numbers must be plain
  * decimal integers; a bad value throws InvalidEnvironmentError naming the variable.
@@ -27,6 +29,7 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
     path: env.OCPP_PATH || '/ocpp',
     nodeId: env.OCPP_NODE_ID || undefined,
     redis: redisFromEnv(env),
+    adapter: natsFromEnv(env),
     callTimeoutMs: integerFromEnv(env, 'OCPP_CALL_TIMEOUT_MS', positiveMs),
     pingIntervalMs: integerFromEnv(env, 'OCPP_PING_INTERVAL_MS', msOrZero),
   };
@@ -42,6 +45,23 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
     ocpp,
     control: { token: controlTokenFromEnv(env) },
   };
+}
+
+/** The NATS transport when NATS_URL is set; its streams and buckets are named from OCPP_NATS_PREFIX. */
+function natsFromEnv(env: NodeJS.ProcessEnv): NatsTransport | undefined {
+  const servers = env.NATS_URL?.split(',').map((server) => server.trim()).filter((server) => server.length > 0);
+  if (!servers || servers.length === 0) return undefined;
+  if (env.REDIS_URL || env.REDIS_CLUSTER_NODES) {
+    throw new InvalidEnvironmentError('NATS_URL', 'is set together with REDIS_URL or REDIS_CLUSTER_NODES: the cluster runs over one transport');
+  }
+  return new NatsTransport({
+    servers,
+    connectionOptions: env.OCPP_NODE_ID ? { name: `ocpp-cluster:${env.OCPP_NODE_ID}` } : undefined,
+    prefix: env.OCPP_NATS_PREFIX || undefined,
+    inboxMaxMessages: integerFromEnv(env, 'OCPP_STREAM_MAX_LEN', { min: 10, max: 10_000_000 }),
+    nodeTtlMs: integerFromEnv(env, 'OCPP_NODE_TTL_MS', positiveMs),
+    takeoverIntervalMs: integerFromEnv(env, 'OCPP_TAKEOVER_INTERVAL_MS', positiveMs),
+  });
 }
 
 function redisFromEnv(env: NodeJS.ProcessEnv): RedisAdapterOptions | undefined {

@@ -5,11 +5,12 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { OcppClusterModule, OcppClusterService } from '../../lib/index.js';
 import type { OcppClusterOptions } from '../../lib/index.js';
-import { OCPP_CLUSTER_NODE } from '../../lib/transport.js';
-import type { OcppClusterNode } from '../../lib/transport.js';
+import { OCPP_CLUSTER_NODE, OCPP_NODE_HOST } from '../../lib/transport.js';
+import type { NodeHost, OcppClusterNode } from '../../lib/transport.js';
 // The sample's answers (without its connection log: 10,000 log lines would be measured too).
 import { StationHandlers } from '../../sample/station.handlers.js';
 import { runCalls } from './call-runner.js';
+import { pacedCalls, type PacedCallOptions } from './paced-calls.js';
 import { announceReady, measureMemory, serveIpc } from './ipc.js';
 
 /**
@@ -57,7 +58,7 @@ async function main(): Promise<void> {
     memory: async () => ({ ...(await measureMemory()), connections: node.listLocal().length }),
     /** Now on the clock of V8's CPU profiles (µs), to cut a profile to the measured window. */
     mark: () => Number(process.hrtime.bigint() / 1000n),
-    localCount: () => node.acceptingGateway?.connectionCount ?? node.listLocal().length,
+    localCount: () => app.get<NodeHost>(OCPP_NODE_HOST).gateway.connectionCount,
     setIdentities: (message) => {
       identities = message.identities;
       missing = [...identities];
@@ -94,6 +95,17 @@ async function main(): Promise<void> {
       }
       return { durationMs, outcomes: outcomes.length, fulfilled, rejected: outcomes.length - fulfilled, errorKinds };
     },
+    /** Process CPU time (µs, user + system) and sockets held: the soak's CPU per 1,000 chargers. */
+    cpu: () => ({ ...process.cpuUsage(), connections: node.listLocal().length }),
+    /** How many of `identities` the cluster's presence places on a node other than `notOn`. */
+    presenceElsewhere: async (message) => {
+      const found = await node.transport.getPresenceBatch(message.identities as string[]);
+      let elsewhere = 0;
+      for (const record of found.values()) if (record.nodeId !== message.notOn) elsewhere++;
+      return elsewhere;
+    },
+    /** The soak's cross-node traffic: `ratePerSecond` calls to random identities for `durationMs`. */
+    pacedCalls: (message) => pacedCalls((identity) => service.sendToClient(identity, message.action, message.payload, { timeoutMs: message.timeoutMs }), message as PacedCallOptions),
     stop: async () => {
       setTimeout(() => process.exit(0), 5000).unref();
       await app.close();

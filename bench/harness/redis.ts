@@ -91,3 +91,42 @@ export class RedisServer {
     this.child = null;
   }
 }
+
+/** One Redis command over a fresh connection; resolves with the raw RESP reply (for INFO, DBSIZE, MEMORY USAGE). */
+export function redisCommand(port: number, args: string[], timeoutMs = 5_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`redis ${args[0]} took longer than ${timeoutMs} ms`));
+    }, timeoutMs);
+    const complete = (text: string): boolean => {
+      if (!text.includes('\r\n')) return false;
+      if (text[0] !== '$') return true;
+      const length = Number(text.slice(1, text.indexOf('\r\n')));
+      return length < 0 || Buffer.byteLength(text) >= text.indexOf('\r\n') + 2 + length + 2;
+    };
+    socket.on('connect', () => socket.write(`*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`));
+    socket.on('data', (data) => {
+      chunks.push(data);
+      const text = Buffer.concat(chunks).toString();
+      if (!complete(text)) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(text);
+    });
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+/** `used_memory` from INFO memory, in bytes. */
+export async function redisUsedMemory(port: number): Promise<number> {
+  const info = await redisCommand(port, ['INFO', 'memory']);
+  const match = /used_memory:(\d+)/.exec(info);
+  if (!match) throw new Error('INFO memory without used_memory');
+  return Number(match[1]);
+}

@@ -1,3 +1,4 @@
+import type { Bar, BarPanel } from './charts.js';
 import type { ClusterResult, CrossNodeResult, ImplName, InboundResult, MemoryResult } from './scenarios.js';
 
 export type Outcome<T> = T | { error: string };
@@ -12,7 +13,7 @@ export interface BenchResults {
   cluster: ByImpl<ClusterResult>;
 }
 
-const IMPLS: ImplName[] = ['ours', 'ocpp-ws-io', 'ocpp-rpc', 'ws'];
+const IMPLS: ImplName[] = ['ours', 'ocpp-ws-io', 'ocpp-rpc', 'ws', 'naive-relay'];
 
 const isError = (value: unknown): value is { error: string } =>
   typeof value === 'object' && value !== null && 'error' in value && typeof (value as { error: unknown }).error === 'string';
@@ -52,6 +53,8 @@ interface Row {
 /** The Markdown table of the issue: every scenario, ours and the peers, ratios and goals. */
 export function markdownTable(results: BenchResults, scale: number): string {
   const rows: Row[] = [];
+  const measuredBefore = Object.values(results).some((byImpl: ByImpl<unknown>) => byImpl['ours-before'] !== undefined);
+  const columns: string[] = measuredBefore ? [...IMPLS, 'ours-before'] : IMPLS;
   const k = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(n % 1000 === 0 ? 0 : 1)}k` : String(n));
 
   // cross-node
@@ -59,23 +62,28 @@ export function markdownTable(results: BenchResults, scale: number): string {
     const r = results.crossNode;
     const ours = ok(r.ours);
     const peer = ok(r['ocpp-ws-io']);
+    const relay = ok(r['naive-relay']);
     const calls = ours?.calls ?? peer?.calls ?? Math.round(40_000 * scale);
     const scenario = `cross-node: A calls B's 200 stations, ${k(calls)} DataTransfer, 200 in flight`;
     const throughput = ratio(ours?.callsPerSecond, peer?.callsPerSecond);
+    const vsRelay = ratio(ours?.callsPerSecond, relay?.callsPerSecond);
     const p99 = ratio(ours?.latencyMs.p99, peer?.latencyMs.p99);
     const errors = (v: CrossNodeResult): string => (v.errors > 0 ? ` (${int(v.errors)} errors)` : '');
     rows.push({
       scenario,
       measure: 'calls/s',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => `${int(v.callsPerSecond)}${errors(v)}`)),
-      comparison: `${times(throughput)} ocpp-ws-io`,
-      goal: '≥ 2.5× ocpp-ws-io',
-      met: verdict(throughput === undefined ? undefined : throughput >= 2.5),
+      cells: columns.map((impl) => cell(r, impl, (v) => `${int(v.callsPerSecond)}${errors(v)}`)),
+      comparison: `${times(throughput)} ocpp-ws-io, ${times(vsRelay)} naive relay`,
+      goal: '≥ 2.5× ocpp-ws-io; > 1.0× naive relay',
+      met:
+        throughput === undefined && vsRelay === undefined
+          ? '–'
+          : `${verdict(throughput === undefined ? undefined : throughput >= 2.5)}; ${verdict(vsRelay === undefined ? undefined : vsRelay > 1)}`,
     });
     rows.push({
       scenario: '',
       measure: 'p50 ms',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p50))),
+      cells: columns.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p50))),
       comparison: `${times(ratio(ours?.latencyMs.p50, peer?.latencyMs.p50))} ocpp-ws-io`,
       goal: '',
       met: '',
@@ -83,8 +91,8 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: '',
       measure: 'p99 ms',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p99))),
-      comparison: `${times(p99)} ocpp-ws-io`,
+      cells: columns.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p99))),
+      comparison: `${times(p99)} ocpp-ws-io, ${times(ratio(ours?.latencyMs.p99, relay?.latencyMs.p99))} naive relay`,
       goal: '≤ 0.5× ocpp-ws-io',
       met: verdict(p99 === undefined ? undefined : p99 <= 0.5),
     });
@@ -99,7 +107,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: 'inbound: 200 stations send Heartbeat back to back, strict validation',
       measure: 'calls/s',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => int(v.callsPerSecond))),
+      cells: columns.map((impl) => cell(r, impl, (v) => int(v.callsPerSecond))),
       comparison: `${times(vsRpc)} ocpp-rpc, ${times(vsWs)} ws`,
       goal: '≥ 1.2× ocpp-rpc, ≥ 0.8× ws',
       met: verdict(vsRpc === undefined || vsWs === undefined ? undefined : vsRpc >= 1.2 && vsWs >= 0.8),
@@ -107,7 +115,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: '',
       measure: 'p99 ms',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p99))),
+      cells: columns.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p99))),
       comparison: `${times(ratio(ours?.latencyMs.p99, ok(r['ocpp-rpc'])?.latencyMs.p99))} ocpp-rpc`,
       goal: '',
       met: '',
@@ -116,7 +124,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
       rows.push({
         scenario: 'inbound, ours with its default rateLimit (burst 100, 50/s per station)',
         measure: 'calls/s',
-        cells: [cell(r, 'ours (default rateLimit)', (v) => int(v.callsPerSecond)), '–', '–', '–'],
+        cells: [cell(r, 'ours (default rateLimit)', (v) => int(v.callsPerSecond)), ...columns.slice(1).map(() => '–')],
         comparison: '',
         goal: 'report',
         met: '',
@@ -134,7 +142,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: `memory: ${k(connections)} idle 2.0.1 stations offering permessage-deflate (only ours accepts it by default)`,
       measure: 'RSS KB/conn',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => v.rssPerConnectionKB.toFixed(1))),
+      cells: columns.map((impl) => cell(r, impl, (v) => v.rssPerConnectionKB.toFixed(1))),
       comparison: `${times(ratio(ours?.rssPerConnectionKB, rpc?.rssPerConnectionKB))} ocpp-rpc`,
       goal: 'report',
       met: '',
@@ -152,7 +160,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: `memory: ${k(connections)} idle stations on one node`,
       measure: 'RSS KB/conn',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => v.rssPerConnectionKB.toFixed(1))),
+      cells: columns.map((impl) => cell(r, impl, (v) => v.rssPerConnectionKB.toFixed(1))),
       comparison: `${times(rss)} ocpp-rpc`,
       goal: '≤ 0.6× ocpp-rpc',
       met: verdict(rss === undefined ? undefined : rss <= 0.6),
@@ -160,7 +168,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: '',
       measure: 'heap KB/conn',
-      cells: IMPLS.map((impl) => cell(r, impl, (v) => v.heapPerConnectionKB.toFixed(1))),
+      cells: columns.map((impl) => cell(r, impl, (v) => v.heapPerConnectionKB.toFixed(1))),
       comparison: `${times(heap)} ocpp-rpc`,
       goal: '≤ 0.6× ocpp-rpc',
       met: verdict(heap === undefined ? undefined : heap <= 0.6),
@@ -177,7 +185,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: `reconnect storm: ${k(stations)} stations connect at once to a 2-node cluster`,
       measure: 's until all in presence (all sockets open at)',
-      cells: IMPLS.map((impl) =>
+      cells: columns.map((impl) =>
         cell(r, impl, (v) => {
           const connected = v.storm.allConnectedMs === null ? '' : ` (${(v.storm.allConnectedMs / 1000).toFixed(2)})`;
           return `${(v.storm.presenceWholeMs / 1000).toFixed(2)}${connected}`;
@@ -195,7 +203,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: `Redis killed and restarted empty under ${k(stations)} connections`,
       measure: 'ms until presence whole (after Redis is back)',
-      cells: IMPLS.map((impl) =>
+      cells: columns.map((impl) =>
         cell(r, impl, (v) => {
           if (v.redisRestart === undefined) return '–';
           if (isError(v.redisRestart)) return `failed: ${v.redisRestart.error.slice(0, 60)}`;
@@ -220,7 +228,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     rows.push({
       scenario: `broadcastBatch to ${k(stations)} identities over 2 nodes`,
       measure: 'time until every outcome is back',
-      cells: IMPLS.map((impl) => cell(r, impl, batch)),
+      cells: columns.map((impl) => cell(r, impl, batch)),
       comparison: '',
       goal: 'report; beat ocpp-ws-io (which returns none)',
       met: verdict(
@@ -231,7 +239,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
     });
   }
 
-  const header = ['scenario', 'measure', ...IMPLS, 'ours vs peer', 'goal', 'goal met'];
+  const header = ['scenario', 'measure', ...columns, 'ours vs peer', 'goal', 'goal met'];
   const lines = [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
   for (const row of rows) {
     lines.push(`| ${[row.scenario, row.measure, ...row.cells, row.comparison, row.goal, row.met].join(' | ')} |`);
@@ -240,4 +248,27 @@ export function markdownTable(results: BenchResults, scale: number): string {
   return text.includes(' †')
     ? `${text}\n\n† other processes used more than ${NOISY_PERCENT}% of the CPU while this was measured (three tries); read it as pessimistic.`
     : text;
+}
+
+/** The main table as bar panels (bench/harness/charts.ts): one panel per measure that has results. */
+export function mainPanels(results: BenchResults): BarPanel[] {
+  const panels: BarPanel[] = [];
+  const panel = <T>(title: string, unit: string, better: BarPanel['better'], byImpl: ByImpl<T>, value: (result: T) => number | undefined): void => {
+    const bars: Bar[] = [];
+    for (const impl of IMPLS) {
+      const result = ok(byImpl[impl]);
+      const measured = result === undefined ? undefined : value(result);
+      if (measured !== undefined && Number.isFinite(measured)) bars.push({ name: impl, value: measured });
+    }
+    if (bars.length > 0) panels.push({ title, unit, better, bars });
+  };
+  panel('cross-node DataTransfer', 'calls/s', 'higher', results.crossNode, (v) => v.callsPerSecond);
+  panel('cross-node DataTransfer', 'p99 ms', 'lower', results.crossNode, (v) => v.latencyMs.p99);
+  panel('inbound Heartbeat, strict', 'calls/s', 'higher', results.inbound, (v) => v.callsPerSecond);
+  panel('idle connections', 'RSS KB per connection', 'lower', results.memory, (v) => v.rssPerConnectionKB);
+  panel('reconnect storm, 2 nodes', 's until all in presence', 'lower', results.cluster, (v) => v.storm.presenceWholeMs / 1000);
+  panel('broadcastBatch over 2 nodes', 'ms until every outcome', 'lower', results.cluster, (v) =>
+    v.broadcastBatch === undefined || isError(v.broadcastBatch) ? undefined : v.broadcastBatch.resolvedMs,
+  );
+  return panels;
 }

@@ -10,7 +10,7 @@ import { benchPids, startApp, type BenchApp } from './processes.js';
 import { RedisServer } from './redis.js';
 
 /** The implementations measured side by side. */
-export type ImplName = 'ours' | 'ocpp-ws-io' | 'ocpp-rpc' | 'ws';
+export type ImplName = 'ours' | 'ocpp-ws-io' | 'ocpp-rpc' | 'ws' | 'naive-relay' | 'ours-before';
 
 /** Repository root, from dist/bench/harness/. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -20,6 +20,9 @@ const SCRIPTS: Record<ImplName, string> = {
   'ocpp-ws-io': join(ROOT, 'bench/peers/ocpp-ws-io-node.mjs'),
   'ocpp-rpc': join(ROOT, 'bench/peers/ocpp-rpc-server.mjs'),
   ws: join(ROOT, 'bench/peers/ws-server.mjs'),
+  'naive-relay': join(ROOT, 'bench/peers/naive-relay-node.mjs'),
+  // Another build of ours (BENCH_BEFORE_DIST: its dist/ directory), to measure a change before/after in one run.
+  'ours-before': join(process.env.BENCH_BEFORE_DIST ?? join(ROOT, 'dist'), 'bench/apps/ours-node.js'),
 };
 const STATIONS_SCRIPT = join(ROOT, 'dist/bench/apps/stations.js');
 
@@ -34,13 +37,13 @@ export interface BenchContext {
   log(message: string): void;
 }
 
-const DATA_TRANSFER = { vendorId: 'bench', messageId: 'bench', data: 'x'.repeat(64) };
+export const DATA_TRANSFER = { vendorId: 'bench', messageId: 'bench', data: 'x'.repeat(64) };
 
 function scaled(ctx: BenchContext, full: number, minimum: number): number {
   return Math.max(minimum, Math.round(full * ctx.scale));
 }
 
-function startImpl(ctx: BenchContext, impl: ImplName, role: string, env: Record<string, string | undefined>, options: { gc?: boolean; profile?: string } = {}): BenchApp {
+export function startImpl(ctx: BenchContext, impl: ImplName, role: string, env: Record<string, string | undefined>, options: { gc?: boolean; profile?: string } = {}): BenchApp {
   const nodeArgs: string[] = ['--max-old-space-size=4096'];
   if (options.gc) nodeArgs.push('--expose-gc');
   if (options.profile && ctx.profileDir && impl === 'ours') {
@@ -49,12 +52,12 @@ function startImpl(ctx: BenchContext, impl: ImplName, role: string, env: Record<
   return startApp({ name: `${impl}-${role}`, script: SCRIPTS[impl], env: { BENCH_BACKLOG: String(ctx.backlog), ...env }, nodeArgs, logDir: ctx.logDir });
 }
 
-function startStations(ctx: BenchContext, role: string): BenchApp {
+export function startStations(ctx: BenchContext, role: string): BenchApp {
   return startApp({ name: `stations-${role}`, script: STATIONS_SCRIPT, nodeArgs: ['--max-old-space-size=4096'], logDir: ctx.logDir });
 }
 
 /** Polls `check` until it returns true; resolves with the elapsed ms, rejects after `timeoutMs`. */
-async function waitUntil(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 50): Promise<number> {
+export async function waitUntil(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 50): Promise<number> {
   const startedAt = performance.now();
   for (;;) {
     let ok: boolean;
@@ -69,7 +72,7 @@ async function waitUntil(what: string, check: () => Promise<boolean> | boolean, 
   }
 }
 
-const endpoint = (ready: Record<string, any>): string => `ws://127.0.0.1:${ready.port}/ocpp`;
+export const endpoint = (ready: Record<string, any>): string => `ws://127.0.0.1:${ready.port}/ocpp`;
 
 /** Profiling our apps in this scenario? */
 const profiling = (ctx: BenchContext, impl: ImplName): boolean => ctx.profileDir !== undefined && impl === 'ours';
@@ -82,12 +85,12 @@ function writeProfileWindow(ctx: BenchContext, profile: string, label: string, f
   writeFileSync(file, `${JSON.stringify(windows)}\n`);
 }
 
-async function stopAll(apps: Array<BenchApp | undefined>, redis?: RedisServer): Promise<void> {
+export async function stopAll(apps: Array<BenchApp | undefined>, redis?: RedisServer): Promise<void> {
   await Promise.all(apps.filter((app): app is BenchApp => app !== undefined).map((app) => app.stop()));
   await redis?.stop();
 }
 
-async function bootedStations(stations: BenchApp, count: number, timeoutMs: number): Promise<number> {
+export async function bootedStations(stations: BenchApp, count: number, timeoutMs: number): Promise<number> {
   return waitUntil(
     `${count} booted stations`,
     async () => (await stations.request<{ booted: number }>('stats')).booted >= count,
@@ -104,22 +107,28 @@ export interface Measured {
 
 export interface CrossNodeResult extends CallRunResult, Measured {
   stations: number;
+  /** Interleaved runs (BENCH_ROUNDS): calls/s of each turn. */
+  rounds?: number[];
 }
 
-/** Node A calls DataTransfer on 200 stations held by node B, through Redis, 200 in flight. */
-export async function crossNode(ctx: BenchContext, impl: ImplName): Promise<CrossNodeResult> {
-  const stationCount = 200;
-  const total = scaled(ctx, 40_000, 2_000);
+/** One implementation's cross-node pair (A calls, B holds 200 stations), warmed up and ready to measure. */
+interface CrossNodeSetup {
+  measure(total: number): Promise<CrossNodeResult>;
+  stop(): Promise<void>;
+}
+
+async function setUpCrossNode(ctx: BenchContext, impl: ImplName, stationCount: number, warmupCalls: number): Promise<CrossNodeSetup> {
   const redis = await RedisServer.start(ctx.logDir);
   let a: BenchApp | undefined;
   let b: BenchApp | undefined;
   let stations: BenchApp | undefined;
   try {
-    const env = { BENCH_REDIS_URL: redis.url, BENCH_STRICT: '1', BENCH_RATE_LIMIT: 'off' };
+    // BENCH_RELAY_PEER: the naive relay has no presence; its node A is told where the stations are.
+    const env = { BENCH_REDIS_URL: redis.url, BENCH_STRICT: '1', BENCH_RATE_LIMIT: 'off', BENCH_RELAY_PEER: 'bench-b' };
     b = startImpl(ctx, impl, 'cross-b', { ...env, BENCH_NODE_ID: 'bench-b' }, { profile: 'cross-node-B' });
     a = startImpl(ctx, impl, 'cross-a', { ...env, BENCH_NODE_ID: 'bench-a' }, { profile: 'cross-node-A' });
     const [, readyB] = await Promise.all([a.ready, b.ready]);
-    stations = startStations(ctx, 'cross');
+    stations = startStations(ctx, `cross-${impl}`);
     await stations.ready;
     const { identities } = await stations.request<{ identities: string[] }>('start', {
       urls: [endpoint(readyB)],
@@ -129,24 +138,95 @@ export async function crossNode(ctx: BenchContext, impl: ImplName): Promise<Cros
     });
     await bootedStations(stations, stationCount, 60_000);
     const nodeA = a;
+    const nodeB = b;
     await nodeA.request('setIdentities', { identities });
-    await waitUntil('presence of 200 stations on node A', async () => (await nodeA.request<number>('presenceCount')) === stationCount, 30_000);
-    ctx.log(`  ${stationCount} stations on node B; node A sends ${total.toLocaleString('en-US')} DataTransfer calls, 200 in flight`);
+    await waitUntil(`presence of ${stationCount} stations on node A`, async () => (await nodeA.request<number>('presenceCount')) === stationCount, 30_000);
     const calls = { identities, concurrency: 200, warmup: 0, action: 'DataTransfer', payload: DATA_TRANSFER, timeoutMs: 30_000 };
-    await nodeA.request('crossNodeCalls', { ...calls, total: Math.min(4_000, Math.round(total / 10)) }, 5 * 60_000);
-    const from = profiling(ctx, impl) ? await Promise.all([nodeA.request<number>('mark'), b.request<number>('mark')]) : [];
-    const watch = new CpuWatch(benchPids());
-    const result = await nodeA.request<CallRunResult>('crossNodeCalls', { ...calls, total }, 15 * 60_000);
-    const { foreignPercent } = watch.stop();
-    if (profiling(ctx, impl)) {
-      const to = await Promise.all([nodeA.request<number>('mark'), b.request<number>('mark')]);
-      writeProfileWindow(ctx, 'cross-node-A', 'node A (caller), measured calls', from[0], to[0]);
-      writeProfileWindow(ctx, 'cross-node-B', 'node B (holds the stations), measured calls', from[1], to[1]);
-    }
-    return { ...result, stations: stationCount, foreignCpuPercent: foreignPercent };
-  } finally {
+    await nodeA.request('crossNodeCalls', { ...calls, total: warmupCalls }, 5 * 60_000);
+    const apps = [stations, a, b];
+    return {
+      measure: async (total) => {
+        const from = profiling(ctx, impl) ? await Promise.all([nodeA.request<number>('mark'), nodeB.request<number>('mark')]) : [];
+        const watch = new CpuWatch(benchPids());
+        const result = await nodeA.request<CallRunResult>('crossNodeCalls', { ...calls, total }, 15 * 60_000);
+        const { foreignPercent } = watch.stop();
+        if (profiling(ctx, impl)) {
+          const to = await Promise.all([nodeA.request<number>('mark'), nodeB.request<number>('mark')]);
+          writeProfileWindow(ctx, 'cross-node-A', 'node A (caller), measured calls', from[0], to[0]);
+          writeProfileWindow(ctx, 'cross-node-B', 'node B (holds the stations), measured calls', from[1], to[1]);
+        }
+        return { ...result, stations: stationCount, foreignCpuPercent: foreignPercent };
+      },
+      stop: () => stopAll(apps, redis),
+    };
+  } catch (error) {
     await stopAll([stations, a, b], redis);
+    throw error;
   }
+}
+
+/** Node A calls DataTransfer on 200 stations held by node B, through Redis, 200 in flight. */
+export async function crossNode(ctx: BenchContext, impl: ImplName): Promise<CrossNodeResult> {
+  const total = scaled(ctx, 40_000, 2_000);
+  const setup = await setUpCrossNode(ctx, impl, 200, Math.min(4_000, Math.round(total / 10)));
+  try {
+    ctx.log(`  200 stations on node B; node A sends ${total.toLocaleString('en-US')} DataTransfer calls, 200 in flight`);
+    return await setup.measure(total);
+  } finally {
+    await setup.stop();
+  }
+}
+
+/**
+ * The cross-node scenario on a busy machine: every implementation's pair is up at once (idle
+ * while another measures), and they take turns, `rounds` times, each turn `total / rounds`
+ * calls, so that load from other work falls on all of them alike. Per implementation: calls/s
+ * over all its turns, and the median of its turns' latency percentiles.
+ */
+export async function crossNodeInterleaved(ctx: BenchContext, impls: ImplName[], rounds: number): Promise<Partial<Record<ImplName, CrossNodeResult | { error: string }>>> {
+  const total = scaled(ctx, 40_000, 2_000);
+  const perTurn = Math.max(500, Math.round(total / rounds));
+  const setups = new Map<ImplName, CrossNodeSetup>();
+  const turns = new Map<ImplName, CrossNodeResult[]>();
+  const results: Partial<Record<ImplName, CrossNodeResult | { error: string }>> = {};
+  try {
+    for (const impl of impls) {
+      try {
+        setups.set(impl, await setUpCrossNode(ctx, impl, 200, Math.min(4_000, perTurn)));
+        turns.set(impl, []);
+      } catch (error) {
+        results[impl] = { error: String((error as Error).message ?? error) };
+      }
+    }
+    ctx.log(`  ${setups.size} pairs up; ${rounds} rounds of ${perTurn.toLocaleString('en-US')} DataTransfer calls each, taking turns`);
+    for (let round = 0; round < rounds; round++) {
+      for (const [impl, setup] of setups) turns.get(impl)!.push(await setup.measure(perTurn));
+    }
+  } finally {
+    await Promise.all([...setups.values()].map((setup) => setup.stop()));
+  }
+  const median = (values: number[]): number => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)];
+  for (const [impl, list] of turns) {
+    const durationMs = list.reduce((sum, turn) => sum + turn.durationMs, 0);
+    const ok = list.reduce((sum, turn) => sum + turn.ok, 0);
+    const errorKinds: Record<string, number> = {};
+    for (const turn of list) for (const [kind, n] of Object.entries(turn.errorKinds)) errorKinds[kind] = (errorKinds[kind] ?? 0) + n;
+    const latency = list[0].latencyMs;
+    const merged = Object.fromEntries(Object.keys(latency).map((key) => [key, median(list.map((turn) => (turn.latencyMs as unknown as Record<string, number>)[key]))]));
+    results[impl] = {
+      ...list[0],
+      calls: list.reduce((sum, turn) => sum + turn.calls, 0),
+      ok,
+      errors: list.reduce((sum, turn) => sum + turn.errors, 0),
+      errorKinds,
+      durationMs,
+      callsPerSecond: (ok / durationMs) * 1000,
+      latencyMs: merged as unknown as CrossNodeResult['latencyMs'],
+      foreignCpuPercent: median(list.map((turn) => turn.foreignCpuPercent ?? 0)),
+      rounds: list.map((turn) => Math.round(turn.callsPerSecond)),
+    } as CrossNodeResult;
+  }
+  return results;
 }
 
 // ---------------------------------------------------------------- inbound calls
@@ -297,7 +377,8 @@ export async function cluster(ctx: BenchContext, impl: ImplName): Promise<Cluste
     const stormFrom = profiling(ctx, impl) ? await nodeA.request<number>('mark') : 0;
     const watch = new CpuWatch(benchPids());
     const stormStart = performance.now();
-    void fleet.request('start', { urls: [endpoint(readyA), endpoint(readyB)], count, protocol: ctx.protocol, connectRate: 0 });
+    // Its answer comes once every station connected; a slow one must not crash the run (the waits below judge it).
+    fleet.request('start', { urls: [endpoint(readyA), endpoint(readyB)], count, protocol: ctx.protocol, connectRate: 0 }, 600_000).catch((error) => ctx.log(`  stations: ${String(error)}`));
     await waitUntil(
       'every socket to reach a node',
       async () => (await nodeA.request<number>('localCount')) + (await nodeB.request<number>('localCount')) >= count,

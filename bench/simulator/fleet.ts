@@ -11,6 +11,8 @@ export interface FleetOptions extends Omit<StationOptions, 'url' | 'identity'> {
   prefix: string;
   /** Number of the first station (identity = prefix + zero-padded number). */
   startIndex: number;
+  /** After a lost or failed connection, try the next url (a load balancer's failover). */
+  failover?: boolean;
   /** New connections per second; 0 = all at once. */
   connectRate: number;
 }
@@ -54,7 +56,15 @@ export class Fleet {
     if (options.urls.length === 0) throw new Error('at least one url is needed');
     this.stations = fleetIdentities(options.prefix, options.startIndex, options.count).map(
       (identity, i) =>
-        new Station({ ...options, identity, url: endpointFor(options.urls[i % options.urls.length], identity) }, this.stats),
+        new Station(
+          {
+            ...options,
+            identity,
+            url: endpointFor(options.urls[i % options.urls.length], identity),
+            fallbackUrls: options.failover ? options.urls.map((_, k) => endpointFor(options.urls[(i + k + 1) % options.urls.length], identity)).slice(0, -1) : undefined,
+          },
+          this.stats,
+        ),
     );
     this.sweepTimer = setInterval(() => {
       const now = performance.now();

@@ -34,6 +34,8 @@ export interface BackoffOptions {
 export interface StationOptions {
   /** Full endpoint of this station, identity included. */
   url: string;
+  /** Other endpoints (identity included) tried in turn after a lost or failed connection, as behind a load balancer. */
+  fallbackUrls?: string[];
   identity: string;
   protocol: OcppProtocol;
   /** Basic auth (security profile 1): user = identity. */
@@ -103,6 +105,8 @@ export class Station implements StationControl {
   private inflight: OutboundCall | null = null;
   private heartbeatTimer: Timer | null = null;
   private reconnectTimer: Timer | null = null;
+  /** Which of url and fallbackUrls the next connection goes to. */
+  private urlIndex = 0;
   private bootRetryTimer: Timer | null = null;
   private txTimer: Timer | null = null;
   private readonly transactions = new Map<number, Transaction & { meterTimer?: Timer; stopTimer?: Timer }>();
@@ -188,7 +192,8 @@ export class Station implements StationControl {
       headers.authorization = `Basic ${Buffer.from(`${this.identity}:${this.options.password}`).toString('base64')}`;
     }
     this.opened = false;
-    const ws = new WebSocket(this.options.url, [this.protocol], {
+    const urls = [this.options.url, ...(this.options.fallbackUrls ?? [])];
+    const ws = new WebSocket(urls[this.urlIndex % urls.length], [this.protocol], {
       headers,
       perMessageDeflate: this.options.deflate,
       handshakeTimeout: 30_000,
@@ -249,6 +254,7 @@ export class Station implements StationControl {
       this.stats.noteError(`closed by the CSMS: ${code}`);
     }
     const delay = this.rebootReason !== null ? 1000 : this.backoffDelay();
+    if (this.rebootReason === null) this.urlIndex++;
     this.reconnectTimer = setTimeout(() => {
       this.stats.reconnects++;
       this.connect();
@@ -345,6 +351,7 @@ export class Station implements StationControl {
     this.inflight = null;
     this.stats.callsOut++;
     const latency = performance.now() - call.sentAt;
+    this.stats.callLatency.record(latency);
     call.onResult?.(payload !== null && typeof payload === 'object' ? (payload as Payload) : {}, latency);
     this.pump();
   }

@@ -20,6 +20,8 @@ export class FleetStats {
   /** Sockets the CSMS (or the network) closed while we wanted them open. */
   unexpectedCloses = 0;
   readonly inboundByAction = new Map<string, number>();
+  /** Latency of the stations' own calls answered (boot, heartbeat, status, transactions): the CSMS's inbound handling as they see it. */
+  readonly callLatency = new LatencyRecorder();
   private readonly errorKinds = new Map<string, number>();
 
   get errors(): number {
@@ -58,6 +60,7 @@ export class FleetStats {
       errors: this.errors,
       inboundByAction: Object.fromEntries(this.inboundByAction),
       topErrors: this.topErrors(),
+      callLatencyMs: this.callLatency.summary(),
     };
   }
 }

@@ -3,7 +3,7 @@ import { NodeShuttingDownError } from '../protocol/errors.js';
 import { mapSettledBounded } from './bounded-all.js';
 import type { CallChecks } from './call-checks.js';
 import type { BroadcastEnvelope, CommandOutcome } from './envelope.js';
-import { BROADCAST_CHANNEL, nodeChannel } from './envelope.js';
+import { ALL_NODES, repliesOf } from './address.js';
 import type { EventAdapterInterface } from './event-adapter.interface.js';
 import type { LeaseGuard } from './lease-guard.js';
 import { callLocal } from './local-call.js';
@@ -44,7 +44,8 @@ export class Broadcasts {
       deadline: Date.now() + timeoutMs,
     };
     checks.validateRequest(options.protocol, action, payload);
-    const owners = new Set((await adapter.listPresence()).map((record) => record.nodeId));
+    // Every live node reports (those without sockets too, quickly): no presence is read for it.
+    const owners = new Set(await adapter.liveNodes());
     owners.add(nodeId);
     const replies = new Map<string, BroadcastSummary>();
     const allReported = new Promise<void>((resolve) => {
@@ -61,7 +62,7 @@ export class Broadcasts {
       });
     });
     try {
-      await adapter.publish(BROADCAST_CHANNEL, envelope);
+      await adapter.publish(ALL_NODES, envelope);
       await allReported;
     } finally {
       this.waits.delete(envelope.id);
@@ -89,7 +90,7 @@ export class Broadcasts {
       this.onReply(message.id, nodeId, { status: 'result', payload: { ...summary } });
       return;
     }
-    await this.deps.adapter.publish(nodeChannel(message.origin), {
+    await this.deps.adapter.publish(repliesOf(message.origin), {
       kind: 'reply',
       id: message.id,
       from: nodeId,

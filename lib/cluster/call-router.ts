@@ -3,7 +3,7 @@ import type { OcppProtocol } from '../protocol/protocol.js';
 import type { CallChecks } from './call-checks.js';
 import type { DrainController } from './drain.js';
 import type { CommandEnvelope, CommandOutcome } from './envelope.js';
-import { nodeChannel } from './envelope.js';
+import { inboxOf } from './address.js';
 import type { EventAdapterInterface, PresenceRecord } from './event-adapter.interface.js';
 import { forwarded, forwardingTarget, mayForward } from './forwarding.js';
 import type { CallGate } from './local-call.js';
@@ -98,7 +98,7 @@ export class CallRouter {
     // Forwarding is a write of what we read: after a takeover its caller was answered already.
     if (!gate.mayWrite()) return outcomeFromError(gate.refusal());
     try {
-      await this.deps.adapter.publish(nodeChannel(target), forwarded(command));
+      await this.deps.adapter.publish(inboxOf(target), forwarded(command));
       return null;
     } catch (error) {
       // A full inbox refused it: the caller hears that, typed (never sent).

@@ -3,7 +3,7 @@ import type { Broadcasts } from './broadcasts.js';
 import { errorMessage } from './call-router.js';
 import type { CallRouter } from './call-router.js';
 import type { ClusterMessage, CommandEnvelope, CommandOutcome, EvictEnvelope } from './envelope.js';
-import { nodeChannel } from './envelope.js';
+import { repliesOf } from './address.js';
 import type { DeliveryInfo, EventAdapterInterface } from './event-adapter.interface.js';
 import type { LeaseGuard } from './lease-guard.js';
 import { callLocal } from './local-call.js';
@@ -26,6 +26,8 @@ export interface CommandInboxDeps {
   metrics: NodeMetrics;
   logger: ClusterLogger;
   onEvict: (message: EvictEnvelope) => Promise<void>;
+  /** Another node announced it left: whatever it left behind can be cleared now. */
+  onNodeLeft: (nodeId: string) => void;
   /** True once the node left the cluster: replies are not retried any more. */
   hasLeft: () => boolean;
 }
@@ -64,6 +66,7 @@ export class CommandInbox {
         return this.deps.onEvict(message);
       case 'nodeLeft':
         owners.forgetNode(message.nodeId);
+        if (message.nodeId !== this.deps.nodeId) this.deps.onNodeLeft(message.nodeId);
         return;
     }
   }
@@ -141,7 +144,7 @@ export class CommandInbox {
     const giveUpAt = command.deadline + REPLY_GRACE_MS;
     for (let backoffMs = 50; ; backoffMs = Math.min(backoffMs * 2, 1_000)) {
       try {
-        await adapter.publish(nodeChannel(command.origin), envelope);
+        await adapter.publish(repliesOf(command.origin), envelope);
         return;
       } catch (error) {
         if (Date.now() + backoffMs >= giveUpAt || this.deps.hasLeft()) {

@@ -1,4 +1,5 @@
 import type { OcppProtocol } from '../protocol/protocol.js';
+import { isAllNodes, type Address, type Subscription } from './address.js';
 import { BROADCAST_CHANNEL, nodeChannel, type ClusterMessage } from './envelope.js';
 import type {
   AdapterMetrics,
@@ -34,7 +35,7 @@ export class CompletedTransport implements EventAdapterInterface {
   private nodeId: string | null = null;
   private source: PresenceSnapshotSource | null = null;
   private membership: GossipMembership | null = null;
-  private readonly subscriptions = new Set<string>();
+  private readonly subscriptions = new Set<Subscription>();
   private readonly timers: NodeJS.Timeout[] = [];
   private lastEpoch = 0;
   private inFlight = 0;
@@ -76,7 +77,8 @@ export class CompletedTransport implements EventAdapterInterface {
     for (const timer of this.timers.splice(0)) clearInterval(timer);
     await this.announceOnly({ kind: 'left', nodeId });
     await this.transport.publish(BROADCAST_CHANNEL, { kind: 'nodeLeft', nodeId } satisfies ClusterMessage).catch(() => undefined);
-    for (const channel of [...this.subscriptions, MEMBERSHIP_CHANNEL]) await this.transport.unsubscribe(channel).catch(() => undefined);
+    const channels = [...this.subscriptions].map((subscription) => this.channelOf(subscription));
+    for (const channel of [...channels, MEMBERSHIP_CHANNEL]) await this.transport.unsubscribe(channel).catch(() => undefined);
     this.subscriptions.clear();
     this.nodeId = null;
     await this.transport.disconnect();
@@ -88,20 +90,21 @@ export class CompletedTransport implements EventAdapterInterface {
     this.nodeId = null;
   }
 
-  async publish(channel: string, message: ClusterMessage): Promise<void> {
-    await this.tracked(this.transport.publish(channel, message));
+  async publish(to: Address, message: ClusterMessage): Promise<void> {
+    await this.tracked(this.transport.publish(channelTo(to), message));
   }
 
-  async publishBatch(messages: ReadonlyArray<{ channel: string; message: ClusterMessage }>): Promise<void> {
+  async publishBatch(messages: ReadonlyArray<{ to: Address; message: ClusterMessage }>): Promise<void> {
     if (this.transport.publishBatch) {
-      await this.tracked(this.transport.publishBatch(messages.map(({ channel, message }) => ({ channel, data: message }))));
+      await this.tracked(this.transport.publishBatch(messages.map(({ to, message }) => ({ channel: channelTo(to), data: message }))));
       return;
     }
-    for (const { channel, message } of messages) await this.publish(channel, message);
+    for (const { to, message } of messages) await this.publish(to, message);
   }
 
-  async subscribe(channel: string, handler: ClusterMessageHandler): Promise<void> {
-    this.subscriptions.add(channel);
+  async subscribe(subscription: Subscription, handler: ClusterMessageHandler): Promise<void> {
+    const channel = this.channelOf(subscription);
+    this.subscriptions.add(subscription);
     await this.transport.subscribe(channel, async (data) => {
       this.inFlight++;
       try {
@@ -113,9 +116,14 @@ export class CompletedTransport implements EventAdapterInterface {
     });
   }
 
-  async unsubscribe(channel: string): Promise<void> {
-    this.subscriptions.delete(channel);
-    await this.transport.unsubscribe(channel);
+  async unsubscribe(subscription: Subscription): Promise<void> {
+    this.subscriptions.delete(subscription);
+    await this.transport.unsubscribe(this.channelOf(subscription));
+  }
+
+  /** The user's transport knows channels only: one per node (both lanes share it) and one for all. */
+  private channelOf(subscription: Subscription): string {
+    return subscription === 'allNodes' ? BROADCAST_CHANNEL : nodeChannel(this.joined().nodeId);
   }
 
   async setPresence(identity: string, protocol: OcppProtocol, connectedAt: number): Promise<PresenceClaim> {
@@ -162,6 +170,10 @@ export class CompletedTransport implements EventAdapterInterface {
     return this.membership?.isAlive(nodeId) ?? false;
   }
 
+  async liveNodes(): Promise<string[]> {
+    return this.joined().membership.liveNodes();
+  }
+
   isHealthy(): boolean {
     return this.nodeId !== null && this.transportError === null;
   }
@@ -186,7 +198,7 @@ export class CompletedTransport implements EventAdapterInterface {
       ok: this.isHealthy(),
       error: this.isHealthy() ? undefined : (this.healthIssue() ?? undefined),
       livenessHeld: this.nodeId !== null,
-      consumerRunning: this.nodeId !== null && this.subscriptions.has(nodeChannel(this.nodeId)),
+      consumerRunning: this.nodeId !== null && this.subscriptions.has('node'),
       pending: this.inFlight,
       subscriptions: this.subscriptions.size,
       delivered: this.delivered,
@@ -243,4 +255,9 @@ export class CompletedTransport implements EventAdapterInterface {
     if (this.nodeId === null || this.membership === null) throw new Error(`${this.name} transport used before connect()`);
     return { nodeId: this.nodeId, membership: this.membership };
   }
+}
+
+/** The seed transport's channel for an address (the completed transport makes these strings and never parses them). */
+function channelTo(to: Address): string {
+  return isAllNodes(to) ? BROADCAST_CHANNEL : nodeChannel(to.node);
 }

@@ -2,16 +2,16 @@ import type { WebSocket } from 'ws';
 import type { AnsweredCalls } from '../protocol/answered-calls.js';
 import { RpcSession } from '../protocol/rpc-session.js';
 import type { SchemaValidator } from '../protocol/validator.js';
-import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
+import type { NodeOptions } from './node-options.js';
 import type { Admission } from './admission.js';
 import { errorMessage } from './call-router.js';
 import type { DrainController } from './drain.js';
 import type { EvictEnvelope } from './envelope.js';
-import { nodeChannel } from './envelope.js';
-import type { EventAdapterInterface, PresenceClaim, PresenceRecord } from './event-adapter.interface.js';
+import { inboxOf } from './address.js';
+import type { EventAdapterInterface, PresenceClaim, PresenceRecord, PresenceRestore } from './event-adapter.interface.js';
 import type { ConnectionContext, InboundHandlers } from './inbound-handlers.js';
 import type { LocalConnection, LocalRegistry } from './local-registry.js';
-import type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from './node-gateway.js';
+import type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from '../protocol/handshake.js';
 import type { ClusterLogger } from './logger.js';
 import type { NodeMetrics } from './node-metrics.js';
 import type { ConnectionListeners } from './node-types.js';
@@ -27,7 +27,7 @@ export interface ConnectionsDeps {
   nodeId: string;
   adapter: EventAdapterInterface;
   registry: LocalRegistry;
-  options: ResolvedOcppClusterOptions;
+  options: NodeOptions;
   validator: SchemaValidator | null;
   answeredCalls: AnsweredCalls;
   inbound: InboundHandlers;
@@ -160,6 +160,27 @@ export class Connections {
     await connection.rpc.close(1000, 'replaced by a newer connection');
   }
 
+  /**
+   * What the transport's re-registration found (see PresenceRestore): this node keeps its
+   * sockets' epochs and closes or evicts what lost. False when the socket registered is gone.
+   */
+  onPresenceRestored(restore: PresenceRestore): boolean {
+    switch (restore.kind) {
+      case 'registered': {
+        const connection = this.deps.registry.get(restore.identity);
+        if (!connection) return false;
+        if (connection.epoch === 0) connection.epoch = restore.epoch;
+        return true;
+      }
+      case 'superseded':
+        void this.onEvict({ kind: 'evict', identity: restore.identity, epoch: restore.epoch, newOwner: restore.newOwner });
+        return true;
+      case 'displaced':
+        this.evictElsewhere(restore.identity, restore.previous);
+        return true;
+    }
+  }
+
   /** Closes every socket (the node stops, or lost its authority). */
   closeAll(code: number, reason: string): Promise<void> {
     const closing = [...this.deps.registry.values()].map((connection) => connection.rpc.close(code, reason).catch(() => undefined));
@@ -174,7 +195,7 @@ export class Connections {
   /** Tells the node that held the identity before our claim to close its (older) socket. */
   private evictElsewhere(identity: string, previous: PresenceRecord): void {
     this.deps.adapter
-      .publish(nodeChannel(previous.nodeId), { kind: 'evict', identity, epoch: previous.epoch, newOwner: this.deps.nodeId })
+      .publish(inboxOf(previous.nodeId), { kind: 'evict', identity, epoch: previous.epoch, newOwner: this.deps.nodeId })
       .catch((error) => this.deps.logger.warn(`telling ${previous.nodeId} to close its socket of ${identity} failed: ${errorMessage(error)}`));
   }
 

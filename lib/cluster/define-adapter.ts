@@ -16,6 +16,7 @@ const CONTRACT_METHODS = [
   'removePresence',
   'listPresence',
   'isNodeAlive',
+  'liveNodes',
   'isHealthy',
   'probe',
   'metrics',

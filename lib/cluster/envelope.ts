@@ -87,15 +87,10 @@ export interface NodeLeftEnvelope {
 
 export type ClusterMessage = CommandEnvelope | ReplyEnvelope | BroadcastEnvelope | EvictEnvelope | NodeLeftEnvelope;
 
-/** Channel every node subscribes to for cluster-wide messages. */
+/** The channel of a minimal (seed-shaped) transport that reaches every node. */
 export const BROADCAST_CHANNEL = 'broadcast';
 
-/** Channel of one node's inbox (unicast: commands, replies, evictions). */
+/** The channel of a minimal (seed-shaped) transport for one node (its inbox and replies). */
 export function nodeChannel(nodeId: string): string {
   return `node:${nodeId}`;
-}
-
-/** The node id of a `nodeChannel`, or null for any other channel. */
-export function nodeIdOfChannel(channel: string): string | null {
-  return channel.startsWith('node:') ? channel.slice(5) : null;
 }

@@ -1,4 +1,5 @@
 import type { OcppProtocol } from '../protocol/protocol.js';
+import type { Address, Subscription } from './address.js';
 import type { ClusterMessage } from './envelope.js';
 
 /** identity → the connection that currently owns it. */
@@ -66,23 +67,95 @@ export interface TransportProbe {
   pendingMessages: number;
 }
 
-/** What is needed to take part in presence rehydration after the transport reconnects. */
+/**
+ * What a transport that re-registers presence (after a reconnect, a restart of its store, a
+ * claim that failed) learns, told to the node, which owns its connections and their epochs:
+ * - `registered`: a socket accepted while claims failed (epoch 0) now holds `epoch`;
+ * - `superseded`: a newer connection on `newOwner` holds the identity: close ours at `epoch`;
+ * - `displaced`: ours replaced `previous`, an older connection on another live node: evict it.
+ */
+export type PresenceRestore =
+  | { kind: 'registered'; identity: string; epoch: number }
+  | { kind: 'superseded'; identity: string; epoch: number; newOwner: string }
+  | { kind: 'displaced'; identity: string; previous: PresenceRecord };
+
+/** What the node gives its transport at connect(): its connections, and where to tell it what happened. */
 export interface PresenceSnapshotSource {
-  /** This node's live connections (identity, epoch, protocol, connectedAt). */
+  /** This node's live connections (identity, epoch, protocol, connectedAt); epoch 0: never registered. */
   localPresence(): PresenceRecord[];
   /** Told about every change of this node's lease (fencing); see LeaseChange. */
   onLeaseChange?(change: LeaseChange): void;
+  /**
+   * Told what a re-registration found (see PresenceRestore). Returns false for `registered` when
+   * the socket is gone or holds an epoch already (the transport then removes what it wrote).
+   */
+  onPresenceRestored?(restore: PresenceRestore): boolean | void;
+}
+
+/** One entry of a lost node's inbox (see NodeLossPrimitives). */
+export interface PendingEntry {
+  /** Null when the entry could not be read as a message (it is settled all the same). */
+  readonly message: ClusterMessage | null;
+  /** The lost node had read it before it died: it may have reached the charge point. */
+  readonly delivered: boolean;
+}
+
+/** What finishing a takeover did: `more` means entries arrived meanwhile (read again), `returned` that the node came back. */
+export interface LostNodeFinish {
+  status: 'done' | 'more' | 'returned';
+  /** Presence entries that still named the lost node and were removed. */
+  presenceRemoved: number;
+}
+
+/** Exclusive hold on a lost node, from claimLostNode() until release(). */
+export interface LostNodeClaim {
+  readonly nodeId: string;
+  /**
+   * The next entries of its inbox, those it had read first (`delivered`), then those it never
+   * read; [] once none is left; null as soon as the claim no longer holds (the node came back,
+   * this node's own lease is in doubt, the claim expired): stop.
+   */
+  next(): Promise<PendingEntry[] | null>;
+  /** The entry was handled: it is never handed out again (to a restart of the node either). */
+  settle(entry: PendingEntry): Promise<void>;
+  /** Removes the lost node's presence and state, only once nothing is left in its inbox. */
+  finish(): Promise<LostNodeFinish>;
+  /** Gives the claim up (called once, whatever happened). */
+  release(): Promise<void>;
 }
 
 /**
- * A cluster transport. The method names follow ocpp-ws-io's adapter interface where they
- * overlap (publish, publishBatch, subscribe, unsubscribe, disconnect, setPresence,
- * getPresence, removePresence); the rest is what the cluster contract needs.
- *
- * Channels are `BROADCAST_CHANNEL` (every node) and `nodeChannel(id)` (one node's inbox,
- * at-least-once, acknowledged when the handler settles).
+ * The primitives of node loss (optional, together). With them the cluster layer answers a dead
+ * node's pending commands, or forwards them to the charge point's new owner, within about the
+ * liveness TTL, and the dead node is fenced (README "Writing a transport"). Without them callers
+ * wait for their own timeout.
  */
-export interface EventAdapterInterface {
+export interface NodeLossPrimitives {
+  /**
+   * Nodes that joined, are not alive now and still hold state (an inbox, presence). Empty while
+   * this node cannot judge others (its own lease unproven, the transport stalled recently).
+   */
+  lostNodes(): Promise<string[]>;
+  /**
+   * Takes `nodeId` over, exclusively across the cluster, and fences it: should it wake, it learns
+   * it was taken over before it serves anything it read. Null when another node holds it, it was
+   * cleared already, or it is alive after all.
+   */
+  claimLostNode(nodeId: string): Promise<LostNodeClaim | null>;
+  /** How often the cluster layer should look for lost nodes (optional, default 1000 ms). */
+  readonly lossCheckIntervalMs?: number;
+}
+
+/**
+ * A cluster transport: it moves messages to the address it is given and never reads them. The
+ * method names follow ocpp-ws-io's adapter interface where they overlap (publish, publishBatch,
+ * subscribe, unsubscribe, disconnect, setPresence, getPresence, removePresence); the rest is what
+ * the cluster contract needs.
+ *
+ * Addresses (address.ts) are `inboxOf(id)` / `repliesOf(id)` (one node, at-least-once,
+ * acknowledged when the handler settles) and `ALL_NODES`; the cluster layer chooses them.
+ */
+export interface EventAdapterInterface extends Partial<NodeLossPrimitives> {
   readonly name: string;
   /**
    * Joins the cluster as `nodeId` and starts keeping this node alive.
@@ -94,10 +167,12 @@ export interface EventAdapterInterface {
   /** Drops every connection at once, without clean-up (optional): used when disconnect() overruns its bound at shutdown. */
   abort?(): void;
 
-  publish(channel: string, message: ClusterMessage): Promise<void>;
-  publishBatch(messages: ReadonlyArray<{ channel: string; message: ClusterMessage }>): Promise<void>;
-  subscribe(channel: string, handler: ClusterMessageHandler): Promise<void>;
-  unsubscribe(channel: string): Promise<void>;
+  /** Delivers `message` to `to`; messages to one node arrive in publish order (per lane). */
+  publish(to: Address, message: ClusterMessage): Promise<void>;
+  publishBatch(messages: ReadonlyArray<{ to: Address; message: ClusterMessage }>): Promise<void>;
+  /** `node`: this node's own address (both lanes); `allNodes`: what is published to ALL_NODES. */
+  subscribe(subscription: Subscription, handler: ClusterMessageHandler): Promise<void>;
+  unsubscribe(subscription: Subscription): Promise<void>;
 
   /** Claims `identity` for this node with a new, higher epoch (newest connection wins). */
   setPresence(identity: string, protocol: OcppProtocol, connectedAt: number): Promise<PresenceClaim>;
@@ -111,6 +186,8 @@ export interface EventAdapterInterface {
   listPresence(): Promise<PresenceRecord[]>;
   /** True while `nodeId` holds its liveness key. */
   isNodeAlive(nodeId: string): Promise<boolean>;
+  /** Every node alive now, this one included (cheap: no presence read). */
+  liveNodes(): Promise<string[]>;
   /**
    * Fencing: whether this node can prove, now and without I/O, that it still holds its lease.
    * Checked before every command read from the transport is written to a socket. A transport

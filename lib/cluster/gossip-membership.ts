@@ -65,6 +65,11 @@ export class GossipMembership {
     return heard !== undefined && this.now() - heard <= this.livenessTtlMs;
   }
 
+  /** Every node heard from within the TTL, this one included. */
+  liveNodes(): string[] {
+    return [this.self, ...[...this.lastHeard.keys()].filter((nodeId) => nodeId !== this.self && this.isAlive(nodeId))];
+  }
+
   /** Stores `record` if it is newer than what is known; returns the record it replaced, if any. */
   claim(record: PresenceRecord): PresenceRecord | null {
     const current = this.records.get(record.identity) ?? null;

@@ -1,7 +1,7 @@
 import { NodeIdConflictError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
+import { isAllNodes, type Address, type Subscription } from './address.js';
 import type { ClusterMessage } from './envelope.js';
-import { BROADCAST_CHANNEL, nodeIdOfChannel } from './envelope.js';
 import type {
   AdapterMetrics,
   ClusterMessageHandler,
@@ -27,7 +27,7 @@ export class InMemoryBus {
 export class InMemoryAdapter implements EventAdapterInterface {
   readonly name = 'memory';
   private nodeId: string | null = null;
-  private readonly handlers = new Map<string, ClusterMessageHandler>();
+  private readonly handlers = new Map<Subscription, ClusterMessageHandler>();
   private pending = 0;
   private delivered = 0;
 
@@ -51,26 +51,25 @@ export class InMemoryAdapter implements EventAdapterInterface {
     this.nodeId = null;
   }
 
-  async publish(channel: string, message: ClusterMessage): Promise<void> {
-    if (channel === BROADCAST_CHANNEL) {
-      for (const node of this.bus.nodes.values()) node.deliver(channel, message);
+  async publish(to: Address, message: ClusterMessage): Promise<void> {
+    if (isAllNodes(to)) {
+      for (const node of this.bus.nodes.values()) node.deliver('allNodes', message);
       return;
     }
-    const target = nodeIdOfChannel(channel);
-    const node = target === null ? undefined : this.bus.nodes.get(target);
-    node?.deliver(channel, message);
+    // One queue per node: both lanes are delivered in publish order.
+    this.bus.nodes.get(to.node)?.deliver('node', message);
   }
 
-  async publishBatch(messages: ReadonlyArray<{ channel: string; message: ClusterMessage }>): Promise<void> {
-    for (const { channel, message } of messages) await this.publish(channel, message);
+  async publishBatch(messages: ReadonlyArray<{ to: Address; message: ClusterMessage }>): Promise<void> {
+    for (const { to, message } of messages) await this.publish(to, message);
   }
 
-  async subscribe(channel: string, handler: ClusterMessageHandler): Promise<void> {
-    this.handlers.set(channel, handler);
+  async subscribe(subscription: Subscription, handler: ClusterMessageHandler): Promise<void> {
+    this.handlers.set(subscription, handler);
   }
 
-  async unsubscribe(channel: string): Promise<void> {
-    this.handlers.delete(channel);
+  async unsubscribe(subscription: Subscription): Promise<void> {
+    this.handlers.delete(subscription);
   }
 
   async setPresence(identity: string, protocol: OcppProtocol, connectedAt: number): Promise<PresenceClaim> {
@@ -111,6 +110,10 @@ export class InMemoryAdapter implements EventAdapterInterface {
     return this.bus.nodes.has(nodeId);
   }
 
+  async liveNodes(): Promise<string[]> {
+    return [...this.bus.nodes.keys()];
+  }
+
   isHealthy(): boolean {
     return this.nodeId !== null;
   }
@@ -136,8 +139,8 @@ export class InMemoryAdapter implements EventAdapterInterface {
     };
   }
 
-  private deliver(channel: string, message: ClusterMessage): void {
-    const handler = this.handlers.get(channel);
+  private deliver(subscription: Subscription, message: ClusterMessage): void {
+    const handler = this.handlers.get(subscription);
     if (!handler) return;
     this.pending++;
     // Asynchronous like a real transport, so callers never depend on re-entrant delivery.

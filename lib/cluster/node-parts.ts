@@ -1,6 +1,6 @@
 import { AnsweredCalls } from '../protocol/answered-calls.js';
 import type { SchemaValidator } from '../protocol/validator.js';
-import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
+import type { NodeOptions } from './node-options.js';
 import { Admission } from './admission.js';
 import { Broadcasts } from './broadcasts.js';
 import { CallChecks } from './call-checks.js';
@@ -15,6 +15,7 @@ import { LeaseGuard } from './lease-guard.js';
 import { LocalRegistry } from './local-registry.js';
 import type { ClusterLogger } from './logger.js';
 import type { ClusterMetricsSink } from './metrics-sink.js';
+import { NodeLoss } from './node-loss.js';
 import { NodeMetrics } from './node-metrics.js';
 import type { ConnectionListeners } from './node-types.js';
 import { OutboundCalls } from './outbound-calls.js';
@@ -24,7 +25,7 @@ import { RemoteCalls } from './remote-calls.js';
 
 /** What the parts need from the node that holds them. */
 export interface NodeContext {
-  options: ResolvedOcppClusterOptions;
+  options: NodeOptions;
   adapter: EventAdapterInterface;
   validator: SchemaValidator | null;
   handlers: HandlerRegistry;
@@ -65,10 +66,13 @@ export function composeNodeParts(context: NodeContext) {
     ...{ inbound, listeners, admission, drain, metrics, logger },
   });
   const onEvict = connections.onEvict.bind(connections);
+  // Node loss works on whatever transport offers the primitives (a poke when a node says it left).
+  const nodeLoss = new NodeLoss({ nodeId, adapter, logger });
+  const onNodeLeft = () => nodeLoss.poke();
   const inbox = new CommandInbox({
     ...{ nodeId, adapter, lease, router, owners, remoteCalls },
-    ...{ broadcasts, metrics, logger, onEvict, hasLeft: context.hasLeft },
+    ...{ broadcasts, metrics, logger, onEvict, onNodeLeft, hasLeft: context.hasLeft },
   });
   const presence = new PresenceView(nodeId, adapter, registry, options.maxIdentityLength);
-  return { registry, remoteCalls, owners, answeredCalls, lease, metrics, drain, calls, broadcasts, admission, connections, inbox, presence };
+  return { registry, remoteCalls, owners, answeredCalls, lease, metrics, drain, calls, broadcasts, admission, connections, inbox, presence, nodeLoss };
 }

@@ -1,17 +1,16 @@
-import type { Server as HttpServer } from 'node:http';
-import { InvalidOptionsError, NodeShuttingDownError } from '../protocol/errors.js';
+import type { WebSocket } from 'ws';
+import { NodeShuttingDownError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import type { SchemaValidator } from '../protocol/validator.js';
-import type { ResolvedOcppClusterOptions } from '../ocpp-cluster.options.js';
 import type { Acceptance } from './admission.js';
-import { BROADCAST_CHANNEL, nodeChannel } from './envelope.js';
 import type { EventAdapterInterface, LeaseChange } from './event-adapter.interface.js';
 import type { HandlerRegistry } from './handler-registry.js';
 import type { ClusterLogger } from './logger.js';
 import { NOOP_METRICS_SINK } from './metrics-sink.js';
 import type { ClusterMetricsSink } from './metrics-sink.js';
-import { createGateway } from './node-gateway.js';
-import type { NodeGateway } from './node-gateway.js';
+import type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from '../protocol/handshake.js';
+import type { NodeLossCounters } from './node-loss.js';
+import type { NodeOptions } from './node-options.js';
 import { composeNodeParts } from './node-parts.js';
 import type { NodeParts } from './node-parts.js';
 import type { BatchOutcome, BroadcastOptions, BroadcastSummary, ChargerInfo, ClusterNodeMetrics, ConnectionListeners, DrainReport, SendOptions } from './node-types.js';
@@ -27,20 +26,21 @@ const LEAVE_TIMEOUT_MS = 5_000;
 
 /**
  * One node of the CSMS, framework-free: a composition of its parts (admission and connections,
- * the call router and the calls on top of it, the inbox, broadcast, drain) and their lifecycle:
- * join the cluster, open the gateway, stop or drain, follow the lease.
+ * the call router and the calls on top of it, the inbox, broadcast, drain, node loss) and their
+ * lifecycle: join the cluster, take the sockets a front door hands it, stop or drain, follow the
+ * lease. The front door (the WebSocket gateway) is built by the composition root
+ * (lib/create-node.ts, or the Nest module), which hands sockets over with `accept()`.
  */
 export class OcppClusterNode {
   readonly nodeId: string;
   private readonly parts: NodeParts;
-  private gateway: NodeGateway | null = null;
   private started = false;
   private stopping = false;
   private stopPromise: Promise<void> | null = null;
   private leftCluster = false;
 
   constructor(
-    private readonly options: ResolvedOcppClusterOptions,
+    private readonly options: NodeOptions,
     private readonly adapter: EventAdapterInterface,
     private readonly validator: SchemaValidator | null,
     handlers: HandlerRegistry,
@@ -58,42 +58,46 @@ export class OcppClusterNode {
     });
   }
 
-  /** Joins the cluster, then opens the gateway (on `httpServer`, or its own port). Returns the own port if any. */
-  async start(httpServer?: HttpServer): Promise<number | undefined> {
-    if (this.options.port === undefined && !httpServer) {
-      throw new InvalidOptionsError('port', 'no HTTP server to attach to: give a port, or start the node inside a Nest HTTP application');
-    }
+  /** Joins the cluster and reads its inbox: from here on it serves the sockets a front door hands it. */
+  async join(): Promise<void> {
     this.parts.metrics.knowActions(this.options.protocols.flatMap((protocol) => this.validator?.actions(protocol) ?? []));
     await this.adapter.connect(this.nodeId, {
       localPresence: () => this.parts.presence.localPresence(),
       onLeaseChange: (change) => this.onLeaseChange(change),
+      onPresenceRestored: (restore) => this.parts.connections.onPresenceRestored(restore),
     });
     // From here on a failure must not leave a half-joined node holding its id (and sockets) alive.
     this.started = true;
+    this.parts.nodeLoss.start();
     try {
-      return await this.openGateway(httpServer);
+      await this.adapter.subscribe('node', (message, delivery) => this.parts.inbox.onMessage(message, delivery));
+      await this.adapter.subscribe('allNodes', (message) => this.parts.inbox.onMessage(message));
     } catch (error) {
       await this.leaveCluster();
       throw error;
     }
   }
 
-  private async openGateway(httpServer?: HttpServer): Promise<number | undefined> {
-    await this.adapter.subscribe(nodeChannel(this.nodeId), (message, delivery) => this.parts.inbox.onMessage(message, delivery));
-    await this.adapter.subscribe(BROADCAST_CHANNEL, (message) => this.parts.inbox.onMessage(message));
-    this.gateway = createGateway(
-      this.options,
-      {
-        acceptance: () => this.parts.admission.forUpgrade(),
-        onRejected: (reason) => this.parts.metrics.sink.upgradeRejected(reason),
-        beforeUpgrade: (request) => this.parts.connections.claimBeforeUpgrade(request),
-        onConnection: (socket, info) => this.parts.connections.onConnection(socket, info),
-      },
-      this.logger,
-    );
-    if (this.options.port !== undefined) return this.gateway.listen(this.options.port, this.options.host, this.options.tls);
-    this.gateway.attach(httpServer!);
-    return undefined;
+  // ---------------------------------------------------------------- what the front door asks
+
+  /** Whether this upgrade may go ahead (logs when the node starts and stops refusing charge points). */
+  acceptanceForUpgrade(): Acceptance {
+    return this.parts.admission.forUpgrade();
+  }
+
+  /** Claims the identity before the handshake completes (epochs follow handshake order). */
+  beforeUpgrade(request: UpgradeRequest): Promise<UpgradeVerdict> {
+    return this.parts.connections.claimBeforeUpgrade(request);
+  }
+
+  /** A charge point socket the front door accepted: from now on this node serves it. */
+  accept(socket: WebSocket, info: ConnectionInfo): void {
+    this.parts.connections.onConnection(socket, info);
+  }
+
+  /** The front door refused an upgrade (metrics only). */
+  upgradeRejected(reason: string): void {
+    this.parts.metrics.sink.upgradeRejected(reason);
   }
 
   /** Stops accepting, closes charge point sockets with 1001, fails what waits, leaves the cluster. */
@@ -104,7 +108,6 @@ export class OcppClusterNode {
 
   private async runStop(): Promise<void> {
     this.stopping = true;
-    await this.gateway?.close();
     await this.parts.connections.closeAll(1001, 'server shutting down');
     // Bounded: with Redis down these would wait as long as the client retries.
     await settleWithin(this.parts.connections.removalsSettled(), STOP_STEP_TIMEOUT_MS);
@@ -139,6 +142,7 @@ export class OcppClusterNode {
     this.leftCluster = true;
     // A drain ends here, before Nest's shutdown reaches stop(): its callers too get their answers.
     await this.awaitRemoteCalls();
+    await settleWithin(this.parts.nodeLoss.stop(), STOP_STEP_TIMEOUT_MS);
     // disconnect() ends the subscriptions too; unsubscribing first cost seconds with Redis down.
     const leaving = this.adapter.disconnect().then(
       () => true,
@@ -159,6 +163,7 @@ export class OcppClusterNode {
     if (change === 'suspended') this.logger.warn(`lease suspended: nothing read from the cluster is sent to charge points until it is proven again`);
     else if (change === 'resumed') this.logger.log('lease proven again; serving commands');
     else if (change === 'rejoined') this.logger.log('rejoined the cluster under a fresh lease');
+    if (change === 'lost') void this.parts.nodeLoss.stop();
     if (change !== 'fenced' && change !== 'lost') return;
     this.logger.error(
       state === 'lost'
@@ -180,7 +185,7 @@ export class OcppClusterNode {
     return { live: true };
   }
 
-  /** Whether the gateway takes new charge points now, and why not. */
+  /** Whether the node takes new charge points now, and why not (readiness; no side effects). */
   acceptance(): Acceptance {
     return this.parts.admission.acceptance();
   }
@@ -232,8 +237,13 @@ export class OcppClusterNode {
   }
 
   async metrics(): Promise<ClusterNodeMetrics> {
-    const adapterMetrics = await this.adapter.metrics();
+    const adapterMetrics = { ...(await this.adapter.metrics()), ...this.nodeLossCounters() };
     return this.parts.metrics.snapshot(this.nodeId, this.parts.registry, this.parts.remoteCalls.size, adapterMetrics, this.parts.answeredCalls);
+  }
+
+  /** What this node's takeovers of lost nodes did (reported with the transport's counters, as before). */
+  nodeLossCounters(): NodeLossCounters {
+    return this.parts.nodeLoss.counters();
   }
 
   /** Local connections by protocol (cheap: no I/O). */
@@ -247,9 +257,5 @@ export class OcppClusterNode {
 
   get transport(): EventAdapterInterface {
     return this.adapter;
-  }
-
-  get acceptingGateway(): NodeGateway | null {
-    return this.gateway;
   }
 }

@@ -6,7 +6,7 @@ import type { CallRouter, RouteRequest } from './call-router.js';
 import type { CallChecks } from './call-checks.js';
 import { invalidIdentityError } from './call-checks.js';
 import type { ClusterMessage, CommandEnvelope } from './envelope.js';
-import { nodeChannel } from './envelope.js';
+import { inboxOf, type NodeAddress } from './address.js';
 import type { EventAdapterInterface, PresenceRecord } from './event-adapter.interface.js';
 import { groupBy } from './group-by.js';
 import { callLocal } from './local-call.js';
@@ -100,7 +100,7 @@ export class OutboundCalls {
       remoteIdentities.length > 0
         ? await beforeDeadline(adapter.getPresenceBatch(remoteIdentities), request.deadline, () => new OcppTimeoutError('*', action, timeoutMs, false))
         : new Map<string, PresenceRecord>();
-    const batch: { channel: string; message: ClusterMessage }[] = [];
+    const batch: { to: NodeAddress; message: ClusterMessage }[] = [];
     // Each promise settles into an outcome at once, so none is ever an unhandled rejection.
     const outcomes = new Map<string, Promise<BatchOutcome>>();
     const track = (identity: string, call: Promise<Record<string, unknown>>) =>
@@ -137,13 +137,13 @@ export class OutboundCalls {
       }
       const command = this.commandFor(owner.identity, request);
       track(identity, this.deps.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline: request.deadline }));
-      batch.push({ channel: nodeChannel(owner.nodeId), message: command });
+      batch.push({ to: inboxOf(owner.nodeId), message: command });
     }
     this.deps.metrics.counters.remoteSent += batch.length;
     // One publish per owner: a node that refuses (a full inbox) or fails fails only its own
     // commands; the others were appended and will run, so their callers must not hear otherwise.
     await Promise.all(
-      [...groupBy(batch, ({ channel }) => channel).values()].map((list) =>
+      [...groupBy(batch, ({ to }) => to.node).values()].map((list) =>
         adapter.publishBatch(list).catch((error) => {
           for (const { message } of list) this.deps.remoteCalls.fail((message as CommandEnvelope).id, asClusterError(error));
         }),
@@ -179,7 +179,7 @@ export class OutboundCalls {
     reply.catch(() => undefined);
     this.deps.metrics.counters.remoteSent++;
     try {
-      await this.deps.adapter.publish(nodeChannel(owner.nodeId), command);
+      await this.deps.adapter.publish(inboxOf(owner.nodeId), command);
     } catch (error) {
       this.deps.remoteCalls.fail(command.id, asClusterError(error));
     }

@@ -12,6 +12,7 @@ import { ConnectionRateLimiter, type ConnectionRateLimitOptions } from './connec
 import { DEFAULT_MAX_IDENTITY_LENGTH, identityFromPath, normalizeBasePath, rawPathname, validateIdentity } from './identity.js';
 import { PendingConnections } from './pending-connections.js';
 import { negotiateSubprotocol, parseSubprotocols } from './subprotocol.js';
+import type { ConnectionInfo, UpgradeRequest, UpgradeVerdict } from '../protocol/handshake.js';
 
 /** What the `authenticate` hook sees before the upgrade is accepted. */
 export interface AuthenticationRequest {
@@ -41,32 +42,7 @@ export type AuthenticationResult =
   | { accept: true; session?: unknown; protocol?: OcppProtocol }
   | { accept: false; status?: number; message?: string };
 
-export interface ConnectionInfo {
-  identity: string;
-  protocol: OcppProtocol;
-  session: unknown;
-  remoteAddress?: string;
-  request: IncomingMessage;
-  /** What `beforeUpgrade` accepted the handshake with. */
-  ticket?: unknown;
-}
-
-/** What `beforeUpgrade` sees: an authenticated handshake about to be completed. */
-export interface UpgradeRequest {
-  identity: string;
-  protocol: OcppProtocol;
-  session: unknown;
-  remoteAddress?: string;
-}
-
-/**
- * `accept: true` completes the handshake and hands `ticket` to `onConnection`; `release` runs
- * instead when the handshake ends without a connection (client gone, timeout, gateway closed).
- * `accept: false` answers `status` with `reason`.
- */
-export type UpgradeVerdict =
-  | { accept: true; ticket?: unknown; release?: () => void }
-  | { accept: false; status: number; reason: string };
+export type { ConnectionInfo, UpgradeRequest, UpgradeVerdict };
 
 /** Why an upgrade was refused; stable labels for metrics. */
 export type RejectionReason =

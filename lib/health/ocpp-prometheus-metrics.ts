@@ -129,7 +129,7 @@ export class OcppPrometheusMetrics implements ClusterMetricsSink {
     });
     mirroredCounter(registry, 'ocpp_redis_errors_total', 'Errors reported by Redis connections', async () => (await adapterMetrics())?.redisErrors ?? 0);
     mirroredCounter(registry, 'ocpp_redis_reconnects_total', 'Redis connections that came back after a loss', async () => (await adapterMetrics())?.reconnects ?? 0);
-    mirroredCounter(registry, 'ocpp_node_takeovers_total', "Dead nodes' inboxes this node took over", async () => (await adapterMetrics())?.takeovers ?? 0);
+    mirroredCounter(registry, 'ocpp_node_takeovers_total', "Dead nodes' inboxes this node took over", async () => node()?.nodeLossCounters().takeovers ?? 0);
     mirroredCounter(
       registry,
       'ocpp_inbox_commands_refused_total',

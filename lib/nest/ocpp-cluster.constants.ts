@@ -2,6 +2,8 @@
 export const OCPP_CLUSTER_RESOLVED_OPTIONS = Symbol('OCPP_CLUSTER_RESOLVED_OPTIONS');
 export const OCPP_CLUSTER_ADAPTER = Symbol('OCPP_CLUSTER_ADAPTER');
 export const OCPP_CLUSTER_NODE = Symbol('OCPP_CLUSTER_NODE');
+/** The node and its WebSocket gateway, as the module built them (`NodeHost` of lib/create-node.ts). */
+export const OCPP_NODE_HOST = Symbol('OCPP_NODE_HOST');
 /** The prom-client Registry holding the module's metrics (inject it to add yours or expose it). */
 export const OCPP_METRICS_REGISTRY = Symbol('OCPP_METRICS_REGISTRY');
 

@@ -2,8 +2,8 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { BeforeApplicationShutdown, OnApplicationBootstrap } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { Server as HttpServer } from 'node:http';
-import type { OcppClusterNode } from '../cluster/ocpp-cluster-node.js';
-import { OCPP_CLUSTER_NODE } from './ocpp-cluster.constants.js';
+import type { NodeHost } from '../create-node.js';
+import { OCPP_NODE_HOST } from './ocpp-cluster.constants.js';
 
 /**
  * Starts the node once every handler is known, and stops it before Nest closes the HTTP
@@ -14,17 +14,18 @@ export class OcppClusterLifecycle implements OnApplicationBootstrap, BeforeAppli
   private readonly logger = new Logger('OcppCluster');
 
   constructor(
-    @Inject(OCPP_CLUSTER_NODE) private readonly node: OcppClusterNode,
+    @Inject(OCPP_NODE_HOST) private readonly host: NodeHost,
     private readonly httpAdapterHost: HttpAdapterHost,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
     const httpServer = this.httpAdapterHost.httpAdapter?.getHttpServer() as HttpServer | undefined;
-    const ownPort = await this.node.start(httpServer);
+    const ownPort = await this.host.start(httpServer);
+    const nodeId = this.host.node.nodeId;
     this.logger.log(
       ownPort === undefined
-        ? `node ${this.node.nodeId} accepting charge points on the application's HTTP server`
-        : `node ${this.node.nodeId} accepting charge points on port ${ownPort}`,
+        ? `node ${nodeId} accepting charge points on the application's HTTP server`
+        : `node ${nodeId} accepting charge points on port ${ownPort}`,
     );
   }
 
@@ -33,7 +34,7 @@ export class OcppClusterLifecycle implements OnApplicationBootstrap, BeforeAppli
    * points to the rest of the cluster; a plain `app.close()` closes their sockets with 1001.
    */
   async beforeApplicationShutdown(signal?: string): Promise<void> {
-    if (signal) await this.node.drain();
-    await this.node.stop();
+    if (signal) await this.host.node.drain();
+    await this.host.stop();
   }
 }

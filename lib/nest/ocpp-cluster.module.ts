@@ -5,13 +5,14 @@ import { TerminusModule } from '@nestjs/terminus';
 import type { EventAdapterInterface } from '../cluster/event-adapter.interface.js';
 import { InMemoryAdapter } from '../cluster/in-memory-adapter.js';
 import { SILENT_LOGGER } from '../cluster/logger.js';
-import { OcppClusterNode } from '../cluster/ocpp-cluster-node.js';
+import { createNode, type NodeHost } from '../create-node.js';
 import { OcppHandlerExplorer } from './ocpp-handler.explorer.js';
 import { OcppClusterHealthIndicator } from './ocpp-cluster.health-indicator.js';
 import { OcppPrometheusMetrics } from '../health/ocpp-prometheus-metrics.js';
 import {
   OCPP_CLUSTER_ADAPTER,
   OCPP_CLUSTER_NODE,
+  OCPP_NODE_HOST,
   OCPP_CLUSTER_RESOLVED_OPTIONS,
   OCPP_METRICS_REGISTRY,
   OCPP_REDIS_POOL,
@@ -61,6 +62,11 @@ const providers: Provider[] = [
   },
   {
     provide: OCPP_CLUSTER_NODE,
+    inject: [OCPP_NODE_HOST],
+    useFactory: (host: NodeHost) => host.node,
+  },
+  {
+    provide: OCPP_NODE_HOST,
     inject: [OCPP_CLUSTER_RESOLVED_OPTIONS, OCPP_CLUSTER_ADAPTER, SchemaValidator, OcppHandlerExplorer, OcppPrometheusMetrics],
     useFactory: (
       options: ResolvedOcppClusterOptions,
@@ -70,17 +76,18 @@ const providers: Provider[] = [
       metrics: OcppPrometheusMetrics,
     ) => {
       if (options.strictMode) for (const protocol of options.protocols) validator.warmUp(protocol);
-      const node = new OcppClusterNode(
+      // The composition root: the node, and the gateway that hands it its sockets.
+      const host = createNode({
         options,
         adapter,
-        options.strictMode ? validator : null,
-        explorer.handlers,
-        options.logging ? new Logger('OcppCluster') : SILENT_LOGGER,
-        explorer.listeners,
-        metrics,
-      );
-      metrics.bind(node);
-      return node;
+        validator: options.strictMode ? validator : null,
+        handlers: explorer.handlers,
+        logger: options.logging ? new Logger('OcppCluster') : SILENT_LOGGER,
+        listeners: explorer.listeners,
+        metricsSink: metrics,
+      });
+      metrics.bind(host.node);
+      return host;
     },
   },
   {
@@ -122,6 +129,7 @@ const providers: Provider[] = [
     OcppPrometheusMetrics,
     OCPP_METRICS_REGISTRY,
     OCPP_CLUSTER_NODE,
+    OCPP_NODE_HOST,
     OCPP_CLUSTER_ADAPTER,
     OCPP_REDIS_POOL,
     OCPP_PRESENCE_STORE,

@@ -460,15 +460,18 @@ return 1
 /**
  * Appends commands to a node's inbox, with backpressure instead of trimming: when the inbox
  * already holds its cap of commands not yet handled (undelivered: the group's lag; delivered but
- * unacknowledged: its pending count), nothing is appended and the refusal is returned, so the
- * caller learns at once that nothing was sent. The cap is the owner's (its heartbeat writes it),
- * the writer's own only while the owner's is unknown. A batch is admitted or refused whole, so
- * the cap may be passed by one batch. Nothing is ever trimmed here (an entry trimmed unread
- * would be a command lost without a word); the reader trims what it acknowledged. Renews the
- * stream's TTL. Lean on purpose (no table per group, XINFO only for a non-empty inbox): it runs
- * once per cross-node command.
- * KEYS: stream, cap. ARGV: group, fallbackCap, ttlMs, then each message's JSON.
- * Returns { 1, id... } when appended, { 0, queued, cap } when refused.
+ * unacknowledged: its pending count), nothing more is appended and the refusal is returned, so
+ * the caller learns at once that nothing was sent. The cap is the owner's (its heartbeat writes
+ * it), the writer's own only while the owner's is unknown. One run takes several requests (the
+ * appends of one turn of the event loop to this inbox), each admitted or refused whole, in
+ * order, exactly as one run each would: a request is admitted while the inbox holds fewer than
+ * its cap, so the cap may be passed by one request. Nothing is ever trimmed here (an entry
+ * trimmed unread would be a command lost without a word); the reader trims what it
+ * acknowledged. Renews the stream's TTL when it appended. Lean on purpose (no table per group,
+ * XINFO only for a non-empty inbox).
+ * KEYS: stream, cap. ARGV: group, fallbackCap, ttlMs, then per request its message count and
+ * each message's JSON.
+ * Returns { cap, then per request: 1, id... when appended, 0, queued when refused }.
  */
 export const INBOX_APPEND = new LuaScript(
   'inboxAppend',
@@ -488,12 +491,25 @@ if queued > 0 then
     if name == ARGV[1] and lag then queued = lag + pending end
   end
 end
-if queued >= cap then return { 0, queued, cap } end
-local out = { 1 }
-for i = 4, #ARGV do
-  out[#out + 1] = redis.call('XADD', KEYS[1], '*', '${MESSAGE_FIELD}', ARGV[i])
+local out = { cap }
+local appended = false
+local i = 4
+while i <= #ARGV do
+  local count = tonumber(ARGV[i])
+  if queued >= cap then
+    out[#out + 1] = 0
+    out[#out + 1] = queued
+  else
+    out[#out + 1] = 1
+    for j = 1, count do
+      out[#out + 1] = redis.call('XADD', KEYS[1], '*', '${MESSAGE_FIELD}', ARGV[i + j])
+    end
+    queued = queued + count
+    appended = true
+  end
+  i = i + count + 1
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if appended then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return out
 `,
   2,

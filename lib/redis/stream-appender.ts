@@ -12,19 +12,45 @@ export interface InboxLimits {
   ttlMs: number;
 }
 
+interface CommandAppend {
+  messages: readonly ClusterMessage[];
+  resolve(ids: string[]): void;
+  reject(error: unknown): void;
+}
+
+/** Settles each request of one {@link INBOX_APPEND} run: `{ cap, then per request 1, id... | 0, queued }`. */
+function settleRequests(nodeId: string, requests: readonly CommandAppend[], reply: unknown[]): void {
+  const cap = Number(reply[0]);
+  let at = 1;
+  for (const request of requests) {
+    if (Number(reply[at]) === 1) {
+      request.resolve(reply.slice(at + 1, at + 1 + request.messages.length).map(String));
+      at += 1 + request.messages.length;
+    } else {
+      request.reject(new InboxFullError(nodeId, Number(reply[at + 1]), cap));
+      at += 2;
+    }
+  }
+}
+
 /**
  * Appends messages to a node's streams so that everything a node writes to Redis in one turn of
  * the event loop leaves in one socket write (the cross-node profile spent a third of the
  * caller's time in socket writes, one per message): on an auto-pipelining writer (ours are)
  * each append joins that turn's pipeline together with the acknowledgements and presence reads
- * of the same turn. Commands go through {@link INBOX_APPEND} (one EVALSHA per call), which
- * refuses them when the owner's inbox is at its cap and never trims. Everything else (replies,
+ * of the same turn. Commands go through {@link INBOX_APPEND}, which refuses them when the
+ * owner's inbox is at its cap and never trims; the command appends of one turn to one inbox
+ * share one run of it (a script run per command cost Redis an XLEN and an XINFO each), each
+ * append still admitted or refused whole, in order, as alone. Everything else (replies,
  * evictions: bounded by the calls their receiver waits for) is a plain XADD, the stream's TTL
  * renewed once per turn.
  */
 export class StreamAppender {
   /** Streams whose TTL this turn's pipeline already renews. */
   private readonly renewed = new Set<string>();
+  /** This turn's command appends, by writer and inbox, in the order they were asked for. */
+  private commandAppends = new Map<RedisClient, Map<string, { nodeId: string; requests: CommandAppend[] }>>();
+  private flushScheduled = false;
 
   constructor(
     private readonly keys: RedisKeys,
@@ -39,13 +65,33 @@ export class StreamAppender {
   async append(client: RedisClient, nodeId: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
     if (messages.length === 0) return [];
     if (!messages.some((message) => message.kind === 'command')) return this.appendUncapped(client, streamKey, messages);
-    const reply = (await INBOX_APPEND.run(
-      client,
-      [streamKey, this.keys.inboxCap(nodeId)],
-      [INBOX_GROUP, this.limits.fallbackCap, this.limits.ttlMs, ...messages.map(encodeMessage)],
-    )) as unknown[];
-    if (Number(reply[0]) !== 1) throw new InboxFullError(nodeId, Number(reply[1]), Number(reply[2]));
-    return reply.slice(1).map(String);
+    return new Promise<string[]>((resolve, reject) => {
+      let byStream = this.commandAppends.get(client);
+      if (!byStream) this.commandAppends.set(client, (byStream = new Map()));
+      const turn = byStream.get(streamKey);
+      if (turn) turn.requests.push({ messages, resolve, reject });
+      else byStream.set(streamKey, { nodeId, requests: [{ messages, resolve, reject }] });
+      if (this.flushScheduled) return;
+      this.flushScheduled = true;
+      setImmediate(() => this.flushCommandAppends());
+    });
+  }
+
+  /** One inbox script run per inbox for this turn's command appends; each request settles on its own. */
+  private flushCommandAppends(): void {
+    const appends = this.commandAppends;
+    this.commandAppends = new Map();
+    this.flushScheduled = false;
+    for (const [client, byStream] of appends) {
+      for (const [streamKey, { nodeId, requests }] of byStream) {
+        const args: Array<string | number> = [INBOX_GROUP, this.limits.fallbackCap, this.limits.ttlMs];
+        for (const { messages } of requests) args.push(messages.length, ...messages.map(encodeMessage));
+        INBOX_APPEND.run(client, [streamKey, this.keys.inboxCap(nodeId)], args).then(
+          (reply) => settleRequests(nodeId, requests, reply as unknown[]),
+          (error: unknown) => requests.forEach((request) => request.reject(error)),
+        );
+      }
+    }
   }
 
   private async appendUncapped(client: RedisClient, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {

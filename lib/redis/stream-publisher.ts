@@ -1,5 +1,5 @@
 import type { ClusterMessage } from '../cluster/envelope.js';
-import { MESSAGE_FIELD, type RedisKeys } from './redis-keys.js';
+import { MESSAGE_FIELD } from './redis-keys.js';
 
 /**
  * What a node's stream entry holds: one field (`m`) with the JSON message, and where it goes.
@@ -7,14 +7,6 @@ import { MESSAGE_FIELD, type RedisKeys } from './redis-keys.js';
  */
 
 const KINDS = new Set(['command', 'reply', 'broadcast', 'evict', 'nodeLeft']);
-
-/**
- * The stream of `nodeId` a message for it goes to: answers (replies to its calls, broadcast
- * summaries) to its replies stream, which it reads even while its inbox waits on charge points.
- */
-export function destinationStream(keys: RedisKeys, nodeId: string, message: ClusterMessage): string {
-  return message.kind === 'reply' ? keys.replies(nodeId) : keys.stream(nodeId);
-}
 
 export function encodeMessage(message: ClusterMessage): string {
   return JSON.stringify(message);

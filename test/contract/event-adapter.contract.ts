@@ -1,7 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { BROADCAST_CHANNEL, nodeChannel, type ClusterMessage, type CommandEnvelope } from '../../lib/cluster/envelope.js';
+import { type ClusterMessage, type CommandEnvelope } from '../../lib/cluster/envelope.js';
 import type { EventAdapterInterface, PresenceSnapshotSource } from '../../lib/cluster/event-adapter.interface.js';
+import { ClusterUnavailableError } from '../../lib/protocol/errors.js';
 import { waitFor } from '../support/wait.js';
+import { ALL_NODES, inboxOf, repliesOf } from '../../lib/cluster/address.js';
+import { laneOf } from '../support/addresses.js';
 
 /**
  * The promises every cluster transport keeps, run against each one by a runner file
@@ -47,8 +50,8 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
         received.push(message);
         return handle(message);
       };
-      await adapter.subscribe(nodeChannel(nodeId), handler);
-      await adapter.subscribe(BROADCAST_CHANNEL, handler);
+      await adapter.subscribe('node', handler);
+      await adapter.subscribe('allNodes', handler);
       return { nodeId, adapter, received };
     }
 
@@ -61,8 +64,8 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       const sender = await node('sender');
       const receiver = await node('receiver');
       const sent = Array.from({ length: 50 }, (_, index) => command(sender.nodeId, receiver.nodeId, index));
-      for (const message of sent.slice(0, 25)) await sender.adapter.publish(nodeChannel(receiver.nodeId), message);
-      await sender.adapter.publishBatch(sent.slice(25).map((message) => ({ channel: nodeChannel(receiver.nodeId), message })));
+      for (const message of sent.slice(0, 25)) await sender.adapter.publish(laneOf(receiver.nodeId, message), message);
+      await sender.adapter.publishBatch(sent.slice(25).map((message) => ({ to: laneOf(receiver.nodeId, message), message })));
       await waitFor('all 50 commands', () => receiver.received.length >= 50);
       expect(receiver.received.map((message) => (message as CommandEnvelope).id)).toEqual(sent.map((message) => message.id));
       expect(sender.received.filter((message) => message.kind === 'command')).toEqual([]);
@@ -73,7 +76,7 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       const held = new Promise<void>((resolve) => (release = resolve));
       const receiver = await node('acking', (message) => (message.kind === 'command' ? held : undefined));
       const sender = await node('sender');
-      await sender.adapter.publish(nodeChannel(receiver.nodeId), command(sender.nodeId, receiver.nodeId, 1));
+      await sender.adapter.publish(laneOf(receiver.nodeId, command(sender.nodeId, receiver.nodeId, 1)), command(sender.nodeId, receiver.nodeId, 1));
       await waitFor('the command to arrive', () => receiver.received.length === 1);
       await waitFor('one pending message while the handler runs', async () => (await receiver.adapter.metrics()).pendingMessages === 1);
       release();
@@ -114,7 +117,7 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       await waitFor('the removal to be visible', async () => (await first.adapter.getPresence(identity)) === null);
     });
 
-    it('tells live nodes from dead ones, and reads a dead node\'s charge points as absent', async () => {
+    it('tells live nodes from dead ones, and reads a dead node\'s charge points as absent (once it is proven gone)', async () => {
       const observer = await node('observer');
       const doomed = await node('doomed');
       const leaving = await node('leaving');
@@ -129,18 +132,114 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
 
       await transport.crash(doomed.adapter);
       await waitFor('a crashed node to read as dead', async () => !(await observer.adapter.isNodeAlive(doomed.nodeId)), { timeoutMs: transport.deathWithinMs });
+      if (typeof observer.adapter.claimLostNode === 'function') {
+        // Silent is not gone: a frozen node comes back unless a survivor fences it first (README "Failure semantics").
+        await expect(observer.adapter.getPresence(identity)).rejects.toBeInstanceOf(ClusterUnavailableError);
+        expect((await observer.adapter.getPresenceBatch([identity])).get(identity)?.nodeId).toBe(doomed.nodeId);
+        const claim = await waitFor('the crashed node to be claimed', () => observer.adapter.claimLostNode!(doomed.nodeId), { timeoutMs: transport.deathWithinMs });
+        // Fenced, its presence not yet cleared by finish(): proven gone already.
+        expect(await observer.adapter.getPresence(identity)).toBeNull();
+        expect((await observer.adapter.getPresenceBatch([identity])).size).toBe(0);
+        await claim.release();
+      }
       expect(await observer.adapter.getPresence(identity)).toBeNull();
       expect((await observer.adapter.getPresenceBatch([identity])).size).toBe(0);
       expect((await observer.adapter.listPresence()).filter((record) => record.identity === identity)).toEqual([]);
     });
 
+    it('lists the live nodes, itself included, and drops those that left or crashed', async () => {
+      const observer = await node('live-observer');
+      const leaving = await node('live-leaving');
+      const doomed = await node('live-doomed');
+      const everyone = [observer.nodeId, leaving.nodeId, doomed.nodeId];
+      await waitFor('every node to be listed', async () => {
+        const live = await observer.adapter.liveNodes();
+        return everyone.every((nodeId) => live.includes(nodeId));
+      });
+      expect(new Set(await observer.adapter.liveNodes()).size).toBe((await observer.adapter.liveNodes()).length);
+      await leaving.adapter.disconnect();
+      await transport.crash(doomed.adapter);
+      const live = await waitFor(
+        'the nodes that left or crashed to drop out',
+        async () => {
+          const nodes = await observer.adapter.liveNodes();
+          return nodes.includes(leaving.nodeId) || nodes.includes(doomed.nodeId) ? null : nodes;
+        },
+        { timeoutMs: transport.deathWithinMs },
+      );
+      expect(live).toContain(observer.nodeId);
+    });
+
+    it('delivers each lane of a node to that node only, and a reply never waits behind commands', async () => {
+      const sender = await node('lane-sender');
+      const receiver = await node('lane-receiver');
+      const reply: ClusterMessage = { kind: 'reply', id: `lane-${run}`, from: sender.nodeId, identity: 'CP', outcome: { status: 'result', payload: {} } };
+      await sender.adapter.publish(repliesOf(receiver.nodeId), reply);
+      await sender.adapter.publish(inboxOf(receiver.nodeId), command(sender.nodeId, receiver.nodeId, 1));
+      await waitFor('both lanes to arrive', () => receiver.received.length === 2);
+      expect(receiver.received.map((message) => message.kind).sort()).toEqual(['command', 'reply']);
+      expect(sender.received).toEqual([]);
+    });
+
     it('reaches every node, the publisher included, with a broadcast', async () => {
       const nodes = [await node('b1'), await node('b2'), await node('b3')];
       const message: ClusterMessage = { kind: 'broadcast', id: `bc-${run}`, origin: nodes[0]!.nodeId, action: 'ClearCache', payload: {}, deadline: Date.now() + 60_000 };
-      await nodes[0]!.adapter.publish(BROADCAST_CHANNEL, message);
+      await nodes[0]!.adapter.publish(ALL_NODES, message);
       for (const each of nodes) {
         await waitFor(`${each.nodeId} to get the broadcast`, () => each.received.some((received) => received.kind === 'broadcast' && received.id === message.id));
       }
+    });
+
+    it('offers the node-loss primitives together or not at all', () => {
+      const adapter = transport.adapter();
+      expect(typeof adapter.lostNodes).toBe(typeof adapter.claimLostNode);
+    });
+
+    it('hands a lost node\'s inbox to one claimer: what it had read first, then what it never read; finishing clears it', async () => {
+      const probe = transport.adapter();
+      if (typeof probe.claimLostNode !== 'function') return; // no primitives: callers wait for their own timeout (README)
+      let stuck = 0;
+      const victim = await node('lost', (message) => {
+        if (message.kind !== 'command') return undefined;
+        stuck++;
+        return new Promise<void>(() => undefined); // its charge point never answers: read, never acknowledged
+      });
+      const survivor = await node('claimer');
+      const rival = await node('rival');
+      const identity = `CP-LOST-${run}`;
+      await victim.adapter.setPresence(identity, 'ocpp1.6', 1_000);
+      const read = command(survivor.nodeId, victim.nodeId, 1);
+      await survivor.adapter.publish(inboxOf(victim.nodeId), read);
+      await waitFor('the victim to read the first command', () => stuck === 1);
+      await transport.crash(victim.adapter);
+      await waitFor('the victim to be listed as lost', async () => (await survivor.adapter.lostNodes!()).includes(victim.nodeId), {
+        timeoutMs: transport.deathWithinMs,
+      });
+      // Sent once the victim is known dead, so no reader of its can have taken it.
+      const unread = command(survivor.nodeId, victim.nodeId, 2);
+      await survivor.adapter.publish(inboxOf(victim.nodeId), unread);
+      expect(await survivor.adapter.lostNodes!()).not.toContain(survivor.nodeId);
+      const claim = await survivor.adapter.claimLostNode!(victim.nodeId);
+      expect(claim?.nodeId).toBe(victim.nodeId);
+      expect(await rival.adapter.claimLostNode!(victim.nodeId)).toBeNull();
+
+      const handed: Array<{ id: string | undefined; delivered: boolean }> = [];
+      for (let entries = await claim!.next(); entries !== null && entries.length > 0; entries = await claim!.next()) {
+        for (const entry of entries) {
+          handed.push({ id: (entry.message as CommandEnvelope | null)?.id, delivered: entry.delivered });
+          await claim!.settle(entry);
+        }
+      }
+      expect(handed).toEqual([
+        { id: read.id, delivered: true },
+        { id: unread.id, delivered: false },
+      ]);
+      const finish = await claim!.finish();
+      expect(finish).toEqual({ status: 'done', presenceRemoved: 1 });
+      await claim!.release();
+      expect(await survivor.adapter.lostNodes!()).not.toContain(victim.nodeId);
+      expect(await rival.adapter.claimLostNode!(victim.nodeId)).toBeNull();
+      expect(await survivor.adapter.getPresence(identity)).toBeNull();
     });
 
     it('reports metrics and a probe in the documented shape', async () => {

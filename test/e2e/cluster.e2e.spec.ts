@@ -8,12 +8,13 @@ import { CsmsProcess } from '../support/csms-process.js';
 import { startRedisCluster, startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
 import type { RedisClusterHandle, RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/wait.js';
+import { startNatsServer, stopAllNatsServers, type NatsServer } from '../support/nats-server.js';
 
 /**
  * The cluster contract end to end: sample CSMS nodes as separate processes, ocpp-rpc
- * RPCClients as charge points, on two backends: one standalone Redis (REDIS_URL), and a Redis
- * Cluster of 3 masters + 3 replicas (REDIS_CLUSTER_NODES). The suite is the same; the Redis
- * outages are the ones an operator of each would see.
+ * RPCClients as charge points, on three backends: one standalone Redis (REDIS_URL), a Redis
+ * Cluster of 3 masters + 3 replicas (REDIS_CLUSTER_NODES), and a NATS JetStream server
+ * (NATS_URL). The suite is the same; the outages are the ones an operator of each would see.
  */
 
 const NODE_ENV = { OCPP_CALL_TIMEOUT_MS: '20000' };
@@ -23,7 +24,7 @@ const REFUSAL_BOUND_MS = 10_000;
 /** Where the sample processes find Redis, and how the tests disturb it. */
 interface Backend {
   readonly name: string;
-  readonly kind: 'standalone' | 'cluster';
+  readonly kind: 'standalone' | 'cluster' | 'nats';
   start(): Promise<void>;
   /** The sample's environment for this backend (Redis address, node TTL). */
   env(): Record<string, string>;
@@ -31,8 +32,8 @@ interface Backend {
   stop(): Promise<void>;
   /** ...and comes back empty. */
   restart(): Promise<void>;
-  /** CLIENT KILL of every connection `nodeId` holds (on every server); returns how many. */
-  killConnectionsOf(nodeId: string): Promise<number>;
+  /** CLIENT KILL of every connection `nodeId` holds (on every server); returns how many (Redis only). */
+  killConnectionsOf?(nodeId: string): Promise<number>;
   /** The Redis Cluster, on the cluster backend (once started). */
   readonly cluster?: RedisClusterHandle;
 }
@@ -98,7 +99,22 @@ function redisCluster(): Backend {
   };
 }
 
-describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster over $backend.name (separate node processes)', ({ backend }) => {
+function nats(): Backend {
+  let server: NatsServer;
+  return {
+    name: 'NATS JetStream',
+    kind: 'nats',
+    start: async () => {
+      server = await startNatsServer();
+    },
+    env: () => ({ NATS_URL: server.url, OCPP_NODE_TTL_MS: '2000' }),
+    stop: () => server.stop(),
+    // Back without its store: every stream, bucket and presence entry is gone, as Redis comes back empty.
+    restart: () => server.restart({ wipe: true }),
+  };
+}
+
+describe.each([{ backend: standalone() }, { backend: redisCluster() }, { backend: nats() }])('cluster over $backend.name (separate node processes)', ({ backend }) => {
   let a: CsmsProcess;
   let b: CsmsProcess;
   const processes: CsmsProcess[] = [];
@@ -153,6 +169,7 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     await Promise.all(clients.map((client) => client.close({ force: true }).catch(() => undefined)));
     await Promise.all(processes.map((csms) => csms.kill9().catch(() => undefined)));
     await stopAllRedisServers();
+    await stopAllNatsServers();
   });
 
   it('returns the reply and the CALLERROR of a charge point on another node', async () => {
@@ -228,13 +245,14 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     expect(await a.http('POST', '/chargers/X-DUP/calls/Reset', { type: 'Soft' })).toMatchObject({ status: 200 });
   });
 
-  it('recovers when Redis kills one node\'s connections (CLIENT KILL)', async () => {
+  // NATS 2.9 has no way to kick one client's connections; its restart and kill -9 faults are below.
+  if (backend.killConnectionsOf) it('recovers when Redis kills one node\'s connections (CLIENT KILL)', async () => {
     const cp = await charger(b, 'X-KILL');
     cp.handle('Reset', () => ({ status: 'Accepted' }));
     const back = await charger(a, 'X-KILL-A');
     back.handle('Reset', () => ({ status: 'Accepted' }));
     await waitFor('presence of X-KILL', async () => (await ownerOf(a, 'X-KILL')) === 'node-b');
-    expect(await backend.killConnectionsOf('node-b')).toBeGreaterThanOrEqual(3); // writer, subscriber, blocking reader
+    expect(await backend.killConnectionsOf!('node-b')).toBeGreaterThanOrEqual(3); // writer, subscriber, blocking reader
     const faultEndedAt = Date.now();
     await waitFor('A → B to work again', async () => (await a.http('POST', '/chargers/X-KILL/calls/Reset', { type: 'Soft' })).status === 200);
     await waitFor('B → A to work again', async () => (await b.http('POST', '/chargers/X-KILL-A/calls/Reset', { type: 'Soft' })).status === 200);
@@ -245,7 +263,7 @@ describe.each([{ backend: standalone() }, { backend: redisCluster() }])('cluster
     }
   });
 
-  it('after a Redis restart presence comes back whole and never points at a stale owner', async () => {
+  it(`after a ${backend.kind === 'nats' ? 'NATS (store lost)' : 'Redis'} restart presence comes back whole and never points at a stale owner`, async () => {
     // The ocpp-ws-io scenario: X-MOVED holds a socket on A with a high epoch; Redis restarts empty;
     // X-MOVED connects again on B as soon as B takes upgrades (its old socket on A still looks open).
     // When A re-registers its sockets, it must not take X-MOVED back from B.

@@ -4,10 +4,12 @@ import { RecordingCharger } from '../support/recording-charger.js';
 import { startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
 import type { RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor, withTimeout } from '../support/wait.js';
+import { startNatsServer, stopAllNatsServers, type NatsServer } from '../support/nats-server.js';
 
 /**
- * Fencing, tried the way a hostile operator would: real sample processes on a real Redis,
- * frozen with SIGSTOP, killed with SIGKILL, Redis itself stalled with DEBUG SLEEP. Every call
+ * Fencing, tried the way a hostile operator would: real sample processes on a real Redis or a
+ * real NATS JetStream server, frozen with SIGSTOP, killed with SIGKILL, the server itself stalled
+ * (Redis: DEBUG SLEEP, CLIENT PAUSE; NATS: SIGSTOP of nats-server). Every call
  * made through a node's HTTP API is recorded with its answer and the time of the answer; every
  * charger records each command it received and when. The promise under test: a command never
  * reaches a charger after its caller was told it failed, and an answer that says "not
@@ -24,16 +26,72 @@ interface CallRecord {
   answeredAt: number;
 }
 
-describe('fencing (separate node processes, real Redis)', () => {
+/** The server the nodes share, and how a test stalls it. */
+interface Backend {
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  env(): Record<string, string>;
+  /** Ways to make the server stop answering for `ms` while every connection stays open. */
+  stalls(): Array<[string, (ms: number) => Promise<unknown>]>;
+}
+
+function redisBackend(): Backend {
   let redis: RedisServer;
   let admin: Redis;
+  return {
+    name: 'real Redis',
+    start: async () => {
+      redis = await startRedisServer({ args: ['--enable-debug-command', 'yes'] });
+      admin = new Redis(redis.port, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      admin.on('error', () => undefined);
+      await admin.connect();
+    },
+    stop: async () => {
+      admin.disconnect();
+      await stopAllRedisServers();
+    },
+    env: () => ({ REDIS_URL: `redis://127.0.0.1:${redis.port}` }),
+    stalls: () => [
+      ['DEBUG SLEEP', (ms) => admin.call('DEBUG', 'SLEEP', String(ms / 1000))],
+      ['CLIENT PAUSE WRITE', (ms) => admin.call('CLIENT', 'PAUSE', String(ms), 'WRITE').then(() => sleep(ms))],
+    ],
+  };
+}
+
+function natsBackend(): Backend {
+  let server: NatsServer;
+  return {
+    name: 'real NATS JetStream',
+    start: async () => {
+      server = await startNatsServer();
+    },
+    stop: async () => {
+      if (server.pid !== undefined) process.kill(server.pid, 'SIGCONT');
+      await stopAllNatsServers();
+    },
+    env: () => ({ NATS_URL: server.url }),
+    stalls: () => [
+      [
+        'SIGSTOP of nats-server',
+        async (ms) => {
+          process.kill(server.pid!, 'SIGSTOP');
+          await sleep(ms);
+          process.kill(server.pid!, 'SIGCONT');
+        },
+      ],
+    ],
+  };
+}
+
+describe.each([{ backend: redisBackend() }, { backend: natsBackend() }])('fencing (separate node processes, $backend.name)', ({ backend }) => {
   const processes: CsmsProcess[] = [];
   const chargers: RecordingCharger[] = [];
   let tagCounter = 0;
 
   function env(extra: Record<string, string> = {}): Record<string, string> {
     return {
-      REDIS_URL: `redis://127.0.0.1:${redis.port}`,
+      ...backend.env(),
       OCPP_NODE_TTL_MS: String(NODE_TTL_MS),
       OCPP_CALL_TIMEOUT_MS: '20000',
       OCPP_DRAIN_WINDOW_MS: '200',
@@ -96,14 +154,11 @@ describe('fencing (separate node processes, real Redis)', () => {
     return found;
   }
 
-  beforeEach(async () => {
-    redis = await startRedisServer({ args: ['--enable-debug-command', 'yes'] });
-    admin = new Redis(redis.port, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    admin.on('error', () => undefined);
-  }, 30_000);
+  beforeEach(() => backend.start(), 30_000);
 
   afterEach(async () => {
     for (const client of chargers.splice(0)) client.close();
+    if (process.env.DEBUG_NODES) for (const csms of processes) console.log(csms.nodeId, csms.output.join('').slice(-6000));
     for (const csms of processes.splice(0)) {
       try {
         process.kill(csms.pid, 'SIGCONT');
@@ -112,8 +167,7 @@ describe('fencing (separate node processes, real Redis)', () => {
       }
       await csms.kill9().catch(() => undefined);
     }
-    admin.disconnect();
-    await stopAllRedisServers();
+    await backend.stop();
   });
 
   it('a node frozen past its TTL sends nothing its survivor answered; it closes its sockets (1012) and rejoins', async () => {
@@ -143,7 +197,7 @@ describe('fencing (separate node processes, real Redis)', () => {
     const back = await charger(b, 'FZ-BACK', 0);
     await waitFor('FZ-BACK on fence-b', () => visibleFrom(a, 'FZ-BACK', 'fence-b'));
     const after = await call(a, 'FZ-BACK');
-    expect(after.status).toBe(200);
+    expect(after).toMatchObject({ status: 200 });
     // It keeps its fresh lease (its heartbeat runs again), not just for the first TTL.
     await sleep(NODE_TTL_MS * 3);
     expect((await b.http('GET', '/health')).status).toBe(200);
@@ -196,10 +250,7 @@ describe('fencing (separate node processes, real Redis)', () => {
     }
   }, 90_000);
 
-  it.each([
-    ['DEBUG SLEEP', (ms: number) => admin.call('DEBUG', 'SLEEP', String(ms / 1000))],
-    ['CLIENT PAUSE WRITE', (ms: number) => admin.call('CLIENT', 'PAUSE', String(ms), 'WRITE').then(() => sleep(ms))],
-  ])('a Redis stall (%s) longer than the node TTL is no node death: no NotConnected for connected chargers, no takeover', async (_kind, stallFor) => {
+  it.each(backend.stalls())('a stall of the server (%s) longer than the node TTL is no node death: no NotConnected for connected chargers, no takeover', async (_kind, stallFor) => {
     const a = await node('stall-a');
     const b = await node('stall-b');
     const identities = Array.from({ length: 10 }, (_, i) => `ST${i}`);
@@ -214,11 +265,10 @@ describe('fencing (separate node processes, real Redis)', () => {
       while (calling) records.push(await call(a, identity, 8_000));
     });
     await sleep(500);
-    await admin.connect();
     const stall = stallFor(NODE_TTL_MS * 3);
     await sleep(300);
-    // A burst issued while Redis sleeps: every lookup is answered only after it wakes, when
-    // every liveness key (b's too) has just lapsed.
+    // A burst issued while the server sleeps: every lookup is answered only after it wakes, when
+    // every liveness key (b's too) has just lapsed, or no heartbeat was seen for a whole TTL.
     const burst = identities.flatMap((identity) => Array.from({ length: 15 }, () => call(a, identity, 8_000)));
     await stall;
     records.push(...(await withTimeout(Promise.all(burst), 30_000, 'the burst to be answered')));

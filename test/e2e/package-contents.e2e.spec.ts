@@ -18,7 +18,7 @@ function freshCheckout(): string {
 }
 
 describe('npm pack from a fresh checkout', () => {
-  it('builds first and ships the library with type declarations, both entry points and the licence', () => {
+  it('builds first and ships the library with type declarations, every entry point (the NATS transport too) and the licence', () => {
     const dir = freshCheckout();
     try {
       const output = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts=false'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000 });
@@ -28,7 +28,7 @@ describe('npm pack from a fresh checkout', () => {
       }
       expect([...files].filter((path) => path.startsWith('dist/') && !path.startsWith('dist/lib/'))).toEqual([]);
       const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { exports: Record<string, { types: string; default: string }> };
-      for (const entry of ['.', './transport']) {
+      for (const entry of ['.', './transport', './nats']) {
         expect(files).toContain(manifest.exports[entry]!.types.replace(/^\.\//, ''));
         expect(files).toContain(manifest.exports[entry]!.default.replace(/^\.\//, ''));
       }

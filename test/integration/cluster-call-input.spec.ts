@@ -1,6 +1,7 @@
 import { HandlerRegistry } from '../../lib/cluster/handler-registry.js';
 import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
-import { OcppClusterNode } from '../../lib/cluster/ocpp-cluster-node.js';
+import type { OcppClusterNode } from '../../lib/cluster/ocpp-cluster-node.js';
+import { createNode, type NodeHost } from '../../lib/create-node.js';
 import { MAX_CALL_TIMEOUT_MS } from '../../lib/protocol/call-timeout.js';
 import {
   ClusterUnavailableError,
@@ -25,14 +26,16 @@ describe('call input the cluster cannot carry (two nodes on a real Redis)', () =
   let server: RedisServer;
   let nodeA: OcppClusterNode;
   let nodeB: OcppClusterNode;
+  const hosts: NodeHost[] = [];
   let charger: RawChargePoint;
 
   async function startClusterNode(nodeId: string, options: OcppClusterOptions = {}): Promise<{ node: OcppClusterNode; port: number }> {
     const adapter = new RedisAdapter({ url: server.url, nodeTtlMs: 1500, takeoverIntervalMs: 200, logger: SILENT_LOGGER });
     const resolved = resolveOptions({ nodeId, port: 0, host: '127.0.0.1', pingIntervalMs: 0, maxPayload: MAX_PAYLOAD, ...options });
-    const node = new OcppClusterNode(resolved, adapter, null, new HandlerRegistry(), SILENT_LOGGER);
-    const port = await node.start();
-    return { node, port: port! };
+    const host = createNode({ options: resolved, adapter, handlers: new HandlerRegistry(), logger: SILENT_LOGGER });
+    hosts.push(host);
+    const port = await host.start();
+    return { node: host.node, port: port! };
   }
 
   const deep = (levels: number): Record<string, unknown> => {
@@ -64,8 +67,7 @@ describe('call input the cluster cannot carry (two nodes on a real Redis)', () =
 
   afterAll(async () => {
     charger?.close();
-    await nodeA?.stop();
-    await nodeB?.stop();
+    for (const host of hosts.splice(0)) await host.stop();
     await stopAllRedisServers();
   });
 

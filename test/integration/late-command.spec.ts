@@ -4,20 +4,21 @@ import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:http';
 import { HandlerRegistry } from '../../lib/cluster/handler-registry.js';
 import { InMemoryAdapter, InMemoryBus } from '../../lib/cluster/in-memory-adapter.js';
-import { nodeChannel } from '../../lib/cluster/envelope.js';
 import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
-import { OcppClusterNode } from '../../lib/cluster/ocpp-cluster-node.js';
+import { createNode } from '../../lib/create-node.js';
 import { resolveOptions } from '../../lib/resolve-options.js';
 import { waitFor } from '../support/wait.js';
+import { inboxOf } from '../../lib/cluster/address.js';
 
 describe('a command that reaches the owner after its deadline', () => {
   it('is answered "timed out, never sent" and never written to the charge point', async () => {
     const bus = new InMemoryBus();
     const http = createServer();
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-    const owner = new OcppClusterNode(resolveOptions({ nodeId: 'owner', pingIntervalMs: 0 }), new InMemoryAdapter(bus), null, new HandlerRegistry(), SILENT_LOGGER);
-    await owner.start(http);
+    const host = createNode({ options: resolveOptions({ nodeId: 'owner', pingIntervalMs: 0 }), adapter: new InMemoryAdapter(bus), handlers: new HandlerRegistry(), logger: SILENT_LOGGER });
+    await host.start(http);
+    const owner = host.node;
     const frames: string[] = [];
     const charger = new WebSocket(`ws://127.0.0.1:${(http.address() as AddressInfo).port}/ocpp/LATE-1`, 'ocpp1.6');
     charger.on('message', (data) => frames.push(data.toString()));
@@ -27,10 +28,10 @@ describe('a command that reaches the owner after its deadline', () => {
     const caller = new InMemoryAdapter(bus);
     const replies: ClusterMessage[] = [];
     await caller.connect('caller', { localPresence: () => [] });
-    await caller.subscribe(nodeChannel('caller'), (message) => {
+    await caller.subscribe('node', (message) => {
       replies.push(message);
     });
-    await caller.publish(nodeChannel('owner'), {
+    await caller.publish(inboxOf('owner'), {
       kind: 'command',
       id: 'late-1',
       origin: 'caller',
@@ -46,7 +47,7 @@ describe('a command that reaches the owner after its deadline', () => {
 
     charger.terminate();
     await caller.disconnect();
-    await owner.stop();
+    await host.stop();
     await new Promise((resolve) => http.close(resolve));
   });
 });

@@ -10,6 +10,7 @@ import {
 } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
+import { inboxOf } from '../../lib/cluster/address.js';
 
 /**
  * ocpp-ws-io's reproduced bug: after a Redis restart, node A re-registers a charge point that
@@ -78,9 +79,10 @@ describe('RedisAdapter presence across a Redis restart', () => {
     await waitFor('A recovered', async () => (await a.adapter.metrics()).recoveries >= 1);
     expect((await b.adapter.getPresence('X'))?.nodeId).toBe('B');
     expect((await a.adapter.getPresence('X'))?.nodeId).toBe('B');
-    // A learns through its own inbox that its socket is stale.
-    const evict = await waitFor('evict on A', () => a.inbox.ofKind('evict')[0]);
-    expect(evict).toEqual({ kind: 'evict', identity: 'X', epoch: onA.epoch, newOwner: 'B' });
+    // A's node is told that its socket is stale (it closes it; nothing goes through its inbox).
+    const superseded = await waitFor('A told X is superseded', () => a.registry.restores.find((restore) => restore.kind === 'superseded'));
+    expect(superseded).toEqual({ kind: 'superseded', identity: 'X', epoch: onA.epoch, newOwner: 'B' });
+    expect(a.inbox.ofKind('evict')).toEqual([]);
     // Later refreshes by A do not bring it back either.
     const stored = await redis.hgetall(keys.presence('X'));
     expect(stored.node).toBe('B');
@@ -120,11 +122,19 @@ describe('RedisAdapter presence across a Redis restart', () => {
 
     await bClients.release();
     await waitFor('B owns X', async () => (await ownerOf(a.adapter, 'X')) === 'B');
-    const evict = await waitFor('evict on A', () => a.inbox.ofKind('evict')[0]);
-    expect(evict).toEqual({ kind: 'evict', identity: 'X', epoch: onA.epoch, newOwner: 'B' });
-    // When B's socket closes, its adopted entry goes with it.
+    // B's node learns the epoch its socket now holds (the node keeps it), and whom it displaced (it evicts them).
+    const registered = b.registry.restores.find((restore) => restore.kind === 'registered');
+    expect(registered).toEqual({ kind: 'registered', identity: 'X', epoch: expect.any(Number) });
+    expect(b.registry.records.get('X')?.epoch).toBe((registered as { epoch: number }).epoch);
+    expect(await waitFor('B told whom it displaced', () => b.registry.restores.find((restore) => restore.kind === 'displaced'))).toEqual({
+      kind: 'displaced',
+      identity: 'X',
+      previous: expect.objectContaining({ nodeId: 'A', epoch: onA.epoch }),
+    });
+    // When B's socket closes, the node removes the entry under the epoch it was told.
+    const epoch = b.registry.records.get('X')!.epoch;
     b.registry.delete('X');
-    await b.adapter.removePresence('X', 0);
+    expect(await b.adapter.removePresence('X', epoch)).toBe(true);
     // Right after A's recovery an absent entry reads as "in doubt"; once trusted, as nobody.
     await waitFor('X to read as nobody', async () => (await ownerOf(a.adapter, 'X')) === null);
   });
@@ -141,7 +151,7 @@ describe('RedisAdapter presence across a Redis restart', () => {
     expect(await redis.exists(keys.alive('A'), keys.alive('B'))).toBe(2);
     expect((await a.adapter.getPresence('CP-B'))?.nodeId).toBe('B');
     expect((await b.adapter.getPresence('CP-A'))?.nodeId).toBe('A');
-    await a.adapter.publish('node:B', { kind: 'evict', identity: 'CP-B', epoch: 1, newOwner: 'A' });
+    await a.adapter.publish(inboxOf('B'), { kind: 'evict', identity: 'CP-B', epoch: 1, newOwner: 'A' });
     await waitFor('B got the message', () => b.inbox.ofKind('evict').length === 1);
     expect(new Set((await a.adapter.listPresence()).map((r) => r.identity))).toEqual(new Set(['CP-A', 'CP-B']));
   });
@@ -164,7 +174,7 @@ describe('RedisAdapter presence across a Redis restart', () => {
 
     // A survivor takes A over (its check is made to run now): A is proven gone, X is offline.
     const b = await node('B');
-    await waitFor('B took A over', async () => (await b.adapter.metrics()).takeovers === 1);
+    await waitFor('B took A over', () => b.nodeLoss.takeovers === 1);
     expect(await c.adapter.getPresence('X')).toBeNull();
     expect((await c.adapter.getPresenceBatch(['X'])).size).toBe(0);
   });

@@ -9,6 +9,8 @@ import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, startNode, type TestNode, ownerOf } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle, type RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/wait.js';
+import { ALL_NODES } from '../../lib/cluster/address.js';
+import { laneOf } from '../support/addresses.js';
 
 function optionError(build: () => unknown): string {
   try {
@@ -123,7 +125,7 @@ describe('RedisAdapter on Redis Cluster (3 masters + 3 replicas)', () => {
       while (running) {
         const message = command(from.nodeId, identity);
         try {
-          await from.adapter.publish(`node:${to.nodeId}`, message);
+          await from.adapter.publish(laneOf(to.nodeId, message), message);
           sent.push(message.id);
         } catch (error) {
           failures.push(error as Error);
@@ -152,8 +154,8 @@ describe('RedisAdapter on Redis Cluster (3 masters + 3 replicas)', () => {
     expect(b.adapter.connectionPool.drivers.map((driver) => driver instanceof ClusterDriver)).toEqual([true, true, true]);
 
     const ordered = Array.from({ length: 30 }, (_, i) => command('drv-a', 'CP-ORDER', { payload: { i } }));
-    for (const message of ordered) await a.adapter.publish('node:drv-b', message);
-    await b.adapter.publishBatch([{ channel: 'broadcast', message: { kind: 'nodeLeft', nodeId: 'nobody' } }]);
+    for (const message of ordered) await a.adapter.publish(laneOf('drv-b', message), message);
+    await b.adapter.publishBatch([{ to: ALL_NODES, message: { kind: 'nodeLeft', nodeId: 'nobody' } }]);
     await waitFor('B to get the commands', () => b.inbox.ofKind('command').length === 30);
     expect(b.inbox.ofKind('command').map((message) => message.id)).toEqual(ordered.map((message) => message.id));
     await waitFor('both to get the broadcast', () => a.broadcasts.messages.length === 1 && b.broadcasts.messages.length === 1);

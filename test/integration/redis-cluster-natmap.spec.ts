@@ -4,6 +4,8 @@ import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, FakeLocalRegistry, MemoryLogger, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { freePort, startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
+import { ALL_NODES } from '../../lib/cluster/address.js';
+import { laneOf } from '../support/addresses.js';
 
 /**
  * Docker/Kubernetes NAT: every node announces an address clients cannot reach (here: its
@@ -97,9 +99,9 @@ describe('ClusterDriver natMap (nodes announce unreachable addresses)', () => {
     expect(found.size).toBe(60);
 
     const message = command('nat-a', 'NAT-1');
-    await a.adapter.publish('node:nat-b', message);
+    await a.adapter.publish(laneOf('nat-b', message), message);
     await waitFor('B to get the command', () => b.inbox.ofKind('command').some((received) => received.id === message.id));
-    await b.adapter.publish('broadcast', { kind: 'nodeLeft', nodeId: 'nobody' });
+    await b.adapter.publish(ALL_NODES, { kind: 'nodeLeft', nodeId: 'nobody' });
     await waitFor('both to get the broadcast', () => a.broadcasts.messages.length === 1 && b.broadcasts.messages.length === 1);
   });
 });

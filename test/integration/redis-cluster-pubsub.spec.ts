@@ -4,6 +4,7 @@ import { keySlot, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { FakeLocalRegistry, Inbox, MemoryLogger } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
+import { ALL_NODES } from '../../lib/cluster/address.js';
 
 type Mode = 'classic' | 'sharded';
 
@@ -45,7 +46,7 @@ describe('broadcasts on Redis Cluster (3 masters + 3 replicas)', () => {
         const inbox = new Inbox();
         inboxes.push(inbox);
         await adapter.connect(`n${i}`, new FakeLocalRegistry(`n${i}`));
-        await adapter.subscribe('broadcast', inbox.handler);
+        await adapter.subscribe('allNodes', inbox.handler);
       }
       const channel = new RedisKeys(prefix).broadcastChannel;
       const master = cluster.masterOf(keySlot(channel));
@@ -54,7 +55,7 @@ describe('broadcasts on Redis Cluster (3 masters + 3 replicas)', () => {
       const otherKind = mode === 'sharded' ? 'CHANNELS' : 'SHARDCHANNELS';
       expect(cluster.servers.some((server) => server.cli('PUBSUB', otherKind).includes(channel))).toBe(false);
 
-      await nodes[2].publish('broadcast', { kind: 'nodeLeft', nodeId: `gone-${mode}` });
+      await nodes[2].publish(ALL_NODES, { kind: 'nodeLeft', nodeId: `gone-${mode}` });
       await waitFor(`every ${mode} subscriber to get it`, () => inboxes.every((inbox) => inbox.messages.length === 1));
     }
   });

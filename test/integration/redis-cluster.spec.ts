@@ -8,6 +8,8 @@ import { PRESENCE_REMOVE_IF_OWNER } from '../../lib/redis/lua-scripts.js';
 import { command, commandCalls, FakeLocalRegistry, Inbox, MemoryLogger, replies } from '../support/redis-fixtures.js';
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
+import { ALL_NODES, inboxOf } from '../../lib/cluster/address.js';
+import { laneOf } from '../support/addresses.js';
 
 /** The same adapter on a 3-master Redis Cluster: nothing may need a cross-slot operation. */
 describe('RedisAdapter on Redis Cluster (3 masters)', () => {
@@ -57,8 +59,8 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
     adapters.push(adapter);
     clientsOf.set(adapter, own);
     await adapter.connect(nodeId, new FakeLocalRegistry(nodeId));
-    await adapter.subscribe(`node:${nodeId}`, inbox.handler);
-    await adapter.subscribe('broadcast', inbox.handler);
+    await adapter.subscribe('node', inbox.handler);
+    await adapter.subscribe('allNodes', inbox.handler);
     return adapter;
   }
 
@@ -148,8 +150,8 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
     expect((await a.listPresence()).length).toBe(300);
 
     const toB = command('A', 'CP-7');
-    await a.publish('node:B', toB);
-    await a.publishBatch([{ channel: 'node:B', message: command('A', 'CP-17') }, { channel: 'broadcast', message: { kind: 'nodeLeft', nodeId: 'x' } }]);
+    await a.publish(laneOf('B', toB), toB);
+    await a.publishBatch([{ to: inboxOf('B'), message: command('A', 'CP-17') }, { to: ALL_NODES, message: { kind: 'nodeLeft', nodeId: 'x' } }]);
     await waitFor('B got both commands', () => inboxB.ofKind('command').length === 2);
     await waitFor('both got the broadcast', () => inboxA.ofKind('nodeLeft').length === 1 && inboxB.ofKind('nodeLeft').length === 1);
     const metrics = await b.metrics();
@@ -164,7 +166,7 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
       cluster.servers.every((server) => !server.cli('CLIENT', 'LIST').includes('name=A-')),
     );
     const forA = command('B', 'CP-1');
-    await b.publish('node:A', forA);
+    await b.publish(laneOf('A', forA), forA);
     const reply = await waitFor('answer for the dead node', () => inboxB.ofKind('reply').find((r) => r.id === forA.id));
     expect(reply.outcome).toEqual({ status: 'notConnected', reason: 'node A died' });
     await waitFor('A removed', async () => (await b.getPresenceBatch(identities)).size === 30);
@@ -177,10 +179,10 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
     held.holdCommands = true;
     const sender = await node('sat-s', new Inbox());
     await node('sat-a', held, { maxInFlight: 2, readBatchSize: 2 });
-    for (let i = 0; i < 4; i++) await sender.publish('node:sat-a', command('sat-s', `CP${i}`));
+    for (let i = 0; i < 4; i++) await sender.publish(laneOf('sat-a', command('sat-s', `CP${i}`)), command('sat-s', `CP${i}`));
     await waitFor('sat-a holds maxInFlight commands', () => held.ofKind('command').length === 2);
     const answers = replies('sat-s', 2);
-    for (const answer of answers) await sender.publish('node:sat-a', answer);
+    for (const answer of answers) await sender.publish(laneOf('sat-a', answer), answer);
     await waitFor('sat-a got the answers to its own calls', () => held.ofKind('reply').length === answers.length);
     expect(held.ofKind('command')).toHaveLength(2);
   });

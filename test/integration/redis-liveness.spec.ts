@@ -3,6 +3,7 @@ import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, FakeLocalRegistry, gate, MemoryLogger, startNode, redisTestBed, ownerOf } from '../support/redis-fixtures.js';
 import { sleep, waitFor } from '../support/wait.js';
+import { laneOf } from '../support/addresses.js';
 
 describe('RedisAdapter node liveness', () => {
   const bed = redisTestBed();
@@ -29,12 +30,12 @@ describe('RedisAdapter node liveness', () => {
     crashed.inbox.gate = hold.promise; // handlers never finish: entries stay pending
     const inTime = command('S', 'CP1');
     const expiring = command('S', 'CP1', { deadline: Date.now() + 800 });
-    await sender.adapter.publish('node:A', inTime);
-    await sender.adapter.publish('node:A', expiring);
+    await sender.adapter.publish(laneOf('A', inTime), inTime);
+    await sender.adapter.publish(laneOf('A', expiring), expiring);
     await waitFor('A read both', () => crashed.inbox.messages.length === 2);
     crashed.adapter.abort();
     const neverRead = command('S', 'CP2');
-    await sender.adapter.publish('node:A', neverRead);
+    await sender.adapter.publish(laneOf('A', neverRead), neverRead);
 
     expect(await bed.redis.pttl(keys.alive('A'))).toBeGreaterThan(0); // the dead process's key is still there
     const restarted = await node('A', { takeoverIntervalMs: 60_000 });
@@ -64,7 +65,7 @@ describe('RedisAdapter node liveness', () => {
     await bed.redis.flushall();
     await waitFor('liveness back', async () => (await bed.redis.exists(keys.alive('A'))) === 1);
     await waitFor('presence back', async () => (await ownerOf(b.adapter, 'CP1')) === 'A');
-    await b.adapter.publish('node:A', command('B', 'CP1'));
+    await b.adapter.publish(laneOf('A', command('B', 'CP1')), command('B', 'CP1'));
     await waitFor('A reads its inbox again', () => a.inbox.ofKind('command').length === 1);
     await sleep(300);
     expect(a.inbox.ofKind('command')).toHaveLength(1);

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { nodeChannel } from '../../lib/cluster/envelope.js';
 import { ClusterUnavailableError } from '../../lib/protocol/errors.js';
 import { RedisAdapter } from '../../lib/redis/redis-adapter.js';
 import { command, FakeLocalRegistry, MemoryLogger } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { laneOf } from '../support/addresses.js';
 
 describe('a Redis outage, as a caller reads it', () => {
   let server: RedisServer;
@@ -22,7 +22,7 @@ describe('a Redis outage, as a caller reads it', () => {
 
   it('names Redis and its address in our words, not ioredis internals', async () => {
     await server.stop();
-    const failure = await adapter.publish(nodeChannel('other-node'), command('outage-node', 'CP-OUTAGE')).then(
+    const failure = await adapter.publish(laneOf('other-node', command('outage-node', 'CP-OUTAGE')), command('outage-node', 'CP-OUTAGE')).then(
       () => null,
       (error: unknown) => error,
     );

@@ -6,6 +6,7 @@ import { createDriver } from '../../lib/redis/redis-driver.js';
 import { command, MemoryLogger, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
+import { laneOf } from '../support/addresses.js';
 
 describe('writer pool', () => {
   let server: RedisServer;
@@ -47,7 +48,7 @@ describe('writer pool', () => {
       const target = order[i];
       const message = command('S', `CP${i}`);
       sent.get(target)!.push(message.id);
-      publishes.push(sender.adapter.publish(`node:${target}`, message)); // not awaited one by one
+      publishes.push(sender.adapter.publish(laneOf(target, message), message)); // not awaited one by one
     }
     await Promise.all(publishes);
     for (const receiver of receivers) {

@@ -1,11 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
-import { nodeChannel } from '../../lib/cluster/envelope.js';
 import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { ClusterDriver, createDriver, InvalidOptionsError, RedisAdapter } from '../../lib/index.js';
 import { command, FakeLocalRegistry, MemoryLogger } from '../support/redis-fixtures.js';
 import { startRedisCluster, startRedisServer, stopAllRedisServers, type RedisClusterHandle, type RedisServer } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
+import { laneOf } from '../support/addresses.js';
 
 /** The shapes SEED.md prints, as users copy them, on real Redis and a real Redis Cluster. */
 describe('the seed\'s Redis shapes work as printed', () => {
@@ -37,11 +37,11 @@ describe('the seed\'s Redis shapes work as printed', () => {
     adapters.push(adapter);
     const received: ClusterMessage[] = [];
     await adapter.connect(nodeId, new FakeLocalRegistry(nodeId));
-    await adapter.subscribe(nodeChannel(nodeId), async (message) => {
+    await adapter.subscribe('node', async (message) => {
       received.push(message);
       await held;
     });
-    await adapter.publish(nodeChannel(nodeId), command(nodeId, `${nodeId}-CP`));
+    await adapter.publish(laneOf(nodeId, command(nodeId, `${nodeId}-CP`)), command(nodeId, `${nodeId}-CP`));
     await waitFor(`${nodeId} to receive its command`, () => received.length === 1);
     return received;
   }

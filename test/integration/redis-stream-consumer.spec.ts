@@ -6,6 +6,8 @@ import { StreamAppender } from '../../lib/redis/stream-appender.js';
 import { command, gate, MemoryLogger, replies, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/wait.js';
+import { inboxOf } from '../../lib/cluster/address.js';
+import { laneOf } from '../support/addresses.js';
 
 describe('node inbox (stream consumer)', () => {
   let server: RedisServer;
@@ -44,7 +46,7 @@ describe('node inbox (stream consumer)', () => {
     const hold = gate();
     a.inbox.gate = hold.promise;
     const sent = Array.from({ length: 50 }, (_, i) => command('S', `CP${i}`));
-    await sender.adapter.publishBatch(sent.map((message) => ({ channel: 'node:A', message })));
+    await sender.adapter.publishBatch(sent.map((message) => ({ to: laneOf('A', message), message })));
 
     await waitFor('A holds 10 in flight', () => a.inbox.messages.length === 10);
     await sleep(300); // reading stays paused at the in-flight limit
@@ -66,11 +68,11 @@ describe('node inbox (stream consumer)', () => {
     const owner = await node('S');
     const a = await node('A', { readBatchSize: 2, maxInFlight: 2 });
     a.inbox.holdCommands = true;
-    await owner.adapter.publishBatch(Array.from({ length: 5 }, (_, i) => ({ channel: 'node:A', message: command('S', `CP${i}`) })));
+    await owner.adapter.publishBatch(Array.from({ length: 5 }, (_, i) => ({ to: inboxOf('A'), message: command('S', `CP${i}`) })));
     await waitFor('A holds maxInFlight commands', () => a.inbox.ofKind('command').length === 2);
 
     const answers = replies('S', 3);
-    for (const answer of answers) await owner.adapter.publish('node:A', answer);
+    for (const answer of answers) await owner.adapter.publish(laneOf('A', answer), answer);
     await waitFor('A got the answers to its own calls', () => a.inbox.ofKind('reply').length === answers.length);
     expect(a.inbox.ofKind('reply')).toEqual(answers);
     expect(a.inbox.ofKind('command')).toHaveLength(2); // the inbox stayed paused at the limit
@@ -85,13 +87,13 @@ describe('node inbox (stream consumer)', () => {
     const a = await node('A');
     const hold = gate();
     let calls = 0;
-    await a.adapter.unsubscribe('node:A');
-    await a.adapter.subscribe('node:A', async () => {
+    await a.adapter.unsubscribe('node');
+    await a.adapter.subscribe('node', async () => {
       calls++;
       await hold.promise;
       throw new Error('boom');
     });
-    await sender.adapter.publish('node:A', command('S', 'CP1'));
+    await sender.adapter.publish(laneOf('A', command('S', 'CP1')), command('S', 'CP1'));
     await waitFor('delivered', () => calls === 1);
     expect((await a.adapter.metrics()).pendingMessages).toBe(1);
     hold.open();
@@ -105,8 +107,8 @@ describe('node inbox (stream consumer)', () => {
     const onTime = command('S', 'CP1');
     const a = await node('A');
     await sender.adapter.publishBatch([
-      { channel: 'node:A', message: late },
-      { channel: 'node:A', message: onTime },
+      { to: inboxOf('A'), message: late },
+      { to: inboxOf('A'), message: onTime },
     ]);
     await waitFor('both commands', () => a.inbox.messages.length === 2);
     expect(a.inbox.messages).toEqual([late, onTime]);
@@ -202,7 +204,7 @@ describe('node inbox size', () => {
     const sender = await startNode(server.url, 'S', { streamMaxLen: 100 });
     const a = await startNode(server.url, 'A', { streamMaxLen: 100 });
     nodes.push(sender, a);
-    const batch = Array.from({ length: 1500 }, (_, i) => ({ channel: 'node:A', message: command('S', `CP${i}`) }));
+    const batch = Array.from({ length: 1500 }, (_, i) => ({ to: inboxOf('A'), message: command('S', `CP${i}`) }));
     await sender.adapter.publishBatch(batch);
     await waitFor('all 1500 handled', () => a.inbox.messages.length === 1500);
     expect(a.inbox.messages).toEqual(batch.map((entry) => entry.message));

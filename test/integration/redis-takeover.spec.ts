@@ -4,6 +4,8 @@ import { InboxFullError } from '../../lib/protocol/errors.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { command, connectCharger, gate, startNode, redisTestBed } from '../support/redis-fixtures.js';
 import { waitFor } from '../support/wait.js';
+import { inboxOf } from '../../lib/cluster/address.js';
+import { laneOf } from '../support/addresses.js';
 
 describe('takeover of a dead node', () => {
   const bed = redisTestBed();
@@ -19,7 +21,7 @@ describe('takeover of a dead node', () => {
     a.inbox.gate = gate().promise; // A is busy with whatever it reads
 
     const inFlight = command('C', 'X');
-    await c.adapter.publish('node:A', inFlight);
+    await c.adapter.publish(laneOf('A', inFlight), inFlight);
     await waitFor('A read the in-flight command', () => a.inbox.messages.length === 1);
     a.adapter.abort(); // kill -9: nothing acknowledged, liveness left to lapse
 
@@ -29,7 +31,7 @@ describe('takeover of a dead node', () => {
     const forY = command('C', 'Y');
     const expired = command('C', 'X', { deadline: Date.now() + 100 });
     const replyForA: ReplyEnvelope = { kind: 'reply', id: 'r1', from: 'C', identity: 'Z', outcome: { status: 'result', payload: {} } };
-    await c.adapter.publishBatch([forX, forY, expired, replyForA].map((message) => ({ channel: 'node:A', message })));
+    await c.adapter.publishBatch([forX, forY, expired, replyForA].map((message) => ({ to: laneOf('A', message), message })));
 
     const replies = await waitFor('C answered for both X commands', () => {
       const got = c.inbox.ofKind('reply');
@@ -63,12 +65,12 @@ describe('takeover of a dead node', () => {
     expect((await b.adapter.getPresence('Y'))?.nodeId).toBe('B');
     expect(c.inbox.ofKind('reply')).toHaveLength(3); // X twice, and the expired one
 
-    const [mb, mc] = await Promise.all([b.adapter.metrics(), c.adapter.metrics()]);
-    expect(mb.takeovers + mc.takeovers).toBe(1);
-    expect(mb.takeoverForwarded + mc.takeoverForwarded).toBe(1);
-    expect(mb.takeoverAnswered + mc.takeoverAnswered).toBe(3);
+    const [lb, lc] = [b.nodeLoss, c.nodeLoss];
+    expect(lb.takeovers + lc.takeovers).toBe(1);
+    expect(lb.forwarded + lc.forwarded).toBe(1);
+    expect(lb.answered + lc.answered).toBe(3);
     // The reply for A went to A's replies stream, deleted unread with A's keys: nobody waits for it.
-    expect(mb.takeoverDropped + mc.takeoverDropped).toBe(0);
+    expect(lb.dropped + lc.dropped).toBe(0);
     expect(x.nodeId).toBe('A');
   });
 
@@ -76,13 +78,13 @@ describe('takeover of a dead node', () => {
     const a = await startNode(bed.server.url, 'A', {}, { subscribe: false });
     const c = await node('C');
     const forY = command('C', 'Y');
-    await c.adapter.publish('node:A', forY);
+    await c.adapter.publish(laneOf('A', forY), forY);
     a.adapter.abort();
 
     const b = await node('B', { streamMaxLen: 10 });
     b.inbox.holdCommands = true; // B's charge points never answer: its inbox stays at its cap
     await connectCharger(b, 'Y');
-    await c.adapter.publishBatch(Array.from({ length: 10 }, () => ({ channel: 'node:B', message: command('C', 'Y') })));
+    await c.adapter.publishBatch(Array.from({ length: 10 }, () => ({ to: inboxOf('B'), message: command('C', 'Y') })));
 
     const reply = await waitFor('C told the command was refused', () => c.inbox.ofKind('reply').find((r) => r.id === forY.id));
     expect(reply.outcome).toMatchObject({ status: 'failed', errorCode: 'OCPP_INBOX_FULL', nodeId: 'B', limit: 10, queued: 10 });
@@ -90,14 +92,14 @@ describe('takeover of a dead node', () => {
     expect(b.inbox.ofKind('command').map((m) => m.id)).not.toContain(forY.id);
     const [mb, mc] = await Promise.all([b.adapter.metrics(), c.adapter.metrics()]);
     expect(mb.commandsRefused + mc.commandsRefused).toBe(1);
-    expect(mb.takeoverForwarded + mc.takeoverForwarded).toBe(0);
+    expect(b.nodeLoss.forwarded + c.nodeLoss.forwarded).toBe(0);
   });
 
   it('leaves live nodes alone; a command that raced a clean leave is still answered', async () => {
     const a = await startNode(bed.server.url, 'A');
     const b = await node('B');
     await new Promise((resolve) => setTimeout(resolve, 1000)); // several registry checks pass
-    expect((await b.adapter.metrics()).takeovers).toBe(0);
+    expect(b.nodeLoss.takeovers).toBe(0);
     await a.adapter.disconnect();
     expect(await bed.redis.zrange(keys.registry, '0', '-1')).toEqual(['B']);
 
@@ -105,7 +107,7 @@ describe('takeover of a dead node', () => {
     // re-register A as a member whose key has lapsed, as after a leave that raced a write.
     await bed.redis.zadd(keys.registry, Date.now(), 'A');
     const late = command('B', 'X');
-    await b.adapter.publish('node:A', late);
+    await b.adapter.publish(laneOf('A', late), late);
     const reply = await waitFor('B answered itself', () => b.inbox.ofKind('reply').find((r) => r.id === late.id));
     expect(reply.outcome).toEqual({ status: 'notConnected', reason: 'node A died' });
     await waitFor('A cleaned up', async () => (await bed.redis.exists(keys.stream('A'))) === 0);

@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket } from 'ws';
 import { HandlerRegistry } from '../../lib/cluster/handler-registry.js';
 import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
-import { OcppClusterNode } from '../../lib/cluster/ocpp-cluster-node.js';
+import type { OcppClusterNode } from '../../lib/cluster/ocpp-cluster-node.js';
+import { createNode } from '../../lib/create-node.js';
 import type { OcppClusterOptions } from '../../lib/ocpp-cluster.options.js';
 import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-adapter.js';
 import { resolveOptions } from '../../lib/resolve-options.js';
@@ -31,8 +32,9 @@ export async function startClusterNode(
   const port = (http.address() as AddressInfo).port;
   const adapter = new RedisAdapter({ url: redisUrl, nodeTtlMs: 1500, takeoverIntervalMs: 200, logger: SILENT_LOGGER, ...adapterOptions });
   const options = resolveOptions({ nodeId, pingIntervalMs: 0, ...nodeOptions });
-  const node = new OcppClusterNode(options, adapter, null, new HandlerRegistry(), SILENT_LOGGER);
-  await node.start(http);
+  const host = createNode({ options, adapter, handlers: new HandlerRegistry(), logger: SILENT_LOGGER });
+  await host.start(http);
+  const node = host.node;
   return {
     nodeId,
     node,
@@ -41,7 +43,7 @@ export async function startClusterNode(
     http,
     urlOf: (identity) => `ws://127.0.0.1:${port}/ocpp/${identity}`,
     async stop() {
-      await node.stop();
+      await host.stop();
       http.closeAllConnections();
       await new Promise((resolve) => http.close(resolve));
     },

@@ -2,8 +2,9 @@ import { ClusterUnavailableError } from '../../lib/protocol/errors.js';
 import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ClusterMessage, CommandEnvelope, ReplyEnvelope } from '../../lib/cluster/envelope.js';
-import type { PresenceRecord, PresenceSnapshotSource } from '../../lib/cluster/event-adapter.interface.js';
+import type { PresenceRecord, PresenceRestore, PresenceSnapshotSource } from '../../lib/cluster/event-adapter.interface.js';
 import type { ClusterLogger } from '../../lib/cluster/logger.js';
+import { NodeLoss } from '../../lib/cluster/node-loss.js';
 import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-adapter.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from './redis-server.js';
 
@@ -36,6 +37,17 @@ export class FakeLocalRegistry implements PresenceSnapshotSource {
   }
   localPresence(): PresenceRecord[] {
     return [...this.records.values()];
+  }
+  /** What the transport's re-registrations told this node, in order. */
+  readonly restores: PresenceRestore[] = [];
+  /** As the node does: a socket registered late keeps the epoch it got (false: the socket is gone). */
+  onPresenceRestored(restore: PresenceRestore): boolean {
+    this.restores.push(restore);
+    if (restore.kind !== 'registered') return true;
+    const record = this.records.get(restore.identity);
+    if (!record) return false;
+    if (record.epoch === 0) record.epoch = restore.epoch;
+    return true;
   }
 }
 
@@ -94,6 +106,8 @@ export interface TestNode {
   inbox: Inbox;
   broadcasts: Inbox;
   logger: MemoryLogger;
+  /** The cluster layer's node-loss handling over this adapter's primitives, as a node runs it. */
+  nodeLoss: NodeLoss;
 }
 
 /**
@@ -111,17 +125,24 @@ export async function startNode(
   const registry = new FakeLocalRegistry(nodeId);
   const inbox = new Inbox();
   const broadcasts = new Inbox();
+  const nodeLoss = new NodeLoss({ nodeId, adapter, logger });
   try {
     await adapter.connect(nodeId, registry);
+    nodeLoss.start();
     if (subscribe) {
-      await adapter.subscribe(`node:${nodeId}`, inbox.handler);
-      await adapter.subscribe('broadcast', broadcasts.handler);
+      await adapter.subscribe('node', inbox.handler);
+      await adapter.subscribe('allNodes', (message) => {
+        // As the node's inbox does: a node that says it left is cleared at once.
+        if (message.kind === 'nodeLeft' && message.nodeId !== nodeId) nodeLoss.poke();
+        return broadcasts.handler(message);
+      });
     }
   } catch (error) {
+    void nodeLoss.stop();
     adapter.abort();
     throw error;
   }
-  return { nodeId, adapter, registry, inbox, broadcasts, logger };
+  return { nodeId, adapter, registry, inbox, broadcasts, logger, nodeLoss };
 }
 
 /** Connects a node's socket the way the router does: claim, remember the epoch locally. */
@@ -193,7 +214,10 @@ export function redisTestBed(defaults: (nodeId: string) => Parameters<typeof sta
     bed.redis.on('error', () => undefined);
   });
   afterEach(async () => {
-    await Promise.all(bed.nodes.splice(0).map((node) => node.adapter.disconnect()));
+    await Promise.all(bed.nodes.splice(0).map(async (node) => {
+      await node.nodeLoss.stop();
+      await node.adapter.disconnect();
+    }));
     await bed.redis.flushall();
   });
   afterAll(async () => {

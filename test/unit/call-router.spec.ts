@@ -2,7 +2,6 @@ import { describe, expect, it } from '@jest/globals';
 import { CallChecks } from '../../lib/cluster/call-checks.js';
 import { CallRouter } from '../../lib/cluster/call-router.js';
 import { DrainController } from '../../lib/cluster/drain.js';
-import { nodeChannel } from '../../lib/cluster/envelope.js';
 import type { ClusterMessage, CommandEnvelope } from '../../lib/cluster/envelope.js';
 import { MAX_HOPS } from '../../lib/cluster/forwarding.js';
 import { HandlerRegistry } from '../../lib/cluster/handler-registry.js';
@@ -42,7 +41,7 @@ async function cluster({ doubtful = false, validator = null as SchemaValidator |
   const b = new InMemoryAdapter(bus);
   await b.connect('b', { localPresence: () => [] });
   const reachedB: ClusterMessage[] = [];
-  await b.subscribe(nodeChannel('b'), (message) => {
+  await b.subscribe('node', (message) => {
     reachedB.push(message);
   });
   const registry = new LocalRegistry();
