@@ -98,6 +98,7 @@ export class CallRouter {
     }
     owner = await this.afterHandOver(command.identity, owner, command.deadline);
     const target = forwardingTarget(command, owner, this.deps.nodeId);
+    if (target === null && this.isConnectingHere(command.identity, owner)) return outcomeFromError(this.connectingHere(command.identity));
     if (target === null) {
       // A parked command taken for delivery waits again for the next connection, while its window lasts.
       const parked = command.parked && this.deps.parkAgain ? await this.deps.parkAgain(command, gate).catch(() => false) : false;
@@ -119,10 +120,22 @@ export class CallRouter {
     return this.isHandedOverHere(identity, owner) ? this.deps.drain.awaitNewOwner(identity, deadline) : owner;
   }
 
-  /** Not connected, unless the transport cannot tell (a missing entry proves nothing then). */
+  /**
+   * Not connected, unless the charge point is connecting to this node right now (presence names
+   * us before its socket opens), or the transport cannot tell (a missing entry proves nothing then).
+   */
   private notConnected(identity: string, owner: PresenceRecord | null): Error {
+    if (this.isConnectingHere(identity, owner)) return this.connectingHere(identity);
     const doubt = owner ? null : this.deps.adapter.presenceDoubt?.();
     return doubt ? new ClusterUnavailableError(`cannot tell whether ${identity} is connected: ${doubt}`) : new NotConnectedError(identity);
+  }
+
+  private isConnectingHere(identity: string, owner: PresenceRecord | null): boolean {
+    return owner?.nodeId === this.deps.nodeId && this.deps.registry.isHandshaking(identity);
+  }
+
+  private connectingHere(identity: string): ClusterUnavailableError {
+    return new ClusterUnavailableError(`${identity} is connecting to node ${this.deps.nodeId} right now; its socket is not open yet`);
   }
 
   /** The cached owner of `identity` while it is fresh and its node is alive. */

@@ -62,12 +62,19 @@ export class Connections {
   async claimBeforeUpgrade(request: UpgradeRequest): Promise<UpgradeVerdict> {
     const { adapter, metrics, options } = this.deps;
     const connectedAt = Date.now();
+    // From before the claim is sent: a presence read may see it before its answer comes back.
+    this.deps.registry.beginHandshake(request.identity);
     try {
       const claim = await adapter.setPresence(request.identity, request.protocol, connectedAt);
       metrics.sink.presenceOperation('claim', 'ok');
       const ticket: PresenceTicket = { claim, connectedAt };
-      return { accept: true, ticket, release: () => this.removePresence(request.identity, claim.record.epoch) };
+      const release = () => {
+        this.deps.registry.endHandshake(request.identity);
+        this.removePresence(request.identity, claim.record.epoch);
+      };
+      return { accept: true, ticket, release };
     } catch (error) {
+      this.deps.registry.endHandshake(request.identity);
       metrics.sink.presenceOperation('claim', 'error');
       if (options.refuseUpgradesWhileTransportDown) {
         const refusal = { status: 503, reason: `presence claim failed: ${errorMessage(error)}` };
@@ -92,6 +99,7 @@ export class Connections {
     };
     const ticket = connectionInfo.ticket as PresenceTicket | undefined;
     const claim = ticket?.claim ?? null;
+    if (claim) registry.endHandshake(info.identity);
     const epoch = claim?.record.epoch ?? 0;
     const current = registry.get(info.identity);
     if (current && epoch > 0 && current.epoch > epoch) {

@@ -14,9 +14,11 @@ export interface LocalConnection {
   remoteAddress?: string;
 }
 
-/** identity → the connection this node holds for it. */
+/** identity → the connection this node holds for it (and the handshakes it is completing). */
 export class LocalRegistry {
   private readonly connections = new Map<string, LocalConnection>();
+  /** identity → handshakes that claimed presence here and are not open (nor given up) yet. */
+  private readonly handshakes = new Map<string, number>();
 
   get size(): number {
     return this.connections.size;
@@ -46,6 +48,26 @@ export class LocalRegistry {
 
   values(): IterableIterator<LocalConnection> {
     return this.connections.values();
+  }
+
+  /**
+   * A handshake of `identity` claims presence here before its socket opens: until then presence
+   * names this node without a connection in the registry, and the charge point is connecting,
+   * not gone.
+   */
+  beginHandshake(identity: string): void {
+    this.handshakes.set(identity, (this.handshakes.get(identity) ?? 0) + 1);
+  }
+
+  /** The handshake opened its socket (now in the registry) or was given up. */
+  endHandshake(identity: string): void {
+    const left = (this.handshakes.get(identity) ?? 0) - 1;
+    if (left > 0) this.handshakes.set(identity, left);
+    else this.handshakes.delete(identity);
+  }
+
+  isHandshaking(identity: string): boolean {
+    return this.handshakes.has(identity);
   }
 
   countByProtocol(): Record<string, number> {

@@ -59,6 +59,8 @@ export interface NatsTransportOptions {
 }
 
 type State = 'idle' | 'connecting' | 'connected' | 'conflict' | 'closing' | 'closed';
+/** What a presence entry's node is, as far as a caller may judge (see ownerState). */
+type OwnerState = 'alive' | 'lapsed' | 'gone';
 
 const STEP_TIMEOUT_MS = 2000;
 const NODES_BUCKET_MAX_AGE_MS = 24 * 3600_000;
@@ -496,14 +498,19 @@ export class NatsTransport implements EventAdapterInterface {
   async getPresence(identity: string): Promise<PresenceRecord | null> {
     this.requireConnected();
     let record: PresenceRecord | null;
-    let alive = false;
+    let ownerState: OwnerState | null = null;
     try {
       record = await this.presence.get(identity);
-      if (record) alive = await this.liveness!.isAlive(record.nodeId);
+      if (record) ownerState = await this.ownerState(record.nodeId);
     } catch (error) {
       throw this.unavailable(error);
     }
-    if (record && alive) return record;
+    if (record && ownerState === 'alive') return record;
+    if (record && ownerState === 'lapsed') {
+      throw new ClusterUnavailableError(
+        `cannot tell whether ${identity} is connected: its node ${record.nodeId} went silent and was not taken over`,
+      );
+    }
     this.requireTrustedPresence(identity);
     return null;
   }
@@ -522,12 +529,18 @@ export class NatsTransport implements EventAdapterInterface {
     return this.state === 'connected' && this.rejoining === null && (this.liveness?.hasLease() ?? false);
   }
 
+  /**
+   * Like getPresence, except that an owner that went silent without being taken over keeps its
+   * entry (a batch has no per-identity "unavailable"): its command waits in that node's inbox,
+   * served once the node beats again, or answered by the survivor that takes it over.
+   */
   async getPresenceBatch(identities: readonly string[]): Promise<Map<string, PresenceRecord>> {
     this.requireConnected();
     try {
       const records = await this.presence.getBatch(identities);
-      const alive = await this.aliveSet(new Set([...records.values()].map((record) => record.nodeId)));
-      for (const [identity, record] of records) if (!alive.has(record.nodeId)) records.delete(identity);
+      const nodeIds = [...new Set([...records.values()].map((record) => record.nodeId))];
+      const states = new Map(await Promise.all(nodeIds.map(async (nodeId) => [nodeId, await this.ownerState(nodeId)] as const)));
+      for (const [identity, record] of records) if (states.get(record.nodeId) === 'gone') records.delete(identity);
       return records;
     } catch (error) {
       throw this.unavailable(error);
@@ -562,6 +575,15 @@ export class NatsTransport implements EventAdapterInterface {
     } catch (error) {
       throw this.unavailable(error);
     }
+  }
+
+  /**
+   * Alive, gone (proven: taken over or left), or lapsed (silent, not taken over: frozen or cut
+   * off; it beats again when it can). Only "gone" lets a caller answer a definitive NotConnected.
+   */
+  private async ownerState(nodeId: string): Promise<OwnerState> {
+    if (await this.liveness!.isAlive(nodeId)) return 'alive';
+    return (await this.liveness!.isProvenGone(nodeId)) ? 'gone' : 'lapsed';
   }
 
   private async aliveSet(nodeIds: Set<string>): Promise<Set<string>> {

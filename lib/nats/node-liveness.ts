@@ -341,6 +341,16 @@ export class NatsNodeLiveness {
     return this.judge(nodeId, entry);
   }
 
+  /**
+   * For a node not alive: whether it is proven gone, i.e. a survivor took it over (`taken-over`)
+   * or it left cleanly (`left`, or no record). A record still saying `alive` merely went silent
+   * (a freeze, a cut-off): its process beats again unless a survivor takes the node over first.
+   */
+  async isProvenGone(nodeId: string): Promise<boolean> {
+    const record = parseNodeRecord(await this.options.kv().get(token(nodeId)));
+    return record === null || record.state !== 'alive';
+  }
+
   /** Alive: an `alive` record whose revision changed less than its TTL ago (silence counted only while we are steady). */
   judge(nodeId: string, entry: KvEntry | null): boolean {
     const record = parseNodeRecord(entry);

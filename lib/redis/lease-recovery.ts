@@ -21,13 +21,16 @@ export interface LeaseRecoveryDeps {
 
 /**
  * What this node does when Redis comes back or its lease changes: re-acquire liveness,
- * re-read its pending inbox and re-register presence after a reconnect or a failover; pass
- * lease changes on to the node (fencing); rejoin under a fresh lease after a takeover.
+ * re-read its pending inbox and re-register presence after a reconnect or a failover (and once
+ * more a TTL later); pass lease changes on to the node (fencing); rejoin under a fresh lease
+ * after a takeover.
  */
 export class LeaseRecovery {
   private recovering: Promise<void> | null = null;
   private recoverAgain = false;
   private rejoining: Promise<void> | null = null;
+  /** The second look at our presence entries a TTL after a failover or a reconnect (see recheckPresenceLater). */
+  private presenceRecheck: NodeJS.Timeout | null = null;
   readonly counters = { recoveries: 0, rejoins: 0 };
 
   constructor(private readonly deps: LeaseRecoveryDeps) {}
@@ -55,6 +58,34 @@ export class LeaseRecovery {
         this.schedule('requested again during recovery');
       }
     });
+  }
+
+  /**
+   * A failover can lose writes its old master answered around the time we noticed it (a master
+   * that stalled answers what it had queued, then resyncs as a replica), such as the claim of a
+   * socket that opened just after the recovery re-registered ours. Left alone, that socket would
+   * be missing from presence until the periodic refresh (a third of the presence TTL), and every
+   * other node would answer NotConnected for it. So our sockets are re-registered once more a TTL
+   * later (retried by the periodic refresh if Redis fails again).
+   */
+  recheckPresenceLater(): void {
+    if (this.presenceRecheck) clearTimeout(this.presenceRecheck);
+    this.presenceRecheck = setTimeout(() => {
+      this.presenceRecheck = null;
+      void (async () => {
+        await this.recovering;
+        if (!this.deps.isConnected()) return;
+        // As a recovery does: re-registers what is missing, never over a newer connection.
+        await this.deps.registration.rehydrate();
+      })().catch((error: unknown) => this.deps.logger.debug?.(`presence re-check failed: ${(error as Error).message}`));
+    }, this.deps.nodeTtlMs);
+    this.presenceRecheck.unref();
+  }
+
+  /** Stops the pending presence re-check (leaving, closed, or in conflict). */
+  stop(): void {
+    if (this.presenceRecheck) clearTimeout(this.presenceRecheck);
+    this.presenceRecheck = null;
   }
 
   onLeaseEvent(event: LeaseEvent): void {

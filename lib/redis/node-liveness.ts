@@ -21,6 +21,25 @@ import type { RedisKeys } from './redis-keys.js';
  */
 export const HOLDER_TTL_MS = 24 * 3600_000;
 
+const TAKEOVER_MARKER_PREFIX = 'taken-over-by:';
+
+/** How a survivor's takeover marks the fencing record of the node it took over. */
+export function takeoverMarker(survivorId: string, lockToken: string): string {
+  return `${TAKEOVER_MARKER_PREFIX}${survivorId}:${lockToken}`;
+}
+
+/**
+ * For a node whose liveness key is missing: whether it is proven gone, i.e. a survivor took it
+ * over (its fencing record is a takeover marker) or it left cleanly (no record). A key that
+ * merely lapsed (a freeze, a stall, a failover) leaves the record naming the node's own
+ * process, which takes the key back unless a survivor takes the node over first.
+ */
+export async function isProvenGone(pool: RedisConnectionPool, keys: RedisKeys, nodeId: string): Promise<boolean> {
+  const key = keys.holder(nodeId);
+  const holder = await pool.pick(key).get(key);
+  return holder === null || holder.startsWith(TAKEOVER_MARKER_PREFIX);
+}
+
 /** What happened to this process's lease. */
 export type LeaseEvent =
   /** The lease can no longer be proven (no refresh answered in time): serve nothing read from Redis. */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { LostNodeClaim, NodeLossPrimitives } from '../cluster/event-adapter.interface.js';
 import { TAKEOVER_FENCE, TOKEN_ACQUIRE, TOKEN_RELEASE } from './lua-scripts.js';
 import { RedisLostNodeClaim, type LostNodeClaimDeps } from './lost-node-claim.js';
-import { HOLDER_TTL_MS } from './node-liveness.js';
+import { HOLDER_TTL_MS, takeoverMarker } from './node-liveness.js';
 
 export interface RedisNodeLossOptions extends LostNodeClaimDeps {
   selfId: string;
@@ -43,7 +43,7 @@ export class RedisNodeLoss implements NodeLossPrimitives {
       // Released by a survivor that just finished: the node left the registry before its lock.
       if ((await pool.pick(keys.registry).zscore(keys.registry, nodeId)) === null) throw new NotLost();
       if (!(await claim.stillHeld())) throw new NotLost();
-      const marker = `taken-over-by:${selfId}:${lockToken}`;
+      const marker = takeoverMarker(selfId, lockToken);
       const fenced = await TAKEOVER_FENCE.run(pool.pick(keys.alive(nodeId)), [keys.alive(nodeId), keys.holder(nodeId)], [marker, HOLDER_TTL_MS]);
       if (Number(fenced) !== 1) throw new NotLost();
       return claim;

@@ -1,6 +1,6 @@
 import type { PresenceRecord } from '../cluster/event-adapter.interface.js';
 import { ClusterUnavailableError } from '../protocol/errors.js';
-import type { NodeLiveness } from './node-liveness.js';
+import { isProvenGone, type NodeLiveness } from './node-liveness.js';
 import type { PresenceStore } from './presence-store.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
 import { keyPartProblem, type RedisKeys } from './redis-keys.js';
@@ -15,36 +15,51 @@ export interface PresenceReadsDeps {
   unavailable: (error: unknown) => Error;
 }
 
+/** What a presence entry's node is, as far as a caller may judge (see ownerState). */
+type OwnerState = 'alive' | 'lapsed' | 'gone';
+
 /**
  * Who is alive and who owns what, as read from Redis: an owner counts only while its node holds
- * its liveness key, and "nobody" is said only while presence can be trusted.
+ * its liveness key, and "nobody" is said only while presence can be trusted and the owner, if
+ * any, is proven gone (taken over or left; a merely lapsed owner is "unavailable").
  */
 export class PresenceReads {
   constructor(private readonly deps: PresenceReadsDeps) {}
 
   async getPresence(identity: string): Promise<PresenceRecord | null> {
     let record: PresenceRecord | null;
-    let alive: boolean;
+    let ownerState: OwnerState;
     try {
       record = await this.deps.presence.get(identity);
       if (!record) {
         this.requireTrustedPresence(identity);
         return null;
       }
-      alive = await this.isAlive(record.nodeId);
+      ownerState = await this.ownerState(record.nodeId);
     } catch (error) {
       throw this.deps.unavailable(error);
     }
-    if (alive) return record;
+    if (ownerState === 'alive') return record;
+    if (ownerState === 'lapsed') {
+      throw new ClusterUnavailableError(
+        `cannot tell whether ${identity} is connected: its node ${record.nodeId} cannot prove its lease and was not taken over`,
+      );
+    }
     this.requireTrustedPresence(identity);
     return null;
   }
 
+  /**
+   * Like getPresence, except that an owner whose node lapsed without being taken over keeps its
+   * entry (a batch has no per-identity "unavailable"): its command waits in that node's inbox,
+   * served once the node takes its lease back, or answered by the survivor that takes it over.
+   */
   async getPresenceBatch(identities: readonly string[]): Promise<Map<string, PresenceRecord>> {
     try {
       const records = await this.deps.presence.getBatch(identities);
-      const alive = await this.aliveSet(new Set([...records.values()].map((record) => record.nodeId)));
-      for (const [identity, record] of records) if (!alive.has(record.nodeId)) records.delete(identity);
+      const nodeIds = [...new Set([...records.values()].map((record) => record.nodeId))];
+      const states = new Map(await Promise.all(nodeIds.map(async (nodeId) => [nodeId, await this.ownerState(nodeId)] as const)));
+      for (const [identity, record] of records) if (states.get(record.nodeId) === 'gone') records.delete(identity);
       return records;
     } catch (error) {
       throw this.deps.unavailable(error);
@@ -98,6 +113,16 @@ export class PresenceReads {
   private requireTrustedPresence(identity: string): void {
     const doubt = this.presenceDoubt();
     if (doubt) throw new ClusterUnavailableError(`cannot tell whether ${identity} is connected: ${doubt}`);
+  }
+
+  /**
+   * Alive (it holds its liveness key), gone (proven: taken over or left), or lapsed (its key is
+   * missing but nobody took it over: frozen, stalled, cut off by a failover; it takes the key back
+   * when it can). Only "gone" lets a caller answer a definitive NotConnected.
+   */
+  private async ownerState(nodeId: string): Promise<OwnerState> {
+    if (await this.isAlive(nodeId)) return 'alive';
+    return (await isProvenGone(this.deps.pool, this.deps.keys, nodeId)) ? 'gone' : 'lapsed';
   }
 
   private async aliveMembers(): Promise<string[]> {

@@ -161,6 +161,7 @@ export class RedisAdapter implements EventAdapterInterface {
       // other nodes' sockets are not re-registered yet.
       member.liveness.noteDisturbance();
       member.recovery.schedule('redis connection re-established');
+      member.recovery.recheckPresenceLater();
     });
     // A failover can lose the last writes its old master had not replicated: re-check liveness,
     // re-read our pending inbox entries and re-register presence the way a reconnect does.
@@ -168,6 +169,7 @@ export class RedisAdapter implements EventAdapterInterface {
       // A failover may have lost the last writes of any node on that shard (presence claims too).
       member.liveness.noteDisturbance();
       member.recovery.schedule('redis cluster masters changed');
+      member.recovery.recheckPresenceLater();
     });
     this.removeReconnectListener = () => {
       removeReconnect();
@@ -272,6 +274,7 @@ export class RedisAdapter implements EventAdapterInterface {
 
   private stopTimers(): void {
     this.member?.registration.stop();
+    this.member?.recovery.stop();
     this.member?.liveness.stop();
   }
 

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { type ClusterMessage, type CommandEnvelope } from '../../lib/cluster/envelope.js';
 import type { EventAdapterInterface, PresenceSnapshotSource } from '../../lib/cluster/event-adapter.interface.js';
+import { ClusterUnavailableError } from '../../lib/protocol/errors.js';
 import { waitFor } from '../support/wait.js';
 import { ALL_NODES, inboxOf, repliesOf } from '../../lib/cluster/address.js';
 import { laneOf } from '../support/addresses.js';
@@ -118,7 +119,7 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       await waitFor('the removal to be visible', async () => (await first.adapter.getPresence(identity)) === null);
     });
 
-    it('tells live nodes from dead ones, and reads a dead node\'s charge points as absent', async () => {
+    it('tells live nodes from dead ones, and reads a dead node\'s charge points as absent (once it is proven gone)', async () => {
       const observer = await node('observer');
       const doomed = await node('doomed');
       const leaving = await node('leaving');
@@ -133,6 +134,16 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
 
       await transport.crash(doomed.adapter);
       await waitFor('a crashed node to read as dead', async () => !(await observer.adapter.isNodeAlive(doomed.nodeId)), { timeoutMs: transport.deathWithinMs });
+      if (typeof observer.adapter.claimLostNode === 'function') {
+        // Silent is not gone: a frozen node comes back unless a survivor fences it first (README "Failure semantics").
+        await expect(observer.adapter.getPresence(identity)).rejects.toBeInstanceOf(ClusterUnavailableError);
+        expect((await observer.adapter.getPresenceBatch([identity])).get(identity)?.nodeId).toBe(doomed.nodeId);
+        const claim = await waitFor('the crashed node to be claimed', () => observer.adapter.claimLostNode!(doomed.nodeId), { timeoutMs: transport.deathWithinMs });
+        // Fenced, its presence not yet cleared by finish(): proven gone already.
+        expect(await observer.adapter.getPresence(identity)).toBeNull();
+        expect((await observer.adapter.getPresenceBatch([identity])).size).toBe(0);
+        await claim.release();
+      }
       expect(await observer.adapter.getPresence(identity)).toBeNull();
       expect((await observer.adapter.getPresenceBatch([identity])).size).toBe(0);
       expect((await observer.adapter.listPresence()).filter((record) => record.identity === identity)).toEqual([]);

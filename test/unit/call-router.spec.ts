@@ -150,6 +150,20 @@ describe('CallRouter.route (the one routing decision of sendToClient, sendMessag
     expect((outcome as { error: Error }).error).toBeInstanceOf(ClusterUnavailableError);
   });
 
+  it('says unavailable, not "not connected", while presence names this node for a handshake that has not opened its socket yet', async () => {
+    const { router, calls, adapter, registry } = await cluster();
+    registry.beginHandshake('CP-MOVING');
+    await adapter.setPresence('CP-MOVING', 'ocpp1.6', Date.now());
+    await expect(router.route('CP-MOVING', request())).rejects.toThrow('CP-MOVING is connecting to node a right now');
+    const [outcome] = await calls.broadcastBatch(['CP-MOVING'], 'Reset', { type: 'Hard' });
+    expect((outcome as { error: Error }).error).toBeInstanceOf(ClusterUnavailableError);
+    await expect(router.forward(command({ identity: 'CP-MOVING' }), openGate)).resolves.toMatchObject({ status: 'failed', errorCode: 'OCPP_CLUSTER_UNAVAILABLE' });
+    // Given up (or opened and then closed): a stale entry naming this node is "not connected" again.
+    registry.endHandshake('CP-MOVING');
+    await expect(router.route('CP-MOVING', request())).rejects.toBeInstanceOf(NotConnectedError);
+    await expect(router.forward(command({ identity: 'CP-MOVING' }), openGate)).resolves.toEqual({ status: 'notConnected' });
+  });
+
   it('waits for the new owner of a charge point this node handed over while draining', async () => {
     const { router, registry, drain, adapter, b } = await cluster();
     registry.set(idleConnection('CP-D'));
