@@ -63,7 +63,7 @@ export class Connections {
       const claim = await adapter.setPresence(request.identity, request.protocol, connectedAt);
       metrics.sink.presenceOperation('claim', 'ok');
       const ticket: PresenceTicket = { claim, connectedAt };
-      return { accept: true, ticket, release: () => this.removePresence(request.identity, claim.record.epoch) };
+      return { accept: true, ticket, release: () => this.releaseClaim(claim) };
     } catch (error) {
       metrics.sink.presenceOperation('claim', 'error');
       if (options.refuseUpgradesWhileTransportDown) {
@@ -207,10 +207,24 @@ export class Connections {
       .catch((error) => this.deps.logger.warn(`disconnect hook failed for ${connection.identity}: ${String(error)}`));
   }
 
+  /**
+   * The handshake of this claim was given up before its socket opened. Its client may already be
+   * connected elsewhere (a handshake timeout on a busy node, then another node): the owner the
+   * claim displaced gets the identity back instead of losing its entry.
+   */
+  private releaseClaim(claim: PresenceClaim): void {
+    const { adapter } = this.deps;
+    const { identity, epoch } = claim.record;
+    this.trackRemoval(identity, adapter.releaseClaim ? adapter.releaseClaim(claim) : adapter.removePresence(identity, epoch));
+  }
+
   /** Removes our entry if (node, epoch) still own it; stop() waits for these. */
   private removePresence(identity: string, epoch: number): void {
-    const removal = this.deps.adapter
-      .removePresence(identity, epoch)
+    this.trackRemoval(identity, this.deps.adapter.removePresence(identity, epoch));
+  }
+
+  private trackRemoval(identity: string, pending: Promise<boolean>): void {
+    const removal = pending
       .then(() => this.deps.metrics.sink.presenceOperation('remove', 'ok'))
       .catch((error) => {
         this.deps.metrics.sink.presenceOperation('remove', 'error');
