@@ -70,7 +70,7 @@ export class Connections {
       const ticket: PresenceTicket = { claim, connectedAt };
       const release = () => {
         this.deps.registry.endHandshake(request.identity);
-        this.removePresence(request.identity, claim.record.epoch);
+        this.releaseClaim(claim);
       };
       return { accept: true, ticket, release };
     } catch (error) {
@@ -220,10 +220,24 @@ export class Connections {
       .catch((error) => this.deps.logger.warn(`disconnect hook failed for ${connection.identity}: ${String(error)}`));
   }
 
+  /**
+   * The handshake of this claim was given up before its socket opened. Its client may already be
+   * connected elsewhere (a handshake timeout on a busy node, then another node): the owner the
+   * claim displaced gets the identity back instead of losing its entry.
+   */
+  private releaseClaim(claim: PresenceClaim): void {
+    const { adapter } = this.deps;
+    const { identity, epoch } = claim.record;
+    this.trackRemoval(identity, adapter.releaseClaim ? adapter.releaseClaim(claim) : adapter.removePresence(identity, epoch));
+  }
+
   /** Removes our entry if (node, epoch) still own it; stop() waits for these. */
   private removePresence(identity: string, epoch: number): void {
-    const removal = this.deps.adapter
-      .removePresence(identity, epoch)
+    this.trackRemoval(identity, this.deps.adapter.removePresence(identity, epoch));
+  }
+
+  private trackRemoval(identity: string, pending: Promise<boolean>): void {
+    const removal = pending
       .then(() => this.deps.metrics.sink.presenceOperation('remove', 'ok'))
       .catch((error) => {
         this.deps.metrics.sink.presenceOperation('remove', 'error');

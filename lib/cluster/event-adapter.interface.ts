@@ -183,6 +183,12 @@ export interface EventAdapterInterface extends Partial<NodeLossPrimitives> {
   getPresenceBatch(identities: readonly string[]): Promise<Map<string, PresenceRecord>>;
   /** Removes the entry only while this node still owns it at `epoch`. */
   removePresence(identity: string, epoch: number): Promise<boolean>;
+  /**
+   * A claim whose handshake never opened (the client left first): like removePresence, except
+   * that `claim.previous`, the live owner it displaced, gets the identity back, so its open
+   * socket does not go unlisted. Optional: without it the node calls removePresence.
+   */
+  releaseClaim?(claim: PresenceClaim): Promise<boolean>;
   /** Every live owner in the cluster. */
   listPresence(): Promise<PresenceRecord[]>;
   /** True while `nodeId` holds its liveness key. */

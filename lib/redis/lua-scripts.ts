@@ -195,6 +195,30 @@ return out
 );
 
 /**
+ * Gives up a claim whose handshake never opened: only while (node, epoch) still own the entry,
+ * puts back the entry the claim displaced (a live socket elsewhere or here), or deletes it when
+ * the claim displaced nothing. A newer claim (higher epoch) is never touched.
+ * KEYS: presence hash. ARGV: node, epoch, ttlMs, then the displaced entry's node, epoch,
+ * protocol, connectedAt (node '' when none).
+ * Returns 2 restored, 1 removed, 0 left (someone else's, or absent).
+ */
+export const PRESENCE_RELEASE_CLAIM = new LuaScript(
+  'presenceReleaseClaim',
+  `
+local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+if cur[1] ~= ARGV[1] or tonumber(cur[2]) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[4] == '' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+redis.call('HSET', KEYS[1], 'node', ARGV[4], 'epoch', ARGV[5], 'protocol', ARGV[6], 'connectedAt', ARGV[7])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 2
+`,
+  1,
+);
+
+/**
  * Extends the TTL of entries only while (node, epoch) still own them.
  * KEYS per identity: presence hash. ARGV: node, ttlMs, then per identity its epoch.
  * Returns per identity: 1 refreshed, 0 owned by someone else, -1 absent.

@@ -7,6 +7,7 @@ import {
   PRESENCE_READ,
   PRESENCE_REFRESH_IF_OWNER,
   PRESENCE_REHYDRATE,
+  PRESENCE_RELEASE_CLAIM,
   PRESENCE_REMOVE_IF_OWNER,
   REHYDRATE_DISPLACED,
   REHYDRATE_KEPT,
@@ -202,6 +203,23 @@ export class PresenceStore {
     this.keys.nodeId(nodeId);
     const key = this.keys.presence(identity);
     return this.writes.add({ kind: 'remove', identity, nodeId, epoch, key }) as Promise<boolean>;
+  }
+
+  /**
+   * Gives up `nodeId`'s claim at `epoch` (its handshake never opened) while it still owns the
+   * entry: `displaced`, the live owner the claim replaced, gets the identity back, or the entry
+   * goes when there was none. Deleting it instead would leave that owner's open socket with no
+   * entry, and every other node would answer NotConnected for it until its next refresh.
+   */
+  async releaseClaim(identity: string, nodeId: string, epoch: number, displaced: PresenceRecord | null): Promise<boolean> {
+    this.keys.nodeId(nodeId);
+    const key = this.keys.presence(identity);
+    const restore = displaced ? [displaced.nodeId, displaced.epoch, displaced.protocol, displaced.connectedAt] : ['', 0, '', 0];
+    const outcome = Number(await PRESENCE_RELEASE_CLAIM.run(this.clientFor(key), [key], [nodeId, epoch, this.ttlMs, ...restore]));
+    if (outcome === 0) return false;
+    if (displaced?.nodeId !== nodeId) await this.forget(nodeId, [identity]);
+    if (displaced) await this.addOwned(displaced.nodeId, [identity]);
+    return true;
   }
 
   /** remove() for each record, issued together so they share batched script calls. Returns how many went. */

@@ -336,6 +336,15 @@ export class RedisAdapter implements EventAdapterInterface {
     }
   }
 
+  async releaseClaim(claim: PresenceClaim): Promise<boolean> {
+    const nodeId = this.requireConnected();
+    try {
+      return await this.presence.releaseClaim(claim.record.identity, nodeId, claim.record.epoch, claim.previous);
+    } catch (error) {
+      throw this.unavailable(error);
+    }
+  }
+
   /** Re-registers this node's sockets now (the periodic refresh, callable at any time). */
   refreshPresence(): Promise<void> {
     return this.member?.registration.refresh() ?? Promise.resolve();

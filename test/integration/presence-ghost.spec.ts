@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
+import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { closed, openCharger, startClusterNode, type RunningClusterNode } from '../support/cluster-node.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
@@ -15,6 +16,7 @@ describe('ghost presence', () => {
   let admin: Redis;
   const nodes: RunningClusterNode[] = [];
   const sockets: WebSocket[] = [];
+  const keys = new RedisKeys();
 
   beforeAll(async () => {
     redis = await startRedisServer();
@@ -119,4 +121,60 @@ describe('ghost presence', () => {
     // Shown as a diff when it fails: ghosts are the extra entries.
     expect(last).toEqual(open);
   }, 120_000);
+
+  /**
+   * Chaos run dHTEQ2: a charge point gave up a handshake on an overloaded node (its 5 s handshake
+   * timeout) and connected to another node. The first node claimed presence only afterwards
+   * (newer epoch, over the live socket's entry) and, its client gone, removed its claim: the
+   * identity was left with no entry while its socket stayed open elsewhere, and every other node
+   * answered a definitive NotConnected for it until the owner's next refresh (up to 100 s).
+   */
+  it('a handshake given up after its claim gives the identity back to the live socket it displaced', async () => {
+    const identity = 'GIVEN-UP-1';
+    const a = await node('given-a');
+    const b = await node('given-b');
+    const live = await openCharger(a.urlOf(identity));
+    sockets.push(live);
+    const owner = await b.adapter.getPresence(identity);
+    expect(owner?.nodeId).toBe('given-a');
+
+    // b's claim is held in Redis (writes paused) while its client goes away.
+    const upgradeArrived = new Promise<void>((resolve) => b.http.prependListener('upgrade', () => resolve()));
+    await admin.call('CLIENT', 'PAUSE', '1000', 'WRITE');
+    const abandoned = new WebSocket(b.urlOf(identity), 'ocpp1.6');
+    abandoned.on('error', () => undefined);
+    await upgradeArrived;
+    abandoned.terminate();
+
+    // The claim landed (the epoch counter moved past a's) and was given up (no entry names b).
+    await waitFor(
+      'b to claim and give up its claim',
+      async () => {
+        const counter = Number(await admin.get(keys.presenceEpoch(identity)));
+        const entry = await admin.hget(keys.presence(identity), 'node');
+        return counter > owner!.epoch && entry !== 'given-b';
+      },
+      { timeoutMs: 10_000 },
+    );
+
+    expect(live.readyState).toBe(WebSocket.OPEN);
+    expect(await b.adapter.getPresence(identity)).toEqual(owner);
+    expect(await a.adapter.getPresence(identity)).toEqual(owner);
+  });
+
+  it('a given-up claim never undoes a newer one, and goes when it displaced nobody', async () => {
+    const a = await node('release-a');
+    const b = await node('release-b');
+    const first = await a.adapter.setPresence('REL-1', 'ocpp1.6', Date.now());
+    const given = await b.adapter.setPresence('REL-1', 'ocpp1.6', Date.now());
+    expect(given.previous).toEqual(first.record);
+    const newer = await a.adapter.setPresence('REL-1', 'ocpp1.6', Date.now());
+    expect(await b.adapter.releaseClaim(given)).toBe(false);
+    expect(await b.adapter.getPresence('REL-1')).toEqual(newer.record);
+
+    const alone = await b.adapter.setPresence('REL-2', 'ocpp2.0.1', Date.now());
+    expect(alone.previous).toBeNull();
+    expect(await b.adapter.releaseClaim(alone)).toBe(true);
+    expect(await admin.exists(keys.presence('REL-2'))).toBe(0);
+  });
 });
