@@ -54,6 +54,16 @@ export class CallRouter {
     return this.deps.registry.get(identity);
   }
 
+  /**
+   * While a handshake of `identity` is completing here (its claim already names this node), the
+   * wait for its socket, bounded by `deadline`; null when none is. A command for it then reaches
+   * the new socket instead of being answered "not connected" (a charge point moving in on a drain).
+   */
+  handshakeHere(identity: string, deadline: number): Promise<void> | null {
+    if (this.deps.drain.isHandedOver(identity) || !this.deps.registry.isHandshaking(identity)) return null;
+    return this.deps.registry.handshakesSettled(identity, deadline);
+  }
+
   async route(identity: string, request: RouteRequest): Promise<Route> {
     const connection = this.servingConnection(identity);
     if (connection) return { kind: 'local', connection };

@@ -156,7 +156,12 @@ export class CommandInbox {
     const connection = router.servingConnection(command.identity);
     // Writing a command read in `incarnation` to a socket is allowed only while the lease is proven.
     const gate = lease.gateFor(incarnation);
-    if (!connection) return router.forward(command, gate);
+    if (!connection) {
+      // Waiters wake in the order they were read, so commands keep their order per charge point.
+      const handshake = router.handshakeHere(command.identity, command.deadline);
+      if (handshake) return handshake.then(() => this.runCommand(command, incarnation, span));
+      return router.forward(command, gate);
+    }
     if (command.fireAndForget) {
       if (!lease.mayWrite(incarnation)) return Promise.resolve(outcomeFromError(lease.refusal()));
       try {

@@ -19,6 +19,8 @@ export class LocalRegistry {
   private readonly connections = new Map<string, LocalConnection>();
   /** identity → handshakes that claimed presence here and are not open (nor given up) yet. */
   private readonly handshakes = new Map<string, number>();
+  /** identity → who waits for its handshakes to end (see handshakesSettled). */
+  private readonly handshakeWaiters = new Map<string, Array<() => void>>();
 
   get size(): number {
     return this.connections.size;
@@ -62,8 +64,34 @@ export class LocalRegistry {
   /** The handshake opened its socket (now in the registry) or was given up. */
   endHandshake(identity: string): void {
     const left = (this.handshakes.get(identity) ?? 0) - 1;
-    if (left > 0) this.handshakes.set(identity, left);
-    else this.handshakes.delete(identity);
+    if (left > 0) {
+      this.handshakes.set(identity, left);
+      return;
+    }
+    this.handshakes.delete(identity);
+    const waiters = this.handshakeWaiters.get(identity);
+    this.handshakeWaiters.delete(identity);
+    // Resolved promises run their callbacks after this turn: the opened socket is in the registry by then.
+    for (const wake of waiters ?? []) wake();
+  }
+
+  /**
+   * Resolves once no handshake of `identity` is in progress here, or at `deadline` (epoch ms),
+   * whichever comes first: a command for a charge point that is connecting here waits for its
+   * socket instead of being answered "not connected".
+   */
+  handshakesSettled(identity: string, deadline: number): Promise<void> {
+    if (!this.handshakes.has(identity)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      timer.unref();
+      const waiters = this.handshakeWaiters.get(identity) ?? [];
+      waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.handshakeWaiters.set(identity, waiters);
+    });
   }
 
   isHandshaking(identity: string): boolean {
