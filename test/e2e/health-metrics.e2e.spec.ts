@@ -53,10 +53,10 @@ describe('health and metrics on real Redis', () => {
     app = await startSampleApp({
       nodeId: 'health-a',
       // One inbox handler at a time, so a charge point that never answers builds a real backlog.
-      redis: { url: redis.url, maxInFlight: 1, nodeTtlMs: 2_000 },
+      redis: { url: redis.url, maxInFlight: 1, nodeTtlMs: 5_000 },
       health: { lagDegraded: 5, lagDown: 20, pingTimeoutMs: 500 },
     });
-    caller = await startSampleApp({ nodeId: 'health-b', redis: { url: redis.url, nodeTtlMs: 2_000 } });
+    caller = await startSampleApp({ nodeId: 'health-b', redis: { url: redis.url, nodeTtlMs: 5_000 } });
   });
 
   afterAll(async () => {
@@ -78,7 +78,8 @@ describe('health and metrics on real Redis', () => {
 
   it('readiness goes 200 → 503 while Redis is down and back to 200; liveness stays 200; upgrades get 503 meanwhile', async () => {
     const ready = await get(app, '/health');
-    expect(ready.status).toBe(200);
+    // The reason is part of the expectation, so a failure says why the node was not ready.
+    expect({ status: ready.status, error: ready.body?.error }).toEqual({ status: 200, error: {} });
     expect(ready.body.info.ocpp).toMatchObject({
       status: 'up',
       nodeId: 'health-a',
