@@ -129,7 +129,8 @@ describe('OpenTelemetry traces across nodes', () => {
     root.end();
 
     const park = await waitFor('A to write the park span', () => spansOf(files.a).find((span) => span.traceId === traceId && span.name === 'ocpp.cluster.park'));
-    const send = spansOf(files.a).find((span) => span.spanId === park.parentSpanId);
+    // The send span ends once the HTTP answer is out, so it may reach the file after the park span.
+    const send = await waitFor('A to write the send span', () => spansOf(files.a).find((span) => span.spanId === park.parentSpanId));
     expect(send).toMatchObject({ name: 'ocpp.send DataTransfer', kind: CLIENT, attributes: { 'ocpp.parked': true } });
     const command = await waitFor('B to write the command span', () =>
       spansOf(files.b).find((span) => span.traceId === traceId && span.name === 'ocpp.cluster.command DataTransfer'),
