@@ -397,6 +397,8 @@ export class NatsTransport implements EventAdapterInterface {
             .catch(() => this.counters.broadcastHandlerErrors++);
         },
       });
+      // One round trip: once subscribe() resolves the server has the interest, so no broadcast published after it is missed.
+      await this.nc!.flush();
       return;
     }
     if (subscription !== 'node') throw new InvalidOptionsError('subscription', `must be 'node' or 'allNodes' (got ${JSON.stringify(subscription)})`);
