@@ -9,6 +9,7 @@ import { command, commandCalls, FakeLocalRegistry, Inbox, MemoryLogger, replies 
 import { startRedisCluster, stopAllRedisServers, type RedisClusterHandle } from '../support/redis-server.js';
 import { waitFor } from '../support/wait.js';
 import { ALL_NODES, inboxOf } from '../../lib/cluster/address.js';
+import { NodeLoss } from '../../lib/cluster/node-loss.js';
 import { laneOf } from '../support/addresses.js';
 
 /** The same adapter on a 3-master Redis Cluster: nothing may need a cross-slot operation. */
@@ -26,6 +27,7 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
   }, 60_000);
 
   afterAll(async () => {
+    await Promise.all([...lossOf.values()].map((nodeLoss) => nodeLoss.stop()));
     await Promise.all(adapters.map((adapter) => adapter.disconnect()));
     for (const client of clients) client.disconnect();
     probe?.disconnect();
@@ -40,6 +42,8 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
   }
 
   const clientsOf = new Map<RedisAdapter, Cluster[]>();
+  /** The cluster layer's node-loss policy over each adapter, as a node runs it (the adapter only offers the primitives). */
+  const lossOf = new Map<RedisAdapter, NodeLoss>();
 
   async function node(nodeId: string, inbox: Inbox, options: Partial<RedisAdapterOptions> = {}): Promise<RedisAdapter> {
     const own = [
@@ -47,18 +51,22 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
       clusterClient({ redisOptions: { connectionName: `${nodeId}-subscriber` } }),
       clusterClient({ redisOptions: { connectionName: `${nodeId}-blocking`, maxRetriesPerRequest: null } }),
     ];
+    const logger = new MemoryLogger();
     const adapter = new RedisAdapter({
       pubClient: own[0],
       subClient: own[1],
       blockingClient: own[2],
       nodeTtlMs: 1500,
       takeoverIntervalMs: 200,
-      logger: new MemoryLogger(),
+      logger,
       ...options,
     });
     adapters.push(adapter);
     clientsOf.set(adapter, own);
+    const nodeLoss = new NodeLoss({ nodeId, adapter, logger });
+    lossOf.set(adapter, nodeLoss);
     await adapter.connect(nodeId, new FakeLocalRegistry(nodeId));
+    nodeLoss.start();
     await adapter.subscribe('node', inbox.handler);
     await adapter.subscribe('allNodes', inbox.handler);
     return adapter;
@@ -154,12 +162,16 @@ describe('RedisAdapter on Redis Cluster (3 masters)', () => {
     await a.publishBatch([{ to: inboxOf('B'), message: command('A', 'CP-17') }, { to: ALL_NODES, message: { kind: 'nodeLeft', nodeId: 'x' } }]);
     await waitFor('B got both commands', () => inboxB.ofKind('command').length === 2);
     await waitFor('both got the broadcast', () => inboxA.ofKind('nodeLeft').length === 1 && inboxB.ofKind('nodeLeft').length === 1);
+    // The XACK follows the handler (batched on the next turn): wait for it, then nothing may stay pending.
+    await waitFor('B acknowledged both commands', async () => (await b.metrics()).acked === 2);
     const metrics = await b.metrics();
     expect(metrics.pendingMessages).toBe(0);
     expect(metrics.activeSubscriptions).toBe(2);
 
     // A dies; B answers for it and cleans up its keys and presence.
     adapters.splice(adapters.indexOf(a), 1);
+    await lossOf.get(a)!.stop();
+    lossOf.delete(a);
     a.abort();
     for (const client of clientsOf.get(a)!) client.disconnect(); // the process is gone, its sockets too
     await waitFor('A has no connection left', () =>
