@@ -59,4 +59,40 @@ describe('broadcasts on Redis Cluster (3 masters + 3 replicas)', () => {
       await waitFor(`every ${mode} subscriber to get it`, () => inboxes.every((inbox) => inbox.messages.length === 1));
     }
   });
+
+  /** Subscribers of `channel` over every node of the cluster (classic pub/sub). */
+  function subscribers(channel: string): number {
+    return cluster.running.reduce((sum, server) => sum + Number(server.cli('PUBSUB', 'NUMSUB', channel).trim().split(/\s+/)[1]), 0);
+  }
+
+  // An ioredis Cluster client can come out of an outage of the whole cluster with its pub/sub
+  // connection subscribed to nothing (the cluster e2e after a restart of every Redis node: one
+  // sample node never heard a broadcast again). The adapter must not stay deaf.
+  it('a node whose pub/sub connection lost its classic subscription hears broadcasts again', async () => {
+    const prefix = 'pubsub-lost:';
+    const channel = new RedisKeys(prefix).broadcastChannel;
+    const inboxes: Inbox[] = [];
+    const nodes: RedisAdapter[] = [];
+    const own: ClusterDriver[] = [];
+    for (let i = 0; i < 2; i++) {
+      const driver = new ClusterDriver({ nodes: cluster.nodes });
+      drivers.push(driver);
+      own.push(driver);
+      const adapter = new RedisAdapter({ driver, prefix, logger });
+      adapters.push(adapter);
+      nodes.push(adapter);
+      const inbox = new Inbox();
+      inboxes.push(inbox);
+      await adapter.connect(`lost-${i}`, new FakeLocalRegistry(`lost-${i}`));
+      await adapter.subscribe('allNodes', inbox.handler);
+    }
+    expect(subscribers(channel)).toBe(2);
+    // The state ioredis leaves behind: the connection is up and subscribed to nothing.
+    await own[1].subscriber.unsubscribe(channel);
+    expect(subscribers(channel)).toBe(1);
+
+    await waitFor('the lost subscription to come back', () => subscribers(channel) === 2, { timeoutMs: 20_000 });
+    await nodes[0].publish(ALL_NODES, { kind: 'nodeLeft', nodeId: 'gone-lost' });
+    await waitFor('both nodes to hear the broadcast', () => inboxes.every((inbox) => inbox.messages.length === 1));
+  }, 60_000);
 });
