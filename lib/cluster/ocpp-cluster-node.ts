@@ -3,8 +3,9 @@ import { NodeShuttingDownError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import type { SchemaValidator } from '../protocol/validator.js';
 import type { Acceptance } from './admission.js';
-import type { EventAdapterInterface, LeaseChange } from './event-adapter.interface.js';
+import type { EventAdapterInterface } from './event-adapter.interface.js';
 import type { HandlerRegistry } from './handler-registry.js';
+import { livenessOf, reactToLeaseChange } from './lease-reactions.js';
 import type { ClusterLogger } from './logger.js';
 import { NOOP_METRICS_SINK } from './metrics-sink.js';
 import type { ClusterMetricsSink } from './metrics-sink.js';
@@ -63,7 +64,7 @@ export class OcppClusterNode {
     this.parts.metrics.knowActions(this.options.protocols.flatMap((protocol) => this.validator?.actions(protocol) ?? []));
     await this.adapter.connect(this.nodeId, {
       localPresence: () => this.parts.presence.localPresence(),
-      onLeaseChange: (change) => this.onLeaseChange(change),
+      onLeaseChange: (change) => reactToLeaseChange(change, this.parts, this.logger),
       onPresenceRestored: (restore) => this.parts.connections.onPresenceRestored(restore),
     });
     // From here on a failure must not leave a half-joined node holding its id (and sockets) alive.
@@ -138,11 +139,7 @@ export class OcppClusterNode {
     }
   }
 
-  /**
-   * Calls of ours parked for offline charge points (`deliverWithinMs`) are withdrawn and answered
-   * NotDelivered: nobody would hear their answer after we left. Ones a node already took keep
-   * waiting like any remote call.
-   */
+  /** Our parked calls (`deliverWithinMs`) are withdrawn and answered NotDelivered: nobody would hear their answer after we left. */
   private async withdrawParkedCalls(): Promise<void> {
     if (this.parts.parkedCalls.size > 0) await settleWithin(this.parts.parkedCalls.withdrawAll("the caller's node is stopping"), STOP_STEP_TIMEOUT_MS);
   }
@@ -169,31 +166,9 @@ export class OcppClusterNode {
     }
   }
 
-  private onLeaseChange(change: LeaseChange): void {
-    const state = this.parts.lease.apply(change);
-    if (change === 'suspended') this.logger.warn(`lease suspended: nothing read from the cluster is sent to charge points until it is proven again`);
-    else if (change === 'resumed') this.logger.log('lease proven again; serving commands');
-    else if (change === 'rejoined') this.logger.log('rejoined the cluster under a fresh lease');
-    if (change === 'lost') void this.parts.nodeLoss.stop();
-    if (change !== 'fenced' && change !== 'lost') return;
-    this.logger.error(
-      state === 'lost'
-        ? 'another process holds this node id: closing every charge point socket (1012); this node is not live'
-        : 'this node was taken over while its lease had lapsed: closing every charge point socket (1012) so they reconnect to live nodes',
-    );
-    this.parts.owners.clear();
-    void this.parts.connections.closeAll(1012, 'service restart');
-  }
-
-  /**
-   * Liveness: false once this node knows it lost its authority (another process holds its id,
-   * or it was taken over and has not rejoined yet). A lease that merely cannot be proven (Redis
-   * unreachable) keeps the node live: restarting it would not bring Redis back.
-   */
+  /** Liveness: false once this node knows it lost its authority (see livenessOf). */
   liveness(): { live: true } | { live: false; reason: string } {
-    if (this.parts.lease.state === 'lost') return { live: false, reason: 'node id held by another process' };
-    if (this.parts.lease.state === 'fenced') return { live: false, reason: 'taken over while its lease had lapsed; rejoining' };
-    return { live: true };
+    return livenessOf(this.parts);
   }
 
   /** Whether the node takes new charge points now, and why not (readiness; no side effects). */
