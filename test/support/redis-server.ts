@@ -313,7 +313,8 @@ export class RedisClusterHandle {
   /** Starts a stopped node again (empty); an old master rejoins as a replica of its successor. */
   async restartNode(server: RedisServer): Promise<void> {
     await server.start();
-    await this.waitUntilHealthy();
+    // A former master learns it was replaced only through gossip: allow it twice the usual bound.
+    await this.waitUntilHealthy({ timeoutMs: 2 * CLUSTER_READY_TIMEOUT_MS });
   }
 
   /** Every node down, then up again empty (nodes.conf kept): the operator's "Redis restarted". */
