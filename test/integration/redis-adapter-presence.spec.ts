@@ -131,6 +131,8 @@ describe('RedisAdapter presence across a Redis restart', () => {
       identity: 'X',
       previous: expect.objectContaining({ nodeId: 'A', epoch: onA.epoch }),
     });
+    // The node acts on that notice: A's older socket is evicted (closed), so A no longer re-registers it.
+    a.registry.delete('X');
     // When B's socket closes, the node removes the entry under the epoch it was told.
     const epoch = b.registry.records.get('X')!.epoch;
     b.registry.delete('X');
