@@ -1,4 +1,6 @@
 import { randomInt } from 'node:crypto';
+import { CLUSTER_FAULTS, STANDALONE_FAULTS } from './faults.js';
+import type { FaultType } from './records.js';
 
 export interface ChaosOptions {
   seconds: number;
@@ -10,12 +12,15 @@ export interface ChaosOptions {
   toleranceMs: number;
   rssLimitMb: number;
   selfTest: boolean;
+  /** Only these fault types (default: every type of the Redis mode). */
+  faults: FaultType[] | null;
   /** Re-check the records.json of an earlier run instead of running. */
   analyzeFile: string | null;
 }
 
 const USAGE = `usage: npm run chaos -- [--seconds 90] [--redis standalone|cluster] [--seed N] [--chargers 300]
-       [--rate 20] [--ttl-ms 2000] [--tolerance-ms 100] [--rss-limit-mb 400] [--self-test] [--analyze records.json]`;
+       [--rate 20] [--ttl-ms 2000] [--tolerance-ms 100] [--rss-limit-mb 400] [--faults maxmemory,debug-sleep,...]
+       [--self-test] [--analyze records.json]`;
 
 export class UsageError extends Error {
   readonly code = 'CHAOS_USAGE';
@@ -43,6 +48,7 @@ export function parseOptions(argv: string[]): ChaosOptions {
     toleranceMs: 100,
     rssLimitMb: 400,
     selfTest: false,
+    faults: null,
     analyzeFile: null,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -57,6 +63,7 @@ export function parseOptions(argv: string[]): ChaosOptions {
       case '--tolerance-ms': options.toleranceMs = positiveInteger(flag, value()); break;
       case '--rss-limit-mb': options.rssLimitMb = positiveInteger(flag, value()); break;
       case '--self-test': options.selfTest = true; break;
+      case '--faults': options.faults = faultTypes(value()); break;
       case '--analyze': {
         const file = value();
         if (!file) throw new UsageError('--analyze needs the path of a records.json');
@@ -73,5 +80,14 @@ export function parseOptions(argv: string[]): ChaosOptions {
         throw new UsageError(`unknown argument ${flag}`);
     }
   }
+  const known = options.redis === 'cluster' ? CLUSTER_FAULTS : STANDALONE_FAULTS;
+  const unknown = options.faults?.filter((type) => !known.includes(type)) ?? [];
+  if (unknown.length > 0) throw new UsageError(`--faults: ${unknown.join(', ')} not injected with --redis ${options.redis} (known: ${known.join(', ')})`);
   return options;
+}
+
+function faultTypes(raw: string | undefined): FaultType[] {
+  const types = (raw ?? '').split(',').filter(Boolean) as FaultType[];
+  if (types.length === 0) throw new UsageError('--faults needs a comma-separated list of fault types');
+  return types;
 }

@@ -131,7 +131,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
         },
         log: (line) => log(`${((Date.now() - stopAt) / 1000 + options.seconds).toFixed(1)}s ${line}`),
       },
-      options.redis === 'cluster' ? CLUSTER_FAULTS : STANDALONE_FAULTS,
+      options.faults ?? (options.redis === 'cluster' ? CLUSTER_FAULTS : STANDALONE_FAULTS),
       stopAt,
     );
     const peakRss = new Map<string, number>();
