@@ -220,10 +220,12 @@ function checkFinalState(records: RunRecords, violations: Violation[]): void {
 
 /** The one socket of an identity that was open through [from, to], with no other socket of it in that window. */
 function steadySocket(sockets: SocketRecord[], from: number, to: number): SocketRecord | undefined {
-  const overlapping = sockets.filter((socket) => socket.openedAt <= to && (socket.closedAt === null || socket.closedAt >= from));
+  // A socket the charger began closing is gone for the node from then on (it sees the close frame first).
+  const endOf = (socket: SocketRecord) => socket.closingAt ?? socket.closedAt;
+  const overlapping = sockets.filter((socket) => socket.openedAt <= to && (endOf(socket) === null || endOf(socket)! >= from));
   if (overlapping.length !== 1) return undefined;
   const [socket] = overlapping;
-  return socket.openedAt <= from && (socket.closedAt === null || socket.closedAt >= to) ? socket : undefined;
+  return socket.openedAt <= from && (endOf(socket) === null || endOf(socket)! > to) ? socket : undefined;
 }
 
 class Outages {

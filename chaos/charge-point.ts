@@ -108,6 +108,7 @@ export class ChargePoint {
     const entry = this.current;
     this.current = null;
     entry.ws.once('close', () => this.connect(node, false));
+    entry.record.closingAt = Date.now();
     entry.ws.close(1000);
   }
 
@@ -117,6 +118,7 @@ export class ChargePoint {
     const entry = this.current;
     this.current = null;
     entry.ws.once('close', () => this.connect(undefined, true));
+    entry.record.closingAt = Date.now();
     entry.ws.close(1000);
   }
 

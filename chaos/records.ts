@@ -87,6 +87,8 @@ export interface SocketRecord {
   openedAt: number;
   closedAt: number | null;
   closeCode: number | null;
+  /** When the charger itself began closing it (a reboot, a reconnect): from then on the node may see it gone before `closedAt`. */
+  closingAt?: number;
 }
 
 /** A node process being unable to serve: `killed` (SIGKILL until restarted), `frozen` (SIGSTOP), `stopping` (SIGTERM until restarted). */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { NodeShuttingDownError } from '../protocol/errors.js';
+import { NodeShuttingDownError, OcppTimeoutError } from '../protocol/errors.js';
 import { mapSettledBounded } from './bounded-all.js';
 import type { CallChecks } from './call-checks.js';
 import type { BroadcastEnvelope, CommandOutcome } from './envelope.js';
@@ -12,6 +12,7 @@ import type { LocalRegistry } from './local-registry.js';
 import type { ClusterMetricsSink } from './metrics-sink.js';
 import type { BroadcastOptions, BroadcastSummary } from './node-types.js';
 import { refuseDeliveryWindow } from './parked-calls.js';
+import { beforeDeadline } from './time-bounds.js';
 
 export interface BroadcastsDeps {
   nodeId: string;
@@ -50,7 +51,8 @@ export class Broadcasts {
     };
     checks.validateRequest(options.protocol, action, payload);
     // Every live node reports (those without sockets too, quickly): no presence is read for it.
-    const owners = new Set(await adapter.liveNodes());
+    // Nothing was sent while the live nodes are read: past the deadline (a stalled transport) it is "timed out, not sent".
+    const owners = new Set(await beforeDeadline(adapter.liveNodes(), envelope.deadline, () => new OcppTimeoutError('*', action, timeoutMs, false)));
     owners.add(nodeId);
     const replies = new Map<string, BroadcastSummary>();
     const allReported = new Promise<void>((resolve) => {
@@ -67,8 +69,8 @@ export class Broadcasts {
       });
     });
     try {
-      await adapter.publish(ALL_NODES, envelope);
-      await allReported;
+      // The summary is due when the reports are (deadline + 1 s), even while a stalled transport holds the publish.
+      await Promise.race([adapter.publish(ALL_NODES, envelope).then(() => allReported), allReported]);
     } finally {
       this.waits.delete(envelope.id);
     }

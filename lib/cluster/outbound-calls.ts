@@ -155,13 +155,12 @@ export class OutboundCalls {
     this.deps.metrics.counters.remoteSent += batch.length;
     // One publish per owner: a node that refuses (a full inbox) or fails fails only its own
     // commands; the others were appended and will run, so their callers must not hear otherwise.
-    await Promise.all(
-      [...groupBy(batch, ({ to }) => to.node).values()].map((list) =>
-        adapter.publishBatch(list).catch((error) => {
-          for (const { message } of list) this.deps.remoteCalls.fail((message as CommandEnvelope).id, asClusterError(error));
-        }),
-      ),
-    );
+    // Not awaited: every outcome settles by the deadline even while a stalled transport holds a publish.
+    for (const list of groupBy(batch, ({ to }) => to.node).values()) {
+      adapter.publishBatch(list).catch((error) => {
+        for (const { message } of list) this.deps.remoteCalls.fail((message as CommandEnvelope).id, asClusterError(error));
+      });
+    }
     return Promise.all(outcomes.values());
   }
 
@@ -202,16 +201,16 @@ export class OutboundCalls {
       deadline: request.deadline,
       expectedProtocol: request.protocol,
     });
-    // Settled at the deadline even while the publish below still waits on a stalled Redis: never an unhandled rejection.
-    reply.catch(() => undefined);
     this.deps.metrics.counters.remoteSent++;
-    try {
-      await this.deps.adapter.publish(inboxOf(owner.nodeId), command);
-      hop?.end();
-    } catch (error) {
-      hop?.end(error);
-      this.deps.remoteCalls.fail(command.id, asClusterError(error));
-    }
+    // Not awaited: the reply settles at the deadline even while a stalled transport still holds
+    // the publish (the owner never runs a command past its deadline); a failed publish fails it sooner.
+    this.deps.adapter.publish(inboxOf(owner.nodeId), command).then(
+      () => hop?.end(),
+      (error: unknown) => {
+        hop?.end(error);
+        this.deps.remoteCalls.fail(command.id, asClusterError(error));
+      },
+    );
     return reply;
   }
 

@@ -105,6 +105,16 @@ export async function runPipelined(
   );
 }
 
+/**
+ * Prefix of every script that writes cluster membership (presence, liveness, fencing, takeover
+ * locks): it runs even while Redis refuses writes for lack of memory (maxmemory with
+ * noeviction). Membership is small and bounded by the fleet; refusing it would make presence
+ * untrue (a charge point connected but unlisted, or listed where it is not) exactly when callers
+ * most need the truth. Commands and replies obey maxmemory and are refused, typed. Script flags
+ * need Redis 7, as sharded pub/sub does.
+ */
+const MEMBERSHIP = '#!lua flags=allow-oom';
+
 // Epochs are max(counter + 1, previous epoch + 1, Redis time in microseconds): monotonic per
 // identity while the counter lives, and still above every pre-outage epoch after Redis lost its
 // data, because a later connection always happens at a later time. Only Redis's clock is used.
@@ -132,7 +142,7 @@ local function fmt(n) return string.format('%.0f', n) end
  */
 export const PRESENCE_CLAIM = new LuaScript(
   'presenceClaim',
-  `${NEXT_EPOCH}
+  `${MEMBERSHIP}${NEXT_EPOCH}
 local out, n = {}, 0
 for i = 1, #KEYS / 2 do
   local hash, counter = KEYS[2 * i - 1], KEYS[2 * i]
@@ -156,7 +166,8 @@ return out
  */
 export const PRESENCE_READ = new LuaScript(
   'presenceRead',
-  `
+  // A read: it runs while Redis pauses writes (CLIENT PAUSE WRITE, a failover) and on replicas.
+  `#!lua flags=no-writes
 local out, n = {}, 0
 for i = 1, #KEYS do
   local f = redis.call('HMGET', KEYS[i], 'node', 'epoch', 'protocol', 'connectedAt')
@@ -177,7 +188,7 @@ return out
  */
 export const PRESENCE_REMOVE_IF_OWNER = new LuaScript(
   'presenceRemoveIfOwner',
-  `
+  `${MEMBERSHIP}
 local out = {}
 for i = 1, #KEYS do
   local cur = redis.call('HMGET', KEYS[i], 'node', 'epoch')
@@ -204,7 +215,7 @@ return out
  */
 export const PRESENCE_RELEASE_CLAIM = new LuaScript(
   'presenceReleaseClaim',
-  `
+  `${MEMBERSHIP}
 local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if cur[1] ~= ARGV[1] or tonumber(cur[2]) ~= tonumber(ARGV[2]) then return 0 end
 if ARGV[4] == '' then
@@ -225,7 +236,7 @@ return 2
  */
 export const PRESENCE_REFRESH_IF_OWNER = new LuaScript(
   'presenceRefreshIfOwner',
-  `
+  `${MEMBERSHIP}
 local out = {}
 for i = 1, #KEYS do
   local cur = redis.call('HMGET', KEYS[i], 'node', 'epoch')
@@ -265,7 +276,7 @@ export const REHYDRATE_DISPLACED = 3;
  */
 export const PRESENCE_REHYDRATE = new LuaScript(
   'presenceRehydrate',
-  `${NEXT_EPOCH}
+  `${MEMBERSHIP}${NEXT_EPOCH}
 local node, ttl, counter_ttl = ARGV[1], ARGV[2], ARGV[3]
 local function rehydrate(hash, counter_key, mine, protocol, connected_at)
   local cur = redis.call('HMGET', hash, 'node', 'epoch', 'protocol', 'connectedAt')
@@ -317,7 +328,7 @@ return out
  */
 export const TOKEN_ACQUIRE = new LuaScript(
   'tokenAcquire',
-  `
+  `${MEMBERSHIP}
 local cur = redis.call('GET', KEYS[1])
 if not cur then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -338,7 +349,7 @@ return { 0, redis.call('PTTL', KEYS[1]) }
  */
 export const TOKEN_REFRESH = new LuaScript(
   'tokenRefresh',
-  `
+  `${MEMBERSHIP}
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 if cur ~= ARGV[1] then return -1 end
@@ -351,7 +362,7 @@ return 1
 /** Deletes a token key only while we hold it. KEYS: key. ARGV: token. Returns 1 when deleted. */
 export const TOKEN_RELEASE = new LuaScript(
   'tokenRelease',
-  `
+  `${MEMBERSHIP}
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   return 1
@@ -375,7 +386,7 @@ export const LEASE_HELD_ELSEWHERE = 0;
  */
 export const LIVENESS_ACQUIRE = new LuaScript(
   'livenessAcquire',
-  `
+  `${MEMBERSHIP}
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then return { 0, redis.call('PTTL', KEYS[1]) } end
 if ARGV[4] == 'resume' then
@@ -399,7 +410,7 @@ return { 1, 0 }
  */
 export const LIVENESS_REFRESH = new LuaScript(
   'livenessRefresh',
-  `
+  `${MEMBERSHIP}
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 if cur ~= ARGV[1] then return -1 end
@@ -422,7 +433,7 @@ return 1
  */
 export const TAKEOVER_FENCE = new LuaScript(
   'takeoverFence',
-  `
+  `${MEMBERSHIP}
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
@@ -433,7 +444,7 @@ return 1
 /** Clean leave: deletes the liveness key and the fencing record while they are ours. KEYS: alive, holder. ARGV: token. */
 export const LIVENESS_RELEASE = new LuaScript(
   'livenessRelease',
-  `
+  `${MEMBERSHIP}
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
@@ -453,7 +464,7 @@ return 0
  */
 export const NODE_CLEANUP = new LuaScript(
   'nodeCleanup',
-  `
+  `${MEMBERSHIP}
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local function id_after(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
@@ -537,4 +548,31 @@ if appended then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return out
 `,
   2,
+);
+
+/** SET key value PX ttl, as membership (see MEMBERSHIP). KEYS: key. ARGV: value, ttlMs. */
+export const MEMBERSHIP_SET = new LuaScript(
+  'membershipSet',
+  `${MEMBERSHIP}
+return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+`,
+  1,
+);
+
+/** SADD key members..., as membership (see MEMBERSHIP). KEYS: key. ARGV: members. */
+export const MEMBERSHIP_SADD = new LuaScript(
+  'membershipSadd',
+  `${MEMBERSHIP}
+return redis.call('SADD', KEYS[1], unpack(ARGV))
+`,
+  1,
+);
+
+/** ZADD key score member, as membership (see MEMBERSHIP). KEYS: key. ARGV: score, member. */
+export const MEMBERSHIP_ZADD = new LuaScript(
+  'membershipZadd',
+  `${MEMBERSHIP}
+return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+`,
+  1,
 );

@@ -11,6 +11,8 @@ import {
   LIVENESS_ACQUIRE,
   LIVENESS_REFRESH,
   LIVENESS_RELEASE,
+  MEMBERSHIP_SET,
+  MEMBERSHIP_ZADD,
 } from './lua-scripts.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
 import type { RedisKeys } from './redis-keys.js';
@@ -429,12 +431,12 @@ export class NodeLiveness {
   /** Before the first command can arrive: writers apply the owner's cap, not their own. */
   private async writeInboxCap(): Promise<void> {
     const { keys, nodeId, inboxCap, streamTtlMs } = this.options;
-    await this.client.set(keys.inboxCap(nodeId), inboxCap, 'PX', streamTtlMs);
+    await MEMBERSHIP_SET.run(this.client, [keys.inboxCap(nodeId)], [inboxCap, streamTtlMs]);
   }
 
   private async register(): Promise<void> {
     const { keys, nodeId } = this.options;
-    await this.options.pool.pick(keys.registry).zadd(keys.registry, Date.now(), nodeId);
+    await MEMBERSHIP_ZADD.run(this.options.pool.pick(keys.registry), [keys.registry], [Date.now(), nodeId]);
   }
 
   private schedule(delayMs: number): void {

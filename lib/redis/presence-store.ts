@@ -13,6 +13,7 @@ import {
   REHYDRATE_KEPT,
   REHYDRATE_REFUSED,
   REHYDRATE_WRITTEN,
+  MEMBERSHIP_SADD,
   runPipelined,
   type ScriptCall,
 } from './lua-scripts.js';
@@ -288,7 +289,7 @@ export class PresenceStore {
   private async addOwned(nodeId: string, identities: readonly string[]): Promise<void> {
     const owned = this.keys.owned(nodeId);
     for (let i = 0; i < identities.length; i += BATCH_SIZE) {
-      await this.clientFor(owned).sadd(owned, ...identities.slice(i, i + BATCH_SIZE));
+      await MEMBERSHIP_SADD.run(this.clientFor(owned), [owned], identities.slice(i, i + BATCH_SIZE));
     }
   }
 

@@ -1,8 +1,8 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
 import { OcppTimeoutError } from '../../lib/protocol/errors.js';
-import { openCharger, startClusterNode, type RunningClusterNode } from '../support/cluster-node.js';
+import { openAnsweringCharger, openCharger, startClusterNode, type RunningClusterNode } from '../support/cluster-node.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor, withTimeout } from '../support/wait.js';
 
@@ -61,5 +61,51 @@ describe('a call whose routing is held up by a stalled Redis', () => {
     await pause;
     await sleep(1000);
     expect(received).toEqual([]);
+  });
+
+  /** Redis stops taking writes (reads go on) for `ms`; resolves `over` when they are taken again. */
+  async function pauseWrites(ms: number): Promise<{ isOver: () => boolean; over: Promise<void> }> {
+    let done = false;
+    await admin.call('CLIENT', 'PAUSE', String(ms), 'WRITE');
+    const over = sleep(ms).then(() => {
+      done = true;
+    });
+    return { isOver: () => done, over };
+  }
+
+  describe('with the owner known (no presence read before the publish)', () => {
+    let a: RunningClusterNode;
+    let b: RunningClusterNode;
+    let received: string[];
+
+    beforeEach(async () => {
+      a = await startClusterNode(redis.url, 'stall-a', { adapter: { nodeTtlMs: 5000 } });
+      b = await startClusterNode(redis.url, 'stall-b', { adapter: { nodeTtlMs: 5000 } });
+      nodes.push(a, b);
+      const charger = await openAnsweringCharger(b.urlOf('DL2'));
+      sockets.push(charger.socket);
+      received = charger.received;
+      await waitFor('DL2 on stall-b', async () => (await a.node.getPresence('DL2'))?.nodeId === 'stall-b');
+      // Answered: A now remembers that B holds DL2.
+      await a.node.sendToClient('DL2', 'ocpp1.6', 'DataTransfer', { vendorId: 'warm' });
+    });
+
+    it('sendToClient is answered "timed out" at its deadline while the publish waits on Redis, and the charger never gets it', async () => {
+      const pause = await pauseWrites(6000);
+      const outcome = await withTimeout(
+        a.node.sendToClient('DL2', 'ocpp1.6', 'DataTransfer', { vendorId: 'stalled' }, { timeoutMs: 500 }).then(
+          () => 'answered',
+          (error: unknown) => error,
+        ),
+        15_000,
+        'the call to settle',
+      );
+      expect(pause.isOver()).toBe(false);
+      expect(outcome).toBeInstanceOf(OcppTimeoutError);
+      await pause.over;
+      await sleep(1000);
+      // Appended once Redis woke, past its deadline: B never runs it.
+      expect(received.filter((call) => call.includes('stalled'))).toEqual([]);
+    });
   });
 });

@@ -69,6 +69,19 @@ export function openCharger(url: string, timeoutMs = 10_000): Promise<WebSocket>
   );
 }
 
+/** A charge point that answers every call at once (`Accepted`); `received` lists each call as `action:payload`. */
+export async function openAnsweringCharger(url: string): Promise<{ socket: WebSocket; received: string[] }> {
+  const socket = await openCharger(url);
+  const received: string[] = [];
+  socket.on('message', (data) => {
+    const frame = JSON.parse(data.toString()) as unknown[];
+    if (frame[0] !== 2) return;
+    received.push(`${String(frame[2])}:${JSON.stringify(frame[3])}`);
+    socket.send(JSON.stringify([3, frame[1], { status: 'Accepted' }]));
+  });
+  return { socket, received };
+}
+
 export class UpgradeRefusedError extends Error {
   constructor(
     readonly status: number,
