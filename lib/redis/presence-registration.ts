@@ -47,6 +47,9 @@ export class PresenceRegistration {
     const results = await presence.rehydrate(local, nodeId);
     const tell = (restore: PresenceRestore): boolean | void => source.onPresenceRestored?.(restore);
     const unclaimed = new Set(local.filter((record) => record.epoch === 0).map((record) => record.identity));
+    // A socket that closed while this was in flight removed nothing (the entry was missing then):
+    // what we wrote back for it must go, or it stays listed for the whole presence TTL.
+    const open = new Set(source.localPresence().map((record) => `${record.identity}\u0000${record.epoch}`));
     for (const { record, status, existing } of results) {
       if (status === 'refused') {
         this.counters.rehydrateRefused++;
@@ -54,6 +57,10 @@ export class PresenceRegistration {
           tell({ kind: 'superseded', identity: record.identity, epoch: record.epoch, newOwner: existing.nodeId });
           this.counters.evictsSent++;
         }
+        continue;
+      }
+      if (!unclaimed.has(record.identity) && !open.has(`${record.identity}\u0000${record.epoch}`)) {
+        await presence.remove(record.identity, nodeId, record.epoch).catch(() => undefined);
         continue;
       }
       this.counters.rehydrated++;

@@ -68,6 +68,25 @@ describe('ghost presence', () => {
     expect(await presence(a)).toEqual({});
   });
 
+  it('an entry Redis lost is not written back for a socket that closed while the refresh that found it missing was in flight', async () => {
+    const a = await node('ghost-b');
+    const socket = await openCharger(a.urlOf('GHOST-2'));
+    sockets.push(socket);
+    expect(await presence(a)).toEqual({ 'GHOST-2': 'ghost-b' });
+    // Redis lost the entry (a restart without persistence, an eviction).
+    await admin.del(keys.presence('GHOST-2'));
+
+    // The refresh that will find it missing is held in Redis while the charger leaves.
+    await admin.call('CLIENT', 'PAUSE', '800', 'WRITE');
+    const refreshed = a.adapter.refreshPresence();
+    socket.close();
+    await closed(socket);
+    await refreshed;
+
+    // Nothing is left for the closed socket (not an entry that would live its whole TTL).
+    expect(await presence(a)).toEqual({});
+  });
+
   it('after hundreds of connect/close cycles on two nodes, with refreshes running, presence equals the open sockets', async () => {
     const a = await node('churn-a');
     const b = await node('churn-b');
