@@ -627,6 +627,11 @@ export class NatsTransport implements EventAdapterInterface {
         continue;
       }
       if (status === 'kept') continue;
+      if (local.epoch !== 0 && !this.localRecords().some((open) => open.identity === local.identity && open.epoch === local.epoch)) {
+        // The socket closed while this was in flight and removed nothing (the entry was missing then).
+        await this.presence.remove(local.identity, nodeId, local.epoch).catch(() => undefined);
+        continue;
+      }
       this.counters.rehydrated++;
       if (local.epoch === 0 && tell({ kind: 'registered', identity: local.identity, epoch: record.epoch }) === false) {
         // The socket closed (or got its own epoch) meanwhile: what we wrote for it must go.
