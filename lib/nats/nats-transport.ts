@@ -616,6 +616,7 @@ export class NatsTransport implements EventAdapterInterface {
   private async rehydrate(records: PresenceRecord[] = this.localRecords()): Promise<void> {
     const nodeId = this.nodeId!;
     const tell = (restore: PresenceRestore): boolean | void => this.source?.onPresenceRestored?.(restore);
+    const writtenBack: PresenceRecord[] = [];
     for (const local of records) {
       const { record, status, existing } = await this.presence.rehydrate(local);
       if (status === 'refused') {
@@ -627,11 +628,7 @@ export class NatsTransport implements EventAdapterInterface {
         continue;
       }
       if (status === 'kept') continue;
-      if (local.epoch !== 0 && !this.localRecords().some((open) => open.identity === local.identity && open.epoch === local.epoch)) {
-        // The socket closed while this was in flight and removed nothing (the entry was missing then).
-        await this.presence.remove(local.identity, nodeId, local.epoch).catch(() => undefined);
-        continue;
-      }
+      if (local.epoch !== 0) writtenBack.push(local);
       this.counters.rehydrated++;
       if (local.epoch === 0 && tell({ kind: 'registered', identity: local.identity, epoch: record.epoch }) === false) {
         // The socket closed (or got its own epoch) meanwhile: what we wrote for it must go.
@@ -642,6 +639,12 @@ export class NatsTransport implements EventAdapterInterface {
         tell({ kind: 'displaced', identity: local.identity, previous: existing });
         this.counters.evictsSent++;
       }
+    }
+    // A socket that closed before its entry was written back removed nothing (the entry was
+    // missing then): what we wrote for it must go, or it stays listed until the entry expires.
+    const open = new Set(this.localRecords().map((record) => `${record.identity}\u0000${record.epoch}`));
+    for (const local of writtenBack) {
+      if (!open.has(`${local.identity}\u0000${local.epoch}`)) await this.presence.remove(local.identity, nodeId, local.epoch).catch(() => undefined);
     }
   }
 
