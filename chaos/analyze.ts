@@ -150,7 +150,10 @@ function checkCall(call: CallRecord, receipts: Receipt[], sockets: SocketRecord[
   }
   if (call.outcome === 'not-connected' && call.answeredAt !== null) {
     const socket = steadySocket(sockets, call.sentAt - settings.stableMs, call.answeredAt);
-    if (socket && !outages.overlaps(socket.node, socket.openedAt, call.answeredAt, ['killed', 'frozen', 'stopping'])) {
+    // 1012 soon after: its node had lost its lease and was taken over (a stall or failover of its
+    // Redis shard past the TTL), which the README answers NotConnected; the node closes its sockets once it learns.
+    const takenOver = socket?.closeCode === 1012 && socket.closedAt !== null && socket.closedAt - call.answeredAt <= settings.answerMarginMs;
+    if (socket && !takenOver && !outages.overlaps(socket.node, socket.openedAt, call.answeredAt, ['killed', 'frozen', 'stopping'])) {
       report(
         'not-connected-while-connected',
         call.answeredAt,
