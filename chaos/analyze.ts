@@ -135,6 +135,11 @@ function checkCall(call: CallRecord, receipts: Receipt[], sockets: SocketRecord[
       report('delivered-after-failure-answer', late.at, `reached the charger ${late.at - call.answeredAt} ms after the caller was told it failed: ${describeReceipt(late)}`);
     }
   }
+  if (call.outcome === 'unavailable-sent') {
+    // Sent, answer lost with the node asked: it may still arrive, but never after its deadline.
+    const late = receipts.find((receipt) => receipt.at > call.sentAt + call.timeoutMs + toleranceMs);
+    if (late) report('delivered-after-failure-answer', late.at, `reached the charger ${late.at - call.sentAt - call.timeoutMs} ms after its deadline: ${describeReceipt(late)}`);
+  }
   if (call.outcome === 'result') {
     const data = (call.body as { result?: { data?: unknown } } | null)?.result?.data;
     if (data !== call.tag) report('wrong-result', call.answeredAt!, `result data ${JSON.stringify(data)} is not the tag`);

@@ -18,7 +18,7 @@ export function outcomeOfError(status: number, body: unknown): OutcomeKind {
     case 'ValidationError':
       return 'call-error';
     case 'Unavailable':
-      return 'unavailable';
+      return error.sent === true ? 'unavailable-sent' : 'unavailable';
     case 'QueueFull':
       return 'queue-full';
     case 'BadRequest':

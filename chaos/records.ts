@@ -24,6 +24,8 @@ export type OutcomeKind =
   | 'timeout-unknown'
   | 'call-error'
   | 'unavailable'
+  /** Unavailable, but the command was sent (the node asked stopped while it waited): it may arrive until its deadline. */
+  | 'unavailable-sent'
   | 'queue-full'
   | 'bad-request'
   | 'internal-error'

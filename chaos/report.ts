@@ -7,7 +7,7 @@ const COLUMNS: Array<{ title: string; kinds: OutcomeKind[] }> = [
   { title: 'notConn~', kinds: ['not-connected-maybe'] },
   { title: 'tmo sent', kinds: ['timeout-sent'] },
   { title: 'tmo unsent', kinds: ['timeout-not-sent', 'timeout-unknown'] },
-  { title: 'unavail', kinds: ['unavailable'] },
+  { title: 'unavail', kinds: ['unavailable', 'unavailable-sent'] },
   { title: 'other', kinds: ['call-error', 'queue-full', 'bad-request', 'internal-error', 'other-http'] },
   { title: 'refused', kinds: ['refused'] },
   { title: 'no answer', kinds: ['lost', 'hung'] },

@@ -79,7 +79,11 @@ export function httpErrorFor(error: unknown): HttpException {
     const { message, nodeId, receivedVersion, supportedVersion } = error;
     return new HttpException({ error: 'IncompatibleVersion', message, nodeId, receivedVersion, supportedVersion }, HttpStatus.SERVICE_UNAVAILABLE);
   }
-  if (error instanceof ClusterUnavailableError || error instanceof NodeShuttingDownError || error instanceof LeaseLostError) {
+  if (error instanceof NodeShuttingDownError) {
+    // sent: the command may still reach the charge point before its deadline; only its answer is lost.
+    return new HttpException({ error: 'Unavailable', message: error.message, sent: error.sent }, HttpStatus.SERVICE_UNAVAILABLE);
+  }
+  if (error instanceof ClusterUnavailableError || error instanceof LeaseLostError) {
     return new HttpException({ error: 'Unavailable', message: error.message }, HttpStatus.SERVICE_UNAVAILABLE);
   }
   if (error instanceof InvalidOptionsError) {

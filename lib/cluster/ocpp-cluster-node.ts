@@ -114,7 +114,8 @@ export class OcppClusterNode {
     await settleWithin(this.parts.connections.removalsSettled(), STOP_STEP_TIMEOUT_MS);
     await this.withdrawParkedCalls();
     await this.awaitRemoteCalls();
-    this.parts.remoteCalls.failAll(() => new NodeShuttingDownError());
+    // Published already: they may still be delivered, only their answers are lost with us.
+    this.parts.remoteCalls.failAll(() => new NodeShuttingDownError(true));
     this.parts.answeredCalls.clear();
     await this.leaveCluster();
   }

@@ -152,6 +152,11 @@ export class OutboundCalls {
       track(identity, this.deps.remoteCalls.wait(command.id, { identity, action, timeoutMs, deadline: request.deadline }));
       batch.push({ to: inboxOf(owner.nodeId), message: command });
     }
+    if (this.deps.isStopping()) {
+      // Stopped while presence was read: nothing of the batch leaves the node.
+      for (const { message } of batch) this.deps.remoteCalls.fail((message as CommandEnvelope).id, new NodeShuttingDownError());
+      return Promise.all(outcomes.values());
+    }
     this.deps.metrics.counters.remoteSent += batch.length;
     // One publish per owner: a node that refuses (a full inbox) or fails fails only its own
     // commands; the others were appended and will run, so their callers must not hear otherwise.
@@ -190,6 +195,9 @@ export class OutboundCalls {
     timeoutMs: number,
     extra: Pick<CommandEnvelope, 'fireAndForget'> = {},
   ): Promise<Record<string, unknown>> {
+    // Checked in the same turn as the publish: once the node stops, nothing more leaves it, so a
+    // stop never fails a call whose command it is still handing over.
+    this.requireRunning();
     const { identity } = owner;
     // The hop to the owner's inbox; the owner's spans are its children (trace context in the envelope).
     const hop = request.span?.child('ocpp.cluster.publish', 'producer', { 'ocpp.target_node': owner.nodeId });

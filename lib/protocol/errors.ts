@@ -206,8 +206,16 @@ export class LeaseLostError extends OcppClusterError {
 /** The node is draining or shutting down and takes no new work. */
 export class NodeShuttingDownError extends OcppClusterError {
   readonly code = 'OCPP_SHUTTING_DOWN';
-  constructor() {
-    super('node is shutting down');
+  /**
+   * @param sent true when the command had already been handed to the owner's inbox: it may still
+   *   reach the charge point before its deadline, but this node will not hear the answer.
+   */
+  constructor(readonly sent = false) {
+    super(
+      sent
+        ? 'node is shutting down: the command was sent and may still reach the charge point before its deadline; its answer can no longer be received here'
+        : 'node is shutting down',
+    );
   }
 }
 
