@@ -5,7 +5,7 @@ import { formatReport } from './report.js';
 import { runChaos } from './run.js';
 import { runSelfTest } from './self-test.js';
 
-/** `npm run chaos -- --seconds N [--redis standalone|cluster] [--seed S]`: exits 1 on any violation. */
+/** `npm run chaos -- --seconds N [--transport redis|nats] [--redis standalone|cluster] [--nats single|cluster] [--seed S]`: exits 1 on any violation. */
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
   const log = (line: string) => console.log(`[chaos] ${line}`);

@@ -1,3 +1,4 @@
+import type { NatsUnderTest } from './nats-under-test.js';
 import { cliAsync } from './redis-under-test.js';
 import type { RedisUnderTest } from './redis-under-test.js';
 import type { NodeProcess } from './node-process.js';
@@ -6,7 +7,9 @@ import type { Rng } from './rng.js';
 
 export interface FaultEnvironment {
   nodes: NodeProcess[];
-  redis: RedisUnderTest;
+  /** The transport under test: exactly one of the two. */
+  redis: RedisUnderTest | null;
+  nats: NatsUnderTest | null;
   records: RunRecords;
   rng: Rng;
   ttlMs: number;
@@ -40,6 +43,12 @@ export const CLUSTER_FAULTS: FaultType[] = [
   'debug-sleep',
   'maxmemory',
 ];
+
+/** One nats-server with JetStream: the nodes' faults, the server restarted with its store, the server stalled. */
+export const NATS_SINGLE_FAULTS: FaultType[] = ['kill9-node', 'sigstop-node', 'sigterm-drain', 'nats-restart', 'nats-sigstop'];
+
+/** A 3-server JetStream cluster (3 replicas): the nodes' faults, one server killed and restarted later, one server stalled. */
+export const NATS_CLUSTER_FAULTS: FaultType[] = ['kill9-node', 'sigstop-node', 'sigterm-drain', 'nats-server-kill', 'nats-sigstop'];
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -87,6 +96,15 @@ async function inject(env: FaultEnvironment, type: FaultType): Promise<void> {
     return node;
   };
 
+  const redis = (): RedisUnderTest => {
+    if (!env.redis) throw new Error(`${type} needs Redis`);
+    return env.redis;
+  };
+  const nats = (): NatsUnderTest => {
+    if (!env.nats) throw new Error(`${type} needs NATS`);
+    return env.nats;
+  };
+
   switch (type) {
     case 'kill9-node': {
       const node = await upNode();
@@ -125,7 +143,7 @@ async function inject(env: FaultEnvironment, type: FaultType): Promise<void> {
       return end(fault);
     }
     case 'redis-restart': {
-      const server = env.redis.standalone!;
+      const server = redis().standalone!;
       const fault = begin(`redis:${server.port}`, 'stop, start empty (no persistence)');
       await server.stop();
       await sleep(rng.int(300, 1_500));
@@ -133,7 +151,7 @@ async function inject(env: FaultEnvironment, type: FaultType): Promise<void> {
       return end(fault);
     }
     case 'client-kill': {
-      const servers = env.redis.running();
+      const servers = redis().running();
       const fault = begin(servers.map((s) => `redis:${s.port}`).join(','), 'CLIENT KILL TYPE normal');
       const answers = await Promise.all(servers.map((server) => cliAsync(server.port, 'CLIENT', 'KILL', 'TYPE', 'normal')));
       fault.detail += ` (killed ${answers.join('+')})`;
@@ -141,7 +159,7 @@ async function inject(env: FaultEnvironment, type: FaultType): Promise<void> {
     }
     case 'client-pause': {
       const pauseMs = ttlMs + rng.int(1_000, 2_500);
-      const masters = await env.redis.masters();
+      const masters = await redis().masters();
       const fault = begin(masters.map((s) => `redis:${s.port}`).join(','), `CLIENT PAUSE ${pauseMs} ALL (TTL ${ttlMs} ms)`);
       await Promise.all(masters.map((server) => cliAsync(server.port, 'CLIENT', 'PAUSE', String(pauseMs), 'ALL')));
       await sleep(pauseMs);
@@ -149,15 +167,15 @@ async function inject(env: FaultEnvironment, type: FaultType): Promise<void> {
     }
     case 'debug-sleep': {
       const sleepMs = ttlMs + rng.int(1_000, 2_500);
-      const server = rng.pick(await env.redis.masters());
+      const server = rng.pick(await redis().masters());
       const fault = begin(`redis:${server.port}`, `DEBUG SLEEP ${(sleepMs / 1000).toFixed(1)} (TTL ${ttlMs} ms)`);
       await cliAsync(server.port, 'DEBUG', 'SLEEP', (sleepMs / 1000).toFixed(1));
-      await env.redis.waitHealthy();
+      await redis().waitHealthy();
       return end(fault);
     }
     case 'maxmemory': {
       const refuseMs = rng.int(3_000, 5_000);
-      const masters = await env.redis.masters();
+      const masters = await redis().masters();
       const fault = begin(masters.map((s) => `redis:${s.port}`).join(','), `maxmemory = used memory, noeviction, for ${refuseMs} ms`);
       await Promise.all(
         masters.map(async (server) => {
@@ -168,12 +186,33 @@ async function inject(env: FaultEnvironment, type: FaultType): Promise<void> {
         }),
       ).finally(async () => {
         await sleep(refuseMs);
-        await Promise.all(env.redis.running().map((server) => cliAsync(server.port, 'CONFIG', 'SET', 'maxmemory', '0')));
+        await Promise.all(redis().running().map((server) => cliAsync(server.port, 'CONFIG', 'SET', 'maxmemory', '0')));
       });
       return end(fault);
     }
+    case 'nats-restart':
+    case 'nats-server-kill': {
+      // One server alone is down for a moment; one of a cluster long enough for elections to move its leaderships.
+      const server = rng.pick(nats().servers.filter((candidate) => candidate.isRunning));
+      const downMs = type === 'nats-restart' ? rng.int(300, 1_500) : rng.int(5_000, 8_000);
+      const fault = begin(`nats:${server.port}`, `SIGKILL${type === 'nats-server-kill' ? ' one server of the cluster' : ''}, start it again with its store after ${downMs} ms`);
+      await server.kill9();
+      await sleep(downMs);
+      await server.start();
+      await nats().waitHealthy();
+      return end(fault);
+    }
+    case 'nats-sigstop': {
+      const server = rng.pick(nats().servers.filter((candidate) => candidate.isRunning));
+      const stallMs = ttlMs + rng.int(1_000, 2_500);
+      const fault = begin(`nats:${server.port}`, `SIGSTOP for ${stallMs} ms (TTL ${ttlMs} ms), then SIGCONT`);
+      process.kill(server.pid!, 'SIGSTOP');
+      await sleep(stallMs).finally(() => process.kill(server.pid!, 'SIGCONT'));
+      await nats().waitHealthy();
+      return end(fault);
+    }
     case 'master-kill': {
-      const candidates = await env.redis.masterWithReplica();
+      const candidates = await redis().masterWithReplica();
       if (candidates.length === 0) throw new Error('no master has a live replica');
       const master = rng.pick(candidates);
       const downMs = rng.int(5_000, 8_000);
@@ -181,7 +220,7 @@ async function inject(env: FaultEnvironment, type: FaultType): Promise<void> {
       await master.kill9();
       await sleep(downMs);
       await master.start();
-      await env.redis.waitHealthy();
+      await redis().waitHealthy();
       return end(fault);
     }
   }

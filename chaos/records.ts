@@ -12,7 +12,10 @@ export type FaultType =
   | 'client-pause'
   | 'debug-sleep'
   | 'maxmemory'
-  | 'master-kill';
+  | 'master-kill'
+  | 'nats-restart'
+  | 'nats-server-kill'
+  | 'nats-sigstop';
 
 /** How the checker classifies one call's answer (from the HTTP status and body). */
 export type OutcomeKind =

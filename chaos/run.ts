@@ -8,8 +8,10 @@ import { analyze } from './analyze.js';
 import type { Analysis } from './analyze.js';
 import { ChargePoint } from './charge-point.js';
 import { controlRequest } from './control-client.js';
-import { CLUSTER_FAULTS, STANDALONE_FAULTS, runFaults } from './faults.js';
+import { runFaults } from './faults.js';
+import { NatsUnderTest } from './nats-under-test.js';
 import { NodeProcess } from './node-process.js';
+import { faultsOf } from './options.js';
 import type { ChaosOptions } from './options.js';
 import { emptyRecords } from './records.js';
 import type { CheckSettings, FinalNodeState } from './records.js';
@@ -45,17 +47,19 @@ export interface RunResult {
   logDir: string;
 }
 
-/** One chaos run: Redis, 3 sample nodes, the charge points, callers and faults; then the proof. */
+/** One chaos run: Redis or NATS, 3 sample nodes, the charge points, callers and faults; then the proof. */
 export async function runChaos(options: ChaosOptions, log: (line: string) => void): Promise<RunResult> {
   const rng = new Rng(options.seed);
   const records = emptyRecords();
   const logDir = mkdtempSync(join(tmpdir(), 'ocpp-chaos-'));
   const token = randomBytes(16).toString('hex');
   const settings = checkSettings(options);
-  log(`seed ${options.seed}, Redis ${options.redis}, ${options.chargers} charge points, ${options.callsPerSecond} calls/s, ${options.seconds} s; node logs in ${logDir}`);
-
   const started = Date.now();
-  const redis = await RedisUnderTest.start(options.redis);
+  const redis = options.transport === 'redis' ? await RedisUnderTest.start(options.redis) : null;
+  const nats = options.transport === 'nats' ? await NatsUnderTest.start(options.nats) : null;
+  const backend = (redis ?? nats)!;
+  const backendLabel = nats ? nats.label : `Redis ${options.redis}`;
+  log(`seed ${options.seed}, ${backendLabel}, ${options.chargers} charge points, ${options.callsPerSecond} calls/s, ${options.seconds} s; node logs in ${logDir}`);
   const nodes: NodeProcess[] = [];
   const chargers: ChargePoint[] = [];
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -63,7 +67,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
   process.once('exit', killLeftovers);
   try {
     const env = {
-      ...redis.nodeEnv(),
+      ...backend.nodeEnv(),
       OCPP_NODE_TTL_MS: String(options.nodeTtlMs),
       OCPP_CALL_TIMEOUT_MS: String(CALL_TIMEOUT_MS),
       OCPP_DRAIN_WINDOW_MS: String(DRAIN_WINDOW_MS),
@@ -72,7 +76,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     };
     for (const nodeId of NODE_IDS) nodes.push(new NodeProcess(nodeId, await freePort(), env, join(logDir, `${nodeId}.log`)));
     await Promise.all(nodes.map((node) => node.start()));
-    log(`Redis and ${nodes.length} nodes up in ${Date.now() - started} ms (ports ${nodes.map((node) => node.port).join(', ')})`);
+    log(`${backendLabel} and ${nodes.length} nodes up in ${Date.now() - started} ms (ports ${nodes.map((node) => node.port).join(', ')})`);
 
     const restart = async (node: NodeProcess): Promise<void> => {
       for (let attempt = 1; attempt <= 5 && !node.running; attempt++) {
@@ -120,6 +124,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       {
         nodes,
         redis,
+        nats,
         records,
         rng,
         ttlMs: options.nodeTtlMs,
@@ -131,7 +136,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
         },
         log: (line) => log(`${((Date.now() - stopAt) / 1000 + options.seconds).toFixed(1)}s ${line}`),
       },
-      options.faults ?? (options.redis === 'cluster' ? CLUSTER_FAULTS : STANDALONE_FAULTS),
+      options.faults ?? faultsOf(options),
       stopAt,
     );
     const peakRss = new Map<string, number>();
@@ -151,7 +156,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     // Quiescence: every node up and ready, every charge point connected, then one snapshot.
     for (const node of nodes) if (node.state === 'frozen') node.thaw();
     await Promise.all(nodes.map((node) => restart(node)));
-    await redis.waitHealthy();
+    await backend.waitHealthy();
     await waitUntil(async () => (await Promise.all(nodes.map((node) => health(node, token)))).every((h) => h.status === 200), READY_BOUND_MS);
     await waitUntil(() => chargers.every((charger) => charger.connected), READY_BOUND_MS);
     await sleep(Math.max(5_000, 3 * options.nodeTtlMs));
@@ -175,7 +180,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
   } finally {
     for (const charger of chargers) charger.stop();
     await Promise.all(nodes.map((node) => (node.state === 'frozen' ? node.kill9() : node.terminate(10_000))));
-    await redis.stop();
+    await backend.stop();
     process.removeListener('exit', killLeftovers);
     log(`total ${((Date.now() - started) / 1000).toFixed(0)} s`);
   }

@@ -21,7 +21,7 @@ const count = { min: 0, max: Number.MAX_SAFE_INTEGER };
  * Reads the sample's environment (README, "Quick start"): PORT, OCPP_PATH, OCPP_NODE_ID, REDIS_URL,
  * REDIS_CLUSTER_NODES (`host:port,host:port,...`: a Redis Cluster; it takes precedence over
  * REDIS_URL), NATS_URL (`nats://host:port[,nats://...]`: the NATS JetStream transport instead of
- * Redis; not together with the Redis variables), OCPP_NATS_PREFIX, OCPP_REDIS_PREFIX, OCPP_REDIS_POOL_SIZE, OCPP_STREAM_MAX_LEN, OCPP_NODE_TTL_MS,
+ * Redis; not together with the Redis variables), OCPP_NATS_PREFIX, OCPP_NATS_REPLICAS, OCPP_REDIS_PREFIX, OCPP_REDIS_POOL_SIZE, OCPP_STREAM_MAX_LEN, OCPP_NODE_TTL_MS,
  * OCPP_TAKEOVER_INTERVAL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_PING_INTERVAL_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS,
  * OCPP_LAG_DEGRADED, OCPP_LAG_DOWN, OCPP_PASSWORDS_FILE, OCPP_FRAME_LOG, OCPP_WIRE_VERSION (tests only), OCPP_TLS_PORT, OCPP_TLS_CERT, OCPP_TLS_KEY,
  * OCPP_TLS_CA, OCPP_TLS_ISSUERS, OCPP_TLS_OPERATOR, CONTROL_TOKEN. Numbers must be plain
@@ -55,7 +55,7 @@ export function sampleConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Sampl
   };
 }
 
-/** The NATS transport when NATS_URL is set; its streams and buckets are named from OCPP_NATS_PREFIX. */
+/** The NATS transport when NATS_URL is set; its streams and buckets are named from OCPP_NATS_PREFIX, replicated OCPP_NATS_REPLICAS times. */
 function natsFromEnv(env: NodeJS.ProcessEnv): NatsTransport | undefined {
   const servers = env.NATS_URL?.split(',').map((server) => server.trim()).filter((server) => server.length > 0);
   if (!servers || servers.length === 0) return undefined;
@@ -66,6 +66,7 @@ function natsFromEnv(env: NodeJS.ProcessEnv): NatsTransport | undefined {
     servers,
     connectionOptions: env.OCPP_NODE_ID ? { name: `ocpp-cluster:${env.OCPP_NODE_ID}` } : undefined,
     prefix: env.OCPP_NATS_PREFIX || undefined,
+    replicas: integerFromEnv(env, 'OCPP_NATS_REPLICAS', { min: 1, max: 5 }),
     inboxMaxMessages: integerFromEnv(env, 'OCPP_STREAM_MAX_LEN', { min: 10, max: 10_000_000 }),
     nodeTtlMs: integerFromEnv(env, 'OCPP_NODE_TTL_MS', positiveMs),
     takeoverIntervalMs: integerFromEnv(env, 'OCPP_TAKEOVER_INTERVAL_MS', positiveMs),

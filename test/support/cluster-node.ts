@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocket } from 'ws';
+import type { EventAdapterInterface } from '../../lib/cluster/event-adapter.interface.js';
 import { HandlerRegistry } from '../../lib/cluster/handler-registry.js';
 import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
 import type { OcppClusterNode } from '../../lib/cluster/ocpp-cluster-node.js';
@@ -10,11 +11,11 @@ import { RedisAdapter, type RedisAdapterOptions } from '../../lib/redis/redis-ad
 import { resolveOptions } from '../../lib/resolve-options.js';
 import { withTimeout } from './wait.js';
 
-/** A framework-free cluster node on a real Redis, serving charge points on its own HTTP server. */
-export interface RunningClusterNode {
+/** A framework-free cluster node on a real transport, serving charge points on its own HTTP server. */
+export interface RunningClusterNode<A extends EventAdapterInterface = RedisAdapter> {
   nodeId: string;
   node: OcppClusterNode;
-  adapter: RedisAdapter;
+  adapter: A;
   options: ReturnType<typeof resolveOptions>;
   http: Server;
   /** ws:// address of a charge point on this node. */
@@ -27,10 +28,15 @@ export async function startClusterNode(
   nodeId: string,
   { adapter: adapterOptions = {}, node: nodeOptions = {} }: { adapter?: Partial<RedisAdapterOptions>; node?: OcppClusterOptions } = {},
 ): Promise<RunningClusterNode> {
+  const adapter = new RedisAdapter({ url: redisUrl, nodeTtlMs: 1500, takeoverIntervalMs: 200, logger: SILENT_LOGGER, ...adapterOptions });
+  return startClusterNodeOn(adapter, nodeId, nodeOptions);
+}
+
+/** The same node on a transport the caller built (NATS, a custom one). */
+export async function startClusterNodeOn<A extends EventAdapterInterface>(adapter: A, nodeId: string, nodeOptions: OcppClusterOptions = {}): Promise<RunningClusterNode<A>> {
   const http = createServer();
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const port = (http.address() as AddressInfo).port;
-  const adapter = new RedisAdapter({ url: redisUrl, nodeTtlMs: 1500, takeoverIntervalMs: 200, logger: SILENT_LOGGER, ...adapterOptions });
   const options = resolveOptions({ nodeId, pingIntervalMs: 0, ...nodeOptions });
   const host = createNode({ options, adapter, handlers: new HandlerRegistry(), logger: SILENT_LOGGER });
   await host.start(http);
