@@ -41,8 +41,11 @@ export class NatsServer {
     const log = createWriteStream(join(this.logDir, `nats-${this.port}.log`), { flags: 'a' });
     let ready = false;
     let spawnError: Error | null = null;
+    // The tail of what it printed: the line may arrive split over two chunks.
+    let tail = '';
     const watch = (chunk: Buffer): void => {
-      if (chunk.toString().includes('Server is ready')) ready = true;
+      tail = (tail + chunk.toString()).slice(-256);
+      if (tail.includes('Server is ready')) ready = true;
     };
     child.stdout?.on('data', watch).pipe(log);
     child.stderr?.on('data', watch).pipe(log);
@@ -62,9 +65,9 @@ export class NatsServer {
   /** SIGKILL by pid, then its store is removed: the streams and buckets are gone, as after a crash with a lost disk. */
   async stop(): Promise<void> {
     const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
+    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
-      process.kill(child.pid!, 'SIGKILL');
+      process.kill(child.pid, 'SIGKILL');
       await exited;
     }
     this.child = null;
