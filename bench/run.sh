@@ -22,6 +22,10 @@ if ! command -v redis-server >/dev/null; then
   exit 1
 fi
 
+if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+  echo "bench: nats-server not found (apt-get install nats-server): ours-nats will fail; BENCH_IMPLS can leave it out" >&2
+fi
+
 for package in ocpp-ws-io ocpp-rpc ws ioredis voltlog-io; do
   if [ ! -e "bench/node_modules/$package/package.json" ]; then
     echo "bench: installing the peers into bench/node_modules" >&2

@@ -8,13 +8,15 @@ import { waitForQuiet } from './harness/machine.js';
 import { killAllChildren } from './harness/processes.js';
 import { formatProfile, summarizeProfiles } from './harness/profile-summary.js';
 import { barPanels } from './harness/charts.js';
+import { NATS_SERVER } from './harness/nats.js';
 import { mainPanels, markdownTable, type BenchResults, type Outcome } from './harness/report.js';
 import { ROOT, cluster, crossNode, crossNodeInterleaved, inbound, memory, type BenchContext, type ImplName } from './harness/scenarios.js';
 
 /**
  * `npm run bench`: every scenario of issue 6, ours and the peers side by side in one run.
  * Environment: BENCH_SCALE (default 1), BENCH_ONLY (crossNode,inbound,memory,memoryDeflate,cluster),
- * BENCH_IMPLS (ours,ocpp-ws-io,ocpp-rpc,ws,naive-relay), BENCH_PROFILE=1 (CPU profiles of our nodes),
+ * BENCH_IMPLS (ours,ours-nats,ocpp-ws-io,ocpp-rpc,ws,naive-relay; ours-nats = our nodes over the
+ * NatsTransport and a nats-server the bench starts, in the cross-node and cluster scenarios only), BENCH_PROFILE=1 (CPU profiles of our nodes),
  * BENCH_TRIES (default 3: tries of a throughput run when other work used the CPU), BENCH_QUIET_WAIT_MS
  * (default 30000: how long to wait for a quiet machine before each measurement), BENCH_BEFORE_DIST (the dist/ of another build: implementation
  * 'ours-before', for before/after ratios in one run), BENCH_ROUNDS=n (cross-node: every implementation up at once, taking n turns each), BENCH_LATEST=1 (this
@@ -23,7 +25,7 @@ import { ROOT, cluster, crossNode, crossNodeInterleaved, inbound, memory, type B
 
 const SCENARIOS = ['crossNode', 'inbound', 'memory', 'memoryDeflate', 'cluster'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
-const ALL_IMPLS: ImplName[] = ['ours', 'ocpp-ws-io', 'ocpp-rpc', 'ws', 'naive-relay'];
+const ALL_IMPLS: ImplName[] = ['ours', 'ours-nats', 'ocpp-ws-io', 'ocpp-rpc', 'ws', 'naive-relay'];
 /** Named only when asked for (BENCH_IMPLS=ours-before,ours with BENCH_BEFORE_DIST=<another build's dist/>). */
 const EXTRA_IMPLS: ImplName[] = ['ours-before'];
 
@@ -35,6 +37,15 @@ function listFromEnv<T extends string>(name: string, allowed: readonly T[]): T[]
     if (!allowed.includes(value as T)) throw new Error(`${name}: unknown ${JSON.stringify(value)} (use ${allowed.join(', ')})`);
   }
   return values as T[];
+}
+
+/** `nats-server --version` ("v2.9.10"), or 'unknown'. */
+function natsServerVersion(): string {
+  try {
+    return execFileSync(NATS_SERVER, ['--version'], { encoding: 'utf8' }).trim().replace(/^nats-server:\s*/, '');
+  } catch {
+    return 'unknown';
+  }
 }
 
 function packageVersion(path: string): string {
@@ -106,10 +117,10 @@ async function main(): Promise<void> {
       return { error: String((error as Error)?.message ?? error) };
     }
   };
-  const clusterImpls = impls.filter((impl) => impl === 'ours' || impl === 'ocpp-ws-io');
   // The naive relay (issue 13) is the floor of the cross-node scenario only.
   const crossNodeImpls = impls.filter((impl) => impl !== 'ocpp-rpc' && impl !== 'ws');
-  const serverImpls = impls.filter((impl) => impl !== 'naive-relay');
+  // Single-node scenarios (inbound, memory) use no transport: ours-nats would measure ours again.
+  const serverImpls = impls.filter((impl) => impl !== 'naive-relay' && impl !== 'ours-nats');
   /**
    * Throughput runs are redone (up to 3 tries) when other processes used more than 10% of the CPU
    * while they measured; the try with the least foreign load is kept.
@@ -163,7 +174,7 @@ async function main(): Promise<void> {
   }
   if (only.includes('cluster')) {
     // The bare ws floor runs the storm only (how fast this machine and client open the sockets).
-    const stormImpls = serverImpls.filter((impl) => impl !== 'ocpp-rpc');
+    const stormImpls = impls.filter((impl) => impl !== 'naive-relay' && impl !== 'ocpp-rpc');
     for (const impl of stormImpls) results.cluster[impl] = await run('cluster', impl, () => cluster(ctx, impl));
   }
 
@@ -180,6 +191,8 @@ async function main(): Promise<void> {
     library,
     versions: {
       ours: packageVersion(join(ROOT, 'package.json')),
+      'nats-server': natsServerVersion(),
+      '@nats-io/transport-node': packageVersion(join(ROOT, 'node_modules/@nats-io/transport-node/package.json')),
       'ocpp-ws-io': packageVersion(join(ROOT, 'bench/node_modules/ocpp-ws-io/package.json')),
       'ocpp-rpc': packageVersion(join(ROOT, 'bench/node_modules/ocpp-rpc/package.json')),
       ws: packageVersion(join(ROOT, 'bench/node_modules/ws/package.json')),
@@ -197,13 +210,14 @@ async function main(): Promise<void> {
   // Pictures: this run's bars; `latest-main.svg` (shown in the README) only from a complete run.
   const machine = `${environment.cores} cores, ${environment.cpu}, ${environment.memoryGiB} GiB, Node ${environment.node}`;
   const subtitle = `${stamp.slice(0, 16)} · ${machine} · scale ${scale} · library ${library.commit} · one run, side by side`;
-  const chart = barPanels('nestjs-ocpp-cluster (ours) vs peers and floors', subtitle, mainPanels(results));
+  const chart = barPanels('nestjs-ocpp-cluster (ours over Redis, ours-nats over NATS) vs peers and floors', subtitle, mainPanels(results));
   writeFileSync(join(resultsDir, `${stamp}-main.svg`), chart);
   const complete = only.length === SCENARIOS.length && impls.length === ALL_IMPLS.length && scale === 1;
   if (complete || process.env.BENCH_LATEST === '1') writeFileSync(join(resultsDir, 'latest-main.svg'), chart);
 
   process.stdout.write(
     `\n## Benchmark (${environment.cores} cores, ${environment.cpu}, Node ${environment.node}, scale ${scale})\n\n${table}\n\n` +
+      `ours-nats: NatsTransport (@nats-io/transport-node ${environment.versions['@nats-io/transport-node']}) on nats-server ${environment.versions['nats-server']} with JetStream (file store); ` +
       `ocpp-ws-io ${environment.versions['ocpp-ws-io']} (RedisAdapter, blocking connection), ocpp-rpc ${environment.versions['ocpp-rpc']}, ws ${environment.versions.ws}; ` +
       `stations speak ${ctx.protocol}; library ${environment.library.commit} (lib/ ${environment.library.libSha1}, ${environment.library.uncommittedLibFiles} uncommitted files); results: ${file}\n`,
   );

@@ -16,26 +16,34 @@ import { announceReady, measureMemory, serveIpc } from './ipc.js';
 /**
  * One node of our CSMS for the bench, as an application would run it: a Nest app with the
  * module on its HTTP server. Environment: BENCH_NODE_ID, BENCH_REDIS_URL (unset = in memory),
- * BENCH_STRICT (1/0), BENCH_RATE_LIMIT (off | default), BENCH_STREAM_MAXLEN (RedisAdapter streamMaxLen),
+ * BENCH_NATS_URL (the NatsTransport instead of Redis), BENCH_STRICT (1/0), BENCH_RATE_LIMIT
+ * (off | default), BENCH_STREAM_MAXLEN (RedisAdapter streamMaxLen; NatsTransport inboxMaxMessages),
  * BENCH_BACKLOG (listen backlog).
  */
 
-function optionsFromEnv(env: NodeJS.ProcessEnv): OcppClusterOptions {
+async function optionsFromEnv(env: NodeJS.ProcessEnv): Promise<OcppClusterOptions> {
+  const streamMaxLen = env.BENCH_STREAM_MAXLEN ? Number(env.BENCH_STREAM_MAXLEN) : undefined;
   return {
     nodeId: env.BENCH_NODE_ID || 'bench',
     path: '/ocpp',
-    redis: env.BENCH_REDIS_URL
-      ? { url: env.BENCH_REDIS_URL, streamMaxLen: env.BENCH_STREAM_MAXLEN ? Number(env.BENCH_STREAM_MAXLEN) : undefined }
-      : undefined,
+    redis: env.BENCH_REDIS_URL ? { url: env.BENCH_REDIS_URL, streamMaxLen } : undefined,
+    adapter: env.BENCH_NATS_URL ? await natsTransport(env.BENCH_NATS_URL, env.BENCH_NODE_ID || 'bench', streamMaxLen) : undefined,
     strictMode: env.BENCH_STRICT !== '0',
     rateLimit: env.BENCH_RATE_LIMIT === 'off' ? false : undefined,
     logging: false,
   };
 }
 
+/** Loaded only for ours-nats: the other runs (memory above all) do not load the NATS client. */
+async function natsTransport(url: string, nodeId: string, inboxMaxMessages: number | undefined): Promise<OcppClusterOptions['adapter']> {
+  const { NatsTransport } = await import('../../lib/nats/index.js');
+  return new NatsTransport({ servers: url, connectionOptions: { name: `ocpp-bench:${nodeId}` }, inboxMaxMessages });
+}
+
 async function main(): Promise<void> {
+  const options = await optionsFromEnv(process.env);
   @Module({
-    imports: [OcppClusterModule.forRoot(optionsFromEnv(process.env))],
+    imports: [OcppClusterModule.forRoot(options)],
     providers: [StationHandlers],
   })
   class BenchAppModule {}

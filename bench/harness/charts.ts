@@ -31,12 +31,13 @@ export interface LineChart {
 /** One colour per implementation or series, the same in every chart. */
 const PALETTE: Record<string, string> = {
   ours: '#1f77b4',
+  'ours-nats': '#17becf',
   'ocpp-ws-io': '#ff7f0e',
   'ocpp-rpc': '#2ca02c',
   ws: '#7f7f7f',
   'naive-relay': '#9467bd',
 };
-const SPARE = ['#d62728', '#8c564b', '#e377c2', '#17becf', '#bcbd22'];
+const SPARE = ['#d62728', '#8c564b', '#e377c2', '#bcbd22', '#aec7e8'];
 
 function colour(name: string, index: number): string {
   return PALETTE[name] ?? SPARE[index % SPARE.length];

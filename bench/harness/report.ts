@@ -13,7 +13,7 @@ export interface BenchResults {
   cluster: ByImpl<ClusterResult>;
 }
 
-const IMPLS: ImplName[] = ['ours', 'ocpp-ws-io', 'ocpp-rpc', 'ws', 'naive-relay'];
+const IMPLS: ImplName[] = ['ours', 'ours-nats', 'ocpp-ws-io', 'ocpp-rpc', 'ws', 'naive-relay'];
 
 const isError = (value: unknown): value is { error: string } =>
   typeof value === 'object' && value !== null && 'error' in value && typeof (value as { error: unknown }).error === 'string';
@@ -28,6 +28,14 @@ const ratio = (a: number | undefined, b: number | undefined): number | undefined
   a === undefined || b === undefined || b === 0 ? undefined : a / b;
 const times = (r: number | undefined): string => (r === undefined ? '–' : `${r.toFixed(2)}×`);
 const verdict = (met: boolean | undefined): string => (met === undefined ? '–' : met ? '**met**' : 'not met');
+
+/**
+ * The comparison cell with ours-nats beside ours when it was measured: `ours` says how ours (Redis)
+ * compares, `nats(...)` the same for ours-nats; the goals stay those of ours over Redis.
+ */
+function withNats(ours: string, nats: string | undefined): string {
+  return nats === undefined ? ours : `${ours}; ours-nats ${nats}`;
+}
 
 /** Above this share of the CPU used by other processes during a measurement, its cells get a †. */
 export const NOISY_PERCENT = 10;
@@ -63,7 +71,8 @@ export function markdownTable(results: BenchResults, scale: number): string {
     const ours = ok(r.ours);
     const peer = ok(r['ocpp-ws-io']);
     const relay = ok(r['naive-relay']);
-    const calls = ours?.calls ?? peer?.calls ?? Math.round(40_000 * scale);
+    const nats = ok(r['ours-nats']);
+    const calls = ours?.calls ?? nats?.calls ?? peer?.calls ?? Math.round(40_000 * scale);
     const scenario = `cross-node: A calls B's 200 stations, ${k(calls)} DataTransfer, 200 in flight`;
     const throughput = ratio(ours?.callsPerSecond, peer?.callsPerSecond);
     const vsRelay = ratio(ours?.callsPerSecond, relay?.callsPerSecond);
@@ -73,7 +82,10 @@ export function markdownTable(results: BenchResults, scale: number): string {
       scenario,
       measure: 'calls/s',
       cells: columns.map((impl) => cell(r, impl, (v) => `${int(v.callsPerSecond)}${errors(v)}`)),
-      comparison: `${times(throughput)} ocpp-ws-io, ${times(vsRelay)} naive relay`,
+      comparison: withNats(
+        `${times(throughput)} ocpp-ws-io, ${times(vsRelay)} naive relay`,
+        nats && `${times(ratio(nats.callsPerSecond, peer?.callsPerSecond))} ocpp-ws-io, ${times(ratio(nats.callsPerSecond, ours?.callsPerSecond))} ours`,
+      ),
       goal: '≥ 2.5× ocpp-ws-io; > 1.0× naive relay',
       met:
         throughput === undefined && vsRelay === undefined
@@ -84,7 +96,10 @@ export function markdownTable(results: BenchResults, scale: number): string {
       scenario: '',
       measure: 'p50 ms',
       cells: columns.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p50))),
-      comparison: `${times(ratio(ours?.latencyMs.p50, peer?.latencyMs.p50))} ocpp-ws-io`,
+      comparison: withNats(
+        `${times(ratio(ours?.latencyMs.p50, peer?.latencyMs.p50))} ocpp-ws-io`,
+        nats && `${times(ratio(nats.latencyMs.p50, peer?.latencyMs.p50))} ocpp-ws-io, ${times(ratio(nats.latencyMs.p50, ours?.latencyMs.p50))} ours`,
+      ),
       goal: '',
       met: '',
     });
@@ -92,7 +107,10 @@ export function markdownTable(results: BenchResults, scale: number): string {
       scenario: '',
       measure: 'p99 ms',
       cells: columns.map((impl) => cell(r, impl, (v) => ms(v.latencyMs.p99))),
-      comparison: `${times(p99)} ocpp-ws-io, ${times(ratio(ours?.latencyMs.p99, relay?.latencyMs.p99))} naive relay`,
+      comparison: withNats(
+        `${times(p99)} ocpp-ws-io, ${times(ratio(ours?.latencyMs.p99, relay?.latencyMs.p99))} naive relay`,
+        nats && `${times(ratio(nats.latencyMs.p99, peer?.latencyMs.p99))} ocpp-ws-io, ${times(ratio(nats.latencyMs.p99, ours?.latencyMs.p99))} ours`,
+      ),
       goal: '≤ 0.5× ocpp-ws-io',
       met: verdict(p99 === undefined ? undefined : p99 <= 0.5),
     });
@@ -181,7 +199,8 @@ export function markdownTable(results: BenchResults, scale: number): string {
     const r = results.cluster;
     const ours = ok(r.ours);
     const peer = ok(r['ocpp-ws-io']);
-    const stations = ours?.stations ?? peer?.stations ?? Math.round(10_000 * scale);
+    const nats = ok(r['ours-nats']);
+    const stations = ours?.stations ?? nats?.stations ?? peer?.stations ?? Math.round(10_000 * scale);
     rows.push({
       scenario: `reconnect storm: ${k(stations)} stations connect at once to a 2-node cluster`,
       measure: 's until all in presence (all sockets open at)',
@@ -191,9 +210,11 @@ export function markdownTable(results: BenchResults, scale: number): string {
           return `${(v.storm.presenceWholeMs / 1000).toFixed(2)}${connected}`;
         }),
       ),
-      comparison:
+      comparison: withNats(
         `${times(ratio(ours?.storm.presenceWholeMs, peer?.storm.presenceWholeMs))} ocpp-ws-io, ` +
-        `${times(ratio(ours?.storm.presenceWholeMs, ok(r.ws)?.storm.presenceWholeMs))} ws`,
+          `${times(ratio(ours?.storm.presenceWholeMs, ok(r.ws)?.storm.presenceWholeMs))} ws`,
+        nats && `${times(ratio(nats.storm.presenceWholeMs, peer?.storm.presenceWholeMs))} ocpp-ws-io, ${times(ratio(nats.storm.presenceWholeMs, ours?.storm.presenceWholeMs))} ours`,
+      ),
       goal: '< 5 s',
       met: verdict(ours === undefined ? undefined : ours.storm.presenceWholeMs < 5_000),
     });
@@ -201,7 +222,7 @@ export function markdownTable(results: BenchResults, scale: number): string {
       v.redisRestart === undefined || isError(v.redisRestart) ? undefined : v.redisRestart.presenceWholeMs;
     const oursRestart = ours ? restart(ours) : undefined;
     rows.push({
-      scenario: `Redis killed and restarted empty under ${k(stations)} connections`,
+      scenario: `Redis (for ours-nats: nats-server) killed and restarted empty under ${k(stations)} connections`,
       measure: 'ms until presence whole (after Redis is back)',
       cells: columns.map((impl) =>
         cell(r, impl, (v) => {

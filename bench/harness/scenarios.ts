@@ -6,17 +6,19 @@ import { fileURLToPath } from 'node:url';
 import type { CallRunResult } from '../apps/call-runner.js';
 import { fleetIdentities, type FloodResult } from '../simulator/fleet.js';
 import { CpuWatch } from './machine.js';
+import { NatsServer } from './nats.js';
 import { benchPids, startApp, type BenchApp } from './processes.js';
 import { RedisServer } from './redis.js';
 
-/** The implementations measured side by side. */
-export type ImplName = 'ours' | 'ocpp-ws-io' | 'ocpp-rpc' | 'ws' | 'naive-relay' | 'ours-before';
+/** The implementations measured side by side (ours-nats: our nodes over the NatsTransport). */
+export type ImplName = 'ours' | 'ours-nats' | 'ocpp-ws-io' | 'ocpp-rpc' | 'ws' | 'naive-relay' | 'ours-before';
 
 /** Repository root, from dist/bench/harness/. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 const SCRIPTS: Record<ImplName, string> = {
   ours: join(ROOT, 'dist/bench/apps/ours-node.js'),
+  'ours-nats': join(ROOT, 'dist/bench/apps/ours-node.js'),
   'ocpp-ws-io': join(ROOT, 'bench/peers/ocpp-ws-io-node.mjs'),
   'ocpp-rpc': join(ROOT, 'bench/peers/ocpp-rpc-server.mjs'),
   ws: join(ROOT, 'bench/peers/ws-server.mjs'),
@@ -85,9 +87,25 @@ function writeProfileWindow(ctx: BenchContext, profile: string, label: string, f
   writeFileSync(file, `${JSON.stringify(windows)}\n`);
 }
 
-export async function stopAll(apps: Array<BenchApp | undefined>, redis?: RedisServer): Promise<void> {
+/** The server a cluster's nodes share; `stop` kills it and loses what it stored, `launch` starts it again empty. */
+export interface Broker {
+  stop(): Promise<void>;
+  launch(): Promise<void>;
+}
+
+/** nats-server for ours-nats, Redis for every other cluster; `env` points the nodes at it. */
+async function startBroker(ctx: BenchContext, impl: ImplName): Promise<{ broker: Broker; name: string; env: Record<string, string> }> {
+  if (impl === 'ours-nats') {
+    const nats = await NatsServer.start(ctx.logDir);
+    return { broker: nats, name: 'nats-server', env: { BENCH_NATS_URL: nats.url } };
+  }
+  const redis = await RedisServer.start(ctx.logDir);
+  return { broker: redis, name: 'Redis', env: { BENCH_REDIS_URL: redis.url } };
+}
+
+export async function stopAll(apps: Array<BenchApp | undefined>, broker?: Broker): Promise<void> {
   await Promise.all(apps.filter((app): app is BenchApp => app !== undefined).map((app) => app.stop()));
-  await redis?.stop();
+  await broker?.stop();
 }
 
 export async function bootedStations(stations: BenchApp, count: number, timeoutMs: number): Promise<number> {
@@ -118,13 +136,13 @@ interface CrossNodeSetup {
 }
 
 async function setUpCrossNode(ctx: BenchContext, impl: ImplName, stationCount: number, warmupCalls: number): Promise<CrossNodeSetup> {
-  const redis = await RedisServer.start(ctx.logDir);
+  const { broker, env: brokerEnv } = await startBroker(ctx, impl);
   let a: BenchApp | undefined;
   let b: BenchApp | undefined;
   let stations: BenchApp | undefined;
   try {
     // BENCH_RELAY_PEER: the naive relay has no presence; its node A is told where the stations are.
-    const env = { BENCH_REDIS_URL: redis.url, BENCH_STRICT: '1', BENCH_RATE_LIMIT: 'off', BENCH_RELAY_PEER: 'bench-b' };
+    const env = { ...brokerEnv, BENCH_STRICT: '1', BENCH_RATE_LIMIT: 'off', BENCH_RELAY_PEER: 'bench-b' };
     b = startImpl(ctx, impl, 'cross-b', { ...env, BENCH_NODE_ID: 'bench-b' }, { profile: 'cross-node-B' });
     a = startImpl(ctx, impl, 'cross-a', { ...env, BENCH_NODE_ID: 'bench-a' }, { profile: 'cross-node-A' });
     const [, readyB] = await Promise.all([a.ready, b.ready]);
@@ -157,15 +175,15 @@ async function setUpCrossNode(ctx: BenchContext, impl: ImplName, stationCount: n
         }
         return { ...result, stations: stationCount, foreignCpuPercent: foreignPercent };
       },
-      stop: () => stopAll(apps, redis),
+      stop: () => stopAll(apps, broker),
     };
   } catch (error) {
-    await stopAll([stations, a, b], redis);
+    await stopAll([stations, a, b], broker);
     throw error;
   }
 }
 
-/** Node A calls DataTransfer on 200 stations held by node B, through Redis, 200 in flight. */
+/** Node A calls DataTransfer on 200 stations held by node B, through Redis (ours-nats: NATS), 200 in flight. */
 export async function crossNode(ctx: BenchContext, impl: ImplName): Promise<CrossNodeResult> {
   const total = scaled(ctx, 40_000, 2_000);
   const setup = await setUpCrossNode(ctx, impl, 200, Math.min(4_000, Math.round(total / 10)));
@@ -337,24 +355,26 @@ export interface ClusterResult extends Measured {
         delivered: number;
       }
     | { error: string };
+  /** The shared server killed and restarted empty: Redis, or nats-server for ours-nats. */
   redisRestart?: { presenceWholeMs: number | null; firstRemoteCallMs: number | null; downMs: number } | { error: string };
 }
 
 /**
  * 10,000 stations connect at once to a 2-node cluster (time until all are in presence); then
- * broadcastBatch from node A to all of them; then Redis is killed and restarted empty (time
- * until presence is whole again, and until a cross-node call works again).
+ * broadcastBatch from node A to all of them; then Redis (ours-nats: nats-server) is killed and
+ * restarted empty (time until presence is whole again, and until a cross-node call works again).
  */
 export async function cluster(ctx: BenchContext, impl: ImplName): Promise<ClusterResult> {
   const count = scaled(ctx, 10_000, 500);
   // The bare `ws` floor runs the storm only: two servers, no Redis; "presence" = its socket map.
   const clustered = impl !== 'ws';
-  const redis = clustered ? await RedisServer.start(ctx.logDir) : undefined;
+  const shared = clustered ? await startBroker(ctx, impl) : undefined;
+  const broker = shared?.broker;
   let a: BenchApp | undefined;
   let b: BenchApp | undefined;
   let stations: BenchApp | undefined;
   try {
-    const env = { BENCH_REDIS_URL: redis?.url, BENCH_STRICT: '1', BENCH_STREAM_MAXLEN: process.env.BENCH_STREAM_MAXLEN };
+    const env = { ...shared?.env, BENCH_STRICT: '1', BENCH_STREAM_MAXLEN: process.env.BENCH_STREAM_MAXLEN };
     a = startImpl(ctx, impl, 'cluster-a', { ...env, BENCH_NODE_ID: 'bench-a' }, { profile: 'cluster-A' });
     b = startImpl(ctx, impl, 'cluster-b', { ...env, BENCH_NODE_ID: 'bench-b' });
     const [readyA, readyB] = await Promise.all([a.ready, b.ready]);
@@ -406,7 +426,7 @@ export async function cluster(ctx: BenchContext, impl: ImplName): Promise<Cluste
         stationErrors: stormStats.topErrors,
       },
     };
-    if (!clustered || !redis) return result;
+    if (!shared || !broker) return result;
 
     // broadcastBatch to every identity from node A.
     try {
@@ -432,18 +452,18 @@ export async function cluster(ctx: BenchContext, impl: ImplName): Promise<Cluste
       result.broadcastBatch = { error: String((error as Error).message ?? error) };
     }
 
-    // Redis killed and restarted empty under 10,000 connections.
+    // Redis (or nats-server) killed and restarted empty under 10,000 connections.
     try {
-      ctx.log('  Redis killed and restarted empty');
+      ctx.log(`  ${shared.name} killed and restarted empty`);
       await nodeA.request('resetPresence');
       const restartFrom = profiling(ctx, impl) ? await nodeA.request<number>('mark') : 0;
       const downAt = performance.now();
-      await redis.stop();
-      await redis.launch();
+      await broker.stop();
+      await broker.launch();
       const backAt = performance.now();
       let presenceWholeAfterMs: number | null = null;
       let firstRemoteCallMs: number | null = null;
-      // identities[1] sits on node B (round-robin over [A, B]): a call from A crosses Redis.
+      // identities[1] sits on node B (round-robin over [A, B]): a call from A crosses the broker.
       const remoteCall = (async () => {
         try {
           await waitUntil(
@@ -474,6 +494,6 @@ export async function cluster(ctx: BenchContext, impl: ImplName): Promise<Cluste
     }
     return result;
   } finally {
-    await stopAll([stations, a, b], redis);
+    await stopAll([stations, a, b], broker);
   }
 }
