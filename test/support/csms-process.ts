@@ -46,7 +46,8 @@ export class CsmsProcess {
         child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
         child.once('exit', (code) => reject(new Error(`node ${nodeId} exited with ${code} before listening:\n${output.join('')}`)));
       }),
-      30_000,
+      // Generous: a start is ~2.5 s of one core's work, but nodes start together and the machine may be busy.
+      60_000,
       `node ${nodeId} to listen`,
     ).catch((error) => {
       child.kill('SIGKILL');
@@ -57,6 +58,18 @@ export class CsmsProcess {
     child.stdout!.on('data', (chunk: Buffer) => csms.output.push(chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => csms.output.push(chunk.toString()));
     return csms;
+  }
+
+  /**
+   * Starts several nodes at once (a start is mostly one core's work, so two take little longer
+   * than one); if any fails to start, the others are killed and the first failure is thrown.
+   */
+  static async startTogether(nodes: ReadonlyArray<readonly [nodeId: string, env: Record<string, string>]>): Promise<CsmsProcess[]> {
+    const results = await Promise.allSettled(nodes.map(([nodeId, env]) => CsmsProcess.start(nodeId, env)));
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (!failed) return results.map((result) => (result as PromiseFulfilledResult<CsmsProcess>).value);
+    await Promise.all(results.map((result) => (result.status === 'fulfilled' ? result.value.kill9() : undefined)));
+    throw failed.reason;
   }
 
   /** Graceful stop (SIGTERM: Nest shutdown hooks), then SIGKILL if it lingers. */
