@@ -79,6 +79,8 @@ export class CsmsProcess {
     try {
       await withTimeout(this.exited, 10_000, `node ${this.nodeId} to exit`);
     } catch {
+      // Worth knowing: a test that waits here spends 10 s for nothing (a drain with chargers still on?).
+      console.warn(`node ${this.nodeId} did not exit within 10 s of SIGTERM: killing it`);
       this.child.kill('SIGKILL');
       await withTimeout(this.exited, 5_000, `node ${this.nodeId} to die`);
     }
