@@ -222,7 +222,9 @@ export class SchemaValidator {
 }
 
 function createAjv(): Ajv {
-  const ajv = new Ajv({ strict: false, allErrors: false });
+  // No code optimisation pass: it doubles the compile time of the ~390 OCA schemas that every
+  // start-up pays (warmUp), and the validators it yields answer the same, no measurably faster.
+  const ajv = new Ajv({ strict: false, allErrors: false, code: { optimize: false } });
   addFormats(ajv);
   // 2.x schemas declare draft-06, which ajv 8 reads once its meta-schema is registered.
   ajv.addMetaSchema(requireCjs('ajv/dist/refs/json-schema-draft-06.json') as AnySchemaObject);

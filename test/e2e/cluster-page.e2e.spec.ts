@@ -31,8 +31,10 @@ describe('cluster page (two sample processes, real Redis, headless Chromium)', (
   beforeAll(async () => {
     redis = await startRedisServer();
     const env = { REDIS_URL: redis.url, OCPP_PING_INTERVAL_MS: '0', CONTROL_TOKEN: 'page-secret' };
-    nodeA = await CsmsProcess.start('page-a', env);
-    nodeB = await CsmsProcess.start('page-b', env);
+    [nodeA, nodeB] = await CsmsProcess.startTogether([
+      ['page-a', env],
+      ['page-b', env],
+    ]);
     const onB = await connectedChargePoint(nodeB.wsUrl, 'CP-PAGE-16', { protocols: ['ocpp1.6'] });
     onB.handle('Reset', ({ params }) => ({ status: params.type === 'Soft' ? 'Accepted' : 'Rejected' }));
     chargers.push(onB, await connectedChargePoint(nodeA.wsUrl, 'CP-PAGE-201', { protocols: ['ocpp2.0.1'] }));

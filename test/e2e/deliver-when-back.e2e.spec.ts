@@ -7,7 +7,7 @@ import type { RpcClient } from '../support/charge-point.js';
 import { CsmsProcess } from '../support/csms-process.js';
 import { startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
 import type { RedisServer } from '../support/redis-server.js';
-import { waitFor, withTimeout } from '../support/wait.js';
+import { allWhenSettled, waitFor, withTimeout } from '../support/wait.js';
 
 /**
  * `deliverWithinMs` end to end: sample CSMS processes on one real Redis, ocpp-rpc charge points.
@@ -31,9 +31,7 @@ describe('deliver when the charger is back (deliverWithinMs)', () => {
   beforeAll(async () => {
     redis = await startRedisServer();
     admin = new Redis(redis.url);
-    // One after the other: two sample starts at once can outlast a start's bound on a loaded machine.
-    a = await node('dwb-a');
-    b = await node('dwb-b');
+    [a, b] = await allWhenSettled([node('dwb-a'), node('dwb-b')]);
   }, 120_000);
 
   afterAll(async () => {

@@ -20,8 +20,10 @@ describe('draining a node (SIGTERM) behind a health-checking load balancer', () 
   beforeAll(async () => {
     redis = await startRedisServer();
     const env = { OCPP_NODE_TTL_MS: '2000', OCPP_DRAIN_WINDOW_MS: '1500', OCPP_DRAIN_SETTLE_MS: '15000' };
-    a = await CsmsProcess.start('drain-a', { ...env, REDIS_URL: redis.url });
-    b = await CsmsProcess.start('drain-b', { ...env, REDIS_URL: redis.url });
+    [a, b] = await CsmsProcess.startTogether([
+      ['drain-a', { ...env, REDIS_URL: redis.url }],
+      ['drain-b', { ...env, REDIS_URL: redis.url }],
+    ]);
     balancer = new HealthCheckingBalancer([a.port]); // B joins the balancer once every charger sits on A
     await balancer.start();
   });

@@ -3,7 +3,7 @@ import { CsmsProcess } from '../support/csms-process.js';
 import { RecordingCharger } from '../support/recording-charger.js';
 import { startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
 import type { RedisServer } from '../support/redis-server.js';
-import { sleep, waitFor, withTimeout } from '../support/wait.js';
+import { allWhenSettled, sleep, waitFor, withTimeout } from '../support/wait.js';
 import { startNatsServer, stopAllNatsServers, type NatsServer } from '../support/nats-server.js';
 
 /**
@@ -171,8 +171,7 @@ describe.each([{ backend: redisBackend() }, { backend: natsBackend() }])('fencin
   });
 
   it('a node frozen past its TTL sends nothing its survivor answered; it closes its sockets (1012) and rejoins', async () => {
-    const a = await node('fence-a');
-    const b = await node('fence-b');
+    const [a, b] = await allWhenSettled([node('fence-a'), node('fence-b')]);
     const identities = Array.from({ length: 10 }, (_, i) => `FZ${i}`);
     // Slow chargers: commands queue up on node b behind one in-flight call each.
     const onB = await Promise.all(identities.map((identity) => charger(b, identity, 150)));
@@ -230,8 +229,7 @@ describe.each([{ backend: redisBackend() }, { backend: natsBackend() }])('fencin
 
   it('a node restarted after kill -9 answers the commands its dead process had read as maybe delivered', async () => {
     // The caller does not take over (its check runs once a minute): the restarted process answers.
-    const a = await node('restart-a', { OCPP_TAKEOVER_INTERVAL_MS: '60000' });
-    const b = await node('restart-b');
+    const [a, b] = await allWhenSettled([node('restart-a', { OCPP_TAKEOVER_INTERVAL_MS: '60000' }), node('restart-b')]);
     const identities = Array.from({ length: 5 }, (_, i) => `RS${i}`);
     // Silent chargers: what node b read stays in flight, unacknowledged.
     const onB = await Promise.all(identities.map((identity) => charger(b, identity, null)));
@@ -251,8 +249,7 @@ describe.each([{ backend: redisBackend() }, { backend: natsBackend() }])('fencin
   }, 90_000);
 
   it.each(backend.stalls())('a stall of the server (%s) longer than the node TTL is no node death: no NotConnected for connected chargers, no takeover', async (_kind, stallFor) => {
-    const a = await node('stall-a');
-    const b = await node('stall-b');
+    const [a, b] = await allWhenSettled([node('stall-a'), node('stall-b')]);
     const identities = Array.from({ length: 10 }, (_, i) => `ST${i}`);
     const onB = await Promise.all(identities.map((identity) => charger(b, identity, 0)));
     for (const identity of identities) await waitFor(`${identity} on stall-b`, () => visibleFrom(a, identity, 'stall-b'));

@@ -54,8 +54,10 @@ describe('frame log (two sample processes, real Redis)', () => {
     redis = await startRedisServer();
     dir = mkdtempSync(join(tmpdir(), 'frame-log-'));
     const env = { REDIS_URL: redis.url, OCPP_PING_INTERVAL_MS: '0' };
-    nodeA = await CsmsProcess.start('fl-a', { ...env, OCPP_FRAME_LOG: join(dir, 'a.jsonl') });
-    nodeB = await CsmsProcess.start('fl-b', { ...env, OCPP_FRAME_LOG: join(dir, 'b.jsonl') });
+    [nodeA, nodeB] = await CsmsProcess.startTogether([
+      ['fl-a', { ...env, OCPP_FRAME_LOG: join(dir, 'a.jsonl') }],
+      ['fl-b', { ...env, OCPP_FRAME_LOG: join(dir, 'b.jsonl') }],
+    ]);
     cp16 = await connectedChargePoint(nodeA.wsUrl, 'FL-16', { protocols: ['ocpp1.6'] });
     cp201 = await connectedChargePoint(nodeA.wsUrl, 'FL-201', { protocols: ['ocpp2.0.1'] });
     cp16.handle('ChangeConfiguration', () => ({ status: 'Accepted' }));

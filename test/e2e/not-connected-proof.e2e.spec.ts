@@ -3,7 +3,7 @@ import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { CsmsProcess } from '../support/csms-process.js';
 import { RecordingCharger } from '../support/recording-charger.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
-import { sleep, waitFor, withTimeout } from '../support/wait.js';
+import { allWhenSettled, sleep, waitFor, withTimeout } from '../support/wait.js';
 
 /**
  * The chaos checker's `not-connected-while-connected`: a caller answered a definitive
@@ -63,8 +63,7 @@ describe('a definitive NotConnected needs proof', () => {
    * is frozen and its liveness key deleted; no survivor takes it over (checks once a minute).
    */
   it('owner lapsed, not taken over: a call is unavailable, a batch waits in its inbox; the socket stays open and is served once the node is back', async () => {
-    const a = await node('lapse-a');
-    const b = await node('lapse-b');
+    const [a, b] = await allWhenSettled([node('lapse-a'), node('lapse-b')]);
     const onB = await RecordingCharger.connect(b.wsUrl, 'LP1', 0);
     chargers.push(onB);
     // Read in Redis, not through lapse-a: a caller that just saw lapse-b alive may reuse that for a moment.
@@ -103,8 +102,7 @@ describe('a definitive NotConnected needs proof', () => {
   }, 90_000);
 
   it('owner taken over by a survivor: its chargers are definitively not connected', async () => {
-    const a = await node('gone-a', 500);
-    const b = await node('gone-b');
+    const [a, b] = await allWhenSettled([node('gone-a', 500), node('gone-b')]);
     const onB = await RecordingCharger.connect(b.wsUrl, 'GN1', 0);
     chargers.push(onB);
     await waitFor('GN1 on gone-b, seen from gone-a', () => visibleFrom(a, 'GN1', 'gone-b'));
@@ -130,8 +128,7 @@ describe('a definitive NotConnected needs proof', () => {
    * (one round trip) before its claim (two) completes the handshake.
    */
   it('charge point connecting to the asked node: the caller is told unavailable, not "not connected"', async () => {
-    const b = await node('move-b', 60_000, 6000);
-    const c = await node('move-c', 60_000, 6000);
+    const [b, c] = await allWhenSettled([node('move-b', 60_000, 6000), node('move-c', 60_000, 6000)]);
     const onB = await RecordingCharger.connect(b.wsUrl, 'MV1', 0);
     chargers.push(onB);
     await waitFor('MV1 registered for move-b', async () => (await admin.hget(keys.presence('MV1'), 'node')) === 'move-b');

@@ -47,9 +47,10 @@ describe('OpenTelemetry traces across nodes', () => {
     const redis = await startRedisServer();
     admin = new Redis(redis.url);
     const env = (file: string) => ({ REDIS_URL: redis.url, OCPP_TRACE_FILE: file });
-    // One after the other: two sample starts at once can outlast a start's bound on a loaded machine.
-    a = await CsmsProcess.start('trace-a', env(files.a));
-    b = await CsmsProcess.start('trace-b', env(files.b));
+    [a, b] = await CsmsProcess.startTogether([
+      ['trace-a', env(files.a)],
+      ['trace-b', env(files.b)],
+    ]);
     charger = await connectedChargePoint(b.wsUrl, 'TRACED-1');
     charger.handle('DataTransfer', ({ params }) => ({ status: 'Accepted', data: params.data }));
   }, 120_000);

@@ -27,7 +27,8 @@ describe('cluster wire version (three sample processes, real Redis)', () => {
     redis = await startRedisServer();
     // A call that is never answered fails the test by its timeout (20 s), not by hanging.
     const env = { REDIS_URL: redis.url, OCPP_PING_INTERVAL_MS: '0', OCPP_CALL_TIMEOUT_MS: '20000' };
-    for (const name of NAMES) nodes[name] = await CsmsProcess.start(`wire-${name}`, { ...env, OCPP_WIRE_VERSION: String(VERSIONS[name]) });
+    const started = await CsmsProcess.startTogether(NAMES.map((name) => [`wire-${name}`, { ...env, OCPP_WIRE_VERSION: String(VERSIONS[name]) }] as const));
+    NAMES.forEach((name, index) => (nodes[name] = started[index]));
     for (const name of NAMES) {
       const charger = await connectedChargePoint(nodes[name].wsUrl, `CP-${name}`, { protocols: ['ocpp1.6'] });
       charger.handle('Reset', () => {

@@ -46,7 +46,8 @@ export class CsmsProcess {
         child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
         child.once('exit', (code) => reject(new Error(`node ${nodeId} exited with ${code} before listening:\n${output.join('')}`)));
       }),
-      30_000,
+      // Generous: a start is ~2.5 s of one core's work, but nodes start together and the machine may be busy.
+      60_000,
       `node ${nodeId} to listen`,
     ).catch((error) => {
       child.kill('SIGKILL');
@@ -59,6 +60,18 @@ export class CsmsProcess {
     return csms;
   }
 
+  /**
+   * Starts several nodes at once (a start is mostly one core's work, so two take little longer
+   * than one); if any fails to start, the others are killed and the first failure is thrown.
+   */
+  static async startTogether(nodes: ReadonlyArray<readonly [nodeId: string, env: Record<string, string>]>): Promise<CsmsProcess[]> {
+    const results = await Promise.allSettled(nodes.map(([nodeId, env]) => CsmsProcess.start(nodeId, env)));
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (!failed) return results.map((result) => (result as PromiseFulfilledResult<CsmsProcess>).value);
+    await Promise.all(results.map((result) => (result.status === 'fulfilled' ? result.value.kill9() : undefined)));
+    throw failed.reason;
+  }
+
   /** Graceful stop (SIGTERM: Nest shutdown hooks), then SIGKILL if it lingers. */
   async stop(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
@@ -66,6 +79,8 @@ export class CsmsProcess {
     try {
       await withTimeout(this.exited, 10_000, `node ${this.nodeId} to exit`);
     } catch {
+      // Worth knowing: a test that waits here spends 10 s for nothing (a drain with chargers still on?).
+      console.warn(`node ${this.nodeId} did not exit within 10 s of SIGTERM: killing it`);
       this.child.kill('SIGKILL');
       await withTimeout(this.exited, 5_000, `node ${this.nodeId} to die`);
     }

@@ -424,9 +424,16 @@ export async function startRedisCluster(options: number | StartClusterOptions = 
   const timeout = nodeTimeoutMs ?? (replicas > 0 ? 1000 : 2000);
   const servers: RedisServer[] = [];
   try {
-    for (let i = 0; i < masters * (1 + replicas); i++) {
+    // Ports one after the other (each distinct, and no node's port another's bus port); the
+    // servers then start together.
+    const ports: number[] = [];
+    while (ports.length < masters * (1 + replicas)) {
       // The cluster bus listens on port + 10000: both must be free.
       const port = await freePort((candidate) => candidate + 10_000 < 65_536);
+      const taken = ports.flatMap((other) => [other, other + 10_000]);
+      if (!taken.includes(port) && !taken.includes(port + 10_000)) ports.push(port);
+    }
+    for (const port of ports) {
       const server = new RedisServer(port, [
         '--cluster-enabled', 'yes',
         '--cluster-config-file', 'nodes.conf',
@@ -435,11 +442,14 @@ export async function startRedisCluster(options: number | StartClusterOptions = 
         '--cluster-replica-validity-factor', '0',
         // A stopping master does not wait for its replicas (the default waits up to 10 s).
         '--shutdown-timeout', '0',
+        // A master starts a replica's full sync at once (the default waits 5 s for more replicas
+        // to join the same transfer): at start, after a restart, and when an old master rejoins.
+        '--repl-diskless-sync-delay', '0',
         ...args,
       ]);
       servers.push(server);
-      await server.start();
     }
+    await Promise.all(servers.map((server) => server.start()));
     const create = spawnSync(
       'redis-cli',
       [
