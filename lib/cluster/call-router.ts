@@ -64,8 +64,25 @@ export class CallRouter {
     return this.deps.registry.handshakesSettled(identity, deadline);
   }
 
+  /** True while a handshake of `identity` is completing here (see handshakeHere). */
+  isHandshakingHere(identity: string): boolean {
+    return !this.deps.drain.isHandedOver(identity) && this.deps.registry.isHandshaking(identity);
+  }
+
+  /**
+   * A charge point connecting here right now (the newest connection wins, wherever presence
+   * still points): the caller waits for its socket, bounded by the deadline, instead of being
+   * told "unavailable" for a handshake that completes a moment later.
+   */
+  private async afterHandshakeHere(identity: string, deadline: number): Promise<LocalConnection | undefined> {
+    const handshake = this.handshakeHere(identity, deadline);
+    if (!handshake) return undefined;
+    await handshake;
+    return this.servingConnection(identity);
+  }
+
   async route(identity: string, request: RouteRequest): Promise<Route> {
-    const connection = this.servingConnection(identity);
+    const connection = this.servingConnection(identity) ?? (await this.afterHandshakeHere(identity, request.deadline));
     if (connection) return { kind: 'local', connection };
     const remembered = await this.rememberedOwner(identity);
     if (remembered && this.requestProblem(remembered, request) === null) return { kind: 'remote', owner: remembered };

@@ -136,8 +136,9 @@ export class OutboundCalls {
         continue;
       }
       const known = owners.get(identity) ?? null;
-      // A charge point this node handed over waits for its new owner on its own, outside the batch.
-      if (router.isHandedOverHere(identity, known)) {
+      // A charge point this node handed over waits for its new owner on its own, outside the batch;
+      // one connecting here right now waits for its socket.
+      if (router.isHandedOverHere(identity, known) || router.isHandshakingHere(identity)) {
         track(identity, this.call(identity, request, timeoutMs));
         continue;
       }

@@ -150,12 +150,24 @@ describe('CallRouter.route (the one routing decision of sendToClient, sendMessag
     expect((outcome as { error: Error }).error).toBeInstanceOf(ClusterUnavailableError);
   });
 
-  it('says unavailable, not "not connected", while presence names this node for a handshake that has not opened its socket yet', async () => {
+  it('a caller waits for the socket of a charge point connecting to this node right now', async () => {
+    const { router, adapter, registry } = await cluster();
+    registry.beginHandshake('CP-ARRIVING');
+    await adapter.setPresence('CP-ARRIVING', 'ocpp1.6', Date.now());
+    const routed = router.route('CP-ARRIVING', request());
+    // The handshake completes: its socket is served here.
+    registry.set(idleConnection('CP-ARRIVING'));
+    registry.endHandshake('CP-ARRIVING');
+    await expect(routed).resolves.toMatchObject({ kind: 'local', connection: { identity: 'CP-ARRIVING' } });
+  });
+
+  it('says unavailable, not "not connected", when a handshake here has not opened its socket by the deadline', async () => {
     const { router, calls, adapter, registry } = await cluster();
     registry.beginHandshake('CP-MOVING');
     await adapter.setPresence('CP-MOVING', 'ocpp1.6', Date.now());
-    await expect(router.route('CP-MOVING', request())).rejects.toThrow('CP-MOVING is connecting to node a right now');
-    const [outcome] = await calls.broadcastBatch(['CP-MOVING'], 'Reset', { type: 'Hard' });
+    const soon = () => ({ ...request(), deadline: Date.now() + 200 });
+    await expect(router.route('CP-MOVING', soon())).rejects.toThrow('CP-MOVING is connecting to node a right now');
+    const [outcome] = await calls.broadcastBatch(['CP-MOVING'], 'Reset', { type: 'Hard' }, { timeoutMs: 200 });
     expect((outcome as { error: Error }).error).toBeInstanceOf(ClusterUnavailableError);
     await expect(router.forward(command({ identity: 'CP-MOVING' }), openGate)).resolves.toMatchObject({ status: 'failed', errorCode: 'OCPP_CLUSTER_UNAVAILABLE' });
     // Given up (or opened and then closed): a stale entry naming this node is "not connected" again.
