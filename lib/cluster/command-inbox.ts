@@ -120,10 +120,14 @@ export class CommandInbox {
     this.active++;
     const incarnation = lease.incarnation;
     // A child of the caller's hop when the envelope carries its trace context.
-    const span = clusterTracer.start(`ocpp.cluster.command ${command.action}`, 'consumer', {
-      ...{ 'ocpp.identity': command.identity, 'ocpp.action': command.action, 'ocpp.node': this.deps.nodeId, 'ocpp.origin_node': command.origin },
+    const attributes = {
+      'ocpp.identity': command.identity,
+      'ocpp.action': command.action,
+      'ocpp.node': this.deps.nodeId,
+      'ocpp.origin_node': command.origin,
       'ocpp.hops': command.hops,
-    }, command.trace);
+    };
+    const span = clusterTracer.start(`ocpp.cluster.command ${command.action}`, 'consumer', attributes, command.trace);
     const outcome = this.runCommand(command, incarnation, span);
     return outcome
       .then((result) => (result?.status === 'failed' && result.errorCode === LEASE_LOST_CODE ? this.afterSuspension() : result))

@@ -399,6 +399,13 @@ export class NodeLiveness {
    * answer is stale, concurrent callers (a burst of commands for one node) share one EXISTS; if
    * it fails they all get its error and nothing is cached, so the next caller asks again.
    */
+  /** True when a fresh answer of {@link isAlive} says `nodeId` is alive (no I/O); false: ask. */
+  isKnownAlive(nodeId: string): boolean {
+    if (nodeId === this.options.nodeId && this.held) return true;
+    const cached = this.aliveCache.get(nodeId);
+    return cached !== undefined && cached.alive && Date.now() - cached.at < this.aliveCacheMs;
+  }
+
   async isAlive(nodeId: string): Promise<boolean> {
     if (nodeId === this.options.nodeId && this.held) return true;
     const cached = this.aliveCache.get(nodeId);

@@ -6,7 +6,7 @@ import type { ClusterLogger } from '../cluster/logger.js';
 import { InboxFullError, InvalidOptionsError } from '../protocol/errors.js';
 import type { Broadcaster } from './broadcaster.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
-import type { RedisDriver } from './redis-driver.js';
+import type { RedisClient, RedisDriver } from './redis-driver.js';
 import { INBOX_GROUP, keyPartProblem, type RedisKeys } from './redis-keys.js';
 import { StreamAppender } from './stream-appender.js';
 import { StreamConsumer } from './stream-consumer.js';
@@ -163,20 +163,32 @@ export class RedisMessaging {
   private async sendToNode(target: string, messages: ReadonlyArray<{ to: NodeAddress; message: ClusterMessage }>): Promise<void> {
     const { keys, pool } = this.deps;
     const client = pool.pick(keys.stream(target));
-    const byStream = groupBy(messages, ({ to }) => (to.lane === 'replies' ? keys.replies(target) : keys.stream(target)));
-    const appends = [...byStream].map(async ([streamKey, list]) => {
+    const streamOf = ({ to }: { to: NodeAddress }): string => (to.lane === 'replies' ? keys.replies(target) : keys.stream(target));
+    // One message (every call, every reply): one append, without the grouping and settling of a batch.
+    if (messages.length === 1) {
       try {
-        await this.appender.append(client, target, streamKey, list.map(({ message }) => message));
-        this.counters.sent += list.length;
+        await this.appendCounted(client, target, streamOf(messages[0]), [messages[0].message]);
       } catch (error) {
-        if (error instanceof InboxFullError) this.counters.commandsRefused += list.length;
-        else this.counters.sendFailures += list.length;
-        throw error;
+        throw this.deps.unavailable(error);
       }
-    });
+      return;
+    }
+    const byStream = groupBy(messages, streamOf);
+    const appends = [...byStream].map(([streamKey, list]) => this.appendCounted(client, target, streamKey, list.map(({ message }) => message)));
     const results = await Promise.allSettled(appends);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw this.deps.unavailable(failed.reason);
+  }
+
+  private async appendCounted(client: RedisClient, target: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<void> {
+    try {
+      await this.appender.append(client, target, streamKey, messages);
+      this.counters.sent += messages.length;
+    } catch (error) {
+      if (error instanceof InboxFullError) this.counters.commandsRefused += messages.length;
+      else this.counters.sendFailures += messages.length;
+      throw error;
+    }
   }
 }
 

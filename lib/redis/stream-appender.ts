@@ -62,8 +62,8 @@ export class StreamAppender {
    * streams); rejects with `InboxFullError` when they hold commands and were refused (none was
    * appended), or with the Redis error.
    */
-  async append(client: RedisClient, nodeId: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
-    if (messages.length === 0) return [];
+  append(client: RedisClient, nodeId: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
+    if (messages.length === 0) return Promise.resolve([]);
     if (!messages.some((message) => message.kind === 'command')) return this.appendUncapped(client, streamKey, messages);
     return new Promise<string[]>((resolve, reject) => {
       let byStream = this.commandAppends.get(client);
@@ -105,6 +105,12 @@ export class StreamAppender {
         if (error) throw error;
         return String(id);
       });
+    }
+    if (messages.length === 1) {
+      // A reply: one XADD, no Promise.all around it.
+      const appended = client.xadd(streamKey, '*', MESSAGE_FIELD, encodeMessage(messages[0]));
+      this.renewTtl(client, streamKey);
+      return [String(await appended)];
     }
     const appended = messages.map((message) => client.xadd(streamKey, '*', MESSAGE_FIELD, encodeMessage(message)));
     this.renewTtl(client, streamKey);
