@@ -64,7 +64,19 @@ export class StreamAppender {
    */
   append(client: RedisClient, nodeId: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
     if (messages.length === 0) return Promise.resolve([]);
-    if (!messages.some((message) => message.kind === 'command')) return this.appendUncapped(client, streamKey, messages);
+    if (!messages.some((message) => message.kind === 'command')) {
+      // A reply: one XADD joining this turn's auto-pipeline, and no async frame around it.
+      if (messages.length === 1 && client.options.enableAutoPipelining) {
+        try {
+          const appended = client.xadd(streamKey, '*', MESSAGE_FIELD, encodeMessage(messages[0]));
+          this.renewTtl(client, streamKey);
+          return appended.then((id) => [String(id)]);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
+      return this.appendUncapped(client, streamKey, messages);
+    }
     return new Promise<string[]>((resolve, reject) => {
       let byStream = this.commandAppends.get(client);
       if (!byStream) this.commandAppends.set(client, (byStream = new Map()));
@@ -105,12 +117,6 @@ export class StreamAppender {
         if (error) throw error;
         return String(id);
       });
-    }
-    if (messages.length === 1) {
-      // A reply: one XADD, no Promise.all around it.
-      const appended = client.xadd(streamKey, '*', MESSAGE_FIELD, encodeMessage(messages[0]));
-      this.renewTtl(client, streamKey);
-      return [String(await appended)];
     }
     const appended = messages.map((message) => client.xadd(streamKey, '*', MESSAGE_FIELD, encodeMessage(message)));
     this.renewTtl(client, streamKey);
