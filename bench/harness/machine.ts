@@ -48,6 +48,32 @@ function processTicks(pid: number): number | null {
   }
 }
 
+/** Clock ticks per second of /proc (USER_HZ: 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/**
+ * CPU time of a few processes over a measurement, in µs (/proc tick resolution, 10 ms). Unlike
+ * throughput, CPU per call hardly moves when other work shares the machine.
+ */
+export class ProcessCpu<K extends string> {
+  private readonly start: Map<K, number | null>;
+
+  constructor(private readonly pids: Record<K, number | undefined>) {
+    this.start = new Map(Object.entries(pids).map(([name, pid]) => [name as K, pid === undefined ? null : processTicks(pid as number)]));
+  }
+
+  /** µs each process used since construction (null: unknown). */
+  stop(): Record<K, number | null> {
+    const used = {} as Record<K, number | null>;
+    for (const [name, pid] of Object.entries(this.pids) as Array<[K, number | undefined]>) {
+      const from = this.start.get(name);
+      const to = pid === undefined ? null : processTicks(pid);
+      used[name] = from === null || from === undefined || to === null ? null : ((to - from) * 1e6) / TICKS_PER_SECOND;
+    }
+    return used;
+  }
+}
+
 /**
  * CPU used during a measurement by processes that are not the bench's: all busy CPU time minus
  * what the bench's own processes (the driver, its children, their redis-server) used.

@@ -62,6 +62,10 @@ export class NatsServer {
     throw new Error(`nats-server on ${this.port} was not ready within 10 s`);
   }
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   /** SIGKILL by pid, then its store is removed: the streams and buckets are gone, as after a crash with a lost disk. */
   async stop(): Promise<void> {
     const child = this.child;

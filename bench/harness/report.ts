@@ -114,6 +114,23 @@ export function markdownTable(results: BenchResults, scale: number): string {
       goal: '≤ 0.5× ocpp-ws-io',
       met: verdict(p99 === undefined ? undefined : p99 <= 0.5),
     });
+    // CPU per call barely moves with other work on the machine: the comparison to trust on a busy one.
+    const cpu = (v: CrossNodeResult | undefined): number | undefined => {
+      const used = v?.cpuUsPerCall;
+      return used && used.caller !== null && used.owner !== null && used.redis !== null ? used.caller + used.owner + used.redis : undefined;
+    };
+    const cpuCell = (v: CrossNodeResult): string => {
+      const used = v.cpuUsPerCall;
+      return cpu(v) === undefined || !used ? '–' : `${int(cpu(v)!)} (${int(used.caller!)}+${int(used.owner!)}+${int(used.redis!)})`;
+    };
+    rows.push({
+      scenario: '',
+      measure: 'CPU µs per call (caller+owner+Redis)',
+      cells: columns.map((impl) => cell(r, impl, cpuCell)),
+      comparison: `${times(ratio(cpu(ours), cpu(peer)))} ocpp-ws-io, ${times(ratio(cpu(ours), cpu(relay)))} naive relay`,
+      goal: '',
+      met: '',
+    });
   }
 
   // inbound

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { CallRunResult } from '../apps/call-runner.js';
 import { fleetIdentities, type FloodResult } from '../simulator/fleet.js';
-import { CpuWatch } from './machine.js';
+import { CpuWatch, ProcessCpu } from './machine.js';
 import { NatsServer } from './nats.js';
 import { benchPids, startApp, type BenchApp } from './processes.js';
 import { RedisServer } from './redis.js';
@@ -89,6 +89,8 @@ function writeProfileWindow(ctx: BenchContext, profile: string, label: string, f
 
 /** The server a cluster's nodes share; `stop` kills it and loses what it stored, `launch` starts it again empty. */
 export interface Broker {
+  /** Its process (CPU per call is measured for it too). */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
   launch(): Promise<void>;
 }
@@ -123,8 +125,17 @@ export interface Measured {
   foreignCpuPercent: number | null;
 }
 
+/** CPU time per successful call (µs) of the caller node, the owner node and redis-server. */
+export interface CpuPerCall {
+  caller: number | null;
+  owner: number | null;
+  redis: number | null;
+}
+
 export interface CrossNodeResult extends CallRunResult, Measured {
   stations: number;
+  /** CPU per call of each process (robust to other work on the machine, unlike calls/s). */
+  cpuUsPerCall?: CpuPerCall;
   /** Interleaved runs (BENCH_ROUNDS): calls/s of each turn. */
   rounds?: number[];
 }
@@ -166,14 +177,19 @@ async function setUpCrossNode(ctx: BenchContext, impl: ImplName, stationCount: n
       measure: async (total) => {
         const from = profiling(ctx, impl) ? await Promise.all([nodeA.request<number>('mark'), nodeB.request<number>('mark')]) : [];
         const watch = new CpuWatch(benchPids());
+        // 'redis': the broker's process (nats-server for ours-nats).
+        const processes = new ProcessCpu({ caller: nodeA.pid, owner: nodeB.pid, redis: broker.pid });
         const result = await nodeA.request<CallRunResult>('crossNodeCalls', { ...calls, total }, 15 * 60_000);
+        const used = processes.stop();
         const { foreignPercent } = watch.stop();
+        const perCall = (us: number | null): number | null => (us === null || result.ok === 0 ? null : us / result.ok);
+        const cpuUsPerCall = { caller: perCall(used.caller), owner: perCall(used.owner), redis: perCall(used.redis) };
         if (profiling(ctx, impl)) {
           const to = await Promise.all([nodeA.request<number>('mark'), nodeB.request<number>('mark')]);
           writeProfileWindow(ctx, 'cross-node-A', 'node A (caller), measured calls', from[0], to[0]);
           writeProfileWindow(ctx, 'cross-node-B', 'node B (holds the stations), measured calls', from[1], to[1]);
         }
-        return { ...result, stations: stationCount, foreignCpuPercent: foreignPercent };
+        return { ...result, stations: stationCount, foreignCpuPercent: foreignPercent, cpuUsPerCall };
       },
       stop: () => stopAll(apps, broker),
     };
@@ -242,9 +258,26 @@ export async function crossNodeInterleaved(ctx: BenchContext, impls: ImplName[],
       latencyMs: merged as unknown as CrossNodeResult['latencyMs'],
       foreignCpuPercent: median(list.map((turn) => turn.foreignCpuPercent ?? 0)),
       rounds: list.map((turn) => Math.round(turn.callsPerSecond)),
+      cpuUsPerCall: mergedCpu(list),
     } as CrossNodeResult;
   }
   return results;
+}
+
+/** CPU per call over several turns, weighted by each turn's calls. */
+function mergedCpu(turns: CrossNodeResult[]): CpuPerCall {
+  const merged = (key: keyof CpuPerCall): number | null => {
+    let us = 0;
+    let calls = 0;
+    for (const turn of turns) {
+      const perCall = turn.cpuUsPerCall?.[key];
+      if (perCall === null || perCall === undefined) return null;
+      us += perCall * turn.ok;
+      calls += turn.ok;
+    }
+    return calls === 0 ? null : us / calls;
+  };
+  return { caller: merged('caller'), owner: merged('owner'), redis: merged('redis') };
 }
 
 // ---------------------------------------------------------------- inbound calls

@@ -81,6 +81,21 @@ export class CallRouter {
     return this.servingConnection(identity);
   }
 
+  /**
+   * The route `route()` would choose, when it is known without I/O (a local socket, or a
+   * remembered owner whose node the transport knows alive); null: ask `route()`. Saves the
+   * common call the promises and the deadline timer of a route that never waits.
+   */
+  routeNow(identity: string, request: RouteRequest): Route | null {
+    const connection = this.servingConnection(identity);
+    if (connection) return { kind: 'local', connection };
+    // Connecting here right now: route() waits for that socket.
+    if (this.isHandshakingHere(identity)) return null;
+    const remembered = this.deps.owners.get(identity);
+    if (!remembered || this.deps.adapter.isNodeKnownAlive?.(remembered.nodeId) !== true) return null;
+    return this.requestProblem(remembered, request) === null ? { kind: 'remote', owner: remembered } : null;
+  }
+
   async route(identity: string, request: RouteRequest): Promise<Route> {
     const connection = this.servingConnection(identity) ?? (await this.afterHandshakeHere(identity, request.deadline));
     if (connection) return { kind: 'local', connection };

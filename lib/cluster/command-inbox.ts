@@ -115,26 +115,29 @@ export class CommandInbox {
    * A command for one of our sockets. The call is queued synchronously (before any await),
    * so commands read in stream order reach the charge point's FIFO in that order.
    */
-  private onCommand(command: CommandEnvelope): Promise<void> {
+  private async onCommand(command: CommandEnvelope): Promise<void> {
     const { lease } = this.deps;
     this.active++;
     const incarnation = lease.incarnation;
     // A child of the caller's hop when the envelope carries its trace context.
-    const span = clusterTracer.start(`ocpp.cluster.command ${command.action}`, 'consumer', {
-      ...{ 'ocpp.identity': command.identity, 'ocpp.action': command.action, 'ocpp.node': this.deps.nodeId, 'ocpp.origin_node': command.origin },
+    const attributes = {
+      'ocpp.identity': command.identity,
+      'ocpp.action': command.action,
+      'ocpp.node': this.deps.nodeId,
+      'ocpp.origin_node': command.origin,
       'ocpp.hops': command.hops,
-    }, command.trace);
-    const outcome = this.runCommand(command, incarnation, span);
-    return outcome
-      .then((result) => (result?.status === 'failed' && result.errorCode === LEASE_LOST_CODE ? this.afterSuspension() : result))
-      .then((result) => {
-        span.setAttribute('ocpp.outcome', result?.status ?? 'answered elsewhere');
-        return result && lease.mayAnswer(incarnation) ? this.reply(command, result, span) : undefined;
-      })
-      .finally(() => {
-        span.end();
-        this.active--;
-      });
+    };
+    const span = clusterTracer.start(`ocpp.cluster.command ${command.action}`, 'consumer', attributes, command.trace);
+    try {
+      // Queued before the first await (see above); one async frame instead of a chain of promises.
+      let result = await this.runCommand(command, incarnation, span);
+      if (result?.status === 'failed' && result.errorCode === LEASE_LOST_CODE) result = await this.afterSuspension();
+      span.setAttribute('ocpp.outcome', result?.status ?? 'answered elsewhere');
+      if (result && lease.mayAnswer(incarnation)) await this.reply(command, result, span);
+    } finally {
+      span.end();
+      this.active--;
+    }
   }
 
   /**

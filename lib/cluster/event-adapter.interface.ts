@@ -193,6 +193,12 @@ export interface EventAdapterInterface extends Partial<NodeLossPrimitives> {
   listPresence(): Promise<PresenceRecord[]>;
   /** True while `nodeId` holds its liveness key. */
   isNodeAlive(nodeId: string): Promise<boolean>;
+  /**
+   * True when the transport knows, without I/O, that `nodeId` is alive (a fresh answer of
+   * `isNodeAlive`); false means "ask isNodeAlive". Optional: lets a caller route a command to a
+   * remembered owner without waiting a turn.
+   */
+  isNodeKnownAlive?(nodeId: string): boolean;
   /** Every node alive now, this one included (cheap: no presence read). */
   liveNodes(): Promise<string[]>;
   /**

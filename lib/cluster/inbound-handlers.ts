@@ -27,9 +27,13 @@ export class InboundHandlers {
     this.metrics.counters.received++;
     const label = this.metrics.actionLabel(call.action);
     // The handler runs inside the span: the application's own spans become its children.
+    // A plain literal: spreading nested ones (the former style) cost far more than the rest of a span.
     const span = clusterTracer.start(`ocpp.handle ${call.action}`, 'server', {
-      ...{ 'ocpp.identity': info.identity, 'ocpp.action': call.action, 'ocpp.protocol': info.protocol },
-      ...{ 'ocpp.node': this.nodeId, 'ocpp.message_id': call.id },
+      'ocpp.identity': info.identity,
+      'ocpp.action': call.action,
+      'ocpp.protocol': info.protocol,
+      'ocpp.node': this.nodeId,
+      'ocpp.message_id': call.id,
     });
     try {
       const reply = await span.run(() => this.handlers.dispatch(call.payload, this.context(info, call.action, call.id)));

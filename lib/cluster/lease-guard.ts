@@ -17,6 +17,7 @@ export class LeaseGuard {
   private current: LeaseState = 'held';
   private generation = 0;
   private waiters: Array<(end: SuspensionEnd) => void> = [];
+  private gate: { incarnation: number; gate: CallGate } | null = null;
 
   constructor(
     private readonly nodeId: string,
@@ -42,9 +43,15 @@ export class LeaseGuard {
     return incarnation === this.generation && this.current !== 'lost';
   }
 
-  /** The gate for a call carrying something read in `incarnation`: checked right before its frame is written. */
+  /**
+   * The gate for a call carrying something read in `incarnation`: checked right before its frame
+   * is written. One per incarnation (not one per command): it holds nothing else.
+   */
   gateFor(incarnation: number): CallGate {
-    return { mayWrite: () => this.mayWrite(incarnation), refusal: () => this.refusal() };
+    if (this.gate?.incarnation !== incarnation) {
+      this.gate = { incarnation, gate: { mayWrite: () => this.mayWrite(incarnation), refusal: () => this.refusal() } };
+    }
+    return this.gate.gate;
   }
 
   refusal(): LeaseLostError {

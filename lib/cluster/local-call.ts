@@ -23,7 +23,7 @@ export function callLocal(
     return Promise.reject(new ProtocolMismatchError(connection.identity, protocol, connection.protocol));
   }
   // The deadline decides; timeoutMs only has to be a valid positive number.
-  const call = connection.rpc.call(action, payload, { deadline, timeoutMs: Math.max(1, deadline - Date.now()), ...gate });
+  const call = connection.rpc.call(action, payload, { deadline, timeoutMs: Math.max(1, deadline - Date.now()), mayWrite: gate?.mayWrite, refusal: gate?.refusal });
   if (!parent) return call;
   const span = parent.child(`ocpp.charger.call ${action}`, 'client', { 'ocpp.identity': connection.identity, 'ocpp.protocol': connection.protocol });
   call.then(

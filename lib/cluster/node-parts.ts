@@ -65,7 +65,7 @@ export function composeNodeParts(context: NodeContext) {
   const router = new CallRouter({ nodeId, adapter, registry, drain, owners, checks, metricsSink, parkAgain });
   const deliverHere = (identity: string): void => parkedDelivery.deliver(identity);
   const parkedCalls = new ParkedCalls({ nodeId, adapter, remoteCalls, logger, deliverHere });
-  const calls = new OutboundCalls({ nodeId, adapter, router, remoteCalls, checks, metrics, isStopping, parkedCalls });
+  const calls = new OutboundCalls({ nodeId, adapter, router, remoteCalls, checks, metrics, isStopping, parkedCalls, wireVersion });
   const concurrency = options.broadcastConcurrency;
   const broadcasts = new Broadcasts({ nodeId, adapter, registry, lease, checks, metricsSink, concurrency, isStopping, wireVersion });
   const refuseUpgradesWhileTransportDown = options.refuseUpgradesWhileTransportDown;

@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { NodeShuttingDownError, NotConnectedError, OcppTimeoutError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { asClusterError } from './call-router.js';
+import { CallIds } from './call-ids.js';
 import type { CallRouter, RouteRequest } from './call-router.js';
 import type { CallChecks } from './call-checks.js';
 import { invalidIdentityError } from './call-checks.js';
@@ -28,10 +28,14 @@ export interface OutboundCallsDeps {
   metrics: NodeMetrics;
   isStopping: () => boolean;
   parkedCalls: ParkedCalls;
+  /** The wire version this node writes (its commands carry it). */
+  wireVersion: number;
 }
 
 /** The caller side of the public API: checks the input, asks the router where each call goes, sends it, settles it. */
 export class OutboundCalls {
+  private readonly ids = new CallIds();
+
   constructor(private readonly deps: OutboundCallsDeps) {}
 
   /** The charge point's reply, from whichever node holds its socket. */
@@ -52,7 +56,10 @@ export class OutboundCalls {
     // Decided without I/O, as it always was: a local socket is 'local' even if its call fails.
     const route = this.deps.router.servingConnection(identity) ? 'local' : 'remote';
     const span = clusterTracer.start(`ocpp.send ${action}`, 'client', {
-      ...{ 'ocpp.identity': identity, 'ocpp.action': action, 'ocpp.node': this.deps.nodeId, 'ocpp.route': route },
+      'ocpp.identity': identity,
+      'ocpp.action': action,
+      'ocpp.node': this.deps.nodeId,
+      'ocpp.route': route,
       'ocpp.deliver_within_ms': window?.deliverWithinMs,
     });
     const request: RouteRequest = { protocol, action, payload, deadline: Date.now() + timeoutMs, span };
@@ -184,7 +191,9 @@ export class OutboundCalls {
 
   private async call(identity: string, request: RouteRequest, timeoutMs: number): Promise<Record<string, unknown>> {
     // Routing reads presence; a stalled Redis must not hold the caller past its deadline (nothing was sent yet).
-    const route = await beforeDeadline(this.deps.router.route(identity, request), request.deadline, () => new OcppTimeoutError(identity, request.action, timeoutMs, false));
+    const route =
+      this.deps.router.routeNow(identity, request) ??
+      (await beforeDeadline(this.deps.router.route(identity, request), request.deadline, () => new OcppTimeoutError(identity, request.action, timeoutMs, false)));
     if (route.kind === 'local') return callLocal(route.connection, request.protocol, request.action, request.payload, request.deadline, undefined, request.span);
     return this.sendRemote(route.owner, request, timeoutMs);
   }
@@ -202,7 +211,10 @@ export class OutboundCalls {
     const { identity } = owner;
     // The hop to the owner's inbox; the owner's spans are its children (trace context in the envelope).
     const hop = request.span?.child('ocpp.cluster.publish', 'producer', { 'ocpp.target_node': owner.nodeId });
-    const command: CommandEnvelope = { ...this.commandFor(identity, request), ...extra, trace: hop?.carrier() };
+    const command = this.commandFor(identity, request);
+    if (extra.fireAndForget !== undefined) command.fireAndForget = extra.fireAndForget;
+    const trace = hop?.carrier();
+    if (trace) command.trace = trace;
     const reply = this.deps.remoteCalls.wait(command.id, {
       identity,
       action: request.action,
@@ -223,8 +235,11 @@ export class OutboundCalls {
     return reply;
   }
 
+  /** A new command, in this node's wire version (stamped here: the transport's stamp would copy it). */
   private commandFor(identity: string, { protocol, action, payload, deadline }: RouteRequest): CommandEnvelope {
-    return { kind: 'command', id: randomUUID(), origin: this.deps.nodeId, identity, action, payload, protocol, deadline };
+    const command: CommandEnvelope = { kind: 'command', id: this.ids.next(), origin: this.deps.nodeId, identity, action, payload, protocol, deadline };
+    if (this.deps.wireVersion !== 1) command.v = this.deps.wireVersion;
+    return command;
   }
 
   private requireRunning(): void {

@@ -140,14 +140,32 @@ function contextOf(api: typeof OtelApi, carrier: TraceCarrier): OtelApi.Context 
   return api.isSpanContextValid(spanContext) ? api.trace.setSpanContext(api.ROOT_CONTEXT, spanContext) : api.ROOT_CONTEXT;
 }
 
+/**
+ * Whether a tracer provider (an SDK) is registered with the API. Once seen, assumed for good (a
+ * provider taken away again only costs the full path).
+ */
+let sdkSeen = false;
+function sdkRegistered(api: typeof OtelApi): boolean {
+  if (sdkSeen) return true;
+  const provider = api.trace.getTracerProvider();
+  // Another API copy's global provider, or a provider that is not the API's proxy: assume one.
+  sdkSeen = !(provider instanceof api.ProxyTracerProvider) || provider.getDelegateTracer('nestjs-ocpp-cluster') !== undefined;
+  return sdkSeen;
+}
+
 function createTracer(): ClusterTracer {
   const api = loadApi();
   if (!api) return NOOP_TRACER;
   // A proxy: it follows an SDK registered after this module loaded.
   const tracer = api.trace.getTracer('nestjs-ocpp-cluster');
   return {
-    start: (name, kind, attributes, parent) =>
-      startSpan(api, tracer, name, kind, attributes, parent ? contextOf(api, parent) : api.context.active()),
+    start: (name, kind, attributes, parent) => {
+      const context = parent ? contextOf(api, parent) : api.context.active();
+      // No SDK and no trace to continue: the API would hand out a span that records and carries
+      // nothing; skip building it (and its attributes) on every call's path.
+      if (api.trace.getSpanContext(context) === undefined && !sdkRegistered(api)) return NOOP_SPAN;
+      return startSpan(api, tracer, name, kind, attributes, context);
+    },
   };
 }
 

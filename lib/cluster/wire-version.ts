@@ -12,12 +12,17 @@ export function stampingWireVersion(adapter: EventAdapterInterface, version: num
   const publish: EventAdapterInterface['publish'] = (to, message) => adapter.publish(to, stamp(message));
   const publishBatch: EventAdapterInterface['publishBatch'] = (messages) =>
     adapter.publishBatch(messages.map(({ to, message }) => ({ to, message: stamp(message) })));
+  // Methods are bound once each (a bind per property read was a cost on every call's path).
+  const bound = new WeakMap<(...args: never[]) => unknown, unknown>();
   return new Proxy(adapter, {
     get(target, property) {
       if (property === 'publish') return publish;
       if (property === 'publishBatch') return publishBatch;
       const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
+      if (typeof value !== 'function') return value;
+      let method = bound.get(value as (...args: never[]) => unknown);
+      if (method === undefined) bound.set(value as (...args: never[]) => unknown, (method = value.bind(target)));
+      return method;
     },
   });
 }

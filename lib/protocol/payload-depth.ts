@@ -12,15 +12,26 @@ export const MAX_PAYLOAD_DEPTH = 100;
  * the stack; what JSON.stringify skips or converts (undefined, functions, toJSON) is left to it.
  */
 export function payloadEncodingProblem(payload: unknown): string | null {
-  const stack: Array<[value: unknown, depth: number]> = [[payload, 1]];
-  let entry: [unknown, number] | undefined;
+  if (typeof payload === 'bigint') return BIGINT;
+  if (!isWalked(payload)) return null;
+  // Only objects to walk are stacked: a flat payload (most calls) costs one frame, no tuple per field.
+  const stack: Array<[value: object, depth: number]> = [[payload, 1]];
+  let entry: [object, number] | undefined;
   while ((entry = stack.pop()) !== undefined) {
     const [value, depth] = entry;
-    if (typeof value === 'bigint') return 'payload holds a BigInt, which JSON cannot carry';
-    if (value === null || typeof value !== 'object' || typeof (value as { toJSON?: unknown }).toJSON === 'function') continue;
     if (depth > MAX_PAYLOAD_DEPTH) return `payload nests deeper than ${MAX_PAYLOAD_DEPTH} levels (or is circular)`;
     const children = Array.isArray(value) ? value : Object.values(value);
-    for (const child of children) stack.push([child, depth + 1]);
+    for (const child of children) {
+      if (typeof child === 'bigint') return BIGINT;
+      if (isWalked(child)) stack.push([child, depth + 1]);
+    }
   }
   return null;
+}
+
+const BIGINT = 'payload holds a BigInt, which JSON cannot carry';
+
+/** An object JSON.stringify walks into (one with toJSON is converted instead). */
+function isWalked(value: unknown): value is object {
+  return value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON !== 'function';
 }

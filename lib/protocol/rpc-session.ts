@@ -232,7 +232,14 @@ export class RpcSession {
   private idCounter = 0;
   private readonly queue: PendingCall[] = [];
   private inFlight: PendingCall | null = null;
+  /**
+   * Bounds the call in flight. Armed lazily: it stays armed after a call is answered, and when
+   * it fires early for the call then in flight it re-arms for that call's deadline, so a steady
+   * stream of calls costs a timer per timeout period instead of a setTimeout and a clearTimeout
+   * per call (they showed in the owner's cross-node profile).
+   */
   private inFlightTimer: Timer | null = null;
+  private inFlightTimerAt = Infinity;
   /** One timer for the earliest deadline among queued calls. */
   private queueTimer: Timer | null = null;
   private queueTimerAt = Infinity;
@@ -447,11 +454,19 @@ export class RpcSession {
         continue;
       }
       this.inFlight = next;
-      this.inFlightTimer = setTimeout(this.onInFlightTimeout, next.deadline - now);
+      this.armInFlightTimer(next.deadline, now);
       this.send(next.frame);
       break;
     }
     if (this.queue.length === 0) this.clearQueueTimer();
+  }
+
+  private armInFlightTimer(deadline: number, now: number): void {
+    // Armed for this deadline or sooner: when it fires it re-arms for whatever is in flight then.
+    if (this.inFlightTimer !== null && this.inFlightTimerAt <= deadline) return;
+    if (this.inFlightTimer !== null) clearTimeout(this.inFlightTimer);
+    this.inFlightTimerAt = deadline;
+    this.inFlightTimer = setTimeout(this.onInFlightTimeout, Math.max(1, deadline - now));
   }
 
   private armQueueTimer(at: number): void {
@@ -487,8 +502,15 @@ export class RpcSession {
 
   private readonly onInFlightTimeout = (): void => {
     this.inFlightTimer = null;
+    this.inFlightTimerAt = Infinity;
     const pending = this.inFlight;
     if (pending === null) return;
+    const now = Date.now();
+    // Armed for an earlier call that was answered: this one's deadline has not come yet.
+    if (pending.deadline > now) {
+      this.armInFlightTimer(pending.deadline, now);
+      return;
+    }
     this.inFlight = null;
     this.lastExpiredId = pending.id;
     pending.reject(new OcppTimeoutError(this.identity, pending.action, pending.budgetMs, true));
@@ -503,11 +525,8 @@ export class RpcSession {
       if (id !== this.lastExpiredId) this.problem(`${frameName} for unknown message id`);
       return null;
     }
+    // The in-flight timer stays armed (see inFlightTimer): the next call usually reuses it.
     this.inFlight = null;
-    if (this.inFlightTimer !== null) {
-      clearTimeout(this.inFlightTimer);
-      this.inFlightTimer = null;
-    }
     return pending;
   }
 
@@ -805,7 +824,7 @@ export class RpcSession {
       if (timer !== null) clearTimeout(timer);
     }
     this.inFlightTimer = this.queueTimer = this.resumeTimer = this.closeTimer = this.pingTimer = null;
-    this.queueTimerAt = Infinity;
+    this.queueTimerAt = this.inFlightTimerAt = Infinity;
 
     const pending = this.inFlight;
     this.inFlight = null;

@@ -399,10 +399,30 @@ export class NodeLiveness {
    * answer is stale, concurrent callers (a burst of commands for one node) share one EXISTS; if
    * it fails they all get its error and nothing is cached, so the next caller asks again.
    */
+  /**
+   * True when a fresh answer of {@link isAlive} says `nodeId` is alive (no I/O); false: ask.
+   * Past half its life the answer is asked for again in the background, so that a steady stream
+   * of calls to that node keeps finding a fresh one instead of waiting for it.
+   */
+  isKnownAlive(nodeId: string): boolean {
+    if (nodeId === this.options.nodeId && this.held) return true;
+    const cached = this.aliveCache.get(nodeId);
+    if (cached === undefined || !cached.alive) return false;
+    const age = Date.now() - cached.at;
+    if (age >= this.aliveCacheMs) return false;
+    if (age >= this.aliveCacheMs / 2) this.askAlive(nodeId).catch(() => undefined);
+    return true;
+  }
+
   async isAlive(nodeId: string): Promise<boolean> {
     if (nodeId === this.options.nodeId && this.held) return true;
     const cached = this.aliveCache.get(nodeId);
     if (cached && Date.now() - cached.at < this.aliveCacheMs) return cached.alive;
+    return this.askAlive(nodeId);
+  }
+
+  /** One query per node at a time. */
+  private askAlive(nodeId: string): Promise<boolean> {
     const inFlight = this.aliveQueries.get(nodeId);
     if (inFlight) return inFlight;
     const query = this.queryAlive(nodeId).finally(() => this.aliveQueries.delete(nodeId));

@@ -93,6 +93,10 @@ export class PresenceReads {
     }
   }
 
+  isNodeKnownAlive(nodeId: string): boolean {
+    return this.deps.liveness()?.isKnownAlive(nodeId) ?? false;
+  }
+
   presenceDoubt(): string | null {
     return this.deps.liveness()?.presenceDoubt() ?? null;
   }

@@ -370,6 +370,10 @@ export class RedisAdapter implements EventAdapterInterface {
     return this.reads.isNodeAlive(nodeId);
   }
 
+  isNodeKnownAlive(nodeId: string): boolean {
+    return this.reads.isNodeKnownAlive(nodeId);
+  }
+
   presenceDoubt(): string | null {
     return this.reads.presenceDoubt();
   }

@@ -6,7 +6,7 @@ import type { ClusterLogger } from '../cluster/logger.js';
 import { InboxFullError, InvalidOptionsError } from '../protocol/errors.js';
 import type { Broadcaster } from './broadcaster.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
-import type { RedisDriver } from './redis-driver.js';
+import type { RedisClient, RedisDriver } from './redis-driver.js';
 import { INBOX_GROUP, keyPartProblem, type RedisKeys } from './redis-keys.js';
 import { StreamAppender } from './stream-appender.js';
 import { StreamConsumer } from './stream-consumer.js';
@@ -55,17 +55,23 @@ export class RedisMessaging {
     return this.consumer;
   }
 
-  async publish(to: Address, message: ClusterMessage): Promise<void> {
-    if (isAllNodes(to)) {
-      const { broadcaster, pool, keys } = this.deps;
-      try {
-        await broadcaster.publish(pool.pick(keys.broadcastChannel), keys.broadcastChannel, message);
-      } catch (error) {
-        throw this.deps.unavailable(error);
-      }
-      return;
+  publish(to: Address, message: ClusterMessage): Promise<void> {
+    if (isAllNodes(to)) return this.publishToAll(message);
+    // One message to one node (every call, every reply): one promise from here to the append.
+    try {
+      return this.sendOne(checkedNode(to.node), to, message);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    await this.sendToNode(checkedNode(to.node), [{ to, message }]);
+  }
+
+  private async publishToAll(message: ClusterMessage): Promise<void> {
+    const { broadcaster, pool, keys } = this.deps;
+    try {
+      await broadcaster.publish(pool.pick(keys.broadcastChannel), keys.broadcastChannel, message);
+    } catch (error) {
+      throw this.deps.unavailable(error);
+    }
   }
 
   /** One MULTI per destination node (messages keep their order per node); broadcasts go through PUBLISH. */
@@ -73,7 +79,7 @@ export class RedisMessaging {
     const sends: Promise<unknown>[] = [];
     const byNode = new Map<string, Array<{ to: NodeAddress; message: ClusterMessage }>>();
     for (const { to, message } of messages) {
-      if (isAllNodes(to)) sends.push(this.publish(to, message));
+      if (isAllNodes(to)) sends.push(this.publishToAll(message));
       else byNode.set(checkedNode(to.node), [...(byNode.get(to.node) ?? []), { to, message }]);
     }
     for (const [target, list] of byNode) sends.push(this.sendToNode(target, list));
@@ -163,20 +169,44 @@ export class RedisMessaging {
   private async sendToNode(target: string, messages: ReadonlyArray<{ to: NodeAddress; message: ClusterMessage }>): Promise<void> {
     const { keys, pool } = this.deps;
     const client = pool.pick(keys.stream(target));
-    const byStream = groupBy(messages, ({ to }) => (to.lane === 'replies' ? keys.replies(target) : keys.stream(target)));
-    const appends = [...byStream].map(async ([streamKey, list]) => {
-      try {
-        await this.appender.append(client, target, streamKey, list.map(({ message }) => message));
-        this.counters.sent += list.length;
-      } catch (error) {
-        if (error instanceof InboxFullError) this.counters.commandsRefused += list.length;
-        else this.counters.sendFailures += list.length;
-        throw error;
-      }
-    });
+    const byStream = groupBy(messages, ({ to }) => this.streamOf(target, to));
+    const appends = [...byStream].map(([streamKey, list]) => this.appendCounted(client, target, streamKey, list.map(({ message }) => message)));
     const results = await Promise.allSettled(appends);
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw this.deps.unavailable(failed.reason);
+  }
+
+  /** {@link sendToNode} of one message, without the grouping and settling of a batch. */
+  private sendOne(target: string, to: NodeAddress, message: ClusterMessage): Promise<void> {
+    const { keys, pool } = this.deps;
+    return this.appender.append(pool.pick(keys.stream(target)), target, this.streamOf(target, to), [message]).then(
+      () => {
+        this.counters.sent++;
+      },
+      (error: unknown) => {
+        this.countFailure(error, 1);
+        throw this.deps.unavailable(error);
+      },
+    );
+  }
+
+  private streamOf(target: string, to: NodeAddress): string {
+    return to.lane === 'replies' ? this.deps.keys.replies(target) : this.deps.keys.stream(target);
+  }
+
+  private countFailure(error: unknown, count: number): void {
+    if (error instanceof InboxFullError) this.counters.commandsRefused += count;
+    else this.counters.sendFailures += count;
+  }
+
+  private async appendCounted(client: RedisClient, target: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<void> {
+    try {
+      await this.appender.append(client, target, streamKey, messages);
+      this.counters.sent += messages.length;
+    } catch (error) {
+      this.countFailure(error, messages.length);
+      throw error;
+    }
   }
 }
 

@@ -62,9 +62,21 @@ export class StreamAppender {
    * streams); rejects with `InboxFullError` when they hold commands and were refused (none was
    * appended), or with the Redis error.
    */
-  async append(client: RedisClient, nodeId: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
-    if (messages.length === 0) return [];
-    if (!messages.some((message) => message.kind === 'command')) return this.appendUncapped(client, streamKey, messages);
+  append(client: RedisClient, nodeId: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
+    if (messages.length === 0) return Promise.resolve([]);
+    if (!messages.some((message) => message.kind === 'command')) {
+      // A reply: one XADD joining this turn's auto-pipeline, and no async frame around it.
+      if (messages.length === 1 && client.options.enableAutoPipelining) {
+        try {
+          const appended = client.xadd(streamKey, '*', MESSAGE_FIELD, encodeMessage(messages[0]));
+          this.renewTtl(client, streamKey);
+          return appended.then((id) => [String(id)]);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
+      return this.appendUncapped(client, streamKey, messages);
+    }
     return new Promise<string[]>((resolve, reject) => {
       let byStream = this.commandAppends.get(client);
       if (!byStream) this.commandAppends.set(client, (byStream = new Map()));

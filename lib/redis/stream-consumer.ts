@@ -308,7 +308,9 @@ export class StreamConsumer {
   }
 
   private dispatch(stream: ConsumedStream, entry: StreamEntry, redelivered: boolean): void {
-    if (stream.isKnown(entry.id)) return;
+    // Only a re-read of our pending list can return an entry handled or in flight here: a read
+    // of new entries ('>') never returns one this group was given before.
+    if (redelivered && stream.isKnown(entry.id)) return;
     if (entry.fields === null) {
       this.lost++;
       this.options.logger.warn(`entry ${entry.id} of ${stream.key} was deleted before it was handled: its caller gets no answer`);

@@ -309,6 +309,34 @@ describe('RpcSession: timeouts and deadlines', () => {
     expect(err.sent).toBe(true);
   });
 
+  it('bounds a call by its own deadline when the call answered before it had a later one', async () => {
+    const { session, charger } = await connect();
+    const long = session.call('Long', {}, { timeoutMs: 60_000 });
+    const longFrame = await charger.next();
+    charger.send([3, longFrame[1], {}]);
+    await within(long, 'Long');
+    const short = session.call('Short', {}, { timeoutMs: 100 });
+    await charger.next();
+    const err = await rejection(short, 'Short');
+    expect(err).toBeInstanceOf(OcppTimeoutError);
+    expect(err).toMatchObject({ action: 'Short', sent: true });
+  });
+
+  it('does not time a call out at the deadline of the call answered before it', async () => {
+    const { session, charger } = await connect();
+    const short = session.call('Short', {}, { deadline: Date.now() + 100 });
+    const shortFrame = await charger.next();
+    charger.send([3, shortFrame[1], {}]);
+    await within(short, 'Short');
+    const long = session.call('Long', {}, { timeoutMs: 60_000 });
+    const longFrame = await charger.next();
+    // Well past the first call's deadline: a timer armed for it has fired by now.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(session.inFlightCall).toBe('Long');
+    charger.send([3, longFrame[1], { ok: true }]);
+    expect(await within(long, 'Long')).toEqual({ ok: true });
+  });
+
   it('rejects a call whose deadline has already passed without sending it', async () => {
     const { session, charger } = await connect();
     const err = await rejection(session.call('Late', {}, { deadline: Date.now() - 1 }), 'Late');

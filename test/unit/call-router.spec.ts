@@ -3,6 +3,7 @@ import { CallChecks } from '../../lib/cluster/call-checks.js';
 import { CallRouter } from '../../lib/cluster/call-router.js';
 import { DrainController } from '../../lib/cluster/drain.js';
 import type { ClusterMessage, CommandEnvelope } from '../../lib/cluster/envelope.js';
+import { WIRE_VERSION } from '../../lib/cluster/envelope.js';
 import { MAX_HOPS } from '../../lib/cluster/forwarding.js';
 import { HandlerRegistry } from '../../lib/cluster/handler-registry.js';
 import { InMemoryAdapter, InMemoryBus } from '../../lib/cluster/in-memory-adapter.js';
@@ -61,7 +62,7 @@ async function cluster({ doubtful = false, validator = null as SchemaValidator |
   const remoteCalls = new RemoteCalls();
   const metrics = new NodeMetrics(NOOP_METRICS_SINK, new HandlerRegistry());
   const parkedCalls = new ParkedCalls({ nodeId: 'a', adapter, remoteCalls, logger: SILENT_LOGGER, deliverHere: () => undefined });
-  const calls = new OutboundCalls({ nodeId: 'a', adapter, router, remoteCalls, checks, metrics, isStopping: () => false, parkedCalls });
+  const calls = new OutboundCalls({ nodeId: 'a', adapter, router, remoteCalls, checks, metrics, isStopping: () => false, parkedCalls, wireVersion: WIRE_VERSION });
   return { bus, adapter, b, reachedB, registry, owners, drain, router, remoteCalls, calls };
 }
 
