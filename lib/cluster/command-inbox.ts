@@ -15,6 +15,7 @@ import type { OwnerCache } from './owner-cache.js';
 import { REPLY_GRACE_MS } from './remote-calls.js';
 import type { RemoteCalls } from './remote-calls.js';
 import { sleep as delay } from './time-bounds.js';
+import { RecentCommands } from './recent-commands.js';
 import { clusterTracer } from './tracing.js';
 import type { ClusterSpan } from './tracing.js';
 
@@ -52,6 +53,7 @@ const LEASE_LOST_CODE = 'OCPP_LEASE_LOST';
 export class CommandInbox {
   /** Inbox commands being served (drain waits for them). */
   private active = 0;
+  private readonly recent = new RecentCommands();
 
   constructor(private readonly deps: CommandInboxDeps) {}
 
@@ -65,6 +67,8 @@ export class CommandInbox {
     if (version > this.deps.wireVersion || version < OLDEST_READABLE_WIRE_VERSION) return this.onUnreadable(message, version);
     switch (message.kind) {
       case 'command':
+        // A copy of a delivery taken before: the first one answers its caller.
+        if (!this.recent.takeFirst(message)) return;
         return delivery?.redelivered ? this.onRedeliveredCommand(message) : this.onCommand(message);
       case 'reply':
         this.deps.metrics.counters.remoteReceived++;

@@ -1,3 +1,4 @@
+import { deliveryKey as deliveryKeyOf } from '../cluster/recent-commands.js';
 import type { ClusterMessage } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { settleWithin, sleep } from '../cluster/time-bounds.js';
@@ -327,7 +328,8 @@ export class StreamConsumer {
       // A command past its deadline still goes to the handler: the router answers it "timed out,
       // never sent" at once (and never runs it), so the caller need not guess after its grace.
       // A parked command taken again after its charge point left is the same call, a new delivery.
-      const deliveryKey = message.parked?.attempt ? `${message.id}#${message.parked.attempt}` : message.id;
+      // A forward back to this node (one hop more) is a new delivery, as is a parked command taken again.
+      const deliveryKey = deliveryKeyOf(message);
       if (this.recentCommands.has(deliveryKey)) {
         this.duplicates++;
         this.queueAck(stream, entry.id);
