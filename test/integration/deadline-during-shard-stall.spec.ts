@@ -102,11 +102,13 @@ describe('a call whose publish is held up by a stalled Redis Cluster master', ()
       'the broadcast to settle',
     );
     expect(sleeping.isOver()).toBe(false);
-    // Either nothing was sent (the live nodes could not be read in time) or no node reported in time.
+    // Either nothing was sent (the live nodes could not be read in time), or the summary counts what
+    // reached a charger by then (pub/sub and B's report need not touch the stalled master).
     if (outcome instanceof Error) expect(outcome).toBeInstanceOf(OcppTimeoutError);
-    else expect(outcome).toMatchObject({ delivered: 0 });
+    const reported = outcome instanceof Error ? 0 : (outcome as { delivered: number }).delivered;
     await sleeping.over;
     await sleep(1000);
-    expect(received.filter((call) => call.includes('stalled-broadcast'))).toEqual([]);
+    // Nothing reached a charger beyond what the summary reported: nothing after the deadline.
+    expect(received.filter((call) => call.includes('stalled-broadcast'))).toHaveLength(reported);
   });
 });
