@@ -305,7 +305,8 @@ describe('RedisAdapter on Redis Cluster (3 masters + 3 replicas)', () => {
 
     // The old master comes back as a replica of the promoted one.
     await cluster.restartNode(victim);
-    expect(cluster.replicasOf(promoted)).toContain(victim);
+    // Healthy already; every node also drops its "fail" flag for it through gossip, a moment later.
+    await waitFor('the old master to be listed as a replica of the promoted one', () => cluster.replicasOf(promoted).includes(victim), { timeoutMs: 20_000 });
   }, 90_000);
 
   it('a failover onto a replica that lacks writes: the node re-registers its presence when the masters change', async () => {
