@@ -35,6 +35,7 @@ for package in ocpp-ws-io ocpp-rpc ws ioredis voltlog-io; do
 done
 
 echo "bench: building lib and bench into dist/" >&2
+npm run --silent generate:types >&2
 npx tsc -p bench/tsconfig.json
 case "${1:-}" in
   --curves) exec node dist/bench/curves.js ;;
