@@ -4,7 +4,8 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const SAMPLE_MAIN = fileURLToPath(new URL('../sample/main.js', import.meta.url));
-const LISTEN_TIMEOUT_MS = 30_000;
+/** As in the tests: a node starting on a busy 2-core machine may take this long to listen. */
+const LISTEN_TIMEOUT_MS = 60_000;
 
 export type NodeState = 'up' | 'frozen' | 'stopping' | 'down';
 

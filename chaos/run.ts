@@ -75,9 +75,6 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       CONTROL_TOKEN: token,
     };
     for (const nodeId of NODE_IDS) nodes.push(new NodeProcess(nodeId, await freePort(), env, join(logDir, `${nodeId}.log`)));
-    await Promise.all(nodes.map((node) => node.start()));
-    log(`${backendLabel} and ${nodes.length} nodes up in ${Date.now() - started} ms (ports ${nodes.map((node) => node.port).join(', ')})`);
-
     const restart = async (node: NodeProcess): Promise<void> => {
       for (let attempt = 1; attempt <= 5 && !node.running; attempt++) {
         try {
@@ -89,6 +86,20 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
         }
       }
     };
+    // Before the workload a node that cannot start (a JetStream cluster still placing its first
+    // replicated streams answers late) is started again; only starts after a fault are incidents.
+    const startBeforeWorkload = async (node: NodeProcess): Promise<void> => {
+      for (let attempt = 1; attempt <= 5 && !node.running; attempt++) {
+        await node.start().catch(async (error: unknown) => {
+          log(`${node.nodeId} failed to start before the workload (attempt ${attempt}): ${(error as Error).message}`);
+          await sleep(1_000);
+        });
+      }
+    };
+    await Promise.all(nodes.map((node) => startBeforeWorkload(node)));
+    const notStarted = nodes.filter((node) => !node.running).map((node) => node.nodeId);
+    if (notStarted.length > 0) throw new Error(`${notStarted.join(', ')} did not start in 5 attempts (see the node logs in ${logDir})`);
+    log(`${backendLabel} and ${nodes.length} nodes up in ${Date.now() - started} ms (ports ${nodes.map((node) => node.port).join(', ')})`);
     const directory = {
       connectable: () => nodes.filter((node) => node.state === 'up').map((node) => node.nodeId),
       wsUrl: (nodeId: string) => nodes.find((node) => node.nodeId === nodeId)!.wsUrl,

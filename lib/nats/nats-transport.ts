@@ -302,9 +302,13 @@ export class NatsTransport implements EventAdapterInterface {
   private async ensureBuckets(): Promise<void> {
     const kvm = new Kvm(this.js!);
     const storage = StorageType.File;
-    this.presenceKv = await kvm.create(this.names.presenceBucket, { history: 1, replicas: this.replicas, storage });
+    // Every read from the bucket's leader: a direct get may be answered by any replica, and one that
+    // is catching up after a restart answers with what it had (a charge point not connected, a
+    // node's old heartbeat) — presence and leases decided on that would be untrue.
+    const allow_direct = false;
+    this.presenceKv = await kvm.create(this.names.presenceBucket, { history: 1, replicas: this.replicas, storage, allow_direct });
     // Entries nobody rewrote for a day (fenced or abandoned nodes) go by themselves; a live node rewrites every third of its TTL.
-    this.nodesKv = await kvm.create(this.names.nodesBucket, { history: 1, replicas: this.replicas, storage, ttl: NODES_BUCKET_MAX_AGE_MS });
+    this.nodesKv = await kvm.create(this.names.nodesBucket, { history: 1, replicas: this.replicas, storage, allow_direct, ttl: NODES_BUCKET_MAX_AGE_MS });
   }
 
   /**
