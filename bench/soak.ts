@@ -5,18 +5,27 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PacedCallResult } from './apps/paced-calls.js';
 import { killAllChildren, type BenchApp } from './harness/processes.js';
-import { RedisServer } from './harness/redis.js';
+import { RedisCluster, RedisServer } from './harness/redis.js';
 import { DATA_TRANSFER, ROOT, endpoint, startImpl, startStations, stopAll, waitUntil, type BenchContext } from './harness/scenarios.js';
-import { fleetIdentities } from './simulator/fleet.js';
+import { fleetIdentities, type RecoverySamples } from './simulator/fleet.js';
+import { LatencyRecorder, type LatencySummary } from './simulator/stats.js';
 
 /**
- * `npm run bench -- --soak`: a fleet on our nodes over standalone Redis, with realistic traffic
+ * `npm run bench -- --soak`: a fleet on our nodes over Redis, with realistic traffic
  * (boot; Heartbeat at the booted interval; StatusNotification; transactions with MeterValues
  * every 60 s on about a third of the stations; a cross-node command per station every few
  * minutes from the nodes that stay), then `kill -9` of the last node: time until its stations
  * are in presence on the others (the simulator fails over to the next url with its backoff) and
  * answer calls, and every command's fate. Environment: SOAK_STATIONS (50000), SOAK_NODES (4),
- * SOAK_MINUTES (10), SOAK_COMMAND_EVERY_S (180), SOAK_AFTER_KILL_S (60).
+ * SOAK_MINUTES (10), SOAK_COMMAND_EVERY_S (180), SOAK_AFTER_KILL_S (60), SOAK_REDIS (standalone |
+ * cluster: a Redis Cluster of 3 masters), SOAK_NODE_TTL_MS (the nodes' liveness TTL; default the
+ * library's 5000). Exits with 1 when a command was never settled.
+ *
+ * After the kill it reports where the time goes: when the stations noticed (their sockets
+ * closed), when the cluster did (the victim's liveness key lapsed; its takeover done), when each
+ * station had a socket open elsewhere (its presence is claimed before the upgrade answers, so
+ * open means claimed), when it booted there, and when presence, as a survivor reads it, placed
+ * them all elsewhere.
  */
 
 const STATIONS_PER_PROCESS = 12_500;
@@ -27,18 +36,74 @@ const numberFromEnv = (name: string, fallback: number): number => {
   return value;
 };
 
+const SOAK_REDIS_KINDS = ['standalone', 'cluster'] as const;
+type SoakRedis = (typeof SOAK_REDIS_KINDS)[number];
+
+function redisKindFromEnv(): SoakRedis {
+  const kind = (process.env.SOAK_REDIS ?? 'standalone') as SoakRedis;
+  if (!SOAK_REDIS_KINDS.includes(kind)) throw new Error(`SOAK_REDIS must be ${SOAK_REDIS_KINDS.join(' or ')}, got ${JSON.stringify(process.env.SOAK_REDIS)}`);
+  return kind;
+}
+
+/** Standalone redis-server, or a Redis Cluster of 3 masters; `env` points the nodes at it. */
+async function startRedis(kind: SoakRedis, logDir: string): Promise<{ stop(): Promise<void>; env: Record<string, string>; label: string }> {
+  if (kind === 'cluster') {
+    const cluster = await RedisCluster.start(logDir, 3);
+    return { stop: () => cluster.stop(), env: { BENCH_REDIS_CLUSTER_NODES: cluster.nodeList }, label: 'cluster (3 masters, no replicas)' };
+  }
+  const server = await RedisServer.start(logDir);
+  return { stop: () => server.stop(), env: { BENCH_REDIS_URL: server.url }, label: 'standalone' };
+}
+
+const summarize = (values: number[]): LatencySummary => {
+  const recorder = new LatencyRecorder();
+  for (const value of values) recorder.record(value);
+  return recorder.summary();
+};
+
+/** The fleet processes' recovery samples, merged and summarized (ms after the kill). */
+function recoveryReport(parts: RecoverySamples[]) {
+  const all = (pick: (samples: RecoverySamples) => number[]): number[] => parts.flatMap(pick);
+  const failures: Record<string, number> = {};
+  for (const part of parts) for (const [kind, n] of Object.entries(part.failures)) failures[kind] = (failures[kind] ?? 0) + n;
+  return {
+    lost: all((p) => p.lostMs).length,
+    reopened: all((p) => p.reopenMs).length,
+    booted: all((p) => p.bootMs).length,
+    noticedMs: summarize(all((p) => p.lostMs)),
+    reopenMs: summarize(all((p) => p.reopenMs)),
+    handshakeMs: summarize(all((p) => p.handshakeMs)),
+    bootMs: summarize(all((p) => p.bootMs)),
+    attempts: summarize(all((p) => p.attempts)),
+    failures: Object.fromEntries(Object.entries(failures).sort((a, b) => b[1] - a[1]).slice(0, 10)),
+  };
+}
+
+/** Resolves with the ms since `from` once `check` holds, or null (logged) when it never did within `timeoutMs`. */
+async function msUntil(ctx: BenchContext, what: string, from: number, check: () => Promise<boolean>, timeoutMs: number, everyMs: number): Promise<number | null> {
+  try {
+    await waitUntil(what, check, timeoutMs, everyMs);
+    return performance.now() - from;
+  } catch (error) {
+    ctx.log(`  after the kill: ${String((error as Error).message ?? error)}`);
+    return null;
+  }
+}
+
 interface CpuSample {
   user: number;
   system: number;
   connections: number;
 }
 
-async function main(): Promise<void> {
+async function main(): Promise<number> {
   const stations = numberFromEnv('SOAK_STATIONS', 50_000);
   const nodeCount = numberFromEnv('SOAK_NODES', 4);
   const soakMs = numberFromEnv('SOAK_MINUTES', 10) * 60_000;
   const commandEveryS = numberFromEnv('SOAK_COMMAND_EVERY_S', 180);
   const afterKillMs = numberFromEnv('SOAK_AFTER_KILL_S', 60) * 1000;
+  const redisKind = redisKindFromEnv();
+  const nodeTtlMs = process.env.SOAK_NODE_TTL_MS === undefined ? undefined : numberFromEnv('SOAK_NODE_TTL_MS', 5000);
   const timeoutMs = 30_000;
   // Chunks hold a multiple of the node count, so station g sits on node g % nodeCount in every chunk.
   const perProcess = STATIONS_PER_PROCESS - (STATIONS_PER_PROCESS % nodeCount);
@@ -50,13 +115,16 @@ async function main(): Promise<void> {
     backlog: Number(process.env.BENCH_BACKLOG ?? 4096),
     log: (message) => process.stderr.write(`[${Math.round((performance.now() - startedAt) / 1000)} s] ${message}\n`),
   };
-  ctx.log(`soak: ${stations} stations over ${nodeCount} nodes, ${soakMs / 60_000} min, a command per station every ${commandEveryS} s; logs in ${ctx.logDir}`);
-  const redis = await RedisServer.start(ctx.logDir);
+  ctx.log(
+    `soak: ${stations} stations over ${nodeCount} nodes on ${redisKind} Redis, ${soakMs / 60_000} min, a command per station every ${commandEveryS} s; logs in ${ctx.logDir}`,
+  );
+  const redis = await startRedis(redisKind, ctx.logDir);
   const nodes: BenchApp[] = [];
   const fleets: BenchApp[] = [];
   try {
     for (let i = 0; i < nodeCount; i++) {
-      nodes.push(startImpl(ctx, 'ours', `soak-${i}`, { BENCH_REDIS_URL: redis.url, BENCH_NODE_ID: `soak-${i}`, BENCH_STRICT: '1' }));
+      const ttl = nodeTtlMs === undefined ? {} : { BENCH_NODE_TTL_MS: String(nodeTtlMs) };
+      nodes.push(startImpl(ctx, 'ours', `soak-${i}`, { ...redis.env, ...ttl, BENCH_NODE_ID: `soak-${i}`, BENCH_STRICT: '1' }));
     }
     const ready = await Promise.all(nodes.map((node) => node.ready));
     const urls = ready.map(endpoint);
@@ -121,48 +189,109 @@ async function main(): Promise<void> {
     const victim = nodes.length - 1;
     const victimId = `soak-${victim}`;
     const orphans = identities.filter((_, g) => g % nodeCount === victim);
+    const survivors = nodes.slice(0, -1);
+    const survivor = survivors[0];
+    type Takeovers = { takeovers: number; takeoverForwarded: number; takeoverAnswered: number; takeoverDropped: number };
+    const takeoversOf = async (): Promise<Takeovers[]> => Promise.all(survivors.map((node) => node.request<Takeovers>('takeovers', {}, 30_000)));
+    const takeoversBefore = (await takeoversOf()).reduce((a, t) => a + t.takeovers, 0);
     ctx.log(`  kill -9 ${victimId} (${orphans.length} stations)`);
+    const killedAtEpoch = Date.now();
     const killedAt = performance.now();
     nodes[victim].kill();
-    const survivor = nodes[0];
-    let reconnectMs: number | null = null;
+    const watchMs = afterKillMs + 120_000;
+    // The cluster's side: the victim's liveness key lapsed, and a survivor finished its takeover.
+    const lapsed = msUntil(ctx, `${victimId}'s liveness to lapse`, killedAt, async () => (await survivor.request<boolean>('nodeAlive', { nodeId: victimId }, 30_000)) === false, watchMs, 100);
+    const takenOver = msUntil(ctx, `the takeover of ${victimId}`, killedAt, async () => (await takeoversOf()).reduce((a, t) => a + t.takeovers, 0) > takeoversBefore, watchMs, 250);
+    // Presence, as a survivor reads it: only the stations not placed elsewhere yet are asked for.
+    let remaining = orphans;
+    const presenceMilestones: Record<string, number | null> = { p50: null, p90: null, p99: null };
+    const placed = msUntil(
+      ctx,
+      `the ${orphans.length} stations of ${victimId} in presence elsewhere`,
+      killedAt,
+      async () => {
+        const found = new Set(await survivor.request<string[]>('presenceElsewhere', { identities: remaining, notOn: victimId }, 30_000));
+        remaining = remaining.filter((identity) => !found.has(identity));
+        const share = 1 - remaining.length / orphans.length;
+        for (const [label, q] of [['p50', 0.5], ['p90', 0.9], ['p99', 0.99]] as const) {
+          if (presenceMilestones[label] === null && share >= q) presenceMilestones[label] = performance.now() - killedAt;
+        }
+        return remaining.length === 0;
+      },
+      watchMs,
+      250,
+    );
+    const reconnectMs = await placed;
+    // Reachable: 200 of them answer a call from a survivor (every outcome kept).
     let reachableMs: number | null = null;
-    try {
-      await waitUntil(
-        `the ${orphans.length} stations of ${victimId} in presence elsewhere`,
-        async () => (await survivor.request<number>('presenceElsewhere', { identities: orphans, notOn: victimId }, 30_000)) === orphans.length,
-        afterKillMs + 120_000,
-        250,
+    const sampleSize = Math.min(200, orphans.length);
+    const sample = Array.from({ length: sampleSize }, (_, i) => orphans[Math.floor((i * orphans.length) / sampleSize)]);
+    const sampleOutcomes: Record<string, number> = {};
+    if (reconnectMs !== null) {
+      const outcomes = await Promise.allSettled(
+        sample.map((identity) => survivor.request('call', { identity, action: 'DataTransfer', payload: DATA_TRANSFER, timeoutMs }, timeoutMs + 10_000)),
       );
-      reconnectMs = performance.now() - killedAt;
-      const sample = Array.from({ length: Math.min(200, orphans.length) }, (_, i) => orphans[Math.floor((i * orphans.length) / Math.min(200, orphans.length))]);
-      await Promise.all(sample.map((identity) => survivor.request('call', { identity, action: 'DataTransfer', payload: DATA_TRANSFER, timeoutMs }, timeoutMs + 10_000)));
-      reachableMs = performance.now() - killedAt;
-    } catch (error) {
-      ctx.log(`  after the kill: ${String((error as Error).message ?? error)}`);
+      for (const outcome of outcomes) {
+        const kind = outcome.status === 'fulfilled' ? 'ok' : (/"code":"(\w+)"|code: '(\w+)'|(\w+Error)/.exec(String(outcome.reason))?.slice(1).find(Boolean) ?? 'error');
+        sampleOutcomes[kind] = (sampleOutcomes[kind] ?? 0) + 1;
+      }
+      if (sampleOutcomes.ok === sampleSize) reachableMs = performance.now() - killedAt;
     }
-    ctx.log(`  reconnected elsewhere after ${reconnectMs === null ? 'never' : (reconnectMs / 1000).toFixed(1)} s, 200 of them answered after ${reachableMs === null ? 'never' : (reachableMs / 1000).toFixed(1)} s`);
+    const [lapsedMs, takeoverMs] = await Promise.all([lapsed, takenOver]);
+    const stationsRecovery = recoveryReport(await Promise.all(fleets.map((fleet) => fleet.request<RecoverySamples>('recovery', { since: killedAtEpoch }))));
+    const s1 = (ms: number | null): string => (ms === null ? 'never' : `${(ms / 1000).toFixed(1)} s`);
+    ctx.log(
+      `  after the kill: stations noticed within ${s1(stationsRecovery.noticedMs.max)}; liveness lapsed ${s1(lapsedMs)}; ` +
+        `sockets open elsewhere p50 ${s1(stationsRecovery.reopenMs.p50)}, p99 ${s1(stationsRecovery.reopenMs.p99)}, all ${s1(stationsRecovery.reopenMs.max)} ` +
+        `(${stationsRecovery.reopened}/${stationsRecovery.lost}; attempts p99 ${stationsRecovery.attempts.p99}, handshake p99 ${s1(stationsRecovery.handshakeMs.p99)}); booted all ${s1(stationsRecovery.bootMs.max)}; ` +
+        `all in presence elsewhere ${s1(reconnectMs)}; takeover done ${s1(takeoverMs)}; ${sampleSize} answered ${s1(reachableMs)}`,
+    );
     const commands = await callsDone;
     const inboundAfter = (await fleetStats()).map((s) => ({ callLatencyMs: s.callLatencyMs, reconnects: s.reconnects, topErrors: s.topErrors }));
-    const errorKinds: Record<string, number> = {};
-    for (const result of commands) for (const [kind, n] of Object.entries(result.errorKinds)) errorKinds[kind] = (errorKinds[kind] ?? 0) + n;
+    const sumKinds = (pick: (result: PacedCallResult) => Record<string, number>): Record<string, number> => {
+      const kinds: Record<string, number> = {};
+      for (const result of commands) for (const [kind, n] of Object.entries(pick(result))) kinds[kind] = (kinds[kind] ?? 0) + n;
+      return kinds;
+    };
+    const crossNode = {
+      issued: commands.reduce((a, r) => a + r.issued, 0),
+      ok: commands.reduce((a, r) => a + r.ok, 0),
+      failed: sumKinds((r) => r.errorKinds),
+      late: commands.reduce((a, r) => a + r.late, 0),
+      lateKinds: sumKinds((r) => r.lateKinds),
+      unsettled: commands.reduce((a, r) => a + r.unsettled, 0),
+      p99Ms: Math.max(...commands.map((r) => r.latencyMs.p99)),
+    };
     const summary = {
       machine: `${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
       stations,
       nodes: nodeCount,
-      redis: 'standalone',
+      redis: redis.label,
+      nodeTtlMs: nodeTtlMs ?? 5000,
       soakMinutes: soakMs / 60_000,
       cpuPer1000,
       inboundP99MsBeforeKill: Math.max(...inboundBeforeKill.map((l) => l.p99)),
-      crossNode: {
-        issued: commands.reduce((a, r) => a + r.issued, 0),
-        ok: commands.reduce((a, r) => a + r.ok, 0),
-        late: commands.reduce((a, r) => a + r.late, 0),
-        unsettled: commands.reduce((a, r) => a + r.unsettled, 0),
-        p99Ms: Math.max(...commands.map((r) => r.latencyMs.p99)),
-        errorKinds,
+      crossNode,
+      kill: {
+        node: victimId,
+        stations: orphans.length,
+        /** All of its stations in presence on other nodes (the goal: < 15 s). */
+        reconnectMs,
+        /** 200 of them answered a call from a survivor (every one). */
+        reachableMs,
+        sampleCalls: sampleOutcomes,
+        breakdown: {
+          livenessLapsedMs: lapsedMs,
+          takeoverDoneMs: takeoverMs,
+          presenceElsewhereMs: { ...presenceMilestones, all: reconnectMs },
+          stations: stationsRecovery,
+        },
       },
-      kill: { node: victimId, stations: orphans.length, reconnectMs, reachableMs },
+      checks: {
+        reconnectUnder15s: reconnectMs !== null && reconnectMs < 15_000,
+        noCommandUnsettled: crossNode.unsettled === 0,
+        noCommandLate: crossNode.late === 0,
+      },
       stationsAfter: inboundAfter,
     };
     const resultsDir = join(ROOT, 'bench/results');
@@ -170,8 +299,14 @@ async function main(): Promise<void> {
     const file = join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-')}-soak.json`);
     writeFileSync(file, `${JSON.stringify(summary, null, 2)}\n`);
     process.stdout.write(`${JSON.stringify({ ...summary, stationsAfter: undefined }, null, 2)}\nresults: ${file}\n`);
+    if (crossNode.unsettled > 0) {
+      ctx.log(`soak: FAILED: ${crossNode.unsettled} commands were never settled`);
+      return 1;
+    }
+    return 0;
   } finally {
-    await stopAll([...fleets, ...nodes], redis);
+    await stopAll([...fleets, ...nodes]);
+    await redis.stop();
   }
 }
 
@@ -181,7 +316,7 @@ process.on('SIGINT', () => {
 });
 process.on('exit', () => killAllChildren());
 main().then(
-  () => process.exit(0),
+  (code) => process.exit(code),
   (error) => {
     process.stderr.write(`soak: ${String((error as Error)?.stack ?? error)}\n`);
     killAllChildren();

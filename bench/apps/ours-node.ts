@@ -16,17 +16,25 @@ import { announceReady, measureMemory, serveIpc } from './ipc.js';
 /**
  * One node of our CSMS for the bench, as an application would run it: a Nest app with the
  * module on its HTTP server. Environment: BENCH_NODE_ID, BENCH_REDIS_URL (unset = in memory),
- * BENCH_NATS_URL (the NatsTransport instead of Redis), BENCH_STRICT (1/0), BENCH_RATE_LIMIT
- * (off | default), BENCH_STREAM_MAXLEN (RedisAdapter streamMaxLen; NatsTransport inboxMaxMessages),
- * BENCH_BACKLOG (listen backlog).
+ * BENCH_REDIS_CLUSTER_NODES (`host:port,...`: a Redis Cluster instead, as the sample's
+ * REDIS_CLUSTER_NODES), BENCH_NATS_URL (the NatsTransport instead of Redis), BENCH_STRICT (1/0),
+ * BENCH_RATE_LIMIT (off | default), BENCH_STREAM_MAXLEN (RedisAdapter streamMaxLen; NatsTransport
+ * inboxMaxMessages), BENCH_NODE_TTL_MS (the Redis liveness TTL), BENCH_BACKLOG (listen backlog).
  */
+
+function redisFromEnv(env: NodeJS.ProcessEnv, streamMaxLen: number | undefined): OcppClusterOptions['redis'] {
+  const nodeTtlMs = env.BENCH_NODE_TTL_MS ? Number(env.BENCH_NODE_TTL_MS) : undefined;
+  const clusterNodes = env.BENCH_REDIS_CLUSTER_NODES?.split(',').filter((node) => node.length > 0);
+  if (clusterNodes && clusterNodes.length > 0) return { cluster: { nodes: clusterNodes }, streamMaxLen, nodeTtlMs };
+  return env.BENCH_REDIS_URL ? { url: env.BENCH_REDIS_URL, streamMaxLen, nodeTtlMs } : undefined;
+}
 
 async function optionsFromEnv(env: NodeJS.ProcessEnv): Promise<OcppClusterOptions> {
   const streamMaxLen = env.BENCH_STREAM_MAXLEN ? Number(env.BENCH_STREAM_MAXLEN) : undefined;
   return {
     nodeId: env.BENCH_NODE_ID || 'bench',
     path: '/ocpp',
-    redis: env.BENCH_REDIS_URL ? { url: env.BENCH_REDIS_URL, streamMaxLen } : undefined,
+    redis: redisFromEnv(env, streamMaxLen),
     adapter: env.BENCH_NATS_URL ? await natsTransport(env.BENCH_NATS_URL, env.BENCH_NODE_ID || 'bench', streamMaxLen) : undefined,
     strictMode: env.BENCH_STRICT !== '0',
     rateLimit: env.BENCH_RATE_LIMIT === 'off' ? false : undefined,
@@ -105,13 +113,20 @@ async function main(): Promise<void> {
     },
     /** Process CPU time (µs, user + system) and sockets held: the soak's CPU per 1,000 chargers. */
     cpu: () => ({ ...process.cpuUsage(), connections: node.listLocal().length }),
-    /** How many of `identities` the cluster's presence places on a node other than `notOn`. */
+    /**
+     * Which of `identities` the cluster's presence places on a node other than `notOn` (the soak
+     * asks only for those not found yet, so the probe gets lighter as stations come back).
+     */
     presenceElsewhere: async (message) => {
       const found = await node.transport.getPresenceBatch(message.identities as string[]);
-      let elsewhere = 0;
-      for (const record of found.values()) if (record.nodeId !== message.notOn) elsewhere++;
+      const elsewhere: string[] = [];
+      for (const record of found.values()) if (record.nodeId !== message.notOn) elsewhere.push(record.identity);
       return elsewhere;
     },
+    /** Whether the cluster still counts `nodeId` alive (its liveness key), as this node sees it. */
+    nodeAlive: (message) => node.transport.isNodeAlive(message.nodeId as string),
+    /** What this node's takeovers of lost nodes did so far. */
+    takeovers: () => node.nodeLossCounters(),
     /** The soak's cross-node traffic: `ratePerSecond` calls to random identities for `durationMs`. */
     pacedCalls: (message) => pacedCalls((identity) => service.sendToClient(identity, message.action, message.payload, { timeoutMs: message.timeoutMs }), message as PacedCallOptions),
     stop: async () => {

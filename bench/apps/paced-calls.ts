@@ -15,6 +15,8 @@ export interface PacedCallResult {
   errorKinds: Record<string, number>;
   /** Settled later than their deadline plus 2 s: a caller left waiting past what it was promised. */
   late: number;
+  /** The late ones by outcome ('ok' or the error's kind). */
+  lateKinds: Record<string, number>;
   /** Never settled by the end (deadline + 10 s after the last call): lost. */
   unsettled: number;
   latencyMs: LatencySummary;
@@ -30,6 +32,7 @@ export async function pacedCalls(send: (identity: string) => Promise<unknown>, o
   let issued = 0;
   let ok = 0;
   let late = 0;
+  const lateKinds: Record<string, number> = {};
   let settled = 0;
   const startedAt = performance.now();
   const tickMs = 100;
@@ -39,24 +42,29 @@ export async function pacedCalls(send: (identity: string) => Promise<unknown>, o
       issued++;
       const identity = options.identities[Math.floor(Math.random() * options.identities.length)];
       const sentAt = performance.now();
+      const settle = (kind: string): void => {
+        settled++;
+        if (performance.now() - sentAt <= options.timeoutMs + 2_000) return;
+        late++;
+        lateKinds[kind] = (lateKinds[kind] ?? 0) + 1;
+      };
       send(identity).then(
         () => {
           ok++;
           recorder.record(performance.now() - sentAt);
+          settle('ok');
         },
         (error: unknown) => {
           const kind = String((error as { code?: string })?.code ?? (error as Error)?.name ?? error);
           errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+          settle(kind);
         },
-      ).finally(() => {
-        settled++;
-        if (performance.now() - sentAt > options.timeoutMs + 2_000) late++;
-      });
+      );
     }
     const next = startedAt + (tick + 1) * tickMs;
     await sleep(Math.max(0, next - performance.now()));
   }
   const endBy = performance.now() + options.timeoutMs + 10_000;
   while (settled < issued && performance.now() < endBy) await sleep(100);
-  return { issued, ok, errorKinds, late, unsettled: issued - settled, latencyMs: recorder.summary() };
+  return { issued, ok, errorKinds, late, lateKinds, unsettled: issued - settled, latencyMs: recorder.summary() };
 }

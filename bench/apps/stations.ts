@@ -50,6 +50,8 @@ serveIpc({
     return { identities: fleet.identities, startMs: performance.now() - startedAt };
   },
   stats: () => ({ ...requireFleet().stats.snapshot(), allConnectedMs, allBootedMs }),
+  /** How the stations whose socket was lost at or after `since` (epoch ms) came back. */
+  recovery: (message) => requireFleet().recovery(message.since),
   flood: (message) =>
     requireFleet().flood({ action: message.action, payload: message.payload, warmupMs: message.warmupMs, durationMs: message.durationMs }),
   stop: async () => {

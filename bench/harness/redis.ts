@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -44,10 +44,23 @@ export class RedisServer {
   private constructor(
     readonly port: number,
     private readonly logDir: string,
+    private readonly extraArgs: string[] = [],
   ) {}
 
   static async start(logDir: string): Promise<RedisServer> {
     const server = new RedisServer(await freePort(), logDir);
+    await server.launch();
+    return server;
+  }
+
+  /** A node of a Redis Cluster (its nodes.conf named by port in `logDir`); not yet joined to the others. */
+  static async startClusterNode(logDir: string, port: number): Promise<RedisServer> {
+    const server = new RedisServer(port, logDir, [
+      '--cluster-enabled', 'yes',
+      '--dir', logDir,
+      '--cluster-config-file', `nodes-${port}.conf`,
+      '--cluster-node-timeout', '2000',
+    ]);
     await server.launch();
     return server;
   }
@@ -64,7 +77,7 @@ export class RedisServer {
   async launch(): Promise<void> {
     const child = spawn(
       'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...this.extraArgs],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const log = createWriteStream(join(this.logDir, `redis-${this.port}.log`), { flags: 'a' });
@@ -129,4 +142,70 @@ export async function redisUsedMemory(port: number): Promise<number> {
   const match = /used_memory:(\d+)/.exec(info);
   if (!match) throw new Error('INFO memory without used_memory');
   return Number(match[1]);
+}
+
+/**
+ * A Redis Cluster of `masters` masters without replicas (`redis-cli --cluster create`), ready
+ * once every node says `cluster_state:ok`; the bench's Redis Cluster variant (SOAK_REDIS=cluster).
+ */
+export class RedisCluster {
+  private constructor(readonly servers: RedisServer[]) {}
+
+  static async start(logDir: string, masters = 3): Promise<RedisCluster> {
+    const ports: number[] = [];
+    while (ports.length < masters) {
+      // The cluster bus listens on port + 10000: both must be free, and no node's bus port another's port.
+      const port = await freePort();
+      const taken = ports.flatMap((other) => [other, other + 10_000]);
+      if (port + 10_000 < 65_536 && !taken.includes(port) && !taken.includes(port + 10_000) && (await isFree(port + 10_000))) ports.push(port);
+    }
+    const servers: RedisServer[] = [];
+    const cluster = new RedisCluster(servers);
+    try {
+      for (const port of ports) servers.push(await RedisServer.startClusterNode(logDir, port));
+      const create = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      if (create.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${create.stdout}\n${create.stderr}`);
+      const deadline = Date.now() + 30_000;
+      while (!(await cluster.isReady())) {
+        if (Date.now() > deadline) throw new Error('Redis Cluster not ok within 30 s');
+        await sleep(100);
+      }
+      return cluster;
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+  }
+
+  /** `host:port,host:port,...` (seed nodes, as REDIS_CLUSTER_NODES and BENCH_REDIS_CLUSTER_NODES take them). */
+  get nodeList(): string {
+    return this.servers.map((server) => `127.0.0.1:${server.port}`).join(',');
+  }
+
+  get pid(): number | undefined {
+    return this.servers[0]?.pid;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map((server) => server.stop()));
+  }
+
+  private async isReady(): Promise<boolean> {
+    for (const server of this.servers) {
+      const info = await redisCommand(server.port, ['CLUSTER', 'INFO']).catch(() => '');
+      if (!info.includes('cluster_state:ok')) return false;
+    }
+    return true;
+  }
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
 }

@@ -11,7 +11,11 @@ export interface FleetOptions extends Omit<StationOptions, 'url' | 'identity'> {
   prefix: string;
   /** Number of the first station (identity = prefix + zero-padded number). */
   startIndex: number;
-  /** After a lost or failed connection, try the next url (a load balancer's failover). */
+  /**
+   * After a lost or failed connection, try the next url (a load balancer's failover). The other
+   * urls come in an order that differs from station to station, so that the stations of a node
+   * that died spread evenly over the others instead of all landing on the next one.
+   */
   failover?: boolean;
   /** New connections per second; 0 = all at once. */
   connectRate: number;
@@ -22,6 +26,25 @@ export interface FloodOptions {
   payload: Payload;
   warmupMs: number;
   durationMs: number;
+}
+
+/**
+ * How the stations that lost their socket at or after a moment came back, one sample per station
+ * (ms from that moment), so that the reports of several fleet processes can be merged.
+ */
+export interface RecoverySamples {
+  /** Until each noticed the loss (its socket closed). */
+  lostMs: number[];
+  /** Until a socket opened again (stations still without one are left out). */
+  reopenMs: number[];
+  /** How long the opening handshake of that socket took (TCP connect to 101: the presence claim is in it). */
+  handshakeMs: number[];
+  /** Until a BootNotification was accepted on it. */
+  bootMs: number[];
+  /** Connection attempts each needed (1 = the first one after the loss worked). */
+  attempts: number[];
+  /** Why attempts failed, by message (addresses left out). */
+  failures: Record<string, number>;
 }
 
 export interface FloodResult {
@@ -38,6 +61,19 @@ export interface FloodResult {
 export function fleetIdentities(prefix: string, startIndex: number, count: number): string[] {
   const width = Math.max(5, String(startIndex + count - 1).length);
   return Array.from({ length: count }, (_, i) => `${prefix}${String(startIndex + i).padStart(width, '0')}`);
+}
+
+/**
+ * The urls station `i` (whose own is `urls[i % n]`) tries after losing its own: every other url
+ * once, starting at a different one for each station of that url, so that a dead url's
+ * stations spread evenly over the rest.
+ */
+export function failoverOrder(urls: readonly string[], i: number): string[] {
+  const n = urls.length;
+  const others = Array.from({ length: n - 1 }, (_, k) => urls[(i + k + 1) % n]);
+  if (others.length === 0) return [];
+  const shift = Math.floor(i / n) % others.length;
+  return [...others.slice(shift), ...others.slice(0, shift)];
 }
 
 export function endpointFor(url: string, identity: string): string {
@@ -61,7 +97,7 @@ export class Fleet {
             ...options,
             identity,
             url: endpointFor(options.urls[i % options.urls.length], identity),
-            fallbackUrls: options.failover ? options.urls.map((_, k) => endpointFor(options.urls[(i + k + 1) % options.urls.length], identity)).slice(0, -1) : undefined,
+            fallbackUrls: options.failover ? failoverOrder(options.urls, i).map((url) => endpointFor(url, identity)) : undefined,
           },
           this.stats,
         ),
@@ -103,6 +139,25 @@ export class Fleet {
       };
       tick();
     });
+  }
+
+  /** The stations that lost their socket at or after `sinceEpochMs`, and how they came back. */
+  recovery(sinceEpochMs: number): RecoverySamples {
+    const samples: RecoverySamples = { lostMs: [], reopenMs: [], handshakeMs: [], bootMs: [], attempts: [], failures: {} };
+    for (const station of this.stations) {
+      const recovery = station.recovery;
+      if (recovery === null || recovery.lostAt < sinceEpochMs) continue;
+      samples.lostMs.push(recovery.lostAt - sinceEpochMs);
+      if (recovery.openedAt !== null) samples.reopenMs.push(recovery.openedAt - sinceEpochMs);
+      if (recovery.handshakeMs !== null) samples.handshakeMs.push(recovery.handshakeMs);
+      if (recovery.bootedAt !== null) samples.bootMs.push(recovery.bootedAt - sinceEpochMs);
+      samples.attempts.push(recovery.attempts);
+      for (const failure of recovery.failures) {
+        const kind = failure.replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'host:port');
+        samples.failures[kind] = (samples.failures[kind] ?? 0) + 1;
+      }
+    }
+    return samples;
   }
 
   /** Every station sends `action` back to back (one in flight each); measures after the warm-up. */

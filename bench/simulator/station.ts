@@ -64,6 +64,22 @@ interface OutboundCall {
   onError?: (code: string, description: string) => void;
 }
 
+/** How a station came back after its socket was lost (epoch ms, comparable across processes). */
+export interface StationRecovery {
+  /** When the socket was lost (closed while we wanted it open). */
+  lostAt: number;
+  /** Connections tried since. */
+  attempts: number;
+  /** Why those attempts failed, in order. */
+  failures: string[];
+  /** When a socket opened again (null: not yet). */
+  openedAt: number | null;
+  /** How long that socket's opening handshake took (the CSMS claims the station's presence in it). */
+  handshakeMs: number | null;
+  /** When its BootNotification was accepted on it (null: not yet). */
+  bootedAt: number | null;
+}
+
 /** Run-wide state of a flood: every station sends `action` back to back. */
 export interface FloodState {
   action: string;
@@ -113,6 +129,10 @@ export class Station implements StationControl {
   private readonly energyWh: number[];
   private flood: FloodState | null = null;
   private closeWaiters: Array<() => void> = [];
+  /** The last loss of the socket and how the station came back from it (null: never lost). */
+  private lastRecovery: StationRecovery | null = null;
+  /** When the current connection attempt started (epoch ms). */
+  private connectStartedAt = 0;
 
   constructor(
     private readonly options: StationOptions,
@@ -125,6 +145,10 @@ export class Station implements StationControl {
     const meterInterval = options.meterValuesPerMinute > 0 ? Math.max(1, Math.round(60 / options.meterValuesPerMinute)) : 0;
     this.config.get('MeterValueSampleInterval')!.value = String(meterInterval);
     this.energyWh = Array.from({ length: options.connectors + 1 }, () => Math.floor(Math.random() * 1_000_000));
+  }
+
+  get recovery(): Readonly<StationRecovery> | null {
+    return this.lastRecovery;
   }
 
   get isOpen(): boolean {
@@ -192,6 +216,8 @@ export class Station implements StationControl {
       headers.authorization = `Basic ${Buffer.from(`${this.identity}:${this.options.password}`).toString('base64')}`;
     }
     this.opened = false;
+    if (this.lastRecovery?.openedAt === null) this.lastRecovery.attempts++;
+    this.connectStartedAt = Date.now();
     const urls = [this.options.url, ...(this.options.fallbackUrls ?? [])];
     const ws = new WebSocket(urls[this.urlIndex % urls.length], [this.protocol], {
       headers,
@@ -208,6 +234,7 @@ export class Station implements StationControl {
       if (!this.opened) {
         this.stats.connectFailures++;
         this.stats.noteError(`connect: ${error.message}`);
+        if (this.lastRecovery?.openedAt === null) this.lastRecovery.failures.push(error.message);
       } else {
         this.stats.noteError(`socket: ${error.message}`);
       }
@@ -220,6 +247,10 @@ export class Station implements StationControl {
     this.opened = true;
     this.stats.connected++;
     this.stats.opens++;
+    if (this.lastRecovery?.openedAt === null) {
+      this.lastRecovery.openedAt = Date.now();
+      this.lastRecovery.handshakeMs = this.lastRecovery.openedAt - this.connectStartedAt;
+    }
     if (ws.protocol !== this.protocol) {
       this.stats.protocolErrors++;
       this.stats.noteError(`subprotocol: asked ${this.protocol}, got ${ws.protocol || 'none'}`);
@@ -252,6 +283,7 @@ export class Station implements StationControl {
     if (this.opened && this.rebootReason === null) {
       this.stats.unexpectedCloses++;
       this.stats.noteError(`closed by the CSMS: ${code}`);
+      this.noteLoss(code);
     }
     const delay = this.rebootReason !== null ? 1000 : this.backoffDelay();
     if (this.rebootReason === null) this.urlIndex++;
@@ -259,6 +291,18 @@ export class Station implements StationControl {
       this.stats.reconnects++;
       this.connect();
     }, delay);
+  }
+
+  /** A new recovery starts at a loss after the last one completed; a socket lost again before its boot continues it. */
+  private noteLoss(code: number): void {
+    const recovery = this.lastRecovery;
+    if (recovery === null || recovery.bootedAt !== null) {
+      this.lastRecovery = { lostAt: Date.now(), attempts: 0, failures: [], openedAt: null, handshakeMs: null, bootedAt: null };
+    } else {
+      recovery.openedAt = null;
+      recovery.handshakeMs = null;
+      recovery.failures.push(`closed before boot: ${code}`);
+    }
   }
 
   /** OCPP 2.x style: min · 2^attempt, capped, plus a random 0..jitter. */
@@ -396,6 +440,7 @@ export class Station implements StationControl {
     const fresh = !this.booted;
     if (fresh) this.stats.booted++;
     this.booted = true;
+    if (this.lastRecovery?.bootedAt === null) this.lastRecovery.bootedAt = Date.now();
     this.attempt = 0;
     this.rebootReason = null;
     const heartbeat = this.options.heartbeatSeconds ?? (interval || Number(this.config.get('HeartbeatInterval')!.value));

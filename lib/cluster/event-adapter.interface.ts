@@ -119,6 +119,8 @@ export interface LostNodeClaim {
   next(): Promise<PendingEntry[] | null>;
   /** The entry was handled: it is never handed out again (to a restart of the node either). */
   settle(entry: PendingEntry): Promise<void>;
+  /** Optional: settle() for several entries in one go (without it they are settled one by one). */
+  settleMany?(entries: readonly PendingEntry[]): Promise<void>;
   /** Removes the lost node's presence and state, only once nothing is left in its inbox. */
   finish(): Promise<LostNodeFinish>;
   /** Gives the claim up (called once, whatever happened). */

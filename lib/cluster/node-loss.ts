@@ -1,4 +1,4 @@
-import type { EventAdapterInterface, LostNodeClaim, NodeLossPrimitives } from './event-adapter.interface.js';
+import type { EventAdapterInterface, LostNodeClaim, NodeLossPrimitives, PendingEntry } from './event-adapter.interface.js';
 import type { ClusterLogger } from './logger.js';
 import { settleLostEntry, type LostEntryFate } from './lost-command.js';
 
@@ -156,18 +156,31 @@ export class NodeLoss {
     }
   }
 
-  /** Settles every entry of the lost node's inbox; false when the claim stopped holding. */
+  /**
+   * Settles every entry of the lost node's inbox; false when the claim stopped holding. An entry
+   * answered or forwarded is settled at once: a failure midway must not make the next pass answer
+   * what was forwarded. Dropped ones are settled together after their batch (read again after a
+   * failure, they are only dropped again): a storm of reconnections leaves thousands of
+   * evictions in a dead node's inbox, and one round trip each held its commands back for seconds.
+   */
   private async settleAll(claim: LostNodeClaim, report: TakeoverReport): Promise<boolean> {
     const { adapter, nodeId } = this.options;
     for (;;) {
       const entries = await claim.next();
       if (entries === null) return false;
       if (entries.length === 0) return true;
+      const dropped: PendingEntry[] = [];
       for (const entry of entries) {
-        this.count(report, await settleLostEntry(adapter, nodeId, claim.nodeId, entry, this.options.wireVersion));
-        // One at a time: a failure midway must not make the next pass answer what was forwarded.
+        const fate = await settleLostEntry(adapter, nodeId, claim.nodeId, entry, this.options.wireVersion);
+        if (fate === 'dropped') {
+          dropped.push(entry);
+          continue;
+        }
+        this.count(report, fate);
         await claim.settle(entry);
       }
+      await settleTogether(claim, dropped);
+      for (let i = 0; i < dropped.length; i++) this.count(report, 'dropped');
     }
   }
 
@@ -193,4 +206,11 @@ export class NodeLoss {
     }, delayMs);
     this.timer.unref();
   }
+}
+
+/** settleMany() where the transport offers it, else one by one. */
+async function settleTogether(claim: LostNodeClaim, entries: readonly PendingEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  if (claim.settleMany) return claim.settleMany(entries);
+  for (const entry of entries) await claim.settle(entry);
 }

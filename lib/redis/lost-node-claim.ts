@@ -78,8 +78,14 @@ export class RedisLostNodeClaim implements LostNodeClaim {
   }
 
   async settle(entry: PendingEntry): Promise<void> {
+    await this.settleMany([entry]);
+  }
+
+  /** One XACK for all of them. */
+  async settleMany(entries: readonly PendingEntry[]): Promise<void> {
+    if (entries.length === 0) return;
     const streamKey = this.deps.keys.stream(this.nodeId);
-    await this.deps.pool.pick(streamKey).xack(streamKey, INBOX_GROUP, (entry as StreamPendingEntry).entryId);
+    await this.deps.pool.pick(streamKey).xack(streamKey, INBOX_GROUP, ...entries.map((entry) => (entry as StreamPendingEntry).entryId));
   }
 
   /**

@@ -17,6 +17,7 @@ import {
   runPipelined,
   type ScriptCall,
 } from './lua-scripts.js';
+import { OwnedIndexUpdates, ownedChangesOf, type LastOwnedWrites, type OwnedChanges } from './owned-index-updates.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
 import type { RedisClient } from './redis-driver.js';
 import { groupBySlot, keySlot, type RedisKeys } from './redis-keys.js';
@@ -96,8 +97,8 @@ export class PresenceStore {
    * one script call per slot group and kind, in the order they were made.
    */
   private readonly writes = new TickBatcher<WriteRequest, WriteOutcome>((requests) => this.writeBatch(requests));
-  /** Settles once the previous batch's owned-index update is done (see {@link writeBatch}). */
-  private ownedUpdates: Promise<void> = Promise.resolve();
+  /** The write batches' owned-index updates, in batch order (see {@link writeBatch}). */
+  private readonly ownedUpdates = new OwnedIndexUpdates((changes) => this.updateOwned(changes));
 
   constructor(options: PresenceStoreOptions) {
     this.keys = options.keys;
@@ -127,15 +128,13 @@ export class PresenceStore {
    * Runs one turn's claims and removals. Writes of one identity share a pool member and keep
    * their order within a script group, so the presence hashes end as if each ran alone. The
    * owned index lives in another slot, so it is updated afterwards (see {@link ownedChanges}),
-   * and only after the previous batch's update is done, so that an earlier batch's update never
-   * lands after a later one's.
+   * in batch order, so that an earlier batch's update never lands after a later one's (batches
+   * ready together share one update: see OwnedIndexUpdates).
    */
   private async writeBatch(requests: WriteRequest[]): Promise<Array<WriteOutcome | Error>> {
-    const previousUpdate = this.ownedUpdates;
-    let updateDone!: () => void;
-    this.ownedUpdates = new Promise((resolve) => (updateDone = resolve));
+    const turn = this.ownedUpdates.take();
+    const outcomes = new Map<WriteRequest, WriteOutcome | Error>();
     try {
-      const outcomes = new Map<WriteRequest, WriteOutcome | Error>();
       await this.forEachScriptGroup(
         requests,
         (request) => request.key,
@@ -144,12 +143,12 @@ export class PresenceStore {
           group.forEach((request, index) => outcomes.set(request, error ?? writeOutcomeOf(request, index, reply))),
         (request) => request.kind,
       );
-      await previousUpdate;
-      await this.updateOwned(ownedChanges(requests, outcomes));
-      return requests.map((request) => outcomes.get(request) ?? new Error(`no reply for the ${request.kind} of ${request.identity}`));
-    } finally {
-      updateDone();
+    } catch (error) {
+      turn.skip();
+      throw error;
     }
+    await turn.apply(ownedChanges(requests, outcomes));
+    return requests.map((request) => outcomes.get(request) ?? new Error(`no reply for the ${request.kind} of ${request.identity}`));
   }
 
   private claimCall(group: readonly ClaimRequest[]): ScriptCall {
@@ -435,11 +434,6 @@ function writeOutcomeOf(request: WriteRequest, index: number, reply: readonly un
   return { record, previous: toRecord(identity, fields.slice(1)) };
 }
 
-interface OwnedChanges {
-  added: string[];
-  dropped: string[];
-}
-
 /**
  * Per node, the owned-index changes of a batch: an identity the node claimed is added; one it
  * only removed is dropped. A removal that shares a batch with a claim of the same identity
@@ -447,7 +441,7 @@ interface OwnedChanges {
  * answered), so the claim decides, whichever of the two Redis ran first.
  */
 function ownedChanges(requests: readonly WriteRequest[], outcomes: Map<WriteRequest, WriteOutcome | Error>): Map<string, OwnedChanges> {
-  const lastWrite = new Map<string, Map<string, 'added' | 'dropped'>>();
+  const lastWrite: LastOwnedWrites = new Map();
   for (const request of requests) {
     const outcome = outcomes.get(request);
     if (outcome === undefined || outcome instanceof Error || outcome === false) continue;
@@ -456,13 +450,7 @@ function ownedChanges(requests: readonly WriteRequest[], outcomes: Map<WriteRequ
     if (request.kind === 'claim') byIdentity.set(request.identity, 'added');
     else if (byIdentity.get(request.identity) !== 'added') byIdentity.set(request.identity, 'dropped');
   }
-  const changes = new Map<string, OwnedChanges>();
-  for (const [nodeId, byIdentity] of lastWrite) {
-    const change: OwnedChanges = { added: [], dropped: [] };
-    for (const [identity, write] of byIdentity) change[write].push(identity);
-    changes.set(nodeId, change);
-  }
-  return changes;
+  return ownedChangesOf(lastWrite);
 }
 
 /** What one identity's share of a {@link PRESENCE_REHYDRATE} reply says. */

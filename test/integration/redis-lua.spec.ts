@@ -9,6 +9,7 @@ import {
   LIVENESS_RELEASE,
   TAKEOVER_FENCE,
   NODE_CLEANUP,
+  MEMBERSHIP_SADD,
   PRESENCE_CLAIM,
   PRESENCE_REMOVE_IF_OWNER,
   TOKEN_ACQUIRE,
@@ -185,6 +186,28 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
       expect(new Set(rest.map((claim) => claim.record.identity))).toEqual(new Set(identities));
       expect((await store.getBatch(identities)).size).toBe(450);
       expect(await store.ownedIdentities('A')).toHaveLength(451);
+    });
+
+    it('claims of many turns wait for one owned-index update together, not one per earlier turn', async () => {
+      await redis.script('LOAD', PRESENCE_CLAIM.lua);
+      await redis.script('LOAD', MEMBERSHIP_SADD.lua);
+      const before = await redis.info('commandstats');
+      // Redis holds every command for a moment: the claims of 20 turns (20 batches) all wait for
+      // their replies at once, and each batch's index update would queue behind the previous one.
+      await redis.client('PAUSE', 500, 'ALL');
+      const claims = [];
+      for (let turn = 0; turn < 20; turn++) {
+        claims.push(store.claim(`TURN${turn}`, 'A', 'ocpp1.6', turn));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const results = await Promise.all(claims);
+
+      const after = await redis.info('commandstats');
+      expect(results.map((claim) => claim.record.identity)).toEqual(claims.map((_, turn) => `TURN${turn}`));
+      expect((await store.ownedIdentities('A')).sort()).toEqual(claims.map((_, turn) => `TURN${turn}`).sort());
+      // 20 claim scripts (one per turn), and the owned-index updates: the first batch's alone, the rest together.
+      const scriptCalls = commandCalls(after, 'evalsha') - commandCalls(before, 'evalsha');
+      expect(scriptCalls - 20).toBeLessThanOrEqual(2);
     });
 
     it('removes a same-turn batch in a few script calls, never an entry a newer connection claimed', async () => {

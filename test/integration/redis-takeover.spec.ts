@@ -1,8 +1,8 @@
-import type { CommandEnvelope, ReplyEnvelope } from '../../lib/cluster/envelope.js';
+import type { ClusterMessage, CommandEnvelope, ReplyEnvelope } from '../../lib/cluster/envelope.js';
 import { settleOutcome } from '../../lib/cluster/outcome.js';
 import { InboxFullError } from '../../lib/protocol/errors.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
-import { command, connectCharger, gate, startNode, redisTestBed } from '../support/redis-fixtures.js';
+import { command, commandCalls, connectCharger, gate, startNode, redisTestBed } from '../support/redis-fixtures.js';
 import { waitFor } from '../support/wait.js';
 import { inboxOf } from '../../lib/cluster/address.js';
 import { laneOf } from '../support/addresses.js';
@@ -93,6 +93,23 @@ describe('takeover of a dead node', () => {
     const [mb, mc] = await Promise.all([b.adapter.metrics(), c.adapter.metrics()]);
     expect(mb.commandsRefused + mc.commandsRefused).toBe(1);
     expect(b.nodeLoss.forwarded + c.nodeLoss.forwarded).toBe(0);
+  });
+
+  it('acknowledges the entries nobody waits for together, not one round trip each', async () => {
+    const a = await startNode(bed.server.url, 'A', {}, { subscribe: false });
+    const b = await node('B');
+    const before = await bed.redis.info('commandstats');
+    a.adapter.abort();
+    // Evictions other nodes sent while A's liveness had not lapsed yet (a reconnection storm).
+    const evictions = Array.from({ length: 150 }, (_, i): ClusterMessage => ({ kind: 'evict', identity: `CP${i}`, epoch: 1, newOwner: 'B' }));
+    await b.adapter.publishBatch(evictions.map((message) => ({ to: inboxOf('A'), message })));
+
+    await waitFor('A is gone from the registry', async () => !(await bed.redis.zrange(keys.registry, '0', '-1')).includes('A'));
+    const after = await bed.redis.info('commandstats');
+    expect(b.nodeLoss.takeovers).toBe(1);
+    expect(b.nodeLoss.dropped).toBe(150);
+    // Read 100 at a time: one XACK per batch read.
+    expect(commandCalls(after, 'xack') - commandCalls(before, 'xack')).toBe(2);
   });
 
   it('leaves live nodes alone; a command that raced a clean leave is still answered', async () => {
