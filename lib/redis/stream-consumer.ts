@@ -1,3 +1,4 @@
+import { BoundedSet } from '../cluster/bounded-set.js';
 import { deliveryKey as deliveryKeyOf } from '../cluster/recent-commands.js';
 import type { ClusterMessage } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
@@ -82,7 +83,7 @@ export class StreamConsumer {
    * and answering (a master failing over, a reconnect) sends it again: the second entry has
    * a new entry id but the same command id, and must not reach the charge point twice.
    */
-  private readonly recentCommands = new Set<string>();
+  private readonly recentCommands = new BoundedSet<string>(RECENT_COMMANDS);
   private ackTimer: { cancel(): void } | null = null;
   private ackFlushing: Promise<void> = Promise.resolve();
   /** A read of the replies stream alone is blocking: a settled command should end it. */
@@ -342,14 +343,11 @@ export class StreamConsumer {
       // A command past its deadline still goes to the handler: the router answers it "timed out,
       // never sent" at once (and never runs it), so the caller need not guess after its grace.
       // A forward back to this node (one hop more) is a new delivery, as is a parked command taken again.
-      const deliveryKey = deliveryKeyOf(message);
-      if (this.recentCommands.has(deliveryKey)) {
+      if (!this.recentCommands.add(deliveryKeyOf(message))) {
         this.duplicates++;
         settled();
         return;
       }
-      this.recentCommands.add(deliveryKey);
-      if (this.recentCommands.size > RECENT_COMMANDS) this.recentCommands.delete(this.recentCommands.values().next().value as string);
     }
     this.received++;
     const failed = (error: unknown): void => {
