@@ -41,7 +41,7 @@ export interface CommandInboxDeps {
 }
 
 /** What an answer needs from what it answers (a command, or a broadcast: no identity). */
-type ReplyTarget = Pick<CommandEnvelope, 'id' | 'origin' | 'deadline' | 'v'> & { identity?: string };
+type ReplyTarget = Pick<CommandEnvelope, 'id' | 'origin' | 'deadline' | 'v' | 'reads'> & { identity?: string };
 
 const LEASE_LOST_CODE = 'OCPP_LEASE_LOST';
 

@@ -7,18 +7,28 @@ import type { TraceCarrier } from './tracing.js';
  */
 
 /**
- * The envelope format this library writes. 1 is the format from before the field existed (no
- * `v`); 2 adds `v` and nothing else. `kind`, `id`, `origin`/`from`, `identity` and `v` are the
- * frame every version keeps, so a node can answer an envelope it cannot read (README, "Wire version").
+ * The wire version of this library. 1 is the format from before the field existed (no `v`); 2
+ * adds `v` and nothing else; 3 changes no envelope: a node of version 3 reads an entry of its
+ * replies stream that holds several replies (REPLY_BATCH_VERSION). `kind`, `id`, `origin`/`from`,
+ * `identity` and `v` are the frame every version keeps, so a node can answer an envelope it
+ * cannot read (README, "Wire version").
  */
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 /** The oldest format this library still reads. */
 export const OLDEST_READABLE_WIRE_VERSION = 1;
+/** From this version on a node reads several replies to it in one stream entry (a reply written in it may travel so). */
+export const REPLY_BATCH_VERSION = 3;
 
-/** The field every envelope carries from wire version 2 on. */
+/** The fields every envelope carries from wire version 2 on. */
 export interface Versioned {
-  /** Wire version of the node that wrote the envelope; absent = 1. */
+  /** Wire version of the envelope's format; absent = 1. */
   v?: number;
+  /**
+   * The newest version the writer reads, when newer than `v` (absent: `v`). A node whose version
+   * changed no envelope writes the older format, which older nodes still read, and says here
+   * what its answers may use.
+   */
+  reads?: number;
 }
 
 /** An envelope's wire version: absent is 1; anything but a positive integer is unreadable (0). */
@@ -28,12 +38,35 @@ export function wireVersionOf(message: Versioned): number {
   return Number.isSafeInteger(version) && version > 0 ? version : 0;
 }
 
+/** The newest version the writer of `message` reads: `reads` when it is a valid version above `v`. */
+export function readsVersionOf(message: Versioned): number {
+  const written = wireVersionOf(message);
+  const reads = message.reads;
+  return typeof reads === 'number' && Number.isSafeInteger(reads) && reads > written ? reads : written;
+}
+
+/**
+ * The format a node of version `own` writes its envelopes in: version 3 changed none, so it writes
+ * 2 (read by version 2 nodes too) and announces 3 in `reads`.
+ */
+export function writtenVersion(own: number): number {
+  return own === REPLY_BATCH_VERSION ? REPLY_BATCH_VERSION - 1 : own;
+}
+
+/** The version fields of an envelope written by a node of version `own` (none for 1). */
+export function versionFields(own: number): Versioned {
+  const v = writtenVersion(own);
+  if (v === 1) return {};
+  return v < own ? { v, reads: own } : { v };
+}
+
 /**
  * The `v` of an answer (a reply, a broadcast report) to `message` from a node of version `own`:
- * the asker's version when it is older, so that it can read it; undefined (no field) for 1.
+ * the newest version the asker reads when it is older than ours, so that it can read it;
+ * undefined (no field) for 1.
  */
 export function answerVersion(own: number, message: Versioned): number | undefined {
-  const version = Math.max(OLDEST_READABLE_WIRE_VERSION, Math.min(own, wireVersionOf(message)));
+  const version = Math.max(OLDEST_READABLE_WIRE_VERSION, Math.min(own, readsVersionOf(message)));
   return version === 1 ? undefined : version;
 }
 

@@ -5,7 +5,7 @@ import { CallIds } from './call-ids.js';
 import type { CallRouter, RouteRequest } from './call-router.js';
 import type { CallChecks } from './call-checks.js';
 import { invalidIdentityError } from './call-checks.js';
-import type { ClusterMessage, CommandEnvelope } from './envelope.js';
+import { versionFields, type ClusterMessage, type CommandEnvelope, type Versioned } from './envelope.js';
 import { inboxOf, type NodeAddress } from './address.js';
 import type { EventAdapterInterface, PresenceRecord } from './event-adapter.interface.js';
 import { groupBy } from './group-by.js';
@@ -35,8 +35,11 @@ export interface OutboundCallsDeps {
 /** The caller side of the public API: checks the input, asks the router where each call goes, sends it, settles it. */
 export class OutboundCalls {
   private readonly ids = new CallIds();
+  private readonly version: Versioned;
 
-  constructor(private readonly deps: OutboundCallsDeps) {}
+  constructor(private readonly deps: OutboundCallsDeps) {
+    this.version = versionFields(deps.wireVersion);
+  }
 
   /** The charge point's reply, from whichever node holds its socket. */
   async sendToClient(
@@ -238,7 +241,9 @@ export class OutboundCalls {
   /** A new command, in this node's wire version (stamped here: the transport's stamp would copy it). */
   private commandFor(identity: string, { protocol, action, payload, deadline }: RouteRequest): CommandEnvelope {
     const command: CommandEnvelope = { kind: 'command', id: this.ids.next(), origin: this.deps.nodeId, identity, action, payload, protocol, deadline };
-    if (this.deps.wireVersion !== 1) command.v = this.deps.wireVersion;
+    const { v, reads } = this.version;
+    if (v !== undefined) command.v = v;
+    if (reads !== undefined) command.reads = reads;
     return command;
   }
 

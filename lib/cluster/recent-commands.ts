@@ -1,3 +1,4 @@
+import { BoundedSet } from './bounded-set.js';
 import type { CommandEnvelope } from './envelope.js';
 
 /** How many deliveries are remembered: far more than one node handles within any redelivery delay. */
@@ -10,15 +11,11 @@ const REMEMBERED = 20_000;
  * A forward (one hop more) and a parked command taken again (one attempt more) are new deliveries.
  */
 export class RecentCommands {
-  private readonly keys = new Set<string>();
+  private readonly keys = new BoundedSet<string>(REMEMBERED);
 
   /** True the first time this delivery is seen; false for a copy of one taken before. */
   takeFirst(command: CommandEnvelope): boolean {
-    const key = deliveryKey(command);
-    if (this.keys.has(key)) return false;
-    this.keys.add(key);
-    if (this.keys.size > REMEMBERED) this.keys.delete(this.keys.values().next().value as string);
-    return true;
+    return this.keys.add(deliveryKey(command));
   }
 }
 

@@ -1,14 +1,16 @@
-import type { ClusterMessage } from './envelope.js';
+import { versionFields, type ClusterMessage } from './envelope.js';
 import type { EventAdapterInterface } from './event-adapter.interface.js';
 
 /**
- * The node's transport with every published envelope stamped with `version` (an envelope that
- * already has the field, even undefined, keeps it: an answer in the version of what it answers, a command forwarded
- * as it came). Version 1 writes no field at all, as the library did before versions existed.
+ * The node's transport with every published envelope stamped with the version fields of a node of
+ * `version` (`versionFields`; an envelope that already has `v`, even undefined, keeps it: an answer
+ * in the version of what it answers, a command forwarded as it came). Version 1 writes no field at
+ * all, as the library did before versions existed.
  * A Proxy rather than a wrapper class, so the transport contract can grow without touching this.
  */
 export function stampingWireVersion(adapter: EventAdapterInterface, version: number): EventAdapterInterface {
-  const stamp = (message: ClusterMessage): ClusterMessage => ('v' in message || version === 1 ? message : { ...message, v: version });
+  const fields = versionFields(version);
+  const stamp = (message: ClusterMessage): ClusterMessage => ('v' in message || fields.v === undefined ? message : { ...message, ...fields });
   const publish: EventAdapterInterface['publish'] = (to, message) => adapter.publish(to, stamp(message));
   const publishBatch: EventAdapterInterface['publishBatch'] = (messages) =>
     adapter.publishBatch(messages.map(({ to, message }) => ({ to, message: stamp(message) })));

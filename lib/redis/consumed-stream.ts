@@ -1,3 +1,4 @@
+import { BoundedSet } from '../cluster/bounded-set.js';
 import { compareStreamIds, nextStreamId } from './stream-ids.js';
 
 /** How many handled entry ids are remembered to skip duplicates on a pending re-read. */
@@ -20,7 +21,7 @@ export class ConsumedStream {
    * Recently handled ids. A re-read of our pending entries must not run them again, even when
    * its reply (blocking connection) overtakes the XACK reply (writer connection).
    */
-  private readonly handled = new Set<string>();
+  private readonly handled = new BoundedSet<string>(HANDLED_MEMORY);
 
   constructor(readonly key: string) {}
 
@@ -31,7 +32,6 @@ export class ConsumedStream {
   /** Queues the XACK of `id` and remembers it as handled. */
   markHandled(id: string): void {
     this.handled.add(id);
-    if (this.handled.size > HANDLED_MEMORY) this.handled.delete(this.handled.values().next().value as string);
     this.ackQueue.push(id);
   }
 

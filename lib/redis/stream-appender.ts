@@ -1,15 +1,30 @@
-import type { ClusterMessage } from '../cluster/envelope.js';
+import { REPLY_BATCH_VERSION, wireVersionOf, type ClusterMessage } from '../cluster/envelope.js';
 import { InboxFullError } from '../protocol/errors.js';
 import { INBOX_APPEND } from './lua-scripts.js';
 import type { RedisClient } from './redis-driver.js';
 import { INBOX_GROUP, MESSAGE_FIELD, type RedisKeys } from './redis-keys.js';
 import { encodeMessage } from './stream-publisher.js';
 
+/** Bounds on one entry of batched replies (a turn may produce more: they take several entries). */
+const REPLY_BATCH_MAX_COUNT = 100;
+const REPLY_BATCH_MAX_CHARS = 256 * 1024;
+
 export interface InboxLimits {
   /** Cap on a node's commands not yet handled while its own cap is unknown (this node's `streamMaxLen`). */
   fallbackCap: number;
   /** TTL renewed on every append. */
   ttlMs: number;
+}
+
+interface ReplyAppend {
+  json: string;
+  resolve(id: string): void;
+  reject(error: unknown): void;
+}
+
+/** A reply its receiver reads in a batch entry (it announced `REPLY_BATCH_VERSION`, so the reply carries it). */
+function isBatchableReply(message: ClusterMessage): boolean {
+  return message.kind === 'reply' && wireVersionOf(message) >= REPLY_BATCH_VERSION;
 }
 
 interface CommandAppend {
@@ -41,9 +56,11 @@ function settleRequests(nodeId: string, requests: readonly CommandAppend[], repl
  * of the same turn. Commands go through {@link INBOX_APPEND}, which refuses them when the
  * owner's inbox is at its cap and never trims; the command appends of one turn to one inbox
  * share one run of it (a script run per command cost Redis an XLEN and an XINFO each), each
- * append still admitted or refused whole, in order, as alone. Everything else (replies,
- * evictions: bounded by the calls their receiver waits for) is a plain XADD, the stream's TTL
- * renewed once per turn.
+ * append still admitted or refused whole, in order, as alone. The replies of one turn to one
+ * node that reads them so (`REPLY_BATCH_VERSION`) share one entry (one XADD; the receiver's read,
+ * decode and XACK are per entry too): replies need no cap (bounded by the calls their receiver
+ * waits for), no takeover (they die with their receiver) and no order. Everything else (older
+ * receivers' replies, evictions) is a plain XADD each. The stream's TTL is renewed once per turn.
  */
 export class StreamAppender {
   /** Streams whose TTL this turn's pipeline already renews. */
@@ -51,6 +68,9 @@ export class StreamAppender {
   /** This turn's command appends, by writer and inbox, in the order they were asked for. */
   private commandAppends = new Map<RedisClient, Map<string, { nodeId: string; requests: CommandAppend[] }>>();
   private flushScheduled = false;
+  /** This turn's batchable replies, by writer and replies stream, in the order they were asked for. */
+  private replyAppends = new Map<RedisClient, Map<string, ReplyAppend[]>>();
+  private replyFlushScheduled = false;
 
   constructor(
     private readonly keys: RedisKeys,
@@ -64,6 +84,7 @@ export class StreamAppender {
    */
   append(client: RedisClient, nodeId: string, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
     if (messages.length === 0) return Promise.resolve([]);
+    if (messages.every(isBatchableReply)) return this.appendReplies(client, streamKey, messages);
     if (!messages.some((message) => message.kind === 'command')) {
       // A reply: one XADD joining this turn's auto-pipeline, and no async frame around it.
       if (messages.length === 1 && client.options.enableAutoPipelining) {
@@ -87,6 +108,62 @@ export class StreamAppender {
       this.flushScheduled = true;
       setImmediate(() => this.flushCommandAppends());
     });
+  }
+
+  /** Resolves with the entry id of each reply once its batch entry is appended. */
+  private appendReplies(client: RedisClient, streamKey: string, messages: readonly ClusterMessage[]): Promise<string[]> {
+    let byStream = this.replyAppends.get(client);
+    if (!byStream) this.replyAppends.set(client, (byStream = new Map()));
+    let queued = byStream.get(streamKey);
+    if (!queued) byStream.set(streamKey, (queued = []));
+    const list = queued;
+    const appended = messages.map(
+      (message) =>
+        new Promise<string>((resolve, reject) => {
+          list.push({ json: encodeMessage(message), resolve, reject });
+        }),
+    );
+    if (!this.replyFlushScheduled) {
+      this.replyFlushScheduled = true;
+      setImmediate(() => this.flushReplyAppends());
+    }
+    return appended.length === 1 ? appended[0].then((id) => [id]) : Promise.all(appended);
+  }
+
+  /** One XADD per batch of this turn's replies to one stream (a single reply stays a plain entry). */
+  private flushReplyAppends(): void {
+    const appends = this.replyAppends;
+    this.replyAppends = new Map();
+    this.replyFlushScheduled = false;
+    for (const [client, byStream] of appends) {
+      for (const [streamKey, replies] of byStream) {
+        for (let from = 0; from < replies.length; ) {
+          let to = from + 1;
+          let chars = replies[from].json.length;
+          while (to < replies.length && to - from < REPLY_BATCH_MAX_COUNT && chars + replies[to].json.length <= REPLY_BATCH_MAX_CHARS) {
+            chars += replies[to].json.length;
+            to++;
+          }
+          this.appendReplyEntry(client, streamKey, replies.slice(from, to));
+          from = to;
+        }
+        this.renewTtl(client, streamKey);
+      }
+    }
+  }
+
+  private appendReplyEntry(client: RedisClient, streamKey: string, batch: readonly ReplyAppend[]): void {
+    const value = batch.length === 1 ? batch[0].json : `[${batch.map((reply) => reply.json).join(',')}]`;
+    let appended: Promise<unknown>;
+    try {
+      appended = client.xadd(streamKey, '*', MESSAGE_FIELD, value);
+    } catch (error) {
+      appended = Promise.reject(error);
+    }
+    appended.then(
+      (id) => batch.forEach((reply) => reply.resolve(String(id))),
+      (error: unknown) => batch.forEach((reply) => reply.reject(error)),
+    );
   }
 
   /** One inbox script run per inbox for this turn's command appends; each request settles on its own. */

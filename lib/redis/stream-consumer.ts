@@ -1,10 +1,11 @@
+import { BoundedSet } from '../cluster/bounded-set.js';
 import { deliveryKey as deliveryKeyOf } from '../cluster/recent-commands.js';
 import type { ClusterMessage } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { settleWithin, sleep } from '../cluster/time-bounds.js';
 import { ConsumedStream } from './consumed-stream.js';
 import type { RedisClient } from './redis-driver.js';
-import { decodeEntryFields, entriesByStream, pairsOf, type StreamEntry } from './stream-publisher.js';
+import { decodeEntryMessages, entriesByStream, pairsOf, type StreamEntry } from './stream-publisher.js';
 
 /** How many recent command ids are remembered to drop a command appended twice. */
 const RECENT_COMMANDS = 20_000;
@@ -82,7 +83,7 @@ export class StreamConsumer {
    * and answering (a master failing over, a reconnect) sends it again: the second entry has
    * a new entry id but the same command id, and must not reach the charge point twice.
    */
-  private readonly recentCommands = new Set<string>();
+  private readonly recentCommands = new BoundedSet<string>(RECENT_COMMANDS);
   private ackTimer: { cancel(): void } | null = null;
   private ackFlushing: Promise<void> = Promise.resolve();
   /** A read of the replies stream alone is blocking: a settled command should end it. */
@@ -318,41 +319,45 @@ export class StreamConsumer {
       this.queueAck(stream, entry.id);
       return;
     }
-    const message = decodeEntryFields(entry.fields);
-    if (!message) {
+    const messages = decodeEntryMessages(entry.fields);
+    if (!messages) {
       this.malformed++;
       this.queueAck(stream, entry.id);
       return;
     }
-    if (message.kind === 'command') {
-      // A command past its deadline still goes to the handler: the router answers it "timed out,
-      // never sent" at once (and never runs it), so the caller need not guess after its grace.
-      // A parked command taken again after its charge point left is the same call, a new delivery.
-      // A forward back to this node (one hop more) is a new delivery, as is a parked command taken again.
-      const deliveryKey = deliveryKeyOf(message);
-      if (this.recentCommands.has(deliveryKey)) {
-        this.duplicates++;
-        this.queueAck(stream, entry.id);
-        return;
-      }
-      this.recentCommands.add(deliveryKey);
-      if (this.recentCommands.size > RECENT_COMMANDS) this.recentCommands.delete(this.recentCommands.values().next().value as string);
-    }
-    this.received++;
+    // An entry of several replies (REPLY_BATCH_VERSION) is acknowledged once all of them are handled.
+    let unsettled = messages.length;
     stream.inFlight.add(entry.id);
     const settled = (): void => {
+      if (--unsettled > 0) return;
       stream.inFlight.delete(entry.id);
       this.queueAck(stream, entry.id);
       if (stream === this.inbox) this.onInboxRoom();
     };
+    for (const message of messages) this.handle(message, entry.id, redelivered, settled);
+  }
+
+  /** Hands one message to the handler; `settled` once it is done with it (or it was a duplicate). */
+  private handle(message: ClusterMessage, entryId: string, redelivered: boolean, settled: () => void): void {
+    if (message.kind === 'command') {
+      // A command past its deadline still goes to the handler: the router answers it "timed out,
+      // never sent" at once (and never runs it), so the caller need not guess after its grace.
+      // A forward back to this node (one hop more) is a new delivery, as is a parked command taken again.
+      if (!this.recentCommands.add(deliveryKeyOf(message))) {
+        this.duplicates++;
+        settled();
+        return;
+      }
+    }
+    this.received++;
     const failed = (error: unknown): void => {
       this.handlerErrors++;
-      this.options.logger.warn(`handler for ${message.kind} ${entry.id} failed: ${(error as Error)?.message ?? String(error)}`);
+      this.options.logger.warn(`handler for ${message.kind} ${entryId} failed: ${(error as Error)?.message ?? String(error)}`);
       settled();
     };
     let outcome: void | Promise<void>;
     try {
-      outcome = this.options.handler(message, entry.id, redelivered);
+      outcome = this.options.handler(message, entryId, redelivered);
     } catch (error) {
       failed(error);
       return;

@@ -2,8 +2,9 @@ import type { ClusterMessage } from '../cluster/envelope.js';
 import { MESSAGE_FIELD } from './redis-keys.js';
 
 /**
- * What a node's stream entry holds: one field (`m`) with the JSON message, and where it goes.
- * Appending is the StreamAppender's job.
+ * What a node's stream entry holds: one field (`m`) with the JSON message, or (replies to a node
+ * that reads them so, `REPLY_BATCH_VERSION`) a JSON array of messages. Appending is the
+ * StreamAppender's job.
  */
 
 const KINDS = new Set(['command', 'reply', 'broadcast', 'evict', 'nodeLeft', 'deliverParked']);
@@ -12,27 +13,57 @@ export function encodeMessage(message: ClusterMessage): string {
   return JSON.stringify(message);
 }
 
-/** The message of a raw JSON string, or null when it is not one of the envelope kinds. */
-export function decodeMessage(raw: unknown): ClusterMessage | null {
-  if (typeof raw !== 'string' && !Buffer.isBuffer(raw)) return null;
-  let value: unknown;
-  try {
-    value = JSON.parse(raw.toString());
-  } catch {
-    return null;
-  }
+/** Several messages in one entry (only for a reader of `REPLY_BATCH_VERSION` or newer). */
+export function encodeMessages(messages: readonly ClusterMessage[]): string {
+  return JSON.stringify(messages);
+}
+
+function asMessage(value: unknown): ClusterMessage | null {
   if (value === null || typeof value !== 'object') return null;
   const kind = (value as { kind?: unknown }).kind;
   return typeof kind === 'string' && KINDS.has(kind) ? (value as ClusterMessage) : null;
 }
 
-/** The message of a stream entry's field list (`[field, value, ...]`), or null. */
-export function decodeEntryFields(fields: unknown): ClusterMessage | null {
-  if (!Array.isArray(fields)) return null;
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    if (String(fields[i]) === MESSAGE_FIELD) return decodeMessage(fields[i + 1]);
+function parsed(raw: unknown): unknown {
+  if (typeof raw !== 'string' && !Buffer.isBuffer(raw)) return undefined;
+  try {
+    return JSON.parse(raw.toString());
+  } catch {
+    return undefined;
   }
-  return null;
+}
+
+/** The message of a raw JSON string, or null when it is not one of the envelope kinds. */
+export function decodeMessage(raw: unknown): ClusterMessage | null {
+  return asMessage(parsed(raw));
+}
+
+function messageField(fields: unknown): unknown {
+  if (!Array.isArray(fields)) return undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (String(fields[i]) === MESSAGE_FIELD) return fields[i + 1];
+  }
+  return undefined;
+}
+
+/** The message of a stream entry's field list (`[field, value, ...]`), or null (a batch entry too). */
+export function decodeEntryFields(fields: unknown): ClusterMessage | null {
+  return decodeMessage(messageField(fields));
+}
+
+/**
+ * The messages of a stream entry, one or a batch, in order; null when the entry holds none or any
+ * of them is not an envelope (the entry is malformed as a whole).
+ */
+export function decodeEntryMessages(fields: unknown): ClusterMessage[] | null {
+  const value = parsed(messageField(fields));
+  if (!Array.isArray(value)) {
+    const message = asMessage(value);
+    return message ? [message] : null;
+  }
+  if (value.length === 0) return null;
+  for (const item of value) if (!asMessage(item)) return null;
+  return value as ClusterMessage[];
 }
 
 /** A stream entry: id and field list (null when the entry was trimmed or deleted meanwhile). */

@@ -6,13 +6,16 @@ import { startRedisServer, stopAllRedisServers } from '../support/redis-server.j
 import type { RedisServer } from '../support/redis-server.js';
 
 /**
- * A rolling upgrade (README, "Wire version"): three sample processes on one Redis speak three
+ * A rolling upgrade (README, "Wire version"): four sample processes on one Redis speak four
  * cluster wire versions side by side (OCPP_WIRE_VERSION, tests only): 1 (the format before the
- * field), 2 (this library) and 3 (a future one). Calls run between every pair at once; each ends
- * in its reply or in a typed IncompatibleVersion refusal, never in a timeout.
+ * field), 2, 3 (this library: no envelope changed, so it writes format 2 and its calls still run
+ * on version 2 nodes) and 4 (a future one that changes a format). Calls run between every pair
+ * at once; each ends in its reply or in a typed IncompatibleVersion refusal, never in a timeout.
  */
 
-const VERSIONS = { v1: 1, v2: 2, v3: 3 } as const;
+const VERSIONS = { v1: 1, v2: 2, v3: 3, v4: 4 } as const;
+/** The envelope format a node of each version writes (3 writes 2, see `writtenVersion`). */
+const WRITES = { v1: 1, v2: 2, v3: 2, v4: 4 } as const;
 type Name = keyof typeof VERSIONS;
 const NAMES = Object.keys(VERSIONS) as Name[];
 const ROUNDS = 5;
@@ -21,7 +24,7 @@ describe('cluster wire version (three sample processes, real Redis)', () => {
   let redis: RedisServer;
   const nodes = {} as Record<Name, CsmsProcess>;
   const chargers: RpcClient[] = [];
-  const resets: Record<Name, number> = { v1: 0, v2: 0, v3: 0 };
+  const resets: Record<Name, number> = { v1: 0, v2: 0, v3: 0, v4: 0 };
 
   beforeAll(async () => {
     redis = await startRedisServer();
@@ -45,7 +48,7 @@ describe('cluster wire version (three sample processes, real Redis)', () => {
     await stopAllRedisServers();
   });
 
-  it('a node reads every version up to its own, answers in the caller\'s, and refuses newer ones with a typed error', async () => {
+  it('a node reads every format up to its own version, answers in the caller\'s, and refuses newer ones with a typed error', async () => {
     const pairs = NAMES.flatMap((from) => NAMES.map((to) => ({ from, to })));
     const answers = await Promise.all(
       Array.from({ length: ROUNDS }, () =>
@@ -53,10 +56,10 @@ describe('cluster wire version (three sample processes, real Redis)', () => {
       ).flat(),
     );
     for (const { from, to, status, body } of answers) {
-      const caller = VERSIONS[from];
+      const caller = WRITES[from];
       const owner = VERSIONS[to];
       if (caller <= owner) {
-        // Same node, or an owner as new or newer: it reads the command and answers in the caller's version.
+        // Same node, or an owner that reads the caller's format: it answers in the caller's version.
         expect({ from, to, status, body }).toEqual({ from, to, status: 200, body: { result: { status: 'Accepted' } } });
       } else {
         expect({ from, to, status, body }).toEqual({
@@ -73,26 +76,34 @@ describe('cluster wire version (three sample processes, real Redis)', () => {
         });
       }
     }
-    // A refused command never reached the charger: each got exactly the calls of callers not newer than its node.
+    // A refused command never reached the charger: each got exactly the calls of callers whose format its node reads.
     expect(resets).toEqual({
       v1: ROUNDS * 1,
-      v2: ROUNDS * 2,
+      v2: ROUNDS * 3,
       v3: ROUNDS * 3,
+      v4: ROUNDS * 4,
     });
   }, 60_000);
 
   it('a broadcast from the oldest node reaches every charger, each node reporting in its version', async () => {
     const before = { ...resets };
     const { status, body } = await nodes.v1.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
-    expect({ status, body }).toEqual({ status: 200, body: { delivered: 3, failed: 0, nodes: 3 } });
-    expect(resets).toEqual({ v1: before.v1 + 1, v2: before.v2 + 1, v3: before.v3 + 1 });
+    expect({ status, body }).toEqual({ status: 200, body: { delivered: 4, failed: 0, nodes: 4 } });
+    expect(resets).toEqual({ v1: before.v1 + 1, v2: before.v2 + 1, v3: before.v3 + 1, v4: before.v4 + 1 });
+  }, 60_000);
+
+  it('a broadcast from this library\'s version reaches every node that reads format 2; the oldest reports a refusal', async () => {
+    const before = { ...resets };
+    const { status, body } = await nodes.v3.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
+    expect({ status, body }).toEqual({ status: 200, body: { delivered: 3, failed: 0, nodes: 4 } });
+    expect(resets).toEqual({ v1: before.v1, v2: before.v2 + 1, v3: before.v3 + 1, v4: before.v4 + 1 });
   }, 60_000);
 
   it('a broadcast from the newest node ends with every node\'s report: the older ones report a refusal, not silence', async () => {
     const before = { ...resets };
-    const { status, body } = await nodes.v3.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
+    const { status, body } = await nodes.v4.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
     expect(status).toBe(200);
-    expect(body).toEqual({ delivered: 1, failed: 0, nodes: 3 });
-    expect(resets).toEqual({ ...before, v3: before.v3 + 1 });
+    expect(body).toEqual({ delivered: 1, failed: 0, nodes: 4 });
+    expect(resets).toEqual({ ...before, v4: before.v4 + 1 });
   }, 60_000);
 });

@@ -3,8 +3,8 @@ import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { InboxFullError } from '../../lib/protocol/errors.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { StreamAppender } from '../../lib/redis/stream-appender.js';
-import { decodeEntryFields, entriesOf } from '../../lib/redis/stream-publisher.js';
-import { command, replies } from '../support/redis-fixtures.js';
+import { decodeEntryFields, decodeEntryMessages, entriesOf } from '../../lib/redis/stream-publisher.js';
+import { command, commandCalls, replies } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 
 describe('stream appender (appends of one turn share one write; a full inbox refuses, never trims)', () => {
@@ -119,5 +119,51 @@ describe('stream appender (appends of one turn share one write; a full inbox ref
     }
     expect(await redis.xlen(keys.replies('A'))).toBe(55);
     expect(await redis.pttl(keys.replies('A'))).toBeGreaterThan(50_000);
+  });
+
+  describe('replies to a node that reads them batched (wire version 3 and newer)', () => {
+    const repliesKey = keys.replies('A');
+    const xadds = async (): Promise<number> => commandCalls(await redis.info('commandstats'), 'xadd');
+    const batchable = (count: number, v = 3) => replies('B', count).map((reply) => ({ ...reply, v }));
+
+    it('share one entry (one XADD) per turn and stream, in the order they were asked for', async () => {
+      const appender = appenderWithCap(10);
+      const sent = batchable(30);
+      const before = await xadds();
+      // Each reply appended on its own, as each command's answer is, all in one turn.
+      const ids = await Promise.all(sent.map((reply) => appender.append(redis, 'A', repliesKey, [reply])));
+
+      expect((await xadds()) - before).toBe(1);
+      expect(new Set(ids.flat()).size).toBe(1);
+      const entries = entriesOf(await redis.xread('STREAMS', repliesKey, '0'));
+      expect(entries).toHaveLength(1);
+      expect(decodeEntryMessages(entries[0].fields)).toEqual(sent);
+      expect(await redis.pttl(repliesKey)).toBeGreaterThan(50_000);
+    });
+
+    it('a single reply stays a plain entry; a turn with more than an entry holds takes several', async () => {
+      const appender = appenderWithCap(10);
+      const [alone] = batchable(1);
+      await appender.append(redis, 'A', repliesKey, [alone]);
+      const many = batchable(250);
+      const before = await xadds();
+      await Promise.all(many.map((reply) => appender.append(redis, 'A', repliesKey, [reply])));
+
+      expect((await xadds()) - before).toBe(3);
+      const entries = entriesOf(await redis.xread('STREAMS', repliesKey, '0'));
+      expect(decodeEntryFields(entries[0].fields)).toEqual(alone);
+      expect(entries.slice(1).map((entry) => decodeEntryMessages(entry.fields)!.length)).toEqual([100, 100, 50]);
+      expect(entries.slice(1).flatMap((entry) => decodeEntryMessages(entry.fields))).toEqual(many);
+    });
+
+    it('never to a receiver of an older version: its replies stay one entry each, as it reads them', async () => {
+      const appender = appenderWithCap(10);
+      const sent = [...batchable(5, 2), ...replies('B', 5)];
+      const before = await xadds();
+      await Promise.all(sent.map((reply) => appender.append(redis, 'A', repliesKey, [reply])));
+
+      expect((await xadds()) - before).toBe(10);
+      expect(await readAll(repliesKey)).toEqual(sent);
+    });
   });
 });

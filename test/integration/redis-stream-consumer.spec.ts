@@ -3,7 +3,7 @@ import type { ClusterMessage } from '../../lib/cluster/envelope.js';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
 import { StreamConsumer } from '../../lib/redis/stream-consumer.js';
 import { StreamAppender } from '../../lib/redis/stream-appender.js';
-import { command, gate, MemoryLogger, replies, startNode, type TestNode } from '../support/redis-fixtures.js';
+import { command, commandCalls, gate, MemoryLogger, replies, startNode, type TestNode } from '../support/redis-fixtures.js';
 import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { inboxOf } from '../../lib/cluster/address.js';
@@ -80,6 +80,27 @@ describe('node inbox (stream consumer)', () => {
     // Replies are acknowledged at once; lag and pending are the commands' alone.
     await waitFor('replies acknowledged', async () => (await a.adapter.metrics()).pendingMessages === 2);
     expect(await a.adapter.metrics()).toMatchObject({ pendingMessages: 2, consumerLag: 3, inFlightHandlers: 2 });
+  });
+
+  it('takes the replies of one turn to it as one entry (one XADD, one acknowledgement) and hands each over in order', async () => {
+    const owner = await node('S');
+    const a = await node('A');
+    const stats = async () => {
+      const info = await redis.info('commandstats');
+      return { xadd: commandCalls(info, 'xadd'), xack: commandCalls(info, 'xack') };
+    };
+    // Version 3 replies (their caller reads batches), each published on its own, in one turn.
+    const answers = replies('S', 40).map((answer) => ({ ...answer, v: 3 }));
+    const before = await stats();
+    await Promise.all(answers.map((answer) => owner.adapter.publish(laneOf('A', answer), answer)));
+    await waitFor('A got every answer', () => a.inbox.ofKind('reply').length === answers.length);
+    await waitFor('acknowledged', async () => (await a.adapter.metrics()).acked >= 1);
+
+    expect(a.inbox.ofKind('reply')).toEqual(answers);
+    const after = await stats();
+    expect(after.xadd - before.xadd).toBe(1);
+    expect(after.xack - before.xack).toBe(1);
+    expect(await a.adapter.metrics()).toMatchObject({ pendingMessages: 0, received: answers.length, acked: 1 });
   });
 
   it('acknowledges only when the handler settles (a rejected handler is acknowledged and counted)', async () => {
