@@ -19,6 +19,7 @@ import type { ClusterLogger } from '../cluster/logger.js';
 import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
 import { ClusterUnavailableError, InboxFullError, InvalidOptionsError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
+import { casMayBeOvertaken } from './cas-confirmation.js';
 import { decodeNatsMessage, encodeNatsMessage } from './message-codec.js';
 import { isConsumerNotFound, isNoStream, isStreamNotFound, jsErrorCode, JS_MAXIMUM_MESSAGES_EXCEEDED, natsUnavailable } from './nats-errors.js';
 import { DEFAULT_NATS_PREFIX, NatsNames, nodeIdProblem, READER } from './nats-names.js';
@@ -164,7 +165,10 @@ export class NatsTransport implements EventAdapterInterface {
     this.nc = options.connection ?? null;
     this.ownsConnection = options.connection === undefined;
     this.connectOptions = { ...options.connectionOptions, servers: options.servers };
-    this.presence = new PresenceBucket(() => this.requireKv(this.presenceKv));
+    this.presence = new PresenceBucket(
+      () => this.requireKv(this.presenceKv),
+      () => casMayBeOvertaken(this.nc?.info),
+    );
   }
 
   private readonly connectOptions: ConnectionOptions;
