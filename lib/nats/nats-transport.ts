@@ -566,6 +566,28 @@ export class NatsTransport implements EventAdapterInterface {
     }
   }
 
+  /**
+   * A claim whose handshake never opened: the owner it displaced gets the identity back (see
+   * PresenceBucket.release) while that owner may still hold its socket: our own older socket only
+   * while it is open here, another node's only while that node is alive (a dead one's entry would
+   * come back listed once it restarts under its id).
+   */
+  async releaseClaim(claim: PresenceClaim): Promise<boolean> {
+    const nodeId = this.requireConnected();
+    const { identity, epoch } = claim.record;
+    try {
+      const previous = claim.previous;
+      const stillHeld = previous === null ? false : previous.nodeId === nodeId ? this.holdsLocally(previous) : await this.liveness!.isAlive(previous.nodeId);
+      return await this.presence.release(identity, nodeId, epoch, stillHeld ? previous : null);
+    } catch (error) {
+      throw this.unavailable(error);
+    }
+  }
+
+  private holdsLocally(record: PresenceRecord): boolean {
+    return this.localRecords().some((local) => local.identity === record.identity && local.epoch === record.epoch);
+  }
+
   async listPresence(): Promise<PresenceRecord[]> {
     this.requireConnected();
     try {

@@ -103,6 +103,23 @@ export class PresenceBucket {
     return false;
   }
 
+  /**
+   * Gives up `nodeId`'s claim at `epoch` (its handshake never opened) while it still owns the
+   * entry: `displaced`, the owner the claim replaced, gets the identity back; without one the entry
+   * is tombstoned. A tombstone over a displaced owner would leave its open socket unlisted, and
+   * nothing writes a NATS entry back by itself: every other node would answer NotConnected for it.
+   */
+  async release(identity: string, nodeId: string, epoch: number, displaced: PresenceRecord | null): Promise<boolean> {
+    const key = token(identity);
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const { stored, revision } = decode(identity, await this.kv().get(key));
+      if (!stored || stored.nodeId !== nodeId || stored.epoch !== epoch) return false;
+      const written = displaced ? await this.writeOwner(key, displaced, revision) : (await this.writeStored(key, { nodeId: null, epoch }, revision)) !== null;
+      if (written) return true;
+    }
+    return false;
+  }
+
   /** Every owner in the bucket (dead nodes' entries included; the caller filters). */
   async list(): Promise<PresenceRecord[]> {
     const keys: string[] = [];
