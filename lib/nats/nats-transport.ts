@@ -19,6 +19,7 @@ import type { ClusterLogger } from '../cluster/logger.js';
 import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
 import { ClusterUnavailableError, InboxFullError, InvalidOptionsError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
+import { casMayBeOvertaken } from './cas-confirmation.js';
 import { decodeNatsMessage, encodeNatsMessage } from './message-codec.js';
 import { isConsumerNotFound, isNoStream, isStreamNotFound, jsErrorCode, JS_MAXIMUM_MESSAGES_EXCEEDED, natsUnavailable } from './nats-errors.js';
 import { DEFAULT_NATS_PREFIX, NatsNames, nodeIdProblem, READER } from './nats-names.js';
@@ -164,7 +165,10 @@ export class NatsTransport implements EventAdapterInterface {
     this.nc = options.connection ?? null;
     this.ownsConnection = options.connection === undefined;
     this.connectOptions = { ...options.connectionOptions, servers: options.servers };
-    this.presence = new PresenceBucket(() => this.requireKv(this.presenceKv));
+    this.presence = new PresenceBucket(
+      () => this.requireKv(this.presenceKv),
+      () => casMayBeOvertaken(this.nc?.info),
+    );
   }
 
   private readonly connectOptions: ConnectionOptions;
@@ -560,6 +564,28 @@ export class NatsTransport implements EventAdapterInterface {
     } catch (error) {
       throw this.unavailable(error);
     }
+  }
+
+  /**
+   * A claim whose handshake never opened: the owner it displaced gets the identity back (see
+   * PresenceBucket.release) while that owner may still hold its socket: our own older socket only
+   * while it is open here, another node's only while that node is alive (a dead one's entry would
+   * come back listed once it restarts under its id).
+   */
+  async releaseClaim(claim: PresenceClaim): Promise<boolean> {
+    const nodeId = this.requireConnected();
+    const { identity, epoch } = claim.record;
+    try {
+      const previous = claim.previous;
+      const stillHeld = previous === null ? false : previous.nodeId === nodeId ? this.holdsLocally(previous) : await this.liveness!.isAlive(previous.nodeId);
+      return await this.presence.release(identity, nodeId, epoch, stillHeld ? previous : null);
+    } catch (error) {
+      throw this.unavailable(error);
+    }
+  }
+
+  private holdsLocally(record: PresenceRecord): boolean {
+    return this.localRecords().some((local) => local.identity === record.identity && local.epoch === record.epoch);
   }
 
   async listPresence(): Promise<PresenceRecord[]> {

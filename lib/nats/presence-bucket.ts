@@ -61,14 +61,18 @@ function asRecord(identity: string, stored: StoredPresence | null): PresenceReco
  * both win: the loser reads again and claims above the winner's epoch (newest connection wins).
  */
 export class PresenceBucket {
-  constructor(private readonly kv: () => KV) {}
+  constructor(
+    private readonly kv: () => KV,
+    /** Whether a write we made may still be overtaken by one made on the same revision (see casMayBeOvertaken). */
+    private readonly writesMayBeOvertaken: () => boolean = () => false,
+  ) {}
 
   async claim(identity: string, nodeId: string, protocol: OcppProtocol, connectedAt: number): Promise<{ record: PresenceRecord; previous: PresenceRecord | null }> {
     const key = token(identity);
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const { stored, revision } = decode(identity, await this.kv().get(key));
       const record: PresenceRecord = { identity, nodeId, epoch: nextEpoch(stored), protocol, connectedAt };
-      if (await this.write(key, record, revision)) return { record, previous: asRecord(identity, stored) };
+      if (await this.writeOwner(key, record, revision)) return { record, previous: asRecord(identity, stored) };
     }
     throw new ClusterUnavailableError(`presence of ${identity} kept changing; claim not written`);
   }
@@ -94,7 +98,24 @@ export class PresenceBucket {
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const { stored, revision } = decode(identity, await this.kv().get(key));
       if (!stored || stored.nodeId !== nodeId || stored.epoch !== epoch) return false;
-      if (await this.writeStored(key, { nodeId: null, epoch }, revision)) return true;
+      if ((await this.writeStored(key, { nodeId: null, epoch }, revision)) !== null) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Gives up `nodeId`'s claim at `epoch` (its handshake never opened) while it still owns the
+   * entry: `displaced`, the owner the claim replaced, gets the identity back; without one the entry
+   * is tombstoned. A tombstone over a displaced owner would leave its open socket unlisted, and
+   * nothing writes a NATS entry back by itself: every other node would answer NotConnected for it.
+   */
+  async release(identity: string, nodeId: string, epoch: number, displaced: PresenceRecord | null): Promise<boolean> {
+    const key = token(identity);
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const { stored, revision } = decode(identity, await this.kv().get(key));
+      if (!stored || stored.nodeId !== nodeId || stored.epoch !== epoch) return false;
+      const written = displaced ? await this.writeOwner(key, displaced, revision) : (await this.writeStored(key, { nodeId: null, epoch }, revision)) !== null;
+      if (written) return true;
     }
     return false;
   }
@@ -134,24 +155,52 @@ export class PresenceBucket {
       if (stored && stored.epoch > record.epoch && record.epoch > 0) return { record, status: 'refused', existing };
       // A socket accepted while NATS refused writes (epoch 0) gets a fresh epoch now.
       const written = record.epoch > 0 ? record : { ...record, epoch: nextEpoch(stored) };
-      if (await this.write(key, written, revision)) return { record: written, status: existing ? 'displaced' : 'restored', existing };
+      if (await this.writeOwner(key, written, revision)) return { record: written, status: existing ? 'displaced' : 'restored', existing };
     }
     throw new ClusterUnavailableError(`presence of ${record.identity} kept changing; not re-registered`);
   }
 
-  private write(key: string, record: PresenceRecord, revision: number): Promise<boolean> {
-    return this.writeStored(key, { nodeId: record.nodeId, epoch: record.epoch, protocol: record.protocol, connectedAt: record.connectedAt }, revision);
+  /**
+   * Writes an owner (compare-and-set on `revision`) and makes it final. Where a write read at the
+   * same revision as ours is accepted too (see casMayBeOvertaken: typically the old owner's removal
+   * as the charge point moves to us), it may land after ours and leave a tombstone or an older owner
+   * over our open socket, and nothing writes it back. A second compare-and-set on our own revision
+   * is proposed after every such write, so it lands last; if one landed first, ours goes back over
+   * anything older than our epoch.
+   */
+  private async writeOwner(key: string, record: PresenceRecord, revision: number): Promise<boolean> {
+    const stored: StoredPresence = { nodeId: record.nodeId, epoch: record.epoch, protocol: record.protocol, connectedAt: record.connectedAt };
+    let at = await this.writeStored(key, stored, revision);
+    if (at === null) return false;
+    if (!this.writesMayBeOvertaken()) return true;
+    let confirming = true;
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const next = await this.writeStored(key, stored, at);
+      if (next !== null) {
+        if (confirming) return true;
+        // Ours again over a stale write: confirmed like the first.
+        at = next;
+        confirming = true;
+        continue;
+      }
+      const { stored: now, revision: nowRevision } = decode(record.identity, await this.kv().get(key));
+      // Our own removal (a tombstone at our epoch) or a newer connection: not ours to undo.
+      if (now && now.epoch >= record.epoch) return true;
+      at = nowRevision;
+      confirming = false;
+    }
+    throw new ClusterUnavailableError(`presence of ${record.identity} kept changing; claim not confirmed`);
   }
 
-  /** Compare-and-set: false when the key changed since `revision` (0: when it appeared). */
-  private async writeStored(key: string, stored: StoredPresence, revision: number): Promise<boolean> {
+  /** Compare-and-set: the new revision, or null when the key changed since `revision` (0: when it appeared). */
+  private async writeStored(key: string, stored: StoredPresence, revision: number): Promise<number | null> {
     try {
-      if (revision === 0) await this.kv().create(key, JSON.stringify(stored));
-      else await this.kv().update(key, JSON.stringify(stored), revision);
-      return true;
+      if (revision === 0) return await this.kv().create(key, JSON.stringify(stored));
+      return await this.kv().update(key, JSON.stringify(stored), revision);
     } catch (error) {
-      if (isRevisionConflict(error)) return false;
+      if (isRevisionConflict(error)) return null;
       throw error;
     }
   }
 }
+

@@ -87,6 +87,16 @@ export class NatsServer {
     running.delete(this);
   }
 
+  /** SIGSTOP: the process stays and its connections stay open, but it answers nothing until {@link thaw}. */
+  freeze(): void {
+    if (this.child?.pid !== undefined && this.isRunning) process.kill(this.child.pid, 'SIGSTOP');
+  }
+
+  /** SIGCONT after {@link freeze}. */
+  thaw(): void {
+    if (this.child?.pid !== undefined && this.isRunning) process.kill(this.child.pid, 'SIGCONT');
+  }
+
   /** Stops it and starts it again on the same port; with `wipe` its JetStream store is lost meanwhile. */
   async restart({ wipe = false }: { wipe?: boolean } = {}): Promise<void> {
     await this.stop();
@@ -107,6 +117,8 @@ export class NatsServer {
   private async signal(signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
     const child = this.child;
     if (!child || !this.isRunning || child.pid === undefined) return;
+    // A frozen server would not act on SIGTERM.
+    this.thaw();
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     try {
       process.kill(child.pid, signal);
