@@ -19,7 +19,8 @@ import { announceReady, measureMemory, serveIpc } from './ipc.js';
  * BENCH_REDIS_CLUSTER_NODES (`host:port,...`: a Redis Cluster instead, as the sample's
  * REDIS_CLUSTER_NODES), BENCH_NATS_URL (the NatsTransport instead of Redis), BENCH_STRICT (1/0),
  * BENCH_RATE_LIMIT (off | default), BENCH_STREAM_MAXLEN (RedisAdapter streamMaxLen; NatsTransport
- * inboxMaxMessages), BENCH_NODE_TTL_MS (the Redis liveness TTL), BENCH_BACKLOG (listen backlog).
+ * inboxMaxMessages), BENCH_NODE_TTL_MS (the Redis liveness TTL), BENCH_BACKLOG (listen backlog), BENCH_LOG=1
+ * (the library's warnings and errors in the node's log).
  */
 
 function redisFromEnv(env: NodeJS.ProcessEnv, streamMaxLen: number | undefined): OcppClusterOptions['redis'] {
@@ -38,7 +39,8 @@ async function optionsFromEnv(env: NodeJS.ProcessEnv): Promise<OcppClusterOption
     adapter: env.BENCH_NATS_URL ? await natsTransport(env.BENCH_NATS_URL, env.BENCH_NODE_ID || 'bench', streamMaxLen) : undefined,
     strictMode: env.BENCH_STRICT !== '0',
     rateLimit: env.BENCH_RATE_LIMIT === 'off' ? false : undefined,
-    logging: false,
+    // BENCH_LOG=1: the library's warnings and errors (leases, takeovers, fencing) on stderr, in the run's log dir.
+    logging: env.BENCH_LOG === '1',
   };
 }
 
@@ -56,7 +58,7 @@ async function main(): Promise<void> {
   })
   class BenchAppModule {}
 
-  const app = await NestFactory.create(BenchAppModule, { logger: false, abortOnError: false });
+  const app = await NestFactory.create(BenchAppModule, { logger: process.env.BENCH_LOG === '1' ? ['warn', 'error'] : false, abortOnError: false });
   // Every bench server listens with the same backlog (BENCH_BACKLOG): with Node's default 511 a
   // storm of 5,000 connections per node overflows the accept queue and the kernel's SYN retries
   // (1 s, 3 s, 7 s, 15 s...) decide the result instead of the server.
