@@ -132,6 +132,8 @@ export class NatsTransport implements EventAdapterInterface {
     rehydrateRefused: 0,
     evictsSent: 0,
     rejoins: 0,
+    /** Rejoin attempts put off because a survivor had not finished taking this node over. */
+    fenceWaits: 0,
     disconnects: 0,
     reconnects: 0,
   };
@@ -794,10 +796,18 @@ export class NatsTransport implements EventAdapterInterface {
     this.inbox = null;
     this.replies = null;
     this.source?.onLeaseChange?.('fenced');
+    const waitsBefore = this.counters.fenceWaits;
     let backoffMs = 100;
     while (this.state === 'connected') {
       try {
         const fence = await this.liveness!.renew();
+        if (fence.fencedBy !== undefined) {
+          // Its streams are the survivor's until it is done (it deletes them last): none made anew before.
+          if (this.counters.fenceWaits++ === waitsBefore) this.logger.warn(`node ${nodeId} waits for ${fence.fencedBy} to finish taking it over before it rejoins`);
+          await sleep(backoffMs);
+          backoffMs = Math.min(backoffMs * 2, 2000);
+          continue;
+        }
         if (!fence.ok) {
           this.onConflict();
           return;
@@ -915,6 +925,7 @@ export class NatsTransport implements EventAdapterInterface {
       leaseSuspensions: this.liveness?.suspensions ?? 0,
       leaseTakenOver: this.liveness?.takenOver ?? 0,
       rejoins: this.counters.rejoins,
+      rejoinFenceWaits: this.counters.fenceWaits,
       healthy: this.isHealthy() ? 1 : 0,
     };
   }
