@@ -19,7 +19,7 @@ import type { ClusterLogger } from '../cluster/logger.js';
 import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
 import { ClusterUnavailableError, InboxFullError, InvalidOptionsError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
-import { casMayBeOvertaken } from './cas-confirmation.js';
+import { casMayBeOvertaken, overtakenCasWarning } from './cas-confirmation.js';
 import { decodeNatsMessage, encodeNatsMessage } from './message-codec.js';
 import { isConsumerNotFound, isNoStream, isStreamNotFound, jsErrorCode, JS_MAXIMUM_MESSAGES_EXCEEDED, natsUnavailable } from './nats-errors.js';
 import { DEFAULT_NATS_PREFIX, NatsNames, nodeIdProblem, READER } from './nats-names.js';
@@ -195,6 +195,8 @@ export class NatsTransport implements EventAdapterInterface {
         this.nc = await connect({ maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000, ...this.connectOptions, name: this.connectOptions.name ?? `ocpp-cluster ${nodeId}` });
       }
       this.watchStatus(this.nc);
+      const casWarning = overtakenCasWarning(this.nc.info, this.replicas);
+      if (casWarning) this.logger.warn(casWarning);
       this.js = jetstream(this.nc, { timeout: this.requestTimeoutMs });
       this.jsm = await jetstreamManager(this.nc, { timeout: this.requestTimeoutMs });
       await this.ensureBuckets();
