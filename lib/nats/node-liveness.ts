@@ -194,7 +194,11 @@ export class NatsNodeLiveness {
       const existing = parseNodeRecord(entry);
       if (existing?.state === 'alive' && existing.token !== this.currentToken) return { ok: false };
       const survivor = existing?.state === 'taken-over' && !existing.done ? existing.by : undefined;
-      if (survivor !== undefined && survivor !== this.options.nodeId && (await this.isAliveNow(survivor))) return { ok: false, fencedBy: survivor };
+      if (survivor !== undefined && survivor !== this.options.nodeId) {
+        // Our reads are answered: the survivor's silence counts from now (else a node cut off before would wait for ever).
+        if (this.steadySince === Infinity) this.steadySince = performance.now();
+        if (await this.isAliveNow(survivor)) return { ok: false, fencedBy: survivor };
+      }
       const sentAt = performance.now();
       try {
         this.revision = existing && entry ? await kv.update(this.key, encode(this.record()), entry.revision) : await kv.create(this.key, encode(this.record()));
