@@ -87,4 +87,23 @@ describe('NATS takeover finishing while the lost node rejoins', () => {
     expect(victim.healthIssue()).toBeNull();
     expect(finished.status).toBe('done');
   }, 60_000);
+
+  it('lets the lost node rejoin once the survivor that fenced it died before finishing', async () => {
+    const inbox = new Inbox();
+    const victim = await startTransport('unfinished-victim', inbox);
+    const survivor = await startTransport('unfinished-survivor');
+    const sender = await startTransport('unfinished-sender');
+    const victimLiveness = (victim as unknown as { liveness: NatsNodeLiveness }).liveness;
+    victimLiveness.stop();
+    await waitFor('the silent victim to be claimed', () => survivor.claimLostNode('unfinished-victim'), { timeoutMs: 20_000 });
+    survivor.abort();
+
+    await victimLiveness.beat();
+    await waitFor('the victim to rejoin', async () => ((await victim.metrics()).rejoins ?? 0) >= 1, { timeoutMs: 20_000 });
+    expect((await victim.metrics()).rejoinFenceWaits).toBeGreaterThanOrEqual(1);
+
+    const sent = command('unfinished-sender', 'UNFINISHED-CP-1');
+    await sender.publish(inboxOf('unfinished-victim'), sent);
+    await waitFor('the command to reach the rejoined victim', () => inbox.ofKind('command').find((message) => message.id === sent.id));
+  }, 60_000);
 });
