@@ -728,6 +728,9 @@ export class NatsTransport implements EventAdapterInterface {
             await this.ensureBuckets();
             await this.liveness!.beat();
             if (!this.liveness!.isHeld) return;
+            // A beat that failed (not answered in time) proves nothing: past our lease a survivor may
+            // have fenced us and retired our consumer, and making it anew would reopen a fenced inbox.
+            if (!this.liveness!.hasLease()) throw new Error('lease not proven by a heartbeat yet');
             await this.ensureReadersHaveStreams(this.nodeId!);
             this.liveness!.noteDisturbance();
             await this.rehydrate();
