@@ -49,7 +49,9 @@ export class NatsLostNodeClaim implements LostNodeClaim {
   /** The record is still the fence we wrote and our lease holds. */
   async stillHeld(): Promise<boolean> {
     if (this.released || !this.deps.liveness.hasLease()) return false;
-    return (await this.deps.nodesKv().get(this.deps.key))?.revision === this.deps.revision;
+    const revision = (await this.deps.nodesKv().get(this.deps.key))?.revision;
+    // The lease once more after the read: the lost node rejoins only once we are done or judged dead (lease over).
+    return revision === this.deps.revision && this.deps.liveness.hasLease();
   }
 
   /** Updates our fence (compare-and-set); false when it is not ours any more. */
@@ -97,7 +99,11 @@ export class NatsLostNodeClaim implements LostNodeClaim {
       });
   }
 
-  /** Removes its stale presence, then (only with nothing left in its inbox) its streams; marks the fence done. */
+  /**
+   * Removes its stale presence, then (only with nothing left in its inbox) its streams; marks the
+   * fence done. Deleting the streams after the check is safe because the lost node does not rejoin
+   * (make its streams anew) while our fence is not done and we are alive (NatsNodeLiveness.renew).
+   */
   async finish(): Promise<LostNodeFinish> {
     const presenceRemoved = await this.removeStalePresence();
     if (!(await this.stillHeld())) return { status: 'returned', presenceRemoved };
@@ -111,6 +117,8 @@ export class NatsLostNodeClaim implements LostNodeClaim {
       if (!isStreamNotFound(error)) throw error;
     }
     for (const stream of [this.stream, this.deps.names.repliesStream(this.nodeId)]) {
+      // Checked again right before: past our lease the node may have judged us dead and rejoined.
+      if (!this.deps.liveness.hasLease()) return { status: 'returned', presenceRemoved };
       await jsm.streams.delete(stream).catch((error: unknown) => {
         if (!isStreamNotFound(error)) throw error;
       });

@@ -19,7 +19,7 @@ import type { ClusterLogger } from '../cluster/logger.js';
 import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
 import { ClusterUnavailableError, InboxFullError, InvalidOptionsError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
-import { casMayBeOvertaken } from './cas-confirmation.js';
+import { casMayBeOvertaken, overtakenCasWarning } from './cas-confirmation.js';
 import { decodeNatsMessage, encodeNatsMessage } from './message-codec.js';
 import { isConsumerNotFound, isNoStream, isStreamNotFound, jsErrorCode, JS_MAXIMUM_MESSAGES_EXCEEDED, natsUnavailable } from './nats-errors.js';
 import { DEFAULT_NATS_PREFIX, NatsNames, nodeIdProblem, READER } from './nats-names.js';
@@ -132,6 +132,8 @@ export class NatsTransport implements EventAdapterInterface {
     rehydrateRefused: 0,
     evictsSent: 0,
     rejoins: 0,
+    /** Rejoin attempts put off because a survivor had not finished taking this node over. */
+    fenceWaits: 0,
     disconnects: 0,
     reconnects: 0,
   };
@@ -193,6 +195,8 @@ export class NatsTransport implements EventAdapterInterface {
         this.nc = await connect({ maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000, ...this.connectOptions, name: this.connectOptions.name ?? `ocpp-cluster ${nodeId}` });
       }
       this.watchStatus(this.nc);
+      const casWarning = overtakenCasWarning(this.nc.info, this.replicas);
+      if (casWarning) this.logger.warn(casWarning);
       this.js = jetstream(this.nc, { timeout: this.requestTimeoutMs });
       this.jsm = await jetstreamManager(this.nc, { timeout: this.requestTimeoutMs });
       await this.ensureBuckets();
@@ -724,6 +728,9 @@ export class NatsTransport implements EventAdapterInterface {
             await this.ensureBuckets();
             await this.liveness!.beat();
             if (!this.liveness!.isHeld) return;
+            // A beat that failed (not answered in time) proves nothing: past our lease a survivor may
+            // have fenced us and retired our consumer, and making it anew would reopen a fenced inbox.
+            if (!this.liveness!.hasLease()) throw new Error('lease not proven by a heartbeat yet');
             await this.ensureReadersHaveStreams(this.nodeId!);
             this.liveness!.noteDisturbance();
             await this.rehydrate();
@@ -794,10 +801,18 @@ export class NatsTransport implements EventAdapterInterface {
     this.inbox = null;
     this.replies = null;
     this.source?.onLeaseChange?.('fenced');
+    const waitsBefore = this.counters.fenceWaits;
     let backoffMs = 100;
     while (this.state === 'connected') {
       try {
         const fence = await this.liveness!.renew();
+        if (fence.fencedBy !== undefined) {
+          // Its streams are the survivor's until it is done (it deletes them last): none made anew before.
+          if (this.counters.fenceWaits++ === waitsBefore) this.logger.warn(`node ${nodeId} waits for ${fence.fencedBy} to finish taking it over before it rejoins`);
+          await sleep(backoffMs);
+          backoffMs = Math.min(backoffMs * 2, 2000);
+          continue;
+        }
         if (!fence.ok) {
           this.onConflict();
           return;
@@ -915,6 +930,7 @@ export class NatsTransport implements EventAdapterInterface {
       leaseSuspensions: this.liveness?.suspensions ?? 0,
       leaseTakenOver: this.liveness?.takenOver ?? 0,
       rejoins: this.counters.rejoins,
+      rejoinFenceWaits: this.counters.fenceWaits,
       healthy: this.isHealthy() ? 1 : 0,
     };
   }

@@ -182,14 +182,23 @@ export class NatsNodeLiveness {
   /**
    * A fresh incarnation after being taken over: a new token on the fenced record. Not ok when
    * another process holds the id; `deliveredSeq` is how far the survivor recorded the inbox read.
+   * `fencedBy`: a live survivor is still taking this node over (its fence is not done); it deletes
+   * the inbox and replies streams when it finishes, so the node must not make them anew before
+   * then (they would vanish under it, with what was sent to it) — try again later.
    */
-  async renew(): Promise<{ ok: boolean; deliveredSeq?: number }> {
+  async renew(): Promise<{ ok: boolean; deliveredSeq?: number; fencedBy?: string }> {
     const kv = this.options.kv();
     this.currentToken = randomUUID();
     for (let attempt = 0; attempt < 20; attempt++) {
       const entry = await kv.get(this.key);
       const existing = parseNodeRecord(entry);
       if (existing?.state === 'alive' && existing.token !== this.currentToken) return { ok: false };
+      const survivor = existing?.state === 'taken-over' && !existing.done ? existing.by : undefined;
+      if (survivor !== undefined && survivor !== this.options.nodeId) {
+        // Our reads are answered: the survivor's silence counts from now (else a node cut off before would wait for ever).
+        if (this.steadySince === Infinity) this.steadySince = performance.now();
+        if (await this.isAliveNow(survivor)) return { ok: false, fencedBy: survivor };
+      }
       const sentAt = performance.now();
       try {
         this.revision = existing && entry ? await kv.update(this.key, encode(this.record()), entry.revision) : await kv.create(this.key, encode(this.record()));

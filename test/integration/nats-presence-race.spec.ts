@@ -3,9 +3,10 @@ import { Kvm } from '@nats-io/kv';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { PresenceRecord } from '../../lib/cluster/event-adapter.interface.js';
-import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
+import { SILENT_LOGGER, type ClusterLogger } from '../../lib/cluster/logger.js';
 import { token } from '../../lib/nats/nats-names.js';
 import { NatsTransport } from '../../lib/nats/nats-transport.js';
+import { MemoryLogger } from '../support/redis-fixtures.js';
 import { startNatsCluster, stopAllNatsServers, type NatsCluster, type NatsServer } from '../support/nats-server.js';
 
 /**
@@ -26,8 +27,8 @@ describe('NATS presence when the old owner\'s removal lands after the new owner\
   const transports: NatsTransport[] = [];
   const connections: NatsConnection[] = [];
 
-  async function startTransport(nodeId: string, servers: string | string[]): Promise<NatsTransport> {
-    const transport = new NatsTransport({ servers, prefix: PREFIX, replicas: 3, nodeTtlMs: 10_000, logger: SILENT_LOGGER });
+  async function startTransport(nodeId: string, servers: string | string[], logger: ClusterLogger = SILENT_LOGGER): Promise<NatsTransport> {
+    const transport = new NatsTransport({ servers, prefix: PREFIX, replicas: 3, nodeTtlMs: 10_000, logger });
     transports.push(transport);
     await transport.connect(nodeId, { localPresence: () => [] });
     return transport;
@@ -49,6 +50,14 @@ describe('NATS presence when the old owner\'s removal lands after the new owner\
     await Promise.all(connections.map((connection) => connection.close().catch(() => undefined)));
     await stopAllNatsServers();
   });
+
+  it('warns once, on connecting, that the nodes bucket is not protected on this server', async () => {
+    const logger = new MemoryLogger();
+    await startTransport('race-warned', leader.url, logger);
+    const warnings = logger.lines.filter((line) => line.includes('nats-server#4320'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^warn nats-server 2\.9\.\d+ .*replicas 3.*two survivors may both fence.*>= 2\.9\.21/);
+  }, 30_000);
 
   it('keeps the new owner listed', async () => {
     const identity = 'RACE-MOVE-1';
