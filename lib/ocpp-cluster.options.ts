@@ -85,6 +85,12 @@ export interface OcppClusterOptions {
   redis?: RedisAdapterOptions;
   /** Answer new upgrades with 503 while the cluster transport (Redis) is unreachable. Default true. */
   refuseUpgradesWhileTransportDown?: boolean;
+  /**
+   * New upgrades get 503 (Retry-After: 1) while this node's event loop runs later than this, so a
+   * reconnect storm cannot starve its lease refresh and every socket it already serves; open
+   * sockets and readiness are not affected. Default 1000 ms; `false`: never refuse for this.
+   */
+  maxEventLoopDelayMs?: number | false;
   drain?: DrainOptions;
   health?: HealthOptions;
   /** Register the module's Prometheus metrics here (e.g. prom-client's global `register`); default: a registry of its own. */

@@ -57,6 +57,7 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
     adapter: options.adapter === undefined ? undefined : defineAdapter(options.adapter),
     redis: options.redis,
     refuseUpgradesWhileTransportDown: options.refuseUpgradesWhileTransportDown ?? true,
+    maxEventLoopDelayMs: options.maxEventLoopDelayMs ?? 1_000,
     drain: { windowMs: options.drain?.windowMs ?? 10_000, settleMs: options.drain?.settleMs ?? 10_000 },
     health: {
       pingTimeoutMs: options.health?.pingTimeoutMs ?? 1_000,
@@ -105,6 +106,7 @@ export function resolveOptions(options: OcppClusterOptions = {}): ResolvedOcppCl
   const handshakeTimeout = callTimeoutProblem(resolved.handshakeTimeoutMs);
   if (handshakeTimeout !== null) throw new InvalidOptionsError('handshakeTimeoutMs', handshakeTimeout);
   positiveInteger('maxPendingHandshakes', resolved.maxPendingHandshakes);
+  if (resolved.maxEventLoopDelayMs !== false) positiveInteger('maxEventLoopDelayMs', resolved.maxEventLoopDelayMs);
   if (resolved.connectionRateLimit !== undefined) validateConnectionRateLimit(resolved.connectionRateLimit);
   const callTimeout = callTimeoutProblem(resolved.callTimeoutMs);
   if (callTimeout !== null) throw new InvalidOptionsError('callTimeoutMs', callTimeout);

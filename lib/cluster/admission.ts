@@ -1,8 +1,22 @@
 import type { EventAdapterInterface } from './event-adapter.interface.js';
+import type { EventLoopDelay } from './event-loop-delay.js';
 import type { LeaseGuard } from './lease-guard.js';
 import type { ClusterLogger } from './logger.js';
 
-export type Acceptance = { ok: true } | { ok: false; status: number; reason: string };
+export type Acceptance =
+  | { ok: true }
+  | {
+      ok: false;
+      status: number;
+      reason: string;
+      /** Refused because the event loop is behind (see EventLoopDelay): try again in a moment. */
+      overloaded?: boolean;
+      /** Sent as Retry-After. */
+      retryAfterS?: number;
+    };
+
+/** Retry-After of an upgrade refused for overload: the loop usually catches up within a second. */
+const OVERLOAD_RETRY_AFTER_S = 1;
 
 export interface AdmissionDeps {
   adapter: EventAdapterInterface;
@@ -11,12 +25,17 @@ export interface AdmissionDeps {
   refuseUpgradesWhileTransportDown: boolean;
   isStopping: () => boolean;
   isDraining: () => boolean;
+  loopDelay: EventLoopDelay;
+  /** Upgrades are refused while the event loop is later than this (false: never). */
+  maxEventLoopDelayMs: number | false;
 }
 
 /** Whether this node takes new charge points now, and a log line each time the answer changes. */
 export class Admission {
   /** Why the last upgrade was refused (null: accepted), so refusals are logged once per change. */
   private lastRefusal: string | null = null;
+  /** Upgrades refused because the event loop was behind. */
+  refusedOverloaded = 0;
 
   constructor(private readonly deps: AdmissionDeps) {}
 
@@ -35,11 +54,25 @@ export class Admission {
     return { ok: true };
   }
 
-  /** acceptance() for the gateway, logging when the node starts and stops refusing charge points. */
+  /**
+   * acceptance() for the gateway, plus overload: while the event loop is behind, a new charge
+   * point would only add work that delays the lease refresh and every open socket (readiness
+   * does not say this: a node that is merely busy must not be taken out of the load balancer).
+   * Logs when the node starts and stops refusing charge points.
+   */
   forUpgrade(): Acceptance {
-    const verdict = this.acceptance();
+    const accepted = this.acceptance();
+    const verdict = accepted.ok ? this.overload() : accepted;
     this.noteRefusal(verdict.ok ? null : verdict);
     return verdict;
+  }
+
+  private overload(): Acceptance {
+    const limitMs = this.deps.maxEventLoopDelayMs;
+    if (limitMs === false || this.deps.loopDelay.recentMaxMs() <= limitMs) return { ok: true };
+    this.refusedOverloaded++;
+    // A fixed reason: refusals are logged once per change of reason, not once per delay measured.
+    return { ok: false, status: 503, reason: `overloaded (event loop more than ${limitMs} ms behind)`, overloaded: true, retryAfterS: OVERLOAD_RETRY_AFTER_S };
   }
 
   /** Logs when the node starts and stops refusing charge points (once per change of reason). */

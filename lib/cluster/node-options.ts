@@ -19,6 +19,8 @@ export interface NodeOptions {
   broadcastConcurrency: number;
   ownerCacheMs: number;
   refuseUpgradesWhileTransportDown: boolean;
+  /** Upgrades are refused while the event loop is later than this (false: never). */
+  maxEventLoopDelayMs: number | false;
   drain: { windowMs: number; settleMs: number };
   retryCache: Required<AnsweredCallsOptions>;
   /** The cluster envelope version the node writes and the newest it reads. */

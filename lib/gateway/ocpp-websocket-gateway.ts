@@ -51,6 +51,7 @@ export type RejectionReason =
   | 'bad-identity' // identity refused by the rules
   | 'bad-request' // not a valid WebSocket handshake
   | 'not-accepting' // isAcceptingConnections() said no
+  | 'overloaded' // isAcceptingConnections() said no because the node is overloaded (503 with Retry-After)
   | 'too-many-connections' // maxConnections reached
   | 'unauthorized' // authenticate() refused
   | 'authentication-error' // authenticate() threw or returned nonsense
@@ -101,7 +102,7 @@ export interface GatewayOptions {
    */
   beforeUpgrade?: (request: UpgradeRequest) => Promise<UpgradeVerdict>;
   /** Checked on every upgrade (draining, Redis down, ...). */
-  isAcceptingConnections?: () => { ok: true } | { ok: false; status: number; reason: string };
+  isAcceptingConnections?: () => { ok: true } | { ok: false; status: number; reason: string; overloaded?: boolean; retryAfterS?: number };
   onConnection(ws: WebSocket, info: ConnectionInfo): void;
   /** `status` is the HTTP status, or the close code (1002) for `no-subprotocol`. */
   onRejected?(reason: RejectionReason, status: number, detail?: string): void;
@@ -405,7 +406,9 @@ export class OcppWebSocketGateway {
       return { status: 503, reason: 'not-accepting' };
     }
     if (verdict.ok) return null;
-    return { status: isErrorStatus(verdict.status) ? verdict.status : 503, reason: 'not-accepting', detail: verdict.reason };
+    const status = isErrorStatus(verdict.status) ? verdict.status : 503;
+    const headers = verdict.retryAfterS === undefined ? undefined : { 'Retry-After': String(verdict.retryAfterS) };
+    return { status, reason: verdict.overloaded ? 'overloaded' : 'not-accepting', detail: verdict.reason, headers };
   }
 
   /** The asynchronous part of a handshake: authenticate, then beforeUpgrade, then upgrade; bounded, and given up when the client goes. */

@@ -15,6 +15,7 @@ import {
   type GatewayOptions,
 } from '../../lib/gateway/ocpp-websocket-gateway.js';
 import { InvalidOptionsError } from '../../lib/protocol/errors.js';
+import { handshake, type HandshakeOutcome } from '../support/handshake.js';
 
 const WAIT_MS = 5_000;
 
@@ -35,28 +36,14 @@ async function eventually(condition: () => boolean, what: string): Promise<void>
   );
 }
 
-type Outcome =
-  | { kind: 'open'; ws: WebSocket }
-  | { kind: 'rejected'; status: number; body: string; headers: IncomingHttpHeaders }
-  | { kind: 'error'; error: Error };
+type Outcome = HandshakeOutcome;
 
 const clients = new Set<WebSocket>();
 
 /** Opens a ws client; resolves to how the handshake ended. */
 function connect(url: string, protocols: string | string[] = 'ocpp1.6', options: ClientOptions = {}): Promise<Outcome> {
   return withTimeout(
-    new Promise<Outcome>((resolve) => {
-      const ws = new WebSocket(url, protocols, options);
-      clients.add(ws);
-      ws.on('error', (error) => resolve({ kind: 'error', error }));
-      ws.once('open', () => resolve({ kind: 'open', ws }));
-      ws.once('unexpected-response', (_req, res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => resolve({ kind: 'rejected', status: res.statusCode ?? 0, body, headers: res.headers }));
-      });
-    }),
+    handshake(url, protocols, options, (ws) => clients.add(ws)),
     `handshake with ${url}`,
   );
 }
