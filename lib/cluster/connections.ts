@@ -7,6 +7,7 @@ import type { NodeOptions } from './node-options.js';
 import type { Admission } from './admission.js';
 import { errorMessage } from './call-router.js';
 import type { DrainController } from './drain.js';
+import type { LeaseGuard } from './lease-guard.js';
 import type { EvictEnvelope } from './envelope.js';
 import { inboxOf } from './address.js';
 import type { EventAdapterInterface, PresenceClaim, PresenceRecord, PresenceRestore } from './event-adapter.interface.js';
@@ -22,6 +23,8 @@ import { chargerInfoOf } from './presence-view.js';
 interface PresenceTicket {
   claim: PresenceClaim | null;
   connectedAt: number;
+  /** The lease incarnation the claim was made in (see LeaseGuard). */
+  incarnation: number;
 }
 
 export interface ConnectionsDeps {
@@ -34,6 +37,7 @@ export interface ConnectionsDeps {
   inbound: InboundHandlers;
   listeners: ConnectionListeners;
   admission: Admission;
+  lease: LeaseGuard;
   drain: DrainController;
   metrics: NodeMetrics;
   logger: ClusterLogger;
@@ -62,12 +66,13 @@ export class Connections {
   async claimBeforeUpgrade(request: UpgradeRequest): Promise<UpgradeVerdict> {
     const { adapter, metrics, options } = this.deps;
     const connectedAt = Date.now();
+    const incarnation = this.deps.lease.incarnation;
     // From before the claim is sent: a presence read may see it before its answer comes back.
     this.deps.registry.beginHandshake(request.identity);
     try {
       const claim = await adapter.setPresence(request.identity, request.protocol, connectedAt);
       metrics.sink.presenceOperation('claim', 'ok');
-      const ticket: PresenceTicket = { claim, connectedAt };
+      const ticket: PresenceTicket = { claim, connectedAt, incarnation };
       const release = () => {
         this.deps.registry.endHandshake(request.identity);
         this.releaseClaim(claim);
@@ -82,7 +87,7 @@ export class Connections {
         return { accept: false, ...refusal };
       }
       this.deps.logger.warn(`presence claim for ${request.identity} failed: ${errorMessage(error)}; accepted unclaimed, registered once the transport can`);
-      const ticket: PresenceTicket = { claim: null, connectedAt };
+      const ticket: PresenceTicket = { claim: null, connectedAt, incarnation };
       return { accept: true, ticket };
     }
   }
@@ -100,6 +105,15 @@ export class Connections {
     const ticket = connectionInfo.ticket as PresenceTicket | undefined;
     const claim = ticket?.claim ?? null;
     if (claim) registry.endHandshake(info.identity);
+    if (this.claimedBeforeFence(ticket)) {
+      // The node was taken over while this handshake waited for its claim: closeAll() did not
+      // see this socket, and a fenced node serves nothing; the claim may even have landed after
+      // the survivor cleared our entries. The charge point reconnects and claims afresh.
+      logger.log(`${info.identity} finished its handshake after this node was taken over; closing it (1012) so it reconnects`);
+      if (claim) this.releaseClaim(claim);
+      socket.close(1012, 'service restart');
+      return;
+    }
     const epoch = claim?.record.epoch ?? 0;
     const current = registry.get(info.identity);
     if (current && epoch > 0 && current.epoch > epoch) {
@@ -153,6 +167,13 @@ export class Connections {
     void Promise.resolve()
       .then(() => onConnected(chargerInfoOf(connection, nodeId), connection.session))
       .catch((error) => logger.warn(`connect hook failed for ${info.identity}: ${String(error)}`));
+  }
+
+  /** True when the lease was fenced or lost since this socket's claim (or is now). */
+  private claimedBeforeFence(ticket: PresenceTicket | undefined): boolean {
+    const { lease } = this.deps;
+    if (lease.state === 'fenced' || lease.state === 'lost') return true;
+    return ticket !== undefined && ticket.incarnation !== lease.incarnation;
   }
 
   /** Another node took the charge point over with a newer claim: close our socket if it is older. */

@@ -1,4 +1,4 @@
-import { InboxFullError, QueueFullError } from '../protocol/errors.js';
+import { InboxFullError, NodeLaneMissingError, QueueFullError } from '../protocol/errors.js';
 import { inboxOf, repliesOf } from './address.js';
 import type { CommandOutcome } from './envelope.js';
 import { answerVersion, OLDEST_READABLE_WIRE_VERSION, WIRE_VERSION, wireVersionOf } from './envelope.js';
@@ -38,7 +38,15 @@ export async function settleLostEntry(
   if (message.origin === lostNode || !(await adapter.isNodeAlive(message.origin))) return 'dropped';
   const answer = async (outcome: CommandOutcome): Promise<LostEntryFate> => {
     const v = answerVersion(wireVersion, message);
-    await adapter.publish(repliesOf(message.origin), { kind: 'reply', id: message.id, from: self, identity: message.identity, outcome, v });
+    try {
+      await adapter.publish(repliesOf(message.origin), { kind: 'reply', id: message.id, from: self, identity: message.identity, outcome, v });
+    } catch (error) {
+      // The caller's node lost its replies stream (it was taken over too, and may be rejoining):
+      // nobody can read this answer, and failing here would fail the whole takeover, again and
+      // again. Its caller hears a timeout from its own node at the deadline.
+      if (error instanceof NodeLaneMissingError) return 'dropped';
+      throw error;
+    }
     return 'answered';
   };
   const version = wireVersionOf(message);

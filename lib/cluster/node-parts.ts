@@ -77,7 +77,7 @@ export function composeNodeParts(context: NodeContext) {
   const inbound = new InboundHandlers(nodeId, handlers, metrics, logger);
   const connections = new Connections({
     ...{ nodeId, adapter, registry, options, validator, answeredCalls },
-    ...{ inbound, listeners, admission, drain, metrics, logger, onServing: deliverHere },
+    ...{ inbound, listeners, admission, lease, drain, metrics, logger, onServing: deliverHere },
   });
   const onEvict = connections.onEvict.bind(connections);
   // Node loss works on whatever transport offers the primitives (a poke when a node says it left).

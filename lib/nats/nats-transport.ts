@@ -17,7 +17,7 @@ import type {
 } from '../cluster/event-adapter.interface.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
-import { ClusterUnavailableError, InboxFullError, InvalidOptionsError } from '../protocol/errors.js';
+import { ClusterUnavailableError, InboxFullError, InvalidOptionsError, NodeLaneMissingError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { casMayBeOvertaken, overtakenCasWarning } from './cas-confirmation.js';
 import { decodeNatsMessage, encodeNatsMessage } from './message-codec.js';
@@ -465,7 +465,7 @@ export class NatsTransport implements EventAdapterInterface {
         throw new InboxFullError(to.node, this.inboxMaxMessages, this.inboxMaxMessages);
       }
       this.counters.sendFailures++;
-      if (isNoStream(error)) throw new ClusterUnavailableError(`node ${JSON.stringify(to.node)} has no ${to.lane} on NATS (it left or was taken over)`);
+      if (isNoStream(error)) throw new NodeLaneMissingError(to.node, to.lane, 'NATS');
       throw this.unavailable(error);
     }
   }

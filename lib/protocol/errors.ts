@@ -191,6 +191,17 @@ export class ClusterUnavailableError extends OcppClusterError {
   }
 }
 
+/** A node's inbox or replies stream does not exist on the transport (the node left or was taken over): nothing was written. */
+export class NodeLaneMissingError extends ClusterUnavailableError {
+  constructor(
+    readonly nodeId: string,
+    readonly lane: 'inbox' | 'replies',
+    transport: string,
+  ) {
+    super(`node ${JSON.stringify(nodeId)} has no ${lane} on ${transport} (it left or was taken over)`);
+  }
+}
+
 /**
  * This node cannot prove it still holds its lease (its liveness key), so it wrote nothing:
  * a command read from the cluster transport is never sent once another node may have answered it.
