@@ -1,12 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { inboxOf } from '../../lib/cluster/address.js';
-import { SILENT_LOGGER } from '../../lib/cluster/logger.js';
 import type { NatsLostNodeClaim } from '../../lib/nats/lost-node-claim.js';
-import { NatsTransport } from '../../lib/nats/nats-transport.js';
 import type { NatsNodeLiveness } from '../../lib/nats/node-liveness.js';
-import { startNatsServer, stopAllNatsServers, type NatsServer } from '../support/nats-server.js';
-import { command, FakeLocalRegistry, gate, Inbox } from '../support/redis-fixtures.js';
+import { natsTestBed } from '../support/nats-test-bed.js';
+import { command, gate, Inbox } from '../support/redis-fixtures.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -17,28 +15,9 @@ import { waitFor } from '../support/wait.js';
  * survivor is held right after its check while the lost node is told it was taken over.
  */
 
-const PREFIX = 'takeover-finish';
-
 describe('NATS takeover finishing while the lost node rejoins', () => {
-  let server: NatsServer;
-  const transports: NatsTransport[] = [];
-
-  async function startTransport(nodeId: string, inbox?: Inbox): Promise<NatsTransport> {
-    const transport = new NatsTransport({ servers: server.url, prefix: PREFIX, nodeTtlMs: 1_500, logger: SILENT_LOGGER });
-    transports.push(transport);
-    await transport.connect(nodeId, new FakeLocalRegistry(nodeId));
-    if (inbox) await transport.subscribe('node', inbox.handler);
-    return transport;
-  }
-
-  beforeAll(async () => {
-    server = await startNatsServer();
-  }, 30_000);
-
-  afterAll(async () => {
-    await Promise.all(transports.map((transport) => transport.disconnect().catch(() => undefined)));
-    await stopAllNatsServers();
-  });
+  const bed = natsTestBed('takeover-finish');
+  const startTransport = bed.transport;
 
   it('leaves the rejoined node with an inbox that receives commands', async () => {
     const inbox = new Inbox();

@@ -5,6 +5,8 @@ import type { PendingEntry } from '../../lib/cluster/event-adapter.interface.js'
 import { MAX_HOPS } from '../../lib/cluster/forwarding.js';
 import { InMemoryAdapter, InMemoryBus } from '../../lib/cluster/in-memory-adapter.js';
 import { settleLostEntry } from '../../lib/cluster/lost-command.js';
+import { isAllNodes, type Address } from '../../lib/cluster/address.js';
+import { ClusterUnavailableError, NodeLaneMissingError } from '../../lib/protocol/errors.js';
 import { stampingWireVersion } from '../../lib/cluster/wire-version.js';
 import { waitFor } from '../support/wait.js';
 
@@ -104,6 +106,22 @@ describe('what becomes of a lost node\'s inbox entries', () => {
     for (const message of [reply, evict, command({ origin: 'gone-too' }), command({ origin: 'dead' }), null]) {
       expect(await settleLostEntry(survivor, 's', 'dead', entry(message))).toBe('dropped');
     }
+    expect([...received.values()].flat()).toEqual([]);
+  });
+
+  it('drops the answer to a caller whose replies lane is missing (it was taken over too), but not on other failures', async () => {
+    const { survivor, received } = await cluster();
+    // The caller's node is alive by its record, but its transport refuses the answer as the NATS one does.
+    const refusing = (error: Error) =>
+      Object.assign(Object.create(survivor) as InMemoryAdapter, {
+        publish: async (to: Address, message: ClusterMessage) => {
+          if (!isAllNodes(to) && to.node === 'caller' && to.lane === 'replies') throw error;
+          return survivor.publish(to, message);
+        },
+      });
+    expect(await settleLostEntry(refusing(new NodeLaneMissingError('caller', 'replies', 'NATS')), 's', 'dead', entry(command(), true))).toBe('dropped');
+    const outage = new ClusterUnavailableError('NATS is unreachable');
+    await expect(settleLostEntry(refusing(outage), 's', 'dead', entry(command()))).rejects.toBe(outage);
     expect([...received.values()].flat()).toEqual([]);
   });
 
