@@ -5,6 +5,8 @@ export const JS_CONSUMER_NOT_FOUND = 10014;
 export const JS_STREAM_NOT_FOUND = 10059;
 export const JS_WRONG_LAST_SEQUENCE = 10071;
 export const JS_MAXIMUM_MESSAGES_EXCEEDED = 10077;
+/** JetStream is there but cannot act yet: no placement peers, no meta leader, "temporarily unavailable". */
+const JS_NOT_READY_CODES: ReadonlySet<number> = new Set([10005, 10008, 10009]);
 
 /** The JetStream API error code of `error`, or undefined when it is not a JetStream API error. */
 export function jsErrorCode(error: unknown): number | undefined {
@@ -34,6 +36,24 @@ export function isNoStream(error: unknown): boolean {
   const text = (error as Error | null)?.message ?? '';
   const name = (error as Error | null)?.name ?? (error as object | null)?.constructor?.name ?? '';
   return /no responders|jetstream is not enabled|JetStreamNotEnabled/i.test(`${name} ${text}`) || isStreamNotFound(error);
+}
+
+/**
+ * A JetStream request that went unanswered or found JetStream not ready (a timeout, no
+ * responders, a disconnected connection, a cluster electing its leaders): asking again later may
+ * work. Not so a refusal that names a cause (bad config, a conflicting stream, JetStream off for
+ * the account) nor a closed connection.
+ */
+export function isJetStreamNotAnswering(error: unknown): boolean {
+  const name = (error as Error | null)?.name ?? '';
+  const text = (error as Error | null)?.message ?? '';
+  const code = jsErrorCode(error);
+  if (code !== undefined) return JS_NOT_READY_CODES.has(code);
+  if (name === 'TimeoutError') return true;
+  // The client reports "no responders" on the JetStream API as JetStreamNotEnabled caused by it.
+  if (name === 'JetStreamNotEnabled') return (error as Error).cause !== undefined && jsErrorCode((error as Error).cause) === undefined;
+  if (name === 'RequestError') return /no responders|disconnected/i.test(`${text} ${((error as Error).cause as Error | undefined)?.message ?? ''}`);
+  return false;
 }
 
 const CAUSES: ReadonlyArray<[RegExp, string]> = [

@@ -20,6 +20,7 @@ import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
 import { ClusterUnavailableError, InboxFullError, InvalidOptionsError, NodeLaneMissingError } from '../protocol/errors.js';
 import type { OcppProtocol } from '../protocol/protocol.js';
 import { casMayBeOvertaken, overtakenCasWarning } from './cas-confirmation.js';
+import { NotAnsweredYetError, retryWhileUnanswered } from './connect-retry.js';
 import { decodeNatsMessage, encodeNatsMessage } from './message-codec.js';
 import { isConsumerNotFound, isNoStream, isStreamNotFound, jsErrorCode, JS_MAXIMUM_MESSAGES_EXCEEDED, natsUnavailable } from './nats-errors.js';
 import { DEFAULT_NATS_PREFIX, NatsNames, nodeIdProblem, READER } from './nats-names.js';
@@ -54,6 +55,12 @@ export interface NatsTransportOptions {
   ackWaitMs?: number;
   /** Bound on each JetStream request and publish (default 5000). */
   requestTimeoutMs?: number;
+  /**
+   * How long connect() keeps trying to make or open the buckets, the node's record and its streams
+   * while JetStream does not answer in time or is not ready (a replicated stream's creation answered
+   * late, leaders being elected after a restart); then ClusterUnavailableError (default 30000; 0: one try).
+   */
+  connectTimeoutMs?: number;
   /** Replicas of every stream and bucket (a clustered NATS; default 1). */
   replicas?: number;
   logger?: ClusterLogger;
@@ -72,6 +79,14 @@ const DEFAULT_LOGGER: ClusterLogger = {
 };
 
 const nanos = (ms: number): number => ms * 1_000_000;
+
+/** What ensureStreams did in attempts that failed midway (a request whose answer came too late). */
+interface StreamSetupMemory {
+  /** Streams it asked to add: found afterwards, they are new all the same. */
+  added: Set<string>;
+  /** Per stream: how far the previous consumer had delivered, read before it was deleted. */
+  delivered: Map<string, number>;
+}
 
 /**
  * The NATS JetStream cluster transport: node inboxes on per-node work-queue streams read through a
@@ -92,6 +107,7 @@ export class NatsTransport implements EventAdapterInterface {
   private readonly maxInFlight: number;
   private readonly ackWaitMs: number;
   private readonly requestTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
   private readonly replicas: number;
   private readonly ownsConnection: boolean;
 
@@ -111,6 +127,10 @@ export class NatsTransport implements EventAdapterInterface {
   private inboxHandler: ClusterMessageHandler | null = null;
   private broadcastSub: Subscription | null = null;
   private disconnected = false;
+  /** Aborted by disconnect()/abort() while connect() is under way: it stops trying. */
+  private joining: AbortController | null = null;
+  /** What connect() is making or opening now, to name what did not answer. */
+  private joiningStep = 'the JetStream API (account info)';
   private recovering: Promise<void> | null = null;
   private recoverAgain = false;
   private rejoining: Promise<void> | null = null;
@@ -162,6 +182,7 @@ export class NatsTransport implements EventAdapterInterface {
     this.maxInFlight = integerOption('maxInFlight', options.maxInFlight, 1000, 1, 1_000_000);
     this.ackWaitMs = integerOption('ackWaitMs', options.ackWaitMs, 30_000, 1000, 3_600_000);
     this.requestTimeoutMs = integerOption('requestTimeoutMs', options.requestTimeoutMs, 5000, 100, 120_000);
+    this.connectTimeoutMs = integerOption('connectTimeoutMs', options.connectTimeoutMs, 30_000, 0, 600_000);
     this.replicas = integerOption('replicas', options.replicas, 1, 1, 5);
     this.logger = options.logger ?? DEFAULT_LOGGER;
     this.nc = options.connection ?? null;
@@ -190,31 +211,54 @@ export class NatsTransport implements EventAdapterInterface {
     this.state = 'connecting';
     this.nodeId = nodeId;
     this.source = source;
+    const joining = (this.joining = new AbortController());
     try {
       if (!this.nc) {
         this.nc = await connect({ maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000, ...this.connectOptions, name: this.connectOptions.name ?? `ocpp-cluster ${nodeId}` });
       }
-      this.watchStatus(this.nc);
-      const casWarning = overtakenCasWarning(this.nc.info, this.replicas);
+      const nc = this.nc;
+      this.watchStatus(nc);
+      const casWarning = overtakenCasWarning(nc.info, this.replicas);
       if (casWarning) this.logger.warn(casWarning);
-      this.js = jetstream(this.nc, { timeout: this.requestTimeoutMs });
-      this.jsm = await jetstreamManager(this.nc, { timeout: this.requestTimeoutMs });
-      await this.ensureBuckets();
-      this.liveness = new NatsNodeLiveness({
+      this.js = jetstream(nc, { timeout: this.requestTimeoutMs });
+      const liveness = new NatsNodeLiveness({
         kv: () => this.requireKv(this.nodesKv),
         nodeId,
         ttlMs: this.nodeTtlMs,
         logger: this.logger,
         onLeaseEvent: (event) => this.onLeaseEvent(event),
       });
-      const { deliveredSeq } = await this.liveness.acquire();
-      await this.ensureStreams(nodeId, deliveredSeq ?? 0);
+      this.liveness = liveness;
+      // Kept across attempts: what a timed-out attempt did is found, not made twice (see ensureStreams).
+      const setup: StreamSetupMemory = { added: new Set(), delivered: new Map() };
+      let acquired: { deliveredSeq?: number } | null = null;
+      await retryWhileUnanswered(
+        async () => {
+          this.joiningStep = 'the JetStream API (account info)';
+          this.jsm = await jetstreamManager(nc, { timeout: this.requestTimeoutMs });
+          await this.ensureBuckets();
+          this.joiningStep = `node ${nodeId}'s record in bucket ${this.names.nodesBucket}`;
+          if (acquired && !liveness.hasLease()) {
+            // Joining outlived the lease an earlier attempt took (no heartbeats yet): a survivor may
+            // have fenced the node meanwhile, and its streams must not be reopened under that fence.
+            await liveness.beat();
+            if (!liveness.isHeld) acquired = null; // the record was taken: take it back, as a restart does
+            else if (!liveness.hasLease()) throw new NotAnsweredYetError('heartbeat not answered');
+          }
+          acquired ??= await liveness.acquire();
+          await this.ensureStreams(nodeId, acquired.deliveredSeq ?? 0, setup);
+        },
+        { budgetMs: this.connectTimeoutMs, stop: joining.signal, logger: this.logger, location: () => this.location(), step: () => this.joiningStep },
+      );
     } catch (error) {
-      this.state = 'idle';
+      // disconnect()/abort() meanwhile leaves the adapter closed; a failure alone lets connect() be called again.
+      if (this.state === 'connecting') this.state = 'idle';
       this.liveness?.abandon();
       this.liveness = null;
       if (this.ownsConnection) await this.closeOwnConnection();
       throw this.unavailable(error);
+    } finally {
+      this.joining = null;
     }
     this.liveness.start();
     this.nodeLoss = new NatsNodeLoss({
@@ -231,6 +275,7 @@ export class NatsTransport implements EventAdapterInterface {
 
   async disconnect(): Promise<void> {
     if (this.state === 'closed' || this.state === 'closing') return;
+    this.joining?.abort();
     const wasMember = this.state === 'connected' || this.state === 'conflict';
     if (this.nc && (this.nc.isClosed() || this.disconnected)) {
       if (wasMember) this.logger.warn('leaving the cluster without clean-up: NATS is unreachable');
@@ -256,6 +301,7 @@ export class NatsTransport implements EventAdapterInterface {
    */
   abort(): void {
     if (this.state === 'closed') return;
+    this.joining?.abort();
     this.state = 'closed';
     this.stopTimers();
     this.inbox?.abort();
@@ -314,8 +360,11 @@ export class NatsTransport implements EventAdapterInterface {
     // is catching up after a restart answers with what it had (a charge point not connected, a
     // node's old heartbeat) — presence and leases decided on that would be untrue.
     const allow_direct = false;
+    // Kvm.create looks the bucket up first: a bucket a timed-out attempt did make is opened, not made again.
+    this.joiningStep = `bucket ${this.names.presenceBucket}`;
     this.presenceKv = await kvm.create(this.names.presenceBucket, { history: 1, replicas: this.replicas, storage, allow_direct });
     // Entries nobody rewrote for a day (fenced or abandoned nodes) go by themselves; a live node rewrites every third of its TTL.
+    this.joiningStep = `bucket ${this.names.nodesBucket}`;
     this.nodesKv = await kvm.create(this.names.nodesBucket, { history: 1, replicas: this.replicas, storage, allow_direct, ttl: NODES_BUCKET_MAX_AGE_MS });
   }
 
@@ -323,8 +372,11 @@ export class NatsTransport implements EventAdapterInterface {
    * Creates (or reopens after a takeover closed them) this node's inbox and replies streams and a
    * fresh durable consumer on each. Whatever the previous consumer had delivered and nobody
    * acknowledged is handed over again as redelivered (it may have reached the charge point).
+   * `setup` carries over from an attempt that failed midway (connect() tries again): a stream it
+   * asked to add and now finds is new all the same, and a consumer it read before deleting keeps
+   * what it had delivered.
    */
-  private async ensureStreams(nodeId: string, fencedDeliveredSeq: number): Promise<void> {
+  private async ensureStreams(nodeId: string, fencedDeliveredSeq: number, setup: StreamSetupMemory = { added: new Set(), delivered: new Map() }): Promise<void> {
     const jsm = this.jsm!;
     const streams: Array<{ config: Partial<StreamConfig> & { name: string; subjects: string[] }; readBefore: number }> = [
       { config: { name: this.names.inboxStream(nodeId), subjects: [this.names.inboxSubject(nodeId)], max_msgs: this.inboxMaxMessages }, readBefore: fencedDeliveredSeq },
@@ -338,22 +390,26 @@ export class NatsTransport implements EventAdapterInterface {
         storage: StorageType.File,
         num_replicas: this.replicas,
       };
-      let existed = true;
+      this.joiningStep = `stream ${config.name}`;
+      let existed = !setup.added.has(config.name);
       try {
         await jsm.streams.info(config.name);
         await jsm.streams.update(config.name, { subjects: config.subjects, max_msgs: config.max_msgs });
       } catch (error) {
         if (!isStreamNotFound(error)) throw error;
+        setup.added.add(config.name);
         await jsm.streams.add(full);
         existed = false;
       }
-      let delivered = 0;
+      this.joiningStep = `consumer ${READER} of stream ${config.name}`;
       try {
-        delivered = (await jsm.consumers.info(config.name, READER)).delivered.stream_seq;
+        const seen = (await jsm.consumers.info(config.name, READER)).delivered.stream_seq;
+        setup.delivered.set(config.name, Math.max(seen, setup.delivered.get(config.name) ?? 0));
         await jsm.consumers.delete(config.name, READER);
       } catch (error) {
         if (!isConsumerNotFound(error)) throw error;
       }
+      const delivered = setup.delivered.get(config.name) ?? 0;
       await jsm.consumers.add(config.name, {
         durable_name: READER,
         ack_policy: AckPolicy.Explicit,

@@ -67,6 +67,8 @@ export class NatsNodeLiveness {
   private currentToken = randomUUID();
   private revision = 0;
   private beats = 0;
+  /** How far the previous incarnation's inbox was read, as its record said (kept if acquire() is called again). */
+  private inheritedDeliveredSeq: number | undefined;
   private timer: NodeJS.Timeout | null = null;
   private leaseTimer: NodeJS.Timeout | null = null;
   private running = false;
@@ -139,12 +141,15 @@ export class NatsNodeLiveness {
    * Takes the node id. A record of another process that keeps beating means a live holder
    * (`NodeIdConflictError`); one that stays silent for its TTL (a crashed process) is taken over.
    * Returns how far the previous incarnation's inbox had been read, when a survivor recorded it.
+   * May be called again after a failure (a write whose answer came too late): our own record is
+   * then found and kept, and what the predecessor's said is still returned.
    */
   async acquire(): Promise<{ deliveredSeq?: number }> {
     const kv = this.options.kv();
     for (let attempt = 0; attempt < 20; attempt++) {
       const entry = await kv.get(this.key);
       const existing = parseNodeRecord(entry);
+      if (existing?.deliveredSeq !== undefined) this.inheritedDeliveredSeq = existing.deliveredSeq;
       const sentAt = performance.now();
       try {
         if (!existing || !entry) {
@@ -174,7 +179,7 @@ export class NatsNodeLiveness {
       }
       this.onAnswered(sentAt);
       this.steadySince = performance.now();
-      return { deliveredSeq: existing?.deliveredSeq };
+      return { deliveredSeq: this.inheritedDeliveredSeq };
     }
     throw new NodeIdConflictError(this.options.nodeId);
   }
