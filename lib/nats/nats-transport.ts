@@ -521,8 +521,23 @@ export class NatsTransport implements EventAdapterInterface {
         throw new InboxFullError(to.node, this.inboxMaxMessages, this.inboxMaxMessages);
       }
       this.counters.sendFailures++;
-      if (isNoStream(error)) throw new NodeLaneMissingError(to.node, to.lane, 'NATS');
+      if (isNoStream(error) && (await this.laneIsMissing(to))) throw new NodeLaneMissingError(to.node, to.lane, 'NATS');
       throw this.unavailable(error);
+    }
+  }
+
+  /**
+   * "No responders" is also what a publish gets while a replicated stream elects a new leader
+   * (a server was killed): only the stream's own absence, asked of JetStream, proves the lane
+   * gone. Anything else (it exists, no answer) is a passing outage.
+   */
+  private async laneIsMissing(to: NodeAddress): Promise<boolean> {
+    const stream = to.lane === 'replies' ? this.names.repliesStream(to.node) : this.names.inboxStream(to.node);
+    try {
+      await this.jsm?.streams.info(stream);
+      return false;
+    } catch (error) {
+      return isStreamNotFound(error);
     }
   }
 
