@@ -37,6 +37,7 @@ export function analyze(records: RunRecords, settings: CheckSettings): Analysis 
   const receiptsByTag = groupBy(records.receipts, (receipt) => receipt.tag);
   const socketsByIdentity = groupBy(records.sockets, (socket) => socket.identity);
   const outages = new Outages(records.outages);
+  const fenceCloses = new FenceCloses(records.sockets);
   const tagsOfCalls = new Set(records.calls.map((call) => call.tag));
   const identitiesByTag = new Map<string, Set<string>>();
   for (const call of records.calls) {
@@ -70,7 +71,7 @@ export function analyze(records: RunRecords, settings: CheckSettings): Analysis 
       checkBroadcast(call, receipts, outages, settings, report);
     } else {
       const own = receipts.filter((receipt) => receipt.identity === call.identity);
-      checkCall(call, own, socketsByIdentity.get(call.identity) ?? [], outages, settings, report);
+      checkCall(call, own, socketsByIdentity.get(call.identity) ?? [], outages, fenceCloses, settings, report);
     }
   }
 
@@ -104,7 +105,15 @@ export function analyze(records: RunRecords, settings: CheckSettings): Analysis 
 
 type Report = (kind: string, at: number, detail: string) => void;
 
-function checkCall(call: CallRecord, receipts: Receipt[], sockets: SocketRecord[], outages: Outages, settings: CheckSettings, report: Report): void {
+function checkCall(
+  call: CallRecord,
+  receipts: Receipt[],
+  sockets: SocketRecord[],
+  outages: Outages,
+  fenceCloses: FenceCloses,
+  settings: CheckSettings,
+  report: Report,
+): void {
   const { toleranceMs } = settings;
   const windowEnd = call.sentAt + call.timeoutMs + settings.answerMarginMs;
   const askedNodeDown = (kinds: NodeOutage['kind'][]) => outages.overlaps(call.node, call.sentAt, call.answeredAt ?? windowEnd, kinds);
@@ -157,7 +166,11 @@ function checkCall(call: CallRecord, receipts: Receipt[], sockets: SocketRecord[
     const socket = steadySocket(sockets, call.sentAt - settings.stableMs, call.answeredAt);
     // 1012 soon after: its node had lost its lease and was taken over (a stall or failover of its
     // Redis shard past the TTL), which the README answers NotConnected; the node closes its sockets once it learns.
-    const takenOver = socket?.closeCode === 1012 && socket.closedAt !== null && socket.closedAt - call.answeredAt <= settings.answerMarginMs;
+    // Or the charger happened to close it itself (a reboot) just before its node's 1012 burst.
+    const takenOver =
+      socket !== undefined &&
+      ((socket.closeCode === 1012 && socket.closedAt !== null && socket.closedAt - call.answeredAt <= settings.answerMarginMs) ||
+        (socket.closingAt !== undefined && fenceCloses.between(socket.node, socket.closingAt, call.answeredAt + settings.answerMarginMs)));
     if (socket && !takenOver && !outages.overlaps(socket.node, socket.openedAt, call.answeredAt, ['killed', 'frozen', 'stopping'])) {
       report(
         'not-connected-while-connected',
@@ -234,6 +247,19 @@ function steadySocket(sockets: SocketRecord[], from: number, to: number): Socket
   if (overlapping.length !== 1) return undefined;
   const [socket] = overlapping;
   return socket.openedAt <= from && (endOf(socket) === null || endOf(socket)! > to) ? socket : undefined;
+}
+
+/** When each node closed sockets with 1012 itself (taken over: it closes all it has, or a drain). */
+class FenceCloses {
+  private readonly byNode: Map<string, number[]>;
+  constructor(sockets: SocketRecord[]) {
+    const closed = sockets.filter((socket) => socket.closeCode === 1012 && socket.closedAt !== null && socket.closingAt === undefined);
+    this.byNode = new Map([...groupBy(closed, (socket) => socket.node)].map(([node, list]) => [node, list.map((socket) => socket.closedAt!)]));
+  }
+
+  between(node: string, from: number, to: number): boolean {
+    return (this.byNode.get(node) ?? []).some((at) => at >= from && at <= to);
+  }
 }
 
 class Outages {
