@@ -69,7 +69,7 @@ export class Admission {
 
   private overload(): Acceptance {
     const limitMs = this.deps.maxEventLoopDelayMs;
-    if (limitMs === false || this.deps.loopDelay.recentMaxMs() <= limitMs) return { ok: true };
+    if (limitMs === false || this.deps.loopDelay.sustainedMs() <= limitMs) return { ok: true };
     this.refusedOverloaded++;
     // A fixed reason: refusals are logged once per change of reason, not once per delay measured.
     return { ok: false, status: 503, reason: `overloaded (event loop more than ${limitMs} ms behind)`, overloaded: true, retryAfterS: OVERLOAD_RETRY_AFTER_S };
