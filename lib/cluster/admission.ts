@@ -1,5 +1,5 @@
 import type { EventAdapterInterface } from './event-adapter.interface.js';
-import type { EventLoopDelay } from './event-loop-delay.js';
+import { EventLoopDelay } from './event-loop-delay.js';
 import type { LeaseGuard } from './lease-guard.js';
 import type { ClusterLogger } from './logger.js';
 
@@ -25,7 +25,6 @@ export interface AdmissionDeps {
   refuseUpgradesWhileTransportDown: boolean;
   isStopping: () => boolean;
   isDraining: () => boolean;
-  loopDelay: EventLoopDelay;
   /** Upgrades are refused while the event loop is later than this (false: never). */
   maxEventLoopDelayMs: number | false;
 }
@@ -34,10 +33,18 @@ export interface AdmissionDeps {
 export class Admission {
   /** Why the last upgrade was refused (null: accepted), so refusals are logged once per change. */
   private lastRefusal: string | null = null;
-  /** Upgrades refused because the event loop was behind. */
-  refusedOverloaded = 0;
+  private readonly loopDelay = new EventLoopDelay();
 
   constructor(private readonly deps: AdmissionDeps) {}
+
+  /** Starts measuring the event loop's lateness (only when upgrades are refused for it). */
+  watchLoad(): void {
+    if (this.deps.maxEventLoopDelayMs !== false) this.loopDelay.start();
+  }
+
+  stopWatchingLoad(): void {
+    this.loopDelay.stop();
+  }
 
   acceptance(): Acceptance {
     const { adapter, lease } = this.deps;
@@ -69,8 +76,7 @@ export class Admission {
 
   private overload(): Acceptance {
     const limitMs = this.deps.maxEventLoopDelayMs;
-    if (limitMs === false || this.deps.loopDelay.sustainedMs() <= limitMs) return { ok: true };
-    this.refusedOverloaded++;
+    if (limitMs === false || this.loopDelay.sustainedMs() <= limitMs) return { ok: true };
     // A fixed reason: refusals are logged once per change of reason, not once per delay measured.
     return { ok: false, status: 503, reason: `overloaded (event loop more than ${limitMs} ms behind)`, overloaded: true, retryAfterS: OVERLOAD_RETRY_AFTER_S };
   }

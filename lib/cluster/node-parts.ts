@@ -2,7 +2,6 @@ import { AnsweredCalls } from '../protocol/answered-calls.js';
 import type { SchemaValidator } from '../protocol/validator.js';
 import type { NodeOptions } from './node-options.js';
 import { Admission } from './admission.js';
-import { EventLoopDelay } from './event-loop-delay.js';
 import { Broadcasts } from './broadcasts.js';
 import { CallChecks } from './call-checks.js';
 import { CallRouter } from './call-router.js';
@@ -71,9 +70,8 @@ export function composeNodeParts(context: NodeContext) {
   const broadcasts = new Broadcasts({ nodeId, adapter, registry, lease, checks, metricsSink, concurrency, isStopping, wireVersion });
   const refuseUpgradesWhileTransportDown = options.refuseUpgradesWhileTransportDown;
   const isDraining = () => drain.isDraining;
-  const loopDelay = new EventLoopDelay();
   const maxEventLoopDelayMs = options.maxEventLoopDelayMs;
-  const admission = new Admission({ adapter, lease, logger, refuseUpgradesWhileTransportDown, isStopping, isDraining, loopDelay, maxEventLoopDelayMs });
+  const admission = new Admission({ adapter, lease, logger, refuseUpgradesWhileTransportDown, isStopping, isDraining, maxEventLoopDelayMs });
   const inbound = new InboundHandlers(nodeId, handlers, metrics, logger);
   const connections = new Connections({
     ...{ nodeId, adapter, registry, options, validator, answeredCalls },
@@ -88,5 +86,5 @@ export function composeNodeParts(context: NodeContext) {
     ...{ broadcasts, metrics, logger, onEvict, onNodeLeft, hasLeft: context.hasLeft, wireVersion, onDeliverParked: deliverHere },
   });
   const presence = new PresenceView(nodeId, adapter, registry, options.maxIdentityLength);
-  return { registry, remoteCalls, parkedCalls, owners, answeredCalls, lease, metrics, drain, calls, broadcasts, loopDelay, admission, connections, inbox, presence, nodeLoss };
+  return { registry, remoteCalls, parkedCalls, owners, answeredCalls, lease, metrics, drain, calls, broadcasts, admission, connections, inbox, presence, nodeLoss };
 }

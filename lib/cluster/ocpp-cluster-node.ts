@@ -69,7 +69,7 @@ export class OcppClusterNode {
     });
     // From here on a failure must not leave a half-joined node holding its id (and sockets) alive.
     this.started = true;
-    this.parts.loopDelay.start();
+    this.parts.admission.watchLoad();
     this.parts.nodeLoss.start();
     try {
       await this.adapter.subscribe('node', (message, delivery) => this.parts.inbox.onMessage(message, delivery));
@@ -149,7 +149,7 @@ export class OcppClusterNode {
   private async leaveCluster(): Promise<void> {
     if (this.leftCluster || !this.started) return;
     this.leftCluster = true;
-    this.parts.loopDelay.stop();
+    this.parts.admission.stopWatchingLoad();
     // A drain ends here, before Nest's shutdown reaches stop(): its callers too get their answers.
     await this.withdrawParkedCalls();
     await this.awaitRemoteCalls();
