@@ -173,8 +173,9 @@ export class StreamAppender {
     this.flushScheduled = false;
     for (const [client, byStream] of appends) {
       for (const [streamKey, { nodeId, requests }] of byStream) {
-        const args: Array<string | number> = [INBOX_GROUP, this.limits.fallbackCap, this.limits.ttlMs];
-        for (const { messages } of requests) args.push(messages.length, ...messages.map(encodeMessage));
+        const counts = requests.map((request) => request.messages.length).join(',');
+        const messages = requests.map((request) => request.messages.map(encodeMessage).join('\n')).join('\n');
+        const args = [INBOX_GROUP, this.limits.fallbackCap, this.limits.ttlMs, counts, messages];
         INBOX_APPEND.run(client, [streamKey, this.keys.inboxCap(nodeId)], args).then(
           (reply) => settleRequests(nodeId, requests, reply as unknown[]),
           (error: unknown) => requests.forEach((request) => request.reject(error)),

@@ -52,6 +52,24 @@ describe('stream appender (appends of one turn share one write; a full inbox ref
     expect(await redis.pttl(inbox)).toBeGreaterThan(50_000);
   });
 
+  it('keeps every payload byte for byte, newlines, commas and non-ASCII included, across admitted and refused requests of one run', async () => {
+    const appender = appenderWithCap(3);
+    await redis.xgroup('CREATE', inbox, 'inbox', '0', 'MKSTREAM');
+    const awkward = [1, 2, 3, 4, 5].map((n) =>
+      command('S', `CP${n}`, { payload: { vendorId: 'x', data: `line one\nline two\r\n,\n\n"quoted",\\n literal ${n} — ünïcødé 🚗\u2028` } }),
+    );
+    // One turn, one script run: the first two admitted (room for 3), the next two too (2 < 3
+    // queued), the fifth refused; every message lands in its own entry, intact.
+    const first = appender.append(redis, 'A', inbox, awkward.slice(0, 2));
+    const second = appender.append(redis, 'A', inbox, awkward.slice(2, 4));
+    const third = appender.append(redis, 'A', inbox, awkward.slice(4));
+
+    await expect(first).resolves.toHaveLength(2);
+    await expect(second).resolves.toHaveLength(2);
+    await expect(third).rejects.toBeInstanceOf(InboxFullError);
+    expect(await readAll(inbox)).toEqual(awkward.slice(0, 4));
+  });
+
   it('fails only the callers whose own messages were refused', async () => {
     const appender = appenderWithCap(1000);
     await redis.set('{n:B}:stream', 'x');
