@@ -1,5 +1,3 @@
-import { BoundedSet } from '../cluster/bounded-set.js';
-import { deliveryKey as deliveryKeyOf } from '../cluster/recent-commands.js';
 import type { ClusterMessage } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { settleWithin, sleep } from '../cluster/time-bounds.js';
@@ -7,8 +5,6 @@ import { ConsumedStream } from './consumed-stream.js';
 import type { RedisClient } from './redis-driver.js';
 import { decodeEntryMessages, entriesByStream, pairsOf, type StreamEntry } from './stream-publisher.js';
 
-/** How many recent command ids are remembered to drop a command appended twice. */
-const RECENT_COMMANDS = 20_000;
 /** Acknowledged history is trimmed at most this often. */
 const TRIM_INTERVAL_MS = 1000;
 /**
@@ -78,12 +74,6 @@ export class StreamConsumer {
   private aborted = false;
   private loopDone: Promise<void> = Promise.resolve();
   private readonly settled = new Set<() => void>();
-  /**
-   * Ids of recent commands. A writer whose connection broke between Redis appending a command
-   * and answering (a master failing over, a reconnect) sends it again: the second entry has
-   * a new entry id but the same command id, and must not reach the charge point twice.
-   */
-  private readonly recentCommands = new BoundedSet<string>(RECENT_COMMANDS);
   private ackTimer: { cancel(): void } | null = null;
   private ackFlushing: Promise<void> = Promise.resolve();
   /** A read of the replies stream alone is blocking: a settled command should end it. */
@@ -104,8 +94,6 @@ export class StreamConsumer {
    * outside (an XDEL, an XTRIM) does this; with the content went the caller to answer.
    */
   lost = 0;
-  /** Commands acknowledged unhandled because the same command id was handled already. */
-  duplicates = 0;
   handlerErrors = 0;
   readErrors = 0;
 
@@ -337,18 +325,12 @@ export class StreamConsumer {
     for (const message of messages) this.handle(message, entry.id, redelivered, settled);
   }
 
-  /** Hands one message to the handler; `settled` once it is done with it (or it was a duplicate). */
+  /** Hands one message to the handler; `settled` once it is done with it. */
   private handle(message: ClusterMessage, entryId: string, redelivered: boolean, settled: () => void): void {
-    if (message.kind === 'command') {
-      // A command past its deadline still goes to the handler: the router answers it "timed out,
-      // never sent" at once (and never runs it), so the caller need not guess after its grace.
-      // A forward back to this node (one hop more) is a new delivery, as is a parked command taken again.
-      if (!this.recentCommands.add(deliveryKeyOf(message))) {
-        this.duplicates++;
-        settled();
-        return;
-      }
-    }
+    // A command past its deadline still goes to the handler: the router answers it "timed out,
+    // never sent" at once (and never runs it), so the caller need not guess after its grace. A
+    // command appended twice (a write retried after its reply was lost) is handed over twice: the
+    // cluster layer's RecentCommands runs a delivery once, whichever transport repeated it.
     this.received++;
     const failed = (error: unknown): void => {
       this.handlerErrors++;
