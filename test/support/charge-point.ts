@@ -69,6 +69,8 @@ export class RawChargePoint {
 
   static async connect(url: string, protocol: string | string[], options: Record<string, unknown> = {}): Promise<RawChargePoint> {
     const socket = new WebSocket(url, protocol, options);
+    // Records from before the socket opens: a frame that arrives with the 101 is emitted before the await resumes.
+    const client = new RawChargePoint(socket);
     await withTimeout(
       new Promise<void>((resolve, reject) => {
         socket.once('open', () => resolve());
@@ -78,7 +80,7 @@ export class RawChargePoint {
       10_000,
       `raw socket to ${url}`,
     );
-    return new RawChargePoint(socket);
+    return client;
   }
 
   send(frame: unknown): void {

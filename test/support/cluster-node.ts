@@ -57,9 +57,10 @@ export async function startClusterNodeOn<A extends EventAdapterInterface>(adapte
 }
 
 /** A charge point that connected: resolves on 'open'; rejects with the HTTP status of a refused upgrade. */
-export function openCharger(url: string, timeoutMs = 10_000): Promise<WebSocket> {
+export function openCharger(url: string, timeoutMs = 10_000, created?: (socket: WebSocket) => void): Promise<WebSocket> {
   const socket = new WebSocket(url, 'ocpp1.6');
   socket.on('error', () => undefined);
+  created?.(socket);
   return withTimeout(
     new Promise<WebSocket>((resolve, reject) => {
       socket.once('open', () => resolve(socket));
@@ -77,14 +78,16 @@ export function openCharger(url: string, timeoutMs = 10_000): Promise<WebSocket>
 
 /** A charge point that answers every call at once (`Accepted`); `received` lists each call as `action:payload`. */
 export async function openAnsweringCharger(url: string): Promise<{ socket: WebSocket; received: string[] }> {
-  const socket = await openCharger(url);
   const received: string[] = [];
-  socket.on('message', (data) => {
-    const frame = JSON.parse(data.toString()) as unknown[];
-    if (frame[0] !== 2) return;
-    received.push(`${String(frame[2])}:${JSON.stringify(frame[3])}`);
-    socket.send(JSON.stringify([3, frame[1], { status: 'Accepted' }]));
-  });
+  // Listens from before the socket opens: a CALL that arrives with the 101 is emitted before the await resumes.
+  const answerCalls = (socket: WebSocket) =>
+    socket.on('message', (data) => {
+      const frame = JSON.parse(data.toString()) as unknown[];
+      if (frame[0] !== 2) return;
+      received.push(`${String(frame[2])}:${JSON.stringify(frame[3])}`);
+      socket.send(JSON.stringify([3, frame[1], { status: 'Accepted' }]));
+    });
+  const socket = await openCharger(url, undefined, answerCalls);
   return { socket, received };
 }
 

@@ -32,9 +32,14 @@ export class RecordingCharger {
     socket.on('message', (data) => this.onMessage(data.toString()));
   }
 
-  /** Connects; a refused upgrade (e.g. 503) fails at once with the status. */
+  /**
+   * Connects; a refused upgrade (e.g. 503) fails at once with the status. It listens before the
+   * socket opens: a CALL that arrives with the 101 (a caller waited for this socket) is emitted
+   * before the await of 'open' resumes, and would be lost.
+   */
   static async connect(wsUrl: string, identity: string, replyDelayMs: number | null = 0): Promise<RecordingCharger> {
     const socket = new WebSocket(`${wsUrl}/${encodeURIComponent(identity)}`, 'ocpp1.6');
+    const charger = new RecordingCharger(identity, socket, replyDelayMs);
     await withTimeout(
       new Promise<void>((resolve, reject) => {
         socket.once('open', () => resolve());
@@ -44,7 +49,7 @@ export class RecordingCharger {
       10_000,
       `${identity} to connect`,
     );
-    return new RecordingCharger(identity, socket, replyDelayMs);
+    return charger;
   }
 
   get isOpen(): boolean {
