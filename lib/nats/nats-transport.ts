@@ -214,6 +214,7 @@ export class NatsTransport implements EventAdapterInterface {
     const joining = (this.joining = new AbortController());
     try {
       if (!this.nc) {
+        this.disconnected = false;
         this.nc = await connect({ maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000, ...this.connectOptions, name: this.connectOptions.name ?? `ocpp-cluster ${nodeId}` });
       }
       const nc = this.nc;
@@ -255,7 +256,11 @@ export class NatsTransport implements EventAdapterInterface {
       if (this.state === 'connecting') this.state = 'idle';
       this.liveness?.abandon();
       this.liveness = null;
-      if (this.ownsConnection) await this.closeOwnConnection();
+      if (this.ownsConnection) {
+        await this.closeOwnConnection();
+        // The next connect() builds a new one (a closed connection never opens again).
+        this.nc = null;
+      }
       throw this.unavailable(error);
     } finally {
       this.joining = null;

@@ -54,7 +54,7 @@ describe('NATS connect() while JetStream does not answer in time', () => {
   const connections: NatsConnection[] = [];
   const holders: NatsAnswerHolder[] = [];
 
-  function transport(options: Partial<NatsTransportOptions> & Pick<NatsTransportOptions, 'connection' | 'logger'>): NatsTransport {
+  function transport(options: Partial<NatsTransportOptions> & Pick<NatsTransportOptions, 'logger'>): NatsTransport {
     const made = new NatsTransport({ prefix: PREFIX, requestTimeoutMs: 500, ...options });
     transports.push(made);
     return made;
@@ -162,6 +162,21 @@ describe('NATS connect() while JetStream does not answer in time', () => {
     await expect(joining).rejects.toThrow(ClusterUnavailableError);
     await expect(joining).rejects.toThrow(/refused the request: .*subjects overlap/);
     expect(logger.lines.filter((line) => line.startsWith('warn joining:'))).toEqual([]);
+  }, 30_000);
+
+  it('on a connection it built: a failed connect() closes and drops it; connect() again builds a new one and joins', async () => {
+    const admin = await connection(server.url);
+    const node = transport({ servers: server.url, logger: new MemoryLogger(), connectTimeoutMs: 20_000 });
+    const jsm = await jetstreamManager(admin);
+    await jsm.streams.add({ name: 'squatter-own', subjects: [node.names.inboxSubject('retry-own')] });
+
+    await expect(node.connect('retry-own', new FakeLocalRegistry('retry-own'))).rejects.toThrow(/subjects overlap/);
+    expect(node.connection).toBeNull(); // closed and dropped, not kept
+
+    await jsm.streams.delete('squatter-own');
+    await node.connect('retry-own', new FakeLocalRegistry('retry-own'));
+    expect(node.connection?.isClosed()).toBe(false);
+    await expectUsable(node, 'retry-own');
   }, 30_000);
 });
 
