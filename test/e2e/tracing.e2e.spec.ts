@@ -6,11 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Redis } from 'ioredis';
 import { RedisKeys } from '../../lib/redis/redis-keys.js';
-import { connectedChargePoint } from '../support/charge-point.js';
+import { chargePoint, connectedChargePoint } from '../support/charge-point.js';
 import type { RpcClient } from '../support/charge-point.js';
 import { CsmsProcess } from '../support/csms-process.js';
 import { startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
-import { waitFor } from '../support/wait.js';
+import { waitFor, withTimeout } from '../support/wait.js';
 
 /**
  * OpenTelemetry across nodes: two sample processes write their finished spans as JSON lines
@@ -123,9 +123,11 @@ describe('OpenTelemetry traces across nodes', () => {
     const { traceId, spanId } = root.spanContext();
     const pending = a.http('POST', '/chargers/TRACED-2/calls/DataTransfer?deliverWithinMs=30000', { vendorId: 'trace', data: 'later' }, { traceparent: `00-${traceId}-${spanId}-01` });
     await waitFor('the call to be parked', async () => (await admin.llen(new RedisKeys().parked('TRACED-2'))) === 1);
-    const client = await connectedChargePoint(b.wsUrl, 'TRACED-2');
+    // The handler is in place before the socket opens: the parked call is sent right after the 101.
+    const client = chargePoint(b.wsUrl, 'TRACED-2');
     later.push(client);
     client.handle('DataTransfer', ({ params }) => ({ status: 'Accepted', data: params.data }));
+    await withTimeout(client.connect(), 10_000, 'TRACED-2 to connect');
     expect(await pending).toEqual({ status: 200, body: { result: { status: 'Accepted', data: 'later' } } });
     root.end();
 
