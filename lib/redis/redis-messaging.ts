@@ -80,7 +80,12 @@ export class RedisMessaging {
     const byNode = new Map<string, Array<{ to: NodeAddress; message: ClusterMessage }>>();
     for (const { to, message } of messages) {
       if (isAllNodes(to)) sends.push(this.publishToAll(message));
-      else byNode.set(checkedNode(to.node), [...(byNode.get(to.node) ?? []), { to, message }]);
+      else {
+        // Pushed, not copied: a batch of 50,000 spent seconds copying each node's list per message.
+        const list = byNode.get(checkedNode(to.node));
+        if (list) list.push({ to, message });
+        else byNode.set(to.node, [{ to, message }]);
+      }
     }
     for (const [target, list] of byNode) sends.push(this.sendToNode(target, list));
     const results = await Promise.allSettled(sends);

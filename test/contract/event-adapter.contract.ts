@@ -73,6 +73,19 @@ export function eventAdapterContract(name: string, transport: TransportUnderTest
       expect(sender.received.filter((message) => message.kind === 'command')).toEqual([]);
     });
 
+    it('delivers one publishBatch with interleaved destinations to each node in batch order', async () => {
+      const sender = await node('sender');
+      const receivers = [await node('receiver-1'), await node('receiver-2'), await node('receiver-3')];
+      // 900 messages, the destination changing at every one: each node's share keeps its order.
+      const sent = Array.from({ length: 900 }, (_, index) => ({ to: receivers[index % 3], message: command(sender.nodeId, receivers[index % 3].nodeId, index) }));
+      await sender.adapter.publishBatch(sent.map(({ to, message }) => ({ to: laneOf(to.nodeId, message), message })));
+      await waitFor('300 commands on every receiver', () => receivers.every((receiver) => receiver.received.length >= 300));
+      for (const receiver of receivers) {
+        const expected = sent.filter(({ to }) => to === receiver).map(({ message }) => message.id);
+        expect(receiver.received.map((message) => (message as CommandEnvelope).id)).toEqual(expected);
+      }
+    });
+
     it('counts a message as pending until its handler settles', async () => {
       let release!: () => void;
       const held = new Promise<void>((resolve) => (release = resolve));
