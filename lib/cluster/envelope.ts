@@ -9,15 +9,24 @@ import type { TraceCarrier } from './tracing.js';
 /**
  * The wire version of this library. 1 is the format from before the field existed (no `v`); 2
  * adds `v` and nothing else; 3 changes no envelope: a node of version 3 reads an entry of its
- * replies stream that holds several replies (REPLY_BATCH_VERSION). `kind`, `id`, `origin`/`from`,
- * `identity` and `v` are the frame every version keeps, so a node can answer an envelope it
- * cannot read (README, "Wire version").
+ * replies stream that holds several replies (REPLY_BATCH_VERSION); 4 changes no envelope either:
+ * a node of version 4 reads, takes over and acknowledges an inbox entry that holds several
+ * commands (PACKED_COMMANDS_VERSION). `kind`, `id`, `origin`/`from`, `identity` and `v` are the
+ * frame every version keeps, so a node can answer an envelope it cannot read (README, "Wire version").
  */
-export const WIRE_VERSION = 3;
+export const WIRE_VERSION = 4;
 /** The oldest format this library still reads. */
 export const OLDEST_READABLE_WIRE_VERSION = 1;
 /** From this version on a node reads several replies to it in one stream entry (a reply written in it may travel so). */
 export const REPLY_BATCH_VERSION = 3;
+/**
+ * From this version on a node reads, takes over and acknowledges (keeping its inbox cap in
+ * commands) an inbox entry that holds several commands. A caller learns it from the node's
+ * replies (their `v`), and packs only for such nodes.
+ */
+export const PACKED_COMMANDS_VERSION = 4;
+/** The newest version that changed an envelope's format (3 and 4 changed only stream entries). */
+const NEWEST_ENVELOPE_FORMAT = 2;
 
 /** The fields every envelope carries from wire version 2 on. */
 export interface Versioned {
@@ -46,11 +55,11 @@ export function readsVersionOf(message: Versioned): number {
 }
 
 /**
- * The format a node of version `own` writes its envelopes in: version 3 changed none, so it writes
- * 2 (read by version 2 nodes too) and announces 3 in `reads`.
+ * The format a node of version `own` writes its envelopes in: versions 3 and 4 changed none, so
+ * they write 2 (read by version 2 nodes too) and announce their own in `reads`.
  */
 export function writtenVersion(own: number): number {
-  return own === REPLY_BATCH_VERSION ? REPLY_BATCH_VERSION - 1 : own;
+  return own >= REPLY_BATCH_VERSION && own <= PACKED_COMMANDS_VERSION ? NEWEST_ENVELOPE_FORMAT : own;
 }
 
 /** The version fields of an envelope written by a node of version `own` (none for 1). */

@@ -15,6 +15,8 @@ export class ConsumedStream {
   lastReadId: string | null = null;
   readonly inFlight = new Set<string>();
   ackQueue: string[] = [];
+  /** Entries of {@link ackQueue} that pack several commands: their commands but one (see INBOX_ACK). */
+  readonly packedExtra = new Map<string, number>();
   lastTrimAt = 0;
   trimTimer: NodeJS.Timeout | null = null;
   /**
@@ -60,6 +62,7 @@ export class ConsumedStream {
   /** Forgets everything unacknowledged (abort: it stays pending in Redis). */
   forget(): void {
     this.ackQueue = [];
+    this.packedExtra.clear();
     this.handled.clear();
     this.cancelTrim();
   }

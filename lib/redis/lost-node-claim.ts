@@ -1,10 +1,10 @@
 import type { LostNodeClaim, LostNodeFinish, PendingEntry } from '../cluster/event-adapter.interface.js';
-import { NODE_CLEANUP, TOKEN_REFRESH, TOKEN_RELEASE } from './lua-scripts.js';
+import { INBOX_ACK, NODE_CLEANUP, TOKEN_REFRESH, TOKEN_RELEASE } from './lua-scripts.js';
 import type { NodeLiveness } from './node-liveness.js';
 import type { PresenceStore } from './presence-store.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
 import { INBOX_GROUP, type RedisKeys } from './redis-keys.js';
-import { decodeEntryFields, entriesOf } from './stream-publisher.js';
+import { decodeEntryMessages, entriesOf, type StreamEntry } from './stream-publisher.js';
 
 /** Stale presence entries removed between two checks that the lost node is still lost. */
 const STALE_REMOVALS_PER_CHECK = 100;
@@ -19,9 +19,22 @@ export interface LostNodeClaimDeps {
   lockTtlMs: number;
 }
 
-/** A pending entry and the stream entry it came from (settled by id). */
-interface StreamPendingEntry extends PendingEntry {
+/**
+ * A stream entry being settled: acknowledged once every message it holds is (an entry may pack
+ * several commands). Kept for the claim's life, so a re-read of the pending list (a `more` pass)
+ * hands out only what is left, as delivered as it was when first read.
+ */
+interface EntryProgress {
   readonly entryId: string;
+  readonly delivered: boolean;
+  readonly messages: number;
+  readonly settled: Set<number>;
+}
+
+/** One message of a lost node's inbox entry (an unreadable entry is one null message). */
+interface StreamPendingEntry extends PendingEntry {
+  readonly progress: EntryProgress;
+  readonly index: number;
 }
 
 /**
@@ -36,6 +49,8 @@ export class RedisLostNodeClaim implements LostNodeClaim {
   /** '0': the pending list (read before), then null: entries never delivered ('>'). */
   private cursor: string | null = '0';
   private groupReady = false;
+  /** Entries handed out and not yet acknowledged, by id. */
+  private readonly progress = new Map<string, EntryProgress>();
 
   constructor(
     readonly nodeId: string,
@@ -69,23 +84,50 @@ export class RedisLostNodeClaim implements LostNodeClaim {
       }
       const delivered = this.cursor !== null;
       if (this.cursor !== null) this.cursor = entries[entries.length - 1].id;
-      return entries.map((entry): StreamPendingEntry => ({
-        entryId: entry.id,
-        delivered,
-        message: entry.fields ? decodeEntryFields(entry.fields) : null,
-      }));
+      const pending = entries.flatMap((entry) => this.messagesOf(entry, delivered));
+      if (pending.length > 0) return pending;
     }
+  }
+
+  /** The messages of `entry` not settled yet in this claim, each a PendingEntry. */
+  private messagesOf(entry: StreamEntry, delivered: boolean): StreamPendingEntry[] {
+    const messages = entry.fields ? decodeEntryMessages(entry.fields) : null;
+    let progress = this.progress.get(entry.id);
+    if (!progress) {
+      progress = { entryId: entry.id, delivered, messages: messages?.length ?? 1, settled: new Set() };
+      this.progress.set(entry.id, progress);
+    }
+    const known = progress;
+    if (!messages) return known.settled.has(0) ? [] : [{ progress: known, index: 0, delivered: known.delivered, message: null }];
+    return messages.flatMap((message, index) => (known.settled.has(index) ? [] : [{ progress: known, index, delivered: known.delivered, message }]));
   }
 
   async settle(entry: PendingEntry): Promise<void> {
     await this.settleMany([entry]);
   }
 
-  /** One XACK for all of them. */
+  /**
+   * Marks the messages settled, and acknowledges the entries of which every message now is: one
+   * XACK for all of them (INBOX_ACK when some pack several commands, so the inbox's packed count
+   * goes down with them).
+   */
   async settleMany(entries: readonly PendingEntry[]): Promise<void> {
-    if (entries.length === 0) return;
-    const streamKey = this.deps.keys.stream(this.nodeId);
-    await this.deps.pool.pick(streamKey).xack(streamKey, INBOX_GROUP, ...entries.map((entry) => (entry as StreamPendingEntry).entryId));
+    const done: EntryProgress[] = [];
+    for (const entry of entries) {
+      const { progress, index } = entry as StreamPendingEntry;
+      progress.settled.add(index);
+      if (progress.settled.size === progress.messages && this.progress.delete(progress.entryId)) done.push(progress);
+    }
+    if (done.length === 0) return;
+    const { keys, pool } = this.deps;
+    const streamKey = keys.stream(this.nodeId);
+    const client = pool.pick(streamKey);
+    if (done.every((progress) => progress.messages === 1)) {
+      await client.xack(streamKey, INBOX_GROUP, ...done.map((progress) => progress.entryId));
+      return;
+    }
+    const args = done.flatMap((progress) => [progress.entryId, progress.messages - 1]);
+    await INBOX_ACK.run(client, [streamKey, keys.inboxPacked(this.nodeId)], [INBOX_GROUP, ...args]);
   }
 
   /**
@@ -96,7 +138,7 @@ export class RedisLostNodeClaim implements LostNodeClaim {
   async finish(): Promise<LostNodeFinish> {
     const { keys, pool } = this.deps;
     const presenceRemoved = await this.removeStalePresence();
-    const cleaned = Number(await NODE_CLEANUP.run(pool.pick(keys.stream(this.nodeId)), keys.nodeKeys(this.nodeId), [INBOX_GROUP]));
+    const cleaned = Number(await NODE_CLEANUP.run(pool.pick(keys.stream(this.nodeId)), keys.cleanupKeys(this.nodeId), [INBOX_GROUP]));
     if (cleaned === 0) return { status: 'returned', presenceRemoved };
     if (cleaned !== 1) {
       this.cursor = '0';

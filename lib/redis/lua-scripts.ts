@@ -4,6 +4,14 @@ import type { RedisClient } from './redis-driver.js';
 import { MESSAGE_FIELD } from './redis-keys.js';
 
 /**
+ * Most commands (and characters) one inbox entry packs (INBOX_APPEND_PACKING). Bounds what one
+ * read holds in the owner waiting for room under `maxInFlight`, and what one entry's
+ * acknowledgement waits for.
+ */
+export const PACK_MAX_COUNT = 32;
+export const PACK_MAX_CHARS = 256 * 1024;
+
+/**
  * The atomic steps of the cluster, one Lua script each. Every script touches the keys of ONE
  * hash-tag slot only (a presence entry and its epoch counter, or one node's keys), so each
  * runs unchanged on Redis Cluster.
@@ -404,8 +412,10 @@ return { 1, 0 }
 /**
  * The liveness heartbeat: extends the node's liveness key while we hold it, and with it the
  * fencing record, the node's inbox, owned set and replies stream (so an idle node keeps its
- * consumer groups); writes the node's inbox cap again (so a Redis that lost it learns it within one beat).
- * KEYS: alive, stream, owned, replies, cap, holder. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs, inboxCap, holderTtlMs.
+ * consumer groups); writes the node's inbox cap again (so a Redis that lost it learns it within one
+ * beat); keeps the inbox's packed count (INBOX_APPEND) in existence, 0 when missing: a script that
+ * names a missing key beside existing ones gets TRYAGAIN for as long as its slot migrates.
+ * KEYS: alive, stream, owned, replies, cap, holder, packed. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs, inboxCap, holderTtlMs.
  * Returns 1 refreshed, 0 absent (lapsed or Redis lost it), -1 held by another process.
  */
 export const LIVENESS_REFRESH = new LuaScript(
@@ -420,9 +430,10 @@ redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[3])
 redis.call('SET', KEYS[5], ARGV[5], 'PX', ARGV[3])
 redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[6])
+if redis.call('PEXPIRE', KEYS[7], ARGV[3]) == 0 then redis.call('SET', KEYS[7], 0, 'PX', ARGV[3]) end
 return 1
 `,
-  6,
+  7,
 );
 
 /**
@@ -459,7 +470,7 @@ return 0
  * Last step of a takeover (and of a clean leave): deletes a dead node's inbox, owned set and
  * replies stream, but only while the node is still dead and its inbox holds nothing undelivered
  * or unacknowledged. Its replies are not waited for: the calls they answer died with the node.
- * KEYS: alive, stream, owned, replies, cap. ARGV: group.
+ * KEYS: alive, stream, owned, replies, cap, packed. ARGV: group.
  * Returns 1 deleted, 0 the node is alive again, -1 entries remain (drain again).
  */
 export const NODE_CLEANUP = new LuaScript(
@@ -486,32 +497,38 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   end
   if newest and not has_group then return -1 end
 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return 1
 `,
-  5,
+  6,
 );
 
 /**
  * Appends commands to a node's inbox, with backpressure instead of trimming: when the inbox
  * already holds its cap of commands not yet handled (undelivered: the group's lag; delivered but
- * unacknowledged: its pending count), nothing more is appended and the refusal is returned, so
- * the caller learns at once that nothing was sent. The cap is the owner's (its heartbeat writes
- * it), the writer's own only while the owner's is unknown. One run takes several requests (the
- * appends of one turn of the event loop to this inbox), each admitted or refused whole, in
- * order, exactly as one run each would: a request is admitted while the inbox holds fewer than
- * its cap, so the cap may be passed by one request. Nothing is ever trimmed here (an entry
- * trimmed unread would be a command lost without a word); the reader trims what it
- * acknowledged. Renews the stream's TTL when it appended. Lean on purpose (no table per group,
- * XINFO only for a non-empty inbox).
- * KEYS: stream, cap. ARGV: group, fallbackCap, ttlMs, the requests' message counts joined by
- * commas, and every message's JSON in order, joined by newlines (two arguments however many
- * commands: ioredis spent more per argument than Redis did per command).
- * Returns { cap, then per request: 1, id... when appended, 0, queued when refused }.
+ * unacknowledged: its pending count; plus the commands packed beyond the first into those
+ * entries, the `packed` key), nothing more is appended and the refusal is returned, so the caller
+ * learns at once that nothing was sent. The cap is the owner's (its heartbeat writes it), the
+ * writer's own only while the owner's is unknown. One run takes several requests (the appends of
+ * one turn of the event loop to this inbox), each admitted or refused whole, in order, exactly as
+ * one run each would: a request is admitted while the inbox holds fewer than its cap, so the cap
+ * may be passed by one request. The admitted messages are packed in order into entries of at most
+ * `packCount` messages and `packChars` characters (a JSON array; one message alone stays a plain
+ * entry; `packCount` 1 for an owner that does not read packed entries), and each packed entry adds
+ * its messages but one to `packed` (the reader takes them off when it acknowledges the entry, see
+ * INBOX_ACK). `packed` is only trusted within [0, entries x (PACK_MAX_COUNT - 1)] and is reset when
+ * nothing is left unhandled, so an acknowledgement that did not count (an older reader, an entry
+ * deleted unread) is forgotten once the inbox drains. Nothing is ever trimmed here (an entry
+ * trimmed unread would be a command lost without a word); the reader trims what it acknowledged.
+ * Renews the stream's TTL when it appended. Lean on purpose (no table per group, XINFO only for a
+ * non-empty inbox).
+ * KEYS: stream, cap, packed. ARGV: group, fallbackCap, ttlMs, the requests' message counts joined
+ * by commas, every message's JSON in order joined by newlines (two arguments however many
+ * commands: ioredis spent more per argument than Redis did per command), packCount, packChars.
+ * Returns { cap, then per request: 1, id... (a message's entry id) when appended, 0, queued when refused }.
+ * (The Lua of INBOX_APPEND_PACKING and, without the packed key, of INBOX_APPEND.)
  */
-export const INBOX_APPEND = new LuaScript(
-  'inboxAppend',
-  `
+const INBOX_APPEND_LUA = `
 local cap = tonumber(redis.call('GET', KEYS[2]) or ARGV[2])
 -- Before the owner created its group (or without a lag: deletions in the unread range) every
 -- entry counts as unhandled.
@@ -527,6 +544,14 @@ if queued > 0 then
     if name == ARGV[1] and lag then queued = lag + pending end
   end
 end
+if KEYS[3] then
+  local packed = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+  if queued == 0 then
+    if packed ~= 0 then redis.call('SET', KEYS[3], 0, 'KEEPTTL') end
+  else
+    queued = queued + math.max(0, math.min(packed, queued * ${PACK_MAX_COUNT - 1}))
+  end
+end
 local out = { cap }
 local appended = false
 local messages, at = ARGV[5], 1
@@ -537,6 +562,17 @@ local function nextMessage()
   if stop then message = string.sub(messages, at, stop - 1); at = stop + 1 else message = string.sub(messages, at); at = #messages + 1 end
   return message
 end
+local packCount, packChars = 1, 0
+if KEYS[3] then packCount, packChars = tonumber(ARGV[6]), tonumber(ARGV[7]) end
+local pack, chars, slots, added = {}, 0, {}, 0
+local function flush()
+  if #pack == 0 then return end
+  local value = pack[1]
+  if #pack > 1 then value = '[' .. table.concat(pack, ',') .. ']'; added = added + #pack - 1 end
+  local id = redis.call('XADD', KEYS[1], '*', '${MESSAGE_FIELD}', value)
+  for i = 1, #slots do out[slots[i]] = id end
+  pack, chars, slots = {}, 0, {}
+end
 for field in string.gmatch(ARGV[4], '%d+') do
   local count = tonumber(field)
   if queued >= cap then
@@ -546,14 +582,55 @@ for field in string.gmatch(ARGV[4], '%d+') do
   else
     out[#out + 1] = 1
     for _ = 1, count do
-      out[#out + 1] = redis.call('XADD', KEYS[1], '*', '${MESSAGE_FIELD}', nextMessage())
+      local message = nextMessage()
+      if #pack >= packCount or (#pack > 0 and chars + #message > packChars) then flush() end
+      pack[#pack + 1] = message
+      chars = chars + #message
+      out[#out + 1] = false
+      slots[#slots + 1] = #out
     end
     queued = queued + count
     appended = true
   end
 end
+flush()
+if added > 0 then
+  redis.call('INCRBY', KEYS[3], added)
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+end
 if appended then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return out
+`;
+
+/**
+ * Appends commands to a node's inbox with backpressure (see INBOX_APPEND_PACKING), one entry per
+ * command, for an owner not known to read packed entries. It leaves the packed count out of the
+ * cap: naming a key that node may not have would make every append TRYAGAIN while its slot migrates.
+ * KEYS: stream, cap. ARGV: group, fallbackCap, ttlMs, counts, messages.
+ */
+export const INBOX_APPEND = new LuaScript('inboxAppend', INBOX_APPEND_LUA, 2);
+
+export const INBOX_APPEND_PACKING = new LuaScript('inboxAppendPacking', INBOX_APPEND_LUA, 3);
+
+/**
+ * Acknowledges inbox entries and takes the commands packed beyond the first in each off the
+ * inbox's `packed` count (see INBOX_APPEND), only for entries this XACK really acknowledged (an
+ * entry acknowledged twice, by a takeover and its node, counts once).
+ * KEYS: stream, packed. ARGV: group, then per entry its id and its messages but one.
+ * Returns how many entries were acknowledged.
+ */
+export const INBOX_ACK = new LuaScript(
+  'inboxAck',
+  `
+local acked, unpacked = 0, 0
+for i = 2, #ARGV, 2 do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    acked = acked + 1
+    unpacked = unpacked + tonumber(ARGV[i + 1])
+  end
+end
+if unpacked > 0 and redis.call('DECRBY', KEYS[2], unpacked) < 0 then redis.call('SET', KEYS[2], 0, 'KEEPTTL') end
+return acked
 `,
   2,
 );

@@ -302,7 +302,7 @@ export class NodeLiveness {
     const result = Number(
       await LIVENESS_REFRESH.run(
         this.client,
-        [...keys.nodeKeys(nodeId), this.holderKey],
+        [...keys.nodeKeys(nodeId), this.holderKey, keys.inboxPacked(nodeId)],
         [this.currentToken, ttlMs, streamTtlMs, ownedTtlMs, inboxCap, HOLDER_TTL_MS],
       ),
     );

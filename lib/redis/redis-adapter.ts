@@ -252,7 +252,7 @@ export class RedisAdapter implements EventAdapterInterface {
       (async () => {
         await this.presence.removeMany(await this.presence.listOwned(nodeId), nodeId);
         // Entries that arrived after we stopped reading stay for a survivor's takeover to answer.
-        const cleaned = await NODE_CLEANUP.run(this.pool.pick(this.keys.stream(nodeId)), this.keys.nodeKeys(nodeId), [INBOX_GROUP]);
+        const cleaned = await NODE_CLEANUP.run(this.pool.pick(this.keys.stream(nodeId)), this.keys.cleanupKeys(nodeId), [INBOX_GROUP]);
         if (cleaned === 1) await this.pool.pick(this.keys.registry).zrem(this.keys.registry, nodeId);
       })(),
     );

@@ -124,6 +124,15 @@ export class RedisKeys {
     return `${this.nodeTag(nodeId)}:cap`;
   }
 
+  /**
+   * How many more commands than entries the node's inbox holds unacknowledged: each entry packing
+   * k commands adds k - 1 when appended and takes it off when acknowledged, so that the cap counts
+   * commands, not entries (PACKED_COMMANDS_VERSION).
+   */
+  inboxPacked(nodeId: string): string {
+    return `${this.nodeTag(nodeId)}:packed`;
+  }
+
   owned(nodeId: string): string {
     return `${this.nodeTag(nodeId)}:owned`;
   }
@@ -140,6 +149,11 @@ export class RedisKeys {
   /** A node's keys as the heartbeat and the clean-up scripts take them: alive, stream, owned, replies, cap. */
   nodeKeys(nodeId: string): [string, string, string, string, string] {
     return [this.alive(nodeId), this.stream(nodeId), this.owned(nodeId), this.replies(nodeId), this.inboxCap(nodeId)];
+  }
+
+  /** A node's keys as NODE_CLEANUP takes them: {@link nodeKeys}, then its packed-commands count. */
+  cleanupKeys(nodeId: string): string[] {
+    return [...this.nodeKeys(nodeId), this.inboxPacked(nodeId)];
   }
 
   /** Written by the readiness probe: proves that Redis takes writes. */

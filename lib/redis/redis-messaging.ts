@@ -1,5 +1,6 @@
 import { isAllNodes, type Address, type NodeAddress, type Subscription } from '../cluster/address.js';
-import type { ClusterMessage } from '../cluster/envelope.js';
+import { PACKED_COMMANDS_VERSION, wireVersionOf, type ClusterMessage } from '../cluster/envelope.js';
+import { BoundedSet } from '../cluster/bounded-set.js';
 import type { ClusterMessageHandler, DeliveryInfo } from '../cluster/event-adapter.interface.js';
 import { groupBy } from '../cluster/group-by.js';
 import type { ClusterLogger } from '../cluster/logger.js';
@@ -28,6 +29,8 @@ export interface RedisMessagingDeps {
 }
 
 const REDELIVERED: DeliveryInfo = Object.freeze({ redelivered: true });
+/** Nodes remembered as reading packed commands (node ids churn with restarts; a few thousand is plenty). */
+const PACKED_READERS_MEMORY = 10_000;
 
 /**
  * Moving messages on Redis: a node address is two streams of that node (`inbox` lane: its
@@ -39,6 +42,11 @@ export class RedisMessaging {
   private readonly appender: StreamAppender;
   private consumer: StreamConsumer | null = null;
   private inboxHandler: ClusterMessageHandler | null = null;
+  /**
+   * Nodes whose replies said they read inbox entries packing several commands
+   * (PACKED_COMMANDS_VERSION): commands to them are packed, to any other one entry each.
+   */
+  private readonly packedReaders = new BoundedSet<string>(PACKED_READERS_MEMORY);
   readonly counters = {
     sent: 0,
     sendFailures: 0,
@@ -47,7 +55,9 @@ export class RedisMessaging {
   };
 
   constructor(private readonly deps: RedisMessagingDeps) {
-    this.appender = new StreamAppender(deps.keys, { fallbackCap: deps.streamMaxLen, ttlMs: deps.streamTtlMs });
+    this.appender = new StreamAppender(deps.keys, { fallbackCap: deps.streamMaxLen, ttlMs: deps.streamTtlMs }, (nodeId) =>
+      this.packedReaders.has(nodeId),
+    );
   }
 
   /** This node's inbox reader (null until subscribe('node')). */
@@ -140,11 +150,15 @@ export class RedisMessaging {
     const consumer = new StreamConsumer({
       streamKey: keys.stream(nodeId),
       repliesKey: keys.replies(nodeId),
+      packedKey: keys.inboxPacked(nodeId),
       group: INBOX_GROUP,
       consumer: nodeId,
       reader: () => driver.blocking,
       writer: () => pool.pick(keys.stream(nodeId)),
-      handler: (message, _entryId, redelivered) => (redelivered ? handler(message, REDELIVERED) : handler(message)),
+      handler: (message, _entryId, redelivered) => {
+        this.learnVersion(message);
+        return redelivered ? handler(message, REDELIVERED) : handler(message);
+      },
       logger,
       batchSize: readBatchSize,
       maxInFlight,
@@ -156,6 +170,11 @@ export class RedisMessaging {
       if (this.consumer === consumer) this.consumer = null;
       throw error;
     }
+  }
+
+  /** A reply in PACKED_COMMANDS_VERSION or newer: its writer reads packed commands (its answers are in the version both read). */
+  private learnVersion(message: ClusterMessage): void {
+    if (message.kind === 'reply' && wireVersionOf(message) >= PACKED_COMMANDS_VERSION) this.packedReaders.add(message.from);
   }
 
   /**

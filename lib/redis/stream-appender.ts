@@ -1,6 +1,6 @@
 import { REPLY_BATCH_VERSION, wireVersionOf, type ClusterMessage } from '../cluster/envelope.js';
 import { InboxFullError } from '../protocol/errors.js';
-import { INBOX_APPEND } from './lua-scripts.js';
+import { INBOX_APPEND, INBOX_APPEND_PACKING, PACK_MAX_CHARS, PACK_MAX_COUNT } from './lua-scripts.js';
 import type { RedisClient } from './redis-driver.js';
 import { INBOX_GROUP, MESSAGE_FIELD, type RedisKeys } from './redis-keys.js';
 import { encodeMessage } from './stream-publisher.js';
@@ -59,8 +59,11 @@ function settleRequests(nodeId: string, requests: readonly CommandAppend[], repl
  * append still admitted or refused whole, in order, as alone. The replies of one turn to one
  * node that reads them so (`REPLY_BATCH_VERSION`) share one entry (one XADD; the receiver's read,
  * decode and XACK are per entry too): replies need no cap (bounded by the calls their receiver
- * waits for), no takeover (they die with their receiver) and no order. Everything else (older
- * receivers' replies, evictions) is a plain XADD each. The stream's TTL is renewed once per turn.
+ * waits for), no takeover (they die with their receiver) and no order. The commands of one turn
+ * to an owner that reads packed entries (`PACKED_COMMANDS_VERSION`, learned from its replies)
+ * share entries too, packed by the same script run (up to PACK_MAX_COUNT each; the cap still
+ * counts commands). Everything else (older receivers' replies, evictions) is a plain XADD each.
+ * The stream's TTL is renewed once per turn.
  */
 export class StreamAppender {
   /** Streams whose TTL this turn's pipeline already renews. */
@@ -75,6 +78,8 @@ export class StreamAppender {
   constructor(
     private readonly keys: RedisKeys,
     private readonly limits: InboxLimits,
+    /** Whether `nodeId` reads inbox entries that pack several commands (else one entry per command). */
+    private readonly readsPackedCommands: (nodeId: string) => boolean = () => false,
   ) {}
 
   /**
@@ -176,7 +181,10 @@ export class StreamAppender {
         const counts = requests.map((request) => request.messages.length).join(',');
         const messages = requests.map((request) => request.messages.map(encodeMessage).join('\n')).join('\n');
         const args = [INBOX_GROUP, this.limits.fallbackCap, this.limits.ttlMs, counts, messages];
-        INBOX_APPEND.run(client, [streamKey, this.keys.inboxCap(nodeId)], args).then(
+        const appended = this.readsPackedCommands(nodeId)
+          ? INBOX_APPEND_PACKING.run(client, [streamKey, this.keys.inboxCap(nodeId), this.keys.inboxPacked(nodeId)], [...args, PACK_MAX_COUNT, PACK_MAX_CHARS])
+          : INBOX_APPEND.run(client, [streamKey, this.keys.inboxCap(nodeId)], args);
+        appended.then(
           (reply) => settleRequests(nodeId, requests, reply as unknown[]),
           (error: unknown) => requests.forEach((request) => request.reject(error)),
         );

@@ -2,6 +2,7 @@ import type { ClusterMessage } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { settleWithin, sleep } from '../cluster/time-bounds.js';
 import { ConsumedStream } from './consumed-stream.js';
+import { INBOX_ACK } from './lua-scripts.js';
 import type { RedisClient } from './redis-driver.js';
 import { decodeEntryMessages, entriesByStream, pairsOf, type StreamEntry } from './stream-publisher.js';
 
@@ -21,6 +22,12 @@ export interface StreamConsumerOptions {
    * same XREADGROUP, and still read while the inbox is at `maxInFlight`.
    */
   repliesKey?: string;
+  /**
+   * The inbox's count of commands packed beyond the first into its entries (INBOX_APPEND): an
+   * acknowledgement of a packed entry takes its share off (INBOX_ACK). Without it packed entries
+   * are acknowledged with a plain XACK.
+   */
+  packedKey?: string;
   group: string;
   /** Consumer name inside the group: the node id, so a restarted node finds its pending entries. */
   consumer: string;
@@ -39,7 +46,11 @@ export interface StreamConsumerOptions {
   batchSize?: number;
   /** BLOCK of each read, at most 1000 ms (default 1000): also bounds how long stop() waits. */
   blockMs?: number;
-  /** Inbox handlers running at once; the inbox is not read at the limit (default 1000). */
+  /**
+   * Inbox handlers (commands) running at once (default 1000); the inbox is not read at the limit.
+   * The commands of a read entry (it may pack several) beyond the limit wait here, in order, for
+   * a handler to settle.
+   */
   maxInFlight?: number;
 }
 
@@ -70,6 +81,13 @@ export class StreamConsumer {
   private readonly maxInFlight: number;
   private readonly inbox: ConsumedStream;
   private readonly streams: ConsumedStream[];
+  /** Inbox messages handed to the handler and not settled (an entry may pack several). */
+  private inboxMessagesInFlight = 0;
+  /** Inbox messages read (their entry pending) waiting for room under maxInFlight, in stream order. */
+  private readonly waiting: Array<() => void> = [];
+  private handingWaiting = false;
+  /** Commands packed beyond the first into inbox entries read here and not yet acknowledged. */
+  private heldPackedExtra = 0;
   private running = false;
   private aborted = false;
   private loopDone: Promise<void> = Promise.resolve();
@@ -114,11 +132,16 @@ export class StreamConsumer {
     return this.blockMs;
   }
 
-  /** Handlers running, inbox and replies. */
+  /** Entries being handled (or waiting for room), inbox and replies. */
   get inFlightCount(): number {
     let count = 0;
     for (const stream of this.streams) count += stream.inFlight.size;
     return count;
+  }
+
+  /** Inbox commands read and waiting for a handler to settle (maxInFlight). */
+  get waitingCount(): number {
+    return this.waiting.length;
   }
 
   /** Creates the group if needed, then reads in the background until {@link stop}. */
@@ -143,6 +166,7 @@ export class StreamConsumer {
     await this.interruptRead();
     await settleWithin(this.loopDone, this.blockMs + 1000);
     const deadline = Date.now() + drainMs;
+    // Commands read and waiting for room are handed over as handlers settle: wait for them too.
     while (this.inFlightCount > 0 && Date.now() < deadline) {
       await settleWithin(new Promise<void>((resolve) => this.settled.add(resolve)), Math.max(1, deadline - Date.now()));
     }
@@ -155,6 +179,8 @@ export class StreamConsumer {
   abort(): void {
     this.running = false;
     this.aborted = true;
+    this.waiting.length = 0;
+    this.heldPackedExtra = 0;
     for (const stream of this.streams) stream.forget();
     this.ackTimer?.cancel();
     this.ackTimer = null;
@@ -189,10 +215,19 @@ export class StreamConsumer {
     }
   }
 
-  /** Inbox and replies summed: an unread reply is a call about to time out, as real as a command. */
+  /**
+   * Inbox and replies summed: an unread reply is a call about to time out, as real as a command.
+   * The inbox's lag counts commands: those in unread entries (the packed count, less what entries
+   * read here pack) and those read here waiting for room under maxInFlight.
+   */
   async metrics(): Promise<StreamConsumerMetrics> {
     const client = this.options.writer();
-    const each = await Promise.all(this.streams.map((stream) => this.metricsOf(client, stream.key)));
+    const { packedKey } = this.options;
+    const [packed, ...each] = await Promise.all([
+      packedKey ? client.get(packedKey).then(Number, () => 0) : 0,
+      ...this.streams.map((stream) => this.metricsOf(client, stream.key)),
+    ]);
+    each[0] = { ...each[0], lag: each[0].lag + Math.max(0, (packed || 0) - this.heldPackedExtra) + this.waiting.length };
     return each.reduce((sum, one) => ({
       pending: sum.pending + one.pending,
       lag: sum.lag + one.lag,
@@ -237,7 +272,7 @@ export class StreamConsumer {
   private async loop(): Promise<void> {
     let backoffMs = 50;
     while (this.running) {
-      const room = this.maxInFlight - this.inbox.inFlight.size;
+      const room = this.maxInFlight - this.inboxMessagesInFlight - this.waiting.length;
       // At the limit the inbox waits, but replies (settled at once) are still read.
       const streams = room > 0 ? this.streams : this.streams.slice(1);
       if (streams.length === 0) {
@@ -313,16 +348,54 @@ export class StreamConsumer {
       this.queueAck(stream, entry.id);
       return;
     }
-    // An entry of several replies (REPLY_BATCH_VERSION) is acknowledged once all of them are handled.
+    // An entry of several replies (REPLY_BATCH_VERSION) or commands (PACKED_COMMANDS_VERSION) is
+    // acknowledged once all of them are handled.
     let unsettled = messages.length;
+    const isInbox = stream === this.inbox;
+    const packedExtra = isInbox && this.options.packedKey ? messages.length - 1 : 0;
+    this.heldPackedExtra += packedExtra;
     stream.inFlight.add(entry.id);
     const settled = (): void => {
-      if (--unsettled > 0) return;
-      stream.inFlight.delete(entry.id);
-      this.queueAck(stream, entry.id);
-      if (stream === this.inbox) this.onInboxRoom();
+      const done = --unsettled === 0;
+      if (done) {
+        stream.inFlight.delete(entry.id);
+        if (packedExtra > 0) stream.packedExtra.set(entry.id, packedExtra);
+        this.queueAck(stream, entry.id);
+      }
+      if (!isInbox) return;
+      this.inboxMessagesInFlight--;
+      this.handWaiting();
+      // Room for one more command: a read of the replies alone ends, the inbox is read again.
+      if (this.inboxMessagesInFlight + this.waiting.length < this.maxInFlight) this.onInboxRoom();
+      else if (done) this.wakeAll(); // stop() waits for entries
     };
-    for (const message of messages) this.handle(message, entry.id, redelivered, settled);
+    for (const message of messages) {
+      if (!isInbox) {
+        this.handle(message, entry.id, redelivered, settled);
+      } else if (this.inboxMessagesInFlight < this.maxInFlight && this.waiting.length === 0) {
+        this.inboxMessagesInFlight++;
+        this.handle(message, entry.id, redelivered, settled);
+      } else {
+        this.waiting.push(() => this.handle(message, entry.id, redelivered, settled));
+      }
+    }
+  }
+
+  /**
+   * Hands waiting inbox commands over, in order, while there is room under maxInFlight. Not
+   * re-entered: a handler that settles at once makes room for the loop already running.
+   */
+  private handWaiting(): void {
+    if (this.handingWaiting) return;
+    this.handingWaiting = true;
+    try {
+      while (this.waiting.length > 0 && this.inboxMessagesInFlight < this.maxInFlight && !this.aborted) {
+        this.inboxMessagesInFlight++;
+        this.waiting.shift()!();
+      }
+    } finally {
+      this.handingWaiting = false;
+    }
   }
 
   /** Hands one message to the handler; `settled` once it is done with it. */
@@ -402,7 +475,7 @@ export class StreamConsumer {
     const ids = stream.ackQueue;
     stream.ackQueue = [];
     try {
-      await this.options.writer().xack(stream.key, this.options.group, ...ids);
+      await this.acknowledge(stream, ids);
       this.acked += ids.length;
       this.scheduleTrim(stream);
     } catch (error) {
@@ -411,6 +484,22 @@ export class StreamConsumer {
       stream.ackQueue = ids.concat(stream.ackQueue);
       this.options.logger.debug?.(`XACK on ${stream.key} failed: ${(error as Error).message}`);
       this.scheduleAckFlush(500);
+    }
+  }
+
+  /** XACK, or INBOX_ACK when packed entries are among them (their share of the packed count goes too). */
+  private async acknowledge(stream: ConsumedStream, ids: readonly string[]): Promise<void> {
+    const { packedKey, group } = this.options;
+    if (stream.packedExtra.size === 0 || !packedKey) {
+      await this.options.writer().xack(stream.key, group, ...ids);
+      return;
+    }
+    const args: Array<string | number> = [group];
+    for (const id of ids) args.push(id, stream.packedExtra.get(id) ?? 0);
+    await INBOX_ACK.run(this.options.writer(), [stream.key, packedKey], args);
+    for (const id of ids) {
+      this.heldPackedExtra -= stream.packedExtra.get(id) ?? 0;
+      stream.packedExtra.delete(id);
     }
   }
 

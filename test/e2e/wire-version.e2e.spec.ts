@@ -6,25 +6,26 @@ import { startRedisServer, stopAllRedisServers } from '../support/redis-server.j
 import type { RedisServer } from '../support/redis-server.js';
 
 /**
- * A rolling upgrade (README, "Wire version"): four sample processes on one Redis speak four
+ * A rolling upgrade (README, "Wire version"): five sample processes on one Redis speak five
  * cluster wire versions side by side (OCPP_WIRE_VERSION, tests only): 1 (the format before the
- * field), 2, 3 (this library: no envelope changed, so it writes format 2 and its calls still run
- * on version 2 nodes) and 4 (a future one that changes a format). Calls run between every pair
+ * field), 2, 3 (replies batched: no envelope changed, so it writes format 2), 4 (this library:
+ * commands packed, still format 2, so its calls still run on version 2 and 3 nodes, which never
+ * get a packed entry) and 5 (a future one that changes a format). Calls run between every pair
  * at once; each ends in its reply or in a typed IncompatibleVersion refusal, never in a timeout.
  */
 
-const VERSIONS = { v1: 1, v2: 2, v3: 3, v4: 4 } as const;
-/** The envelope format a node of each version writes (3 writes 2, see `writtenVersion`). */
-const WRITES = { v1: 1, v2: 2, v3: 2, v4: 4 } as const;
+const VERSIONS = { v1: 1, v2: 2, v3: 3, v4: 4, v5: 5 } as const;
+/** The envelope format a node of each version writes (3 and 4 write 2, see `writtenVersion`). */
+const WRITES = { v1: 1, v2: 2, v3: 2, v4: 2, v5: 5 } as const;
 type Name = keyof typeof VERSIONS;
 const NAMES = Object.keys(VERSIONS) as Name[];
 const ROUNDS = 5;
 
-describe('cluster wire version (three sample processes, real Redis)', () => {
+describe('cluster wire version (five sample processes, real Redis)', () => {
   let redis: RedisServer;
   const nodes = {} as Record<Name, CsmsProcess>;
   const chargers: RpcClient[] = [];
-  const resets: Record<Name, number> = { v1: 0, v2: 0, v3: 0, v4: 0 };
+  const resets: Record<Name, number> = { v1: 0, v2: 0, v3: 0, v4: 0, v5: 0 };
 
   beforeAll(async () => {
     redis = await startRedisServer();
@@ -79,31 +80,32 @@ describe('cluster wire version (three sample processes, real Redis)', () => {
     // A refused command never reached the charger: each got exactly the calls of callers whose format its node reads.
     expect(resets).toEqual({
       v1: ROUNDS * 1,
-      v2: ROUNDS * 3,
-      v3: ROUNDS * 3,
+      v2: ROUNDS * 4,
+      v3: ROUNDS * 4,
       v4: ROUNDS * 4,
+      v5: ROUNDS * 5,
     });
   }, 60_000);
 
   it('a broadcast from the oldest node reaches every charger, each node reporting in its version', async () => {
     const before = { ...resets };
     const { status, body } = await nodes.v1.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
-    expect({ status, body }).toEqual({ status: 200, body: { delivered: 4, failed: 0, nodes: 4 } });
-    expect(resets).toEqual({ v1: before.v1 + 1, v2: before.v2 + 1, v3: before.v3 + 1, v4: before.v4 + 1 });
+    expect({ status, body }).toEqual({ status: 200, body: { delivered: 5, failed: 0, nodes: 5 } });
+    expect(resets).toEqual({ v1: before.v1 + 1, v2: before.v2 + 1, v3: before.v3 + 1, v4: before.v4 + 1, v5: before.v5 + 1 });
   }, 60_000);
 
   it('a broadcast from this library\'s version reaches every node that reads format 2; the oldest reports a refusal', async () => {
     const before = { ...resets };
-    const { status, body } = await nodes.v3.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
-    expect({ status, body }).toEqual({ status: 200, body: { delivered: 3, failed: 0, nodes: 4 } });
-    expect(resets).toEqual({ v1: before.v1, v2: before.v2 + 1, v3: before.v3 + 1, v4: before.v4 + 1 });
+    const { status, body } = await nodes.v4.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
+    expect({ status, body }).toEqual({ status: 200, body: { delivered: 4, failed: 0, nodes: 5 } });
+    expect(resets).toEqual({ v1: before.v1, v2: before.v2 + 1, v3: before.v3 + 1, v4: before.v4 + 1, v5: before.v5 + 1 });
   }, 60_000);
 
   it('a broadcast from the newest node ends with every node\'s report: the older ones report a refusal, not silence', async () => {
     const before = { ...resets };
-    const { status, body } = await nodes.v4.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
+    const { status, body } = await nodes.v5.http('POST', '/broadcast/Reset?timeoutMs=20000', { type: 'Soft' });
     expect(status).toBe(200);
-    expect(body).toEqual({ delivered: 1, failed: 0, nodes: 4 });
-    expect(resets).toEqual({ ...before, v4: before.v4 + 1 });
+    expect(body).toEqual({ delivered: 1, failed: 0, nodes: 5 });
+    expect(resets).toEqual({ ...before, v5: before.v5 + 1 });
   }, 60_000);
 });

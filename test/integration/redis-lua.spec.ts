@@ -347,8 +347,8 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
       expect(await TOKEN_REFRESH.run(client(), ['k'], ['t1', 5000])).toBe(0);
     });
 
-    it('the heartbeat extends the node inbox, replies stream and owned index with the liveness key, and writes its inbox cap', async () => {
-      const nodeKeys = [...keys.nodeKeys('A'), keys.holder('A')];
+    it('the heartbeat extends the node inbox, replies stream, owned index and packed count with the liveness key, and writes its inbox cap', async () => {
+      const nodeKeys = [...keys.nodeKeys('A'), keys.holder('A'), keys.inboxPacked('A')];
       await TOKEN_ACQUIRE.run(client(), [keys.alive('A')], ['t', 5000]);
       await redis.xadd(keys.stream('A'), '*', 'm', '{}');
       await redis.xadd(keys.replies('A'), '*', 'm', '{}');
@@ -361,6 +361,13 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
       expect(await redis.pttl(keys.owned('A'))).toBeGreaterThan(60_000);
       expect(await redis.get(keys.holder('A'))).toBe('t');
       expect(await redis.pttl(keys.holder('A'))).toBeGreaterThan(70_000);
+      // The packed count exists from the first beat (0), and keeps what appends counted.
+      expect(await redis.get(keys.inboxPacked('A'))).toBe('0');
+      expect(await redis.pttl(keys.inboxPacked('A'))).toBeGreaterThan(50_000);
+      await redis.set(keys.inboxPacked('A'), 7);
+      expect(await LIVENESS_REFRESH.run(client(), nodeKeys, ['t', 5000, 60_000, 70_000, 42, 80_000])).toBe(1);
+      expect(await redis.get(keys.inboxPacked('A'))).toBe('7');
+      expect(await redis.pttl(keys.inboxPacked('A'))).toBeGreaterThan(50_000);
       expect(await LIVENESS_REFRESH.run(client(), nodeKeys, ['other', 5000, 1, 1, 1, 1])).toBe(-1);
     });
 
@@ -392,8 +399,9 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
     });
 
     it('deletes a dead node only when it is still dead and nothing is left unread in its inbox', async () => {
-      const nodeKeys = keys.nodeKeys('A');
+      const nodeKeys = keys.cleanupKeys('A');
       await redis.set(keys.inboxCap('A'), 100);
+      await redis.set(keys.inboxPacked('A'), 3);
       await redis.xgroup('CREATE', keys.stream('A'), 'inbox', '0', 'MKSTREAM');
       await redis.xadd(keys.replies('A'), '*', 'm', '{}'); // nobody is left to read it
       await redis.xadd(keys.stream('A'), '*', 'm', '{}');
@@ -407,7 +415,7 @@ describe('Lua presence fencing and token scripts (real Redis)', () => {
       expect(await NODE_CLEANUP.run(client(), nodeKeys, ['inbox'])).toBe(-1); // unacknowledged
       await redis.xack(keys.stream('A'), 'inbox', read[0][1][0][0]);
       expect(await NODE_CLEANUP.run(client(), nodeKeys, ['inbox'])).toBe(1);
-      expect(await redis.exists(keys.stream('A'), keys.replies('A'), keys.inboxCap('A'))).toBe(0);
+      expect(await redis.exists(keys.stream('A'), keys.replies('A'), keys.inboxCap('A'), keys.inboxPacked('A'))).toBe(0);
     });
   });
 });

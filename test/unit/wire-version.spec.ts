@@ -13,12 +13,13 @@ describe('wire version', () => {
     for (const v of [0, -1, 1.5, Number.NaN, '2', null]) expect(wireVersionOf({ v } as never)).toBe(0);
   });
 
-  it('version 3 changed no envelope: it writes format 2 (version 2 nodes read it) and announces 3 in `reads`', () => {
+  it('versions 3 and 4 changed no envelope: they write format 2 (version 2 nodes read it) and announce their own in `reads`', () => {
     expect(versionFields(1)).toEqual({});
     expect(versionFields(2)).toEqual({ v: 2 });
     expect(versionFields(3)).toEqual({ v: 2, reads: 3 });
+    expect(versionFields(4)).toEqual({ v: 2, reads: 4 });
     // A later version that changes a format writes it (older nodes refuse it, typed).
-    expect(versionFields(4)).toEqual({ v: 4 });
+    expect(versionFields(5)).toEqual({ v: 5 });
   });
 
   it('answers in the newest version the asker reads, up to its own', () => {
@@ -26,7 +27,10 @@ describe('wire version', () => {
     expect(answerVersion(2, { v: 2, reads: 3 })).toBe(2);
     expect(answerVersion(3, { v: 2 })).toBe(2);
     expect(answerVersion(3, {})).toBeUndefined();
-    expect(answerVersion(4, { v: 4 })).toBe(4);
+    expect(answerVersion(4, { v: 2, reads: 4 })).toBe(4);
+    expect(answerVersion(4, { v: 2, reads: 3 })).toBe(3);
+    expect(answerVersion(3, { v: 2, reads: 4 })).toBe(3);
+    expect(answerVersion(5, { v: 5 })).toBe(5);
     // A `reads` that is no valid version above `v` counts for nothing.
     for (const reads of [1, 2, 2.5, '3', null]) expect(answerVersion(3, { v: 2, reads } as never)).toBe(2);
   });
