@@ -104,11 +104,12 @@ export class RedisAdapter implements EventAdapterInterface {
         nodeId: this.member?.nodeId ?? null,
         liveness: this.member?.liveness ?? null,
         consumer: this.messaging.inboxConsumer,
-        counters: {
+        // Built only when read (metrics): health is asked on every upgrade.
+        counters: () => ({
           ...this.messaging.counters,
           ...(this.member?.registration.counters ?? { rehydrated: 0, rehydrateRefused: 0, evictsSent: 0, presenceRefreshFailures: 0 }),
           ...(this.member?.recovery.counters ?? { recoveries: 0, rejoins: 0 }),
-        },
+        }),
       }),
     });
   }

@@ -17,7 +17,7 @@ export interface ReportedState {
   liveness: NodeLiveness | null;
   consumer: StreamConsumer | null;
   /** Counters of the adapter's parts, reported as they are. */
-  counters: Record<string, number>;
+  counters: () => Record<string, number>;
 }
 
 export interface TransportReportDeps {
@@ -100,7 +100,8 @@ export class RedisTransportReport {
 
   private async readMetrics(): Promise<AdapterMetrics> {
     const { pool, broadcaster } = this.deps;
-    const { consumer, liveness, counters } = this.deps.view();
+    const { consumer, liveness, counters: countersNow } = this.deps.view();
+    const counters = countersNow();
     if (consumer) {
       try {
         this.lastMetrics = await consumer.metrics();
