@@ -230,6 +230,40 @@ describe('packed command entries (Redis)', () => {
       expect(await entryCounts('O')).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
     });
 
+    it('a takeover that settled part of a packed entry hands out only the rest on its next pass, and acknowledges the entry once all are settled', async () => {
+      // Nobody takes A over on their own (a check a minute): the test drives one claim by hand.
+      const quiet = { takeoverIntervalMs: 60_000 };
+      const a = await startNode(bed.server.url, 'A', {}, { subscribe: false });
+      bed.nodes.push(a);
+      const c = await bed.node('C', quiet);
+      const b = await bed.node('B', quiet);
+      await a.adapter.publish(repliesOf('C'), replyFrom('A', PACKED_COMMANDS_VERSION));
+      await waitFor('C learned that A reads packed commands', () => c.inbox.ofKind('reply').length === 1);
+      const sent = [command('C', 'X'), command('C', 'X'), command('C', 'X')];
+      await c.adapter.publishBatch(sent.map((message) => ({ to: inboxOf('A'), message })));
+      expect(await entries(keys.stream('A'))).toHaveLength(1);
+      a.adapter.abort();
+      await waitFor('A is lost', async () => (await b.adapter.lostNodes()).includes('A'));
+
+      const claim = (await b.adapter.claimLostNode('A'))!;
+      expect(claim).not.toBeNull();
+      const first = (await claim.next())!;
+      expect(first.map((entry) => [entry.message?.id, entry.delivered])).toEqual(sent.map((message) => [message.id, false]));
+      await claim.settle(first[0]);
+      // One of three settled: the entry stays pending, so finishing finds more to do.
+      expect(((await bed.redis.xpending(keys.stream('A'), 'inbox')) as unknown[])[0]).toBe(1);
+      expect((await claim.finish()).status).toBe('more');
+
+      const rest = (await claim.next())!;
+      expect(rest.map((entry) => [entry.message?.id, entry.delivered])).toEqual(sent.slice(1).map((message) => [message.id, false]));
+      await claim.settleMany!(rest);
+      expect(((await bed.redis.xpending(keys.stream('A'), 'inbox')) as unknown[])[0]).toBe(0);
+      expect(await packedCount()).toBe(0);
+      expect(await claim.next()).toEqual([]);
+      expect((await claim.finish()).status).toBe('done');
+      await claim.release();
+    });
+
     it('a takeover settles a packed entry command by command: what the dead node never read follows its charger, what it read is answered maybe delivered', async () => {
       const a = await startNode(bed.server.url, 'A');
       bed.nodes.push(a);
