@@ -259,6 +259,11 @@ async function main(): Promise<number> {
       failed: sumKinds((r) => r.errorKinds),
       late: commands.reduce((a, r) => a + r.late, 0),
       lateKinds: sumKinds((r) => r.lateKinds),
+      /** Each late one: sent how many seconds after the kill (negative: before it), and how far past its deadline it settled. */
+      lateAfterKill: commands
+        .flatMap((r) => r.lateSamples)
+        .map(({ sentAt, overMs, kind }) => ({ sentS: Math.round((sentAt - killedAtEpoch) / 100) / 10, overMs, kind }))
+        .sort((x, y) => x.sentS - y.sentS),
       unsettled: commands.reduce((a, r) => a + r.unsettled, 0),
       p99Ms: Math.max(...commands.map((r) => r.latencyMs.p99)),
     };

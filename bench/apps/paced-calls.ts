@@ -17,6 +17,8 @@ export interface PacedCallResult {
   late: number;
   /** The late ones by outcome ('ok' or the error's kind). */
   lateKinds: Record<string, number>;
+  /** The first late ones (up to 500): when each was sent (epoch ms), how long past its deadline it settled, and how. */
+  lateSamples: Array<{ sentAt: number; overMs: number; kind: string }>;
   /** Never settled by the end (deadline + 10 s after the last call): lost. */
   unsettled: number;
   latencyMs: LatencySummary;
@@ -33,6 +35,7 @@ export async function pacedCalls(send: (identity: string) => Promise<unknown>, o
   let ok = 0;
   let late = 0;
   const lateKinds: Record<string, number> = {};
+  const lateSamples: PacedCallResult['lateSamples'] = [];
   let settled = 0;
   const startedAt = performance.now();
   const tickMs = 100;
@@ -42,11 +45,14 @@ export async function pacedCalls(send: (identity: string) => Promise<unknown>, o
       issued++;
       const identity = options.identities[Math.floor(Math.random() * options.identities.length)];
       const sentAt = performance.now();
+      const sentAtEpoch = Date.now();
       const settle = (kind: string): void => {
         settled++;
-        if (performance.now() - sentAt <= options.timeoutMs + 2_000) return;
+        const tookMs = performance.now() - sentAt;
+        if (tookMs <= options.timeoutMs + 2_000) return;
         late++;
         lateKinds[kind] = (lateKinds[kind] ?? 0) + 1;
+        if (lateSamples.length < 500) lateSamples.push({ sentAt: sentAtEpoch, overMs: Math.round(tookMs - options.timeoutMs), kind });
       };
       send(identity).then(
         () => {
@@ -66,5 +72,5 @@ export async function pacedCalls(send: (identity: string) => Promise<unknown>, o
   }
   const endBy = performance.now() + options.timeoutMs + 10_000;
   while (settled < issued && performance.now() < endBy) await sleep(100);
-  return { issued, ok, errorKinds, late, lateKinds, unsettled: issued - settled, latencyMs: recorder.summary() };
+  return { issued, ok, errorKinds, late, lateKinds, lateSamples, unsettled: issued - settled, latencyMs: recorder.summary() };
 }

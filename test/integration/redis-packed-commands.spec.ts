@@ -248,14 +248,14 @@ describe('packed command entries (Redis)', () => {
       const claim = (await b.adapter.claimLostNode('A'))!;
       expect(claim).not.toBeNull();
       const first = (await claim.next())!;
-      expect(first.map((entry) => [entry.message?.id, entry.delivered])).toEqual(sent.map((message) => [message.id, false]));
+      expect(first.map((entry) => [(entry.message as CommandEnvelope | null)?.id, entry.delivered])).toEqual(sent.map((message) => [message.id, false]));
       await claim.settle(first[0]);
       // One of three settled: the entry stays pending, so finishing finds more to do.
       expect(((await bed.redis.xpending(keys.stream('A'), 'inbox')) as unknown[])[0]).toBe(1);
       expect((await claim.finish()).status).toBe('more');
 
       const rest = (await claim.next())!;
-      expect(rest.map((entry) => [entry.message?.id, entry.delivered])).toEqual(sent.slice(1).map((message) => [message.id, false]));
+      expect(rest.map((entry) => [(entry.message as CommandEnvelope | null)?.id, entry.delivered])).toEqual(sent.slice(1).map((message) => [message.id, false]));
       await claim.settleMany!(rest);
       expect(((await bed.redis.xpending(keys.stream('A'), 'inbox')) as unknown[])[0]).toBe(0);
       expect(await packedCount()).toBe(0);
