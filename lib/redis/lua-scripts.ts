@@ -413,7 +413,7 @@ return { 1, 0 }
  * The liveness heartbeat: extends the node's liveness key while we hold it, and with it the
  * fencing record, the node's inbox, owned set and replies stream (so an idle node keeps its
  * consumer groups); writes the node's inbox cap again (so a Redis that lost it learns it within one
- * beat); keeps the inbox's packed count (INBOX_APPEND) in existence, 0 when missing: a script that
+ * beat); keeps the inbox's packed count (INBOX_APPEND_PACKING) in existence, 0 when missing: a script that
  * names a missing key beside existing ones gets TRYAGAIN for as long as its slot migrates.
  * KEYS: alive, stream, owned, replies, cap, holder, packed. ARGV: token, ttlMs, streamTtlMs, ownedTtlMs, inboxCap, holderTtlMs.
  * Returns 1 refreshed, 0 absent (lapsed or Redis lost it), -1 held by another process.
@@ -614,7 +614,7 @@ export const INBOX_APPEND_PACKING = new LuaScript('inboxAppendPacking', INBOX_AP
 
 /**
  * Acknowledges inbox entries and takes the commands packed beyond the first in each off the
- * inbox's `packed` count (see INBOX_APPEND), only for entries this XACK really acknowledged (an
+ * inbox's `packed` count (see INBOX_APPEND_PACKING), only for entries this XACK really acknowledged (an
  * entry acknowledged twice, by a takeover and its node, counts once).
  * KEYS: stream, packed. ARGV: group, then per entry its id and its messages but one.
  * Returns how many entries were acknowledged.

@@ -23,7 +23,7 @@ export interface StreamConsumerOptions {
    */
   repliesKey?: string;
   /**
-   * The inbox's count of commands packed beyond the first into its entries (INBOX_APPEND): an
+   * The inbox's count of commands packed beyond the first into its entries (INBOX_APPEND_PACKING): an
    * acknowledgement of a packed entry takes its share off (INBOX_ACK). Without it packed entries
    * are acknowledged with a plain XACK.
    */
