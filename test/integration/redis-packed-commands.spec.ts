@@ -230,6 +230,33 @@ describe('packed command entries (Redis)', () => {
       expect(await entryCounts('O')).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
     });
 
+    it('a node restarted under its id re-reads the packed entry it had read as redelivered, command by command, and acknowledges it once', async () => {
+      const quiet = { takeoverIntervalMs: 60_000 };
+      const a = await startNode(bed.server.url, 'A', quiet);
+      const c = await bed.node('C', quiet);
+      a.inbox.gate = new Promise<void>(() => undefined); // A crashes while handling them
+      await a.adapter.publish(repliesOf('C'), replyFrom('A', PACKED_COMMANDS_VERSION));
+      await waitFor('C learned that A reads packed commands', () => c.inbox.ofKind('reply').length === 1);
+      const sent = [command('C', 'X'), command('C', 'Y'), command('C', 'X')];
+      await c.adapter.publishBatch(sent.map((message) => ({ to: inboxOf('A'), message })));
+      await waitFor('A read all three', () => a.inbox.ofKind('command').length === 3);
+      expect(await entries(keys.stream('A'))).toHaveLength(1);
+      a.adapter.abort();
+      await a.nodeLoss.stop();
+      await waitFor('A is lost', async () => (await c.adapter.lostNodes()).includes('A'));
+
+      const again = await startNode(bed.server.url, 'A', quiet, { subscribe: false });
+      bed.nodes.push(again);
+      const seen: Array<[string, boolean]> = [];
+      await again.adapter.subscribe('node', (message, delivery) => {
+        if (message.kind === 'command') seen.push([message.id, delivery?.redelivered === true]);
+      });
+      await waitFor('the three handed over again', () => seen.length === 3);
+      expect(seen).toEqual(sent.map((message) => [message.id, true]));
+      await waitFor('the entry is acknowledged', async () => ((await bed.redis.xpending(keys.stream('A'), 'inbox')) as unknown[])[0] === 0);
+      expect(await packedCount()).toBe(0);
+    });
+
     it('a takeover that settled part of a packed entry hands out only the rest on its next pass, and acknowledges the entry once all are settled', async () => {
       // Nobody takes A over on their own (a check a minute): the test drives one claim by hand.
       const quiet = { takeoverIntervalMs: 60_000 };
