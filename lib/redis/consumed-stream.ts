@@ -15,7 +15,10 @@ export class ConsumedStream {
   lastReadId: string | null = null;
   readonly inFlight = new Set<string>();
   ackQueue: string[] = [];
-  /** Entries of {@link ackQueue} that pack several commands: their commands but one (see INBOX_ACK). */
+  /**
+   * Inbox entries read here and not acknowledged yet that pack several commands: their commands but
+   * one (see INBOX_ACK). Their sum is the part of the inbox's packed count this reader holds.
+   */
   readonly packedExtra = new Map<string, number>();
   lastTrimAt = 0;
   trimTimer: NodeJS.Timeout | null = null;

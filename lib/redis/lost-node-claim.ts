@@ -1,5 +1,6 @@
 import type { LostNodeClaim, LostNodeFinish, PendingEntry } from '../cluster/event-adapter.interface.js';
-import { INBOX_ACK, NODE_CLEANUP, TOKEN_REFRESH, TOKEN_RELEASE } from './lua-scripts.js';
+import { acknowledgeInboxEntries } from './inbox-acknowledgement.js';
+import { NODE_CLEANUP, TOKEN_REFRESH, TOKEN_RELEASE } from './lua-scripts.js';
 import type { NodeLiveness } from './node-liveness.js';
 import type { PresenceStore } from './presence-store.js';
 import type { RedisConnectionPool } from './redis-connection-pool.js';
@@ -121,13 +122,8 @@ export class RedisLostNodeClaim implements LostNodeClaim {
     if (done.length === 0) return;
     const { keys, pool } = this.deps;
     const streamKey = keys.stream(this.nodeId);
-    const client = pool.pick(streamKey);
-    if (done.every((progress) => progress.messages === 1)) {
-      await client.xack(streamKey, INBOX_GROUP, ...done.map((progress) => progress.entryId));
-      return;
-    }
-    const args = done.flatMap((progress) => [progress.entryId, progress.messages - 1]);
-    await INBOX_ACK.run(client, [streamKey, keys.inboxPacked(this.nodeId)], [INBOX_GROUP, ...args]);
+    const extra = new Map(done.map((progress) => [progress.entryId, progress.messages - 1]));
+    await acknowledgeInboxEntries(pool.pick(streamKey), streamKey, keys.inboxPacked(this.nodeId), INBOX_GROUP, [...extra.keys()], (id) => extra.get(id)!);
   }
 
   /**

@@ -2,7 +2,7 @@ import type { ClusterMessage } from '../cluster/envelope.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { settleWithin, sleep } from '../cluster/time-bounds.js';
 import { ConsumedStream } from './consumed-stream.js';
-import { INBOX_ACK } from './lua-scripts.js';
+import { acknowledgeInboxEntries } from './inbox-acknowledgement.js';
 import type { RedisClient } from './redis-driver.js';
 import { decodeEntryMessages, entriesByStream, pairsOf, type StreamEntry } from './stream-publisher.js';
 
@@ -86,8 +86,6 @@ export class StreamConsumer {
   /** Inbox messages read (their entry pending) waiting for room under maxInFlight, in stream order. */
   private readonly waiting: Array<() => void> = [];
   private handingWaiting = false;
-  /** Commands packed beyond the first into inbox entries read here and not yet acknowledged. */
-  private heldPackedExtra = 0;
   private running = false;
   private aborted = false;
   private loopDone: Promise<void> = Promise.resolve();
@@ -180,7 +178,6 @@ export class StreamConsumer {
     this.running = false;
     this.aborted = true;
     this.waiting.length = 0;
-    this.heldPackedExtra = 0;
     for (const stream of this.streams) stream.forget();
     this.ackTimer?.cancel();
     this.ackTimer = null;
@@ -227,7 +224,9 @@ export class StreamConsumer {
       packedKey ? client.get(packedKey).then(Number, () => 0) : 0,
       ...this.streams.map((stream) => this.metricsOf(client, stream.key)),
     ]);
-    each[0] = { ...each[0], lag: each[0].lag + Math.max(0, (packed || 0) - this.heldPackedExtra) + this.waiting.length };
+    let held = 0;
+    for (const extra of this.inbox.packedExtra.values()) held += extra;
+    each[0] = { ...each[0], lag: each[0].lag + Math.max(0, (packed || 0) - held) + this.waiting.length };
     return each.reduce((sum, one) => ({
       pending: sum.pending + one.pending,
       lag: sum.lag + one.lag,
@@ -352,14 +351,12 @@ export class StreamConsumer {
     // acknowledged once all of them are handled.
     let unsettled = messages.length;
     const isInbox = stream === this.inbox;
-    const packedExtra = isInbox && this.options.packedKey ? messages.length - 1 : 0;
-    this.heldPackedExtra += packedExtra;
+    if (isInbox && this.options.packedKey && messages.length > 1) stream.packedExtra.set(entry.id, messages.length - 1);
     stream.inFlight.add(entry.id);
     const settled = (): void => {
       const done = --unsettled === 0;
       if (done) {
         stream.inFlight.delete(entry.id);
-        if (packedExtra > 0) stream.packedExtra.set(entry.id, packedExtra);
         this.queueAck(stream, entry.id);
       }
       if (!isInbox) return;
@@ -494,13 +491,8 @@ export class StreamConsumer {
       await this.options.writer().xack(stream.key, group, ...ids);
       return;
     }
-    const args: Array<string | number> = [group];
-    for (const id of ids) args.push(id, stream.packedExtra.get(id) ?? 0);
-    await INBOX_ACK.run(this.options.writer(), [stream.key, packedKey], args);
-    for (const id of ids) {
-      this.heldPackedExtra -= stream.packedExtra.get(id) ?? 0;
-      stream.packedExtra.delete(id);
-    }
+    await acknowledgeInboxEntries(this.options.writer(), stream.key, packedKey, group, ids, (id) => stream.packedExtra.get(id) ?? 0);
+    for (const id of ids) stream.packedExtra.delete(id);
   }
 
   /**

@@ -24,7 +24,7 @@ describe('packed command entries (Redis)', () => {
 
   const packingAppender = (fallbackCap: number) => new StreamAppender(keys, { fallbackCap, ttlMs: 60_000 }, (nodeId) => nodeId === 'A');
   const commands = (count: number, origin = 'S') => Array.from({ length: count }, (_, i) => command(origin, `CP${i}`));
-  const entries = async (streamKey: string) => entriesOf(await bed.redis.xrange(streamKey, '-', '+').then((list) => [[streamKey, list]]));
+  const entries = async (streamKey: string) => entriesOf(await bed.redis.xread('STREAMS', streamKey, '0'));
   const packedCount = async () => Number((await bed.redis.get(packed)) ?? 0);
 
   it('packs a turn of many callers into entries of at most PACK_MAX_COUNT, in call order, each message knowing its entry', async () => {
