@@ -23,7 +23,9 @@ const PREFIX = 'presence-race';
 describe('NATS presence when the old owner\'s removal lands after the new owner\'s claim', () => {
   let cluster: NatsCluster;
   let leader: NatsServer;
-  let followers: NatsServer[] = [];
+  let presenceStream = '';
+  /** The servers a test froze: thawed in afterAll even when the test failed half-way. */
+  let frozen: NatsServer[] = [];
   const transports: NatsTransport[] = [];
   const connections: NatsConnection[] = [];
 
@@ -38,14 +40,14 @@ describe('NATS presence when the old owner\'s removal lands after the new owner\
     cluster = await startNatsCluster();
     // Makes the buckets; the nodes under test then talk to the presence stream's leader only.
     const bootstrap = await startTransport('race-bootstrap', cluster.urls);
-    const found = await cluster.streamLeader(`KV_${bootstrap.names.presenceBucket}`);
+    presenceStream = `KV_${bootstrap.names.presenceBucket}`;
+    const found = await cluster.streamLeader(presenceStream);
     if (!found) throw new Error('the presence stream has no leader');
     leader = found;
-    followers = cluster.servers.filter((server) => server !== leader);
   }, 60_000);
 
   afterAll(async () => {
-    for (const server of followers) server.thaw();
+    for (const server of frozen) server.thaw();
     await Promise.all(transports.map((transport) => transport.disconnect().catch(() => undefined)));
     await Promise.all(connections.map((connection) => connection.close().catch(() => undefined)));
     await stopAllNatsServers();
@@ -61,23 +63,29 @@ describe('NATS presence when the old owner\'s removal lands after the new owner\
 
   it('keeps the new owner listed', async () => {
     const identity = 'RACE-MOVE-1';
-    const a = await startTransport('race-a', leader.url);
-    const b = await startTransport('race-b', leader.url);
+    // The leader as it is now: on 2 loaded cores an election may have moved it since beforeAll,
+    // and with the real leader frozen both writes would simply queue (no race, removal refused).
+    const current = await cluster.streamLeader(presenceStream);
+    if (!current) throw new Error('the presence stream has no leader');
+    const others = cluster.servers.filter((server) => server !== current);
+    const a = await startTransport('race-a', current.url);
+    const b = await startTransport('race-b', current.url);
     const first = await a.setPresence(identity, 'ocpp1.6', Date.now());
 
     // Every write to the identity's key, as the leader's server routes it (before JetStream stores it).
-    const observer = await connect({ servers: leader.url });
+    const observer = await connect({ servers: current.url });
     connections.push(observer);
     const writes = new MessageCounter();
     observer.subscribe(`$KV.${a.names.presenceBucket}.${token(identity)}`, { callback: () => writes.add() });
     await observer.flush();
 
-    for (const server of followers) server.freeze();
+    frozen = others;
+    for (const server of others) server.freeze();
     const claim = b.setPresence(identity, 'ocpp1.6', Date.now());
     await writes.reached(1);
     const removal = a.removePresence(identity, first.record.epoch);
     await writes.reached(2);
-    for (const server of followers) server.thaw();
+    for (const server of others) server.thaw();
 
     const [claimed, removed] = await Promise.all([claim, removal]);
     // Both were accepted: the race happened.
