@@ -105,7 +105,7 @@ export class OcppPrometheusMetrics implements ClusterMetricsSink {
     const adapterMetrics = async () => (await node()?.transport.metrics()) ?? null;
     new Gauge({
       name: 'ocpp_consumer_lag',
-      help: "Entries in this node's inbox not yet delivered to its consumer group",
+      help: "Commands in this node's inbox not yet handed to a handler (unread, or read and waiting for room), plus unread replies stream entries",
       registers,
       async collect() {
         this.set((await adapterMetrics())?.consumerLag ?? 0);
@@ -113,7 +113,7 @@ export class OcppPrometheusMetrics implements ClusterMetricsSink {
     });
     new Gauge({
       name: 'ocpp_consumer_pending',
-      help: "Entries delivered to this node's consumer but not acknowledged yet",
+      help: "Inbox commands handed to a handler whose entry is not acknowledged yet, plus replies stream entries read and not acknowledged",
       registers,
       async collect() {
         this.set((await adapterMetrics())?.pendingMessages ?? 0);

@@ -55,9 +55,16 @@ export interface StreamConsumerOptions {
 }
 
 export interface StreamConsumerMetrics {
-  /** Delivered to this consumer group, not acknowledged yet (XPENDING), inbox and replies. */
+  /**
+   * Delivered to this consumer group and handed to a handler, not acknowledged yet: inbox
+   * commands (a packed entry is acknowledged once all of its commands settled) plus replies
+   * stream entries (XPENDING).
+   */
   pending: number;
-  /** In the streams, not yet delivered to the group (XINFO GROUPS lag), inbox and replies. */
+  /**
+   * Not handed to a handler yet: inbox commands unread or read and waiting for room under
+   * maxInFlight, plus replies stream entries not yet delivered to the group (XINFO GROUPS lag).
+   */
   lag: number;
   /** Entries in the streams, acknowledged ones included (XLEN), inbox and replies. */
   length: number;
@@ -226,7 +233,14 @@ export class StreamConsumer {
     ]);
     let held = 0;
     for (const extra of this.inbox.packedExtra.values()) held += extra;
-    each[0] = { ...each[0], lag: each[0].lag + Math.max(0, (packed || 0) - held) + this.waiting.length };
+    // In commands, not entries (an inbox entry may pack several): lag = not handed to a handler
+    // yet (unread, or read and waiting for room); pending = handed over, entry not acknowledged.
+    const inbox = each[0];
+    each[0] = {
+      ...inbox,
+      lag: inbox.lag + Math.max(0, (packed || 0) - held) + this.waiting.length,
+      pending: Math.max(0, inbox.pending + held - this.waiting.length),
+    };
     return each.reduce((sum, one) => ({
       pending: sum.pending + one.pending,
       lag: sum.lag + one.lag,

@@ -142,11 +142,14 @@ describe('packed command entries (Redis)', () => {
       // Seven settled, one held: the entry stays pending, its packed share counted.
       expect(((await bed.redis.xpending(inbox, 'inbox')) as unknown[])[0]).toBe(1);
       expect(await packedCount()).toBe(7);
+      // Pending counts commands: all eight were handed over and their entry is not acknowledged.
+      expect((await consumer.metrics()).pending).toBe(8);
 
       last.open();
       await waitFor('the entry is acknowledged', async () => ((await bed.redis.xpending(inbox, 'inbox')) as unknown[])[0] === 0);
       expect(await packedCount()).toBe(0);
       expect(consumer.acked).toBe(1);
+      expect((await consumer.metrics()).pending).toBe(0);
     });
 
     it('counts maxInFlight in commands: the commands of a read entry beyond it wait, in order, and nothing more is read', async () => {
@@ -173,8 +176,10 @@ describe('packed command entries (Redis)', () => {
       expect(handed).toEqual(first.map((message) => message.id));
       expect(consumer.waitingCount).toBe(8);
       expect(pairsOf(((await bed.redis.xinfo('GROUPS', inbox)) as unknown[])[0]).lag).toBe(1);
-      // Commands not being handled: the unread one and the eight waiting.
+      // Commands not being handled: the unread one and the eight waiting; pending: the eight
+      // handed over (two entries read and not acknowledged, counted in commands).
       expect((await consumer.metrics()).lag).toBe(9);
+      expect((await consumer.metrics()).pending).toBe(8);
 
       // Each settled handler makes room for the next waiting command, in stream order.
       for (const id of handed.slice(0, 3)) release.get(id)!();
