@@ -7,6 +7,7 @@ import addFormatsModule from 'ajv-formats';
 import type { OcppErrorCode } from './error-codes.js';
 import { InvalidOptionsError } from './errors.js';
 import { isOcpp2, type OcppProtocol } from './protocol.js';
+import { rememberLastValidDateTime } from './remembered-date-time.js';
 
 export type MessageDirection = 'request' | 'response';
 
@@ -89,8 +90,8 @@ interface ProtocolSchemas {
   readonly ajv: Ajv;
   /** action → schema file per direction, from the directory listing. */
   readonly files: ReadonlyMap<string, SchemaFiles>;
-  /** `${direction} ${action}` → compiled validator. */
-  readonly compiled: Map<string, ValidateFunction>;
+  /** Per direction, action → compiled validator: no key string is built per message. */
+  readonly compiled: Readonly<Record<MessageDirection, Map<string, ValidateFunction>>>;
 }
 
 /**
@@ -194,13 +195,14 @@ export class SchemaValidator {
     direction: MessageDirection,
   ): ValidateFunction | undefined {
     const schemas = this.load(protocol);
-    const key = `${direction} ${action}`;
-    const cached = schemas.compiled.get(key);
-    if (cached) return cached;
+    const byAction = schemas.compiled[direction];
+    const cached = byAction.get(action);
+    if (cached !== undefined) return cached;
     const file = schemas.files.get(action)?.[direction];
+    // Only names with a schema file are remembered: a charger cannot grow the map with made-up actions.
     if (!file) return undefined;
     const validateFn = schemas.ajv.compile(prepareSchema(readSchema(file)));
-    schemas.compiled.set(key, validateFn);
+    byAction.set(action, validateFn);
     return validateFn;
   }
 
@@ -213,7 +215,7 @@ export class SchemaValidator {
           SCHEMA_FOLDERS[protocol].map((folder) => join(this.schemasDir, folder)),
           isOcpp2(protocol),
         ),
-        compiled: new Map(),
+        compiled: { request: new Map(), response: new Map() },
       };
       this.protocols.set(protocol, schemas);
     }
@@ -226,6 +228,7 @@ function createAjv(): Ajv {
   // start-up pays (warmUp), and the validators it yields answer the same, no measurably faster.
   const ajv = new Ajv({ strict: false, allErrors: false, code: { optimize: false } });
   addFormats(ajv);
+  rememberLastValidDateTime(ajv);
   // 2.x schemas declare draft-06, which ajv 8 reads once its meta-schema is registered.
   ajv.addMetaSchema(requireCjs('ajv/dist/refs/json-schema-draft-06.json') as AnySchemaObject);
   return ajv;
