@@ -792,8 +792,9 @@ export class RpcSession {
     if (this.paused) this.lastLifeAt = now;
     const silentFrom = this.lastLifeAt + 2 * this.pingIntervalMs;
     if (now >= silentFrom) {
-      this.logger.warn(`${this.identity}: no frame and no pong for two ping intervals; terminating the socket`);
-      this.socket.terminate();
+      // Timers run before the event loop reads the sockets: after this process stalled, the
+      // charger's pong may be waiting unread. Judge once this turn's reads are done.
+      setImmediate(this.onSilenceCheck);
       return;
     }
     if (now >= this.nextPingAt) {
@@ -801,6 +802,18 @@ export class RpcSession {
       this.nextPingAt = now + this.pingIntervalMs;
     }
     this.armPingTimer(Math.min(this.nextPingAt, silentFrom));
+  };
+
+  /** The silence seen by the ping timer, judged again after this turn's socket reads. */
+  private readonly onSilenceCheck = (): void => {
+    if (!this.isOpen || this.pingTimer !== null) return;
+    if (performance.now() < this.lastLifeAt + 2 * this.pingIntervalMs) {
+      // Something was read after all: carry on pinging.
+      this.onPingTimer();
+      return;
+    }
+    this.logger.warn(`${this.identity}: no frame and no pong for two ping intervals; terminating the socket`);
+    this.socket.terminate();
   };
 
   private readonly onSocketPong = (): void => {
@@ -844,4 +857,3 @@ export class RpcSession {
     }
   };
 }
-

@@ -698,6 +698,31 @@ describe('RpcSession: pings', () => {
     expect(warnings.join('\n')).toContain('no frame and no pong for two ping intervals');
   });
 
+  it('keeps a charger whose frame waited unread while this process stalled past two ping intervals', async () => {
+    // The process stalls inside one frame's handling (a long synchronous task, a GC pause); the
+    // charger's next frame arrives meanwhile and waits in the kernel. Timers run before sockets
+    // are read, so the silence check must not judge before that frame is read.
+    const intervalMs = 100;
+    const stalled: { charger?: Charger } = {};
+    const stallOn = (direction: 'in' | 'out', text: string): void => {
+      if (direction !== 'in' || !text.includes('"stall"')) return;
+      stalled.charger!.send([2, 'after-stall', 'Heartbeat', {}]);
+      const until = performance.now() + 3 * intervalMs;
+      while (performance.now() < until) {
+        // stalled: nothing else runs in this process
+      }
+    };
+    const connected = await connect({ pingIntervalMs: intervalMs, onFrame: stallOn });
+    const charger = (stalled.charger = connected.charger);
+    await charger.probe('before');
+    charger.send([2, 'stall', 'Heartbeat', {}]);
+    expect(await charger.next('the answer to the frame that stalled')).toEqual([3, 'stall', expect.any(Object)]);
+    expect(await charger.next('the answer to the frame read after the stall')).toEqual([3, 'after-stall', expect.any(Object)]);
+    expect(connected.session.isOpen).toBe(true);
+    expect(connected.warnings.join('\n')).not.toContain('no frame and no pong');
+    await charger.probe('after');
+  });
+
   it('keeps a socket that answers pings', async () => {
     const { session, charger } = await connect({ pingIntervalMs: 30 });
     let pings = 0;
