@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ClusterMetricsSink } from '../cluster/metrics-sink.js';
 import type { OcppClusterNode } from '../cluster/ocpp-cluster-node.js';
+import { CallTally } from './call-tally.js';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -24,7 +25,7 @@ function mirroredCounter(registry: Registry, name: string, help: string, read: (
  * transport at scrape time. `registry` is the one to expose (or the app's own, if given).
  */
 export class OcppPrometheusMetrics implements ClusterMetricsSink {
-  private readonly inboundCalls: Counter<'protocol' | 'action' | 'outcome'>;
+  private readonly inboundTally = new CallTally();
   private readonly outboundCalls: Counter<'action' | 'route' | 'outcome'>;
   private readonly outboundLatency: Histogram<'route'>;
   private readonly upgradesRejected: Counter<'reason'>;
@@ -37,11 +38,15 @@ export class OcppPrometheusMetrics implements ClusterMetricsSink {
 
   constructor(readonly registry: Registry = new Registry()) {
     const registers = [registry];
-    this.inboundCalls = new Counter({
+    const inboundTally = this.inboundTally;
+    new Counter({
       name: 'ocpp_inbound_calls_total',
       help: 'CALLs from charge points, by outcome (ok or the CALLERROR code sent back)',
       labelNames: ['protocol', 'action', 'outcome'],
       registers,
+      collect() {
+        inboundTally.drainInto(this);
+      },
     });
     this.outboundCalls = new Counter({
       name: 'ocpp_outbound_calls_total',
@@ -150,7 +155,7 @@ export class OcppPrometheusMetrics implements ClusterMetricsSink {
   }
 
   inboundCall(protocol: string, action: string, outcome: string): void {
-    this.inboundCalls.inc({ protocol, action, outcome });
+    this.inboundTally.add(protocol, action, outcome);
   }
 
   outboundCall(action: string, route: 'local' | 'remote', outcome: string, seconds: number): void {
