@@ -10,7 +10,7 @@ import { formatProfile, summarizeProfiles } from './harness/profile-summary.js';
 import { barPanels } from './harness/charts.js';
 import { NATS_SERVER } from './harness/nats.js';
 import { mainPanels, markdownTable, type BenchResults, type Outcome } from './harness/report.js';
-import { ROOT, cluster, crossNode, crossNodeInterleaved, inbound, memory, type BenchContext, type ImplName } from './harness/scenarios.js';
+import { ROOT, cluster, crossNode, crossNodeInterleaved, inbound, inboundInterleaved, memory, type BenchContext, type ImplName } from './harness/scenarios.js';
 
 /**
  * `npm run bench`: every scenario of issue 6, ours and the peers side by side in one run.
@@ -19,7 +19,7 @@ import { ROOT, cluster, crossNode, crossNodeInterleaved, inbound, memory, type B
  * NatsTransport and a nats-server the bench starts, in the cross-node and cluster scenarios only), BENCH_PROFILE=1 (CPU profiles of our nodes),
  * BENCH_TRIES (default 3: tries of a throughput run when other work used the CPU), BENCH_QUIET_WAIT_MS
  * (default 30000: how long to wait for a quiet machine before each measurement), BENCH_BEFORE_DIST (the dist/ of another build: implementation
- * 'ours-before', for before/after ratios in one run), BENCH_ROUNDS=n (cross-node: every implementation up at once, taking n turns each), BENCH_LATEST=1 (this
+ * 'ours-before', for before/after ratios in one run), BENCH_ROUNDS=n (cross-node and inbound: every implementation up at once, taking n turns each), BENCH_LATEST=1 (this
  * run's chart becomes bench/results/latest-main.svg even when partial).
  */
 
@@ -144,19 +144,29 @@ async function main(): Promise<void> {
     return best!;
   };
 
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
+  /** BENCH_ROUNDS > 1: the implementations up at once, taking turns, once the machine is quiet. */
+  const interleaved = async <R>(scenario: string, list: ImplName[], take: () => Promise<R>): Promise<R> => {
+    const quiet = await waitForQuiet(15, Number(process.env.BENCH_QUIET_WAIT_MS ?? 30_000));
+    background.push({ scenario, impl: list.join('+'), ...quiet });
+    ctx.log(`${scenario} / ${list.join(', ')} interleaved, ${rounds} rounds`);
+    return take();
+  };
+
   if (only.includes('crossNode')) {
-    const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
     if (rounds > 1) {
-      const quiet = await waitForQuiet(15, Number(process.env.BENCH_QUIET_WAIT_MS ?? 30_000));
-      background.push({ scenario: 'crossNode', impl: crossNodeImpls.join('+'), ...quiet });
-      ctx.log(`crossNode / ${crossNodeImpls.join(', ')} interleaved, ${rounds} rounds`);
-      Object.assign(results.crossNode, await crossNodeInterleaved(ctx, crossNodeImpls, rounds));
+      Object.assign(results.crossNode, await interleaved('crossNode', crossNodeImpls, () => crossNodeInterleaved(ctx, crossNodeImpls, rounds)));
     } else {
       for (const impl of crossNodeImpls) results.crossNode[impl] = await measured('crossNode', impl, () => crossNode(ctx, impl));
     }
   }
   if (only.includes('inbound')) {
-    for (const impl of serverImpls) results.inbound[impl] = await measured('inbound', impl, () => inbound(ctx, impl));
+    // A profiled run measures once (see measured): one window per implementation.
+    if (rounds > 1 && !profileDir) {
+      Object.assign(results.inbound, await interleaved('inbound', serverImpls, () => inboundInterleaved(ctx, serverImpls, rounds)));
+    } else {
+      for (const impl of serverImpls) results.inbound[impl] = await measured('inbound', impl, () => inbound(ctx, impl));
+    }
     if (impls.includes('ours') && !profileDir) {
       results.inbound['ours (default rateLimit)'] = await measured('inbound', 'ours with its default rateLimit', () => inbound(ctx, 'ours', 'default'));
     }

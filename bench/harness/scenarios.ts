@@ -212,6 +212,52 @@ export async function crossNode(ctx: BenchContext, impl: ImplName): Promise<Cros
 }
 
 /**
+ * Every implementation set up at once (idle while another measures), then `rounds` rounds of one
+ * turn each, every round starting with the next implementation (the first turn after a pause runs
+ * on a cooler machine), so that load from other work falls on all of them alike. Returns each
+ * implementation's turns, or why it could not be set up.
+ */
+async function takeTurns<Setup extends { stop(): Promise<void> }, Turn>(
+  impls: ImplName[],
+  rounds: number,
+  setUp: (impl: ImplName) => Promise<Setup>,
+  onUp: (count: number) => void,
+  measure: (setup: Setup) => Promise<Turn>,
+): Promise<{ turns: Map<ImplName, Turn[]>; errors: Partial<Record<ImplName, { error: string }>> }> {
+  const setups: Array<[ImplName, Setup]> = [];
+  const turns = new Map<ImplName, Turn[]>();
+  const errors: Partial<Record<ImplName, { error: string }>> = {};
+  try {
+    for (const impl of impls) {
+      try {
+        setups.push([impl, await setUp(impl)]);
+        turns.set(impl, []);
+      } catch (error) {
+        errors[impl] = { error: String((error as Error).message ?? error) };
+      }
+    }
+    onUp(setups.length);
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < setups.length; i++) {
+        const [impl, setup] = setups[(round + i) % setups.length];
+        turns.get(impl)!.push(await measure(setup));
+      }
+    }
+  } finally {
+    await Promise.all(setups.map(([, setup]) => setup.stop()));
+  }
+  return { turns, errors };
+}
+
+const median = (values: number[]): number => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)];
+
+/** Each latency percentile: the median over the turns. */
+function medianLatency<L>(turns: Array<{ latencyMs: L }>): L {
+  const keys = Object.keys(turns[0].latencyMs as object);
+  return Object.fromEntries(keys.map((key) => [key, median(turns.map((turn) => (turn.latencyMs as Record<string, number>)[key]))])) as L;
+}
+
+/**
  * The cross-node scenario on a busy machine: every implementation's pair is up at once (idle
  * while another measures), and they take turns, `rounds` times, each turn `total / rounds`
  * calls, so that load from other work falls on all of them alike. Per implementation: calls/s
@@ -220,33 +266,19 @@ export async function crossNode(ctx: BenchContext, impl: ImplName): Promise<Cros
 export async function crossNodeInterleaved(ctx: BenchContext, impls: ImplName[], rounds: number): Promise<Partial<Record<ImplName, CrossNodeResult | { error: string }>>> {
   const total = scaled(ctx, 40_000, 2_000);
   const perTurn = Math.max(500, Math.round(total / rounds));
-  const setups = new Map<ImplName, CrossNodeSetup>();
-  const turns = new Map<ImplName, CrossNodeResult[]>();
-  const results: Partial<Record<ImplName, CrossNodeResult | { error: string }>> = {};
-  try {
-    for (const impl of impls) {
-      try {
-        setups.set(impl, await setUpCrossNode(ctx, impl, 200, Math.min(4_000, perTurn)));
-        turns.set(impl, []);
-      } catch (error) {
-        results[impl] = { error: String((error as Error).message ?? error) };
-      }
-    }
-    ctx.log(`  ${setups.size} pairs up; ${rounds} rounds of ${perTurn.toLocaleString('en-US')} DataTransfer calls each, taking turns`);
-    for (let round = 0; round < rounds; round++) {
-      for (const [impl, setup] of setups) turns.get(impl)!.push(await setup.measure(perTurn));
-    }
-  } finally {
-    await Promise.all([...setups.values()].map((setup) => setup.stop()));
-  }
-  const median = (values: number[]): number => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)];
+  const { turns, errors } = await takeTurns(
+    impls,
+    rounds,
+    (impl) => setUpCrossNode(ctx, impl, 200, Math.min(4_000, perTurn)),
+    (count) => ctx.log(`  ${count} pairs up; ${rounds} rounds of ${perTurn.toLocaleString('en-US')} DataTransfer calls each, taking turns`),
+    (setup) => setup.measure(perTurn),
+  );
+  const results: Partial<Record<ImplName, CrossNodeResult | { error: string }>> = { ...errors };
   for (const [impl, list] of turns) {
     const durationMs = list.reduce((sum, turn) => sum + turn.durationMs, 0);
     const ok = list.reduce((sum, turn) => sum + turn.ok, 0);
     const errorKinds: Record<string, number> = {};
     for (const turn of list) for (const [kind, n] of Object.entries(turn.errorKinds)) errorKinds[kind] = (errorKinds[kind] ?? 0) + n;
-    const latency = list[0].latencyMs;
-    const merged = Object.fromEntries(Object.keys(latency).map((key) => [key, median(list.map((turn) => (turn.latencyMs as unknown as Record<string, number>)[key]))]));
     results[impl] = {
       ...list[0],
       calls: list.reduce((sum, turn) => sum + turn.calls, 0),
@@ -255,7 +287,7 @@ export async function crossNodeInterleaved(ctx: BenchContext, impls: ImplName[],
       errorKinds,
       durationMs,
       callsPerSecond: (ok / durationMs) * 1000,
-      latencyMs: merged as unknown as CrossNodeResult['latencyMs'],
+      latencyMs: medianLatency(list),
       foreignCpuPercent: median(list.map((turn) => turn.foreignCpuPercent ?? 0)),
       rounds: list.map((turn) => Math.round(turn.callsPerSecond)),
       cpuUsPerCall: mergedCpu(list),
@@ -284,34 +316,96 @@ function mergedCpu(turns: CrossNodeResult[]): CpuPerCall {
 
 export interface InboundResult extends FloodResult, Measured {
   rateLimit: string;
+  /** Interleaved runs (BENCH_ROUNDS): calls/s of each turn. */
+  rounds?: number[];
 }
 
-/** 200 stations send Heartbeat back to back to one node (strict validation on). */
-export async function inbound(ctx: BenchContext, impl: ImplName, rateLimit: 'off' | 'default' = 'off'): Promise<InboundResult> {
-  const stationCount = 200;
+interface InboundSetup {
+  /** Floods the node for `durationMs` after `warmupMs` (profiled: the measured part is marked). */
+  measure(durationMs: number, warmupMs: number): Promise<InboundResult>;
+  stop(): Promise<void>;
+}
+
+const INBOUND_STATIONS = 200;
+
+/** One node of `impl` with 200 booted stations of its own (strict validation on). */
+async function setUpInbound(ctx: BenchContext, impl: ImplName, rateLimit: 'off' | 'default'): Promise<InboundSetup> {
   let server: BenchApp | undefined;
   let stations: BenchApp | undefined;
   try {
     const profile = rateLimit === 'off' ? 'inbound' : undefined;
     server = startImpl(ctx, impl, `inbound${rateLimit === 'off' ? '' : '-ratelimit'}`, { BENCH_NODE_ID: 'bench-solo', BENCH_STRICT: '1', BENCH_RATE_LIMIT: rateLimit }, { profile });
     const ready = await server.ready;
-    stations = startStations(ctx, 'inbound');
+    stations = startStations(ctx, `inbound-${impl}`);
     await stations.ready;
-    await stations.request('start', { urls: [endpoint(ready)], count: stationCount, protocol: ctx.protocol, heartbeatSeconds: 3600 });
-    await bootedStations(stations, stationCount, 60_000);
-    const durationMs = scaled(ctx, 10_000, 3_000);
-    const warmupMs = 2_000;
-    const node = server;
-    const profiled = profile !== undefined && profiling(ctx, impl);
-    const from = profiled ? sleep(warmupMs).then(() => node.request<number>('mark')) : undefined;
-    const watch = new CpuWatch(benchPids());
-    const result = await stations.request<FloodResult>('flood', { action: 'Heartbeat', payload: {}, warmupMs, durationMs }, durationMs + 60_000);
-    const { foreignPercent } = watch.stop();
-    if (profiled) writeProfileWindow(ctx, profile, 'measured flood', (await from)!, await node.request<number>('mark'));
-    return { ...result, rateLimit, foreignCpuPercent: foreignPercent };
-  } finally {
+    await stations.request('start', { urls: [endpoint(ready)], count: INBOUND_STATIONS, protocol: ctx.protocol, heartbeatSeconds: 3600 });
+    await bootedStations(stations, INBOUND_STATIONS, 60_000);
+  } catch (error) {
     await stopAll([stations, server]);
+    throw error;
   }
+  const node = server;
+  const fleet = stations;
+  const profile = rateLimit === 'off' && profiling(ctx, impl) ? 'inbound' : undefined;
+  return {
+    async measure(durationMs, warmupMs) {
+      const from = profile !== undefined ? sleep(warmupMs).then(() => node.request<number>('mark')) : undefined;
+      const watch = new CpuWatch(benchPids());
+      const result = await fleet.request<FloodResult>('flood', { action: 'Heartbeat', payload: {}, warmupMs, durationMs }, durationMs + 60_000);
+      const { foreignPercent } = watch.stop();
+      if (profile !== undefined) writeProfileWindow(ctx, profile, 'measured flood', (await from)!, await node.request<number>('mark'));
+      return { ...result, rateLimit, foreignCpuPercent: foreignPercent };
+    },
+    stop: () => stopAll([fleet, node]),
+  };
+}
+
+/** 200 stations send Heartbeat back to back to one node (strict validation on). */
+export async function inbound(ctx: BenchContext, impl: ImplName, rateLimit: 'off' | 'default' = 'off'): Promise<InboundResult> {
+  const setup = await setUpInbound(ctx, impl, rateLimit);
+  try {
+    return await setup.measure(scaled(ctx, 10_000, 3_000), 2_000);
+  } finally {
+    await setup.stop();
+  }
+}
+
+/**
+ * The inbound scenario on a busy machine (BENCH_ROUNDS): every implementation's node and stations
+ * up at once, taking turns (see takeTurns). Per implementation: calls/s over all its turns, the
+ * median of its turns' latency percentiles.
+ */
+export async function inboundInterleaved(ctx: BenchContext, impls: ImplName[], rounds: number): Promise<Partial<Record<ImplName, InboundResult | { error: string }>>> {
+  // Twice the single run's measuring time, split into turns (short turns see more of the noise).
+  const perTurnMs = Math.max(2_000, Math.round((2 * scaled(ctx, 10_000, 3_000)) / rounds));
+  const { turns, errors } = await takeTurns(
+    impls,
+    rounds,
+    async (impl) => {
+      const setup = await setUpInbound(ctx, impl, 'off');
+      // A flood that is not counted: each node's first turn would otherwise run on cold code.
+      await setup.measure(2_000, 1_000);
+      return setup;
+    },
+    (count) => ctx.log(`  ${count} nodes up; ${rounds} rounds of ${perTurnMs} ms floods each, taking turns`),
+    (setup) => setup.measure(perTurnMs, 1_000),
+  );
+  const results: Partial<Record<ImplName, InboundResult | { error: string }>> = { ...errors };
+  for (const [impl, list] of turns) {
+    const durationMs = list.reduce((sum, turn) => sum + turn.durationMs, 0);
+    const replies = list.reduce((sum, turn) => sum + turn.replies, 0);
+    results[impl] = {
+      ...list[0],
+      replies,
+      failures: list.reduce((sum, turn) => sum + turn.failures, 0),
+      durationMs,
+      callsPerSecond: (replies / durationMs) * 1000,
+      latencyMs: medianLatency(list),
+      foreignCpuPercent: median(list.map((turn) => turn.foreignCpuPercent ?? 0)),
+      rounds: list.map((turn) => Math.round(turn.callsPerSecond)),
+    };
+  }
+  return results;
 }
 
 // ---------------------------------------------------------------- memory
