@@ -260,6 +260,9 @@ export class RpcSession {
   private nextPingAt = 0;
   /** performance.now() of the last inbound frame or pong (or of the connection). */
   private lastLifeAt = performance.now();
+  /** performance.now() of the last ping sent, and of the first one sent since the last sign of life. */
+  private lastPingAt = -Infinity;
+  private firstUnansweredPingAt = Infinity;
 
   private closed = false;
   private closeTimer: Timer | null = null;
@@ -790,8 +793,7 @@ export class RpcSession {
     if (!this.isOpen) return;
     const now = performance.now();
     if (this.paused) this.lastLifeAt = now;
-    const silentFrom = this.lastLifeAt + 2 * this.pingIntervalMs;
-    if (now >= silentFrom) {
+    if (now >= this.silentFrom()) {
       // Timers run before the event loop reads the sockets: after this process stalled, the
       // charger's pong may be waiting unread. Judge once this turn's reads are done.
       setImmediate(this.onSilenceCheck);
@@ -799,15 +801,27 @@ export class RpcSession {
     }
     if (now >= this.nextPingAt) {
       this.socket.ping();
+      if (this.lastPingAt <= this.lastLifeAt) this.firstUnansweredPingAt = now;
+      this.lastPingAt = now;
       this.nextPingAt = now + this.pingIntervalMs;
     }
-    this.armPingTimer(Math.min(this.nextPingAt, silentFrom));
+    this.armPingTimer(Math.min(this.nextPingAt, this.silentFrom()));
   };
+
+  /**
+   * When the socket counts as dead: no frame and no pong for two intervals, and a ping unanswered
+   * for a full interval. A node that stalled past two intervals sent no ping meanwhile; its
+   * chargers are not silent for that, they get a ping and an interval to answer it.
+   */
+  private silentFrom(): number {
+    if (this.lastPingAt <= this.lastLifeAt) return Infinity;
+    return Math.max(this.lastLifeAt + 2 * this.pingIntervalMs, this.firstUnansweredPingAt + this.pingIntervalMs);
+  }
 
   /** The silence seen by the ping timer, judged again after this turn's socket reads. */
   private readonly onSilenceCheck = (): void => {
     if (!this.isOpen || this.pingTimer !== null) return;
-    if (performance.now() < this.lastLifeAt + 2 * this.pingIntervalMs) {
+    if (performance.now() < this.silentFrom()) {
       // Something was read after all: carry on pinging.
       this.onPingTimer();
       return;

@@ -698,28 +698,71 @@ describe('RpcSession: pings', () => {
     expect(warnings.join('\n')).toContain('no frame and no pong for two ping intervals');
   });
 
-  it('keeps a charger whose frame waited unread while this process stalled past two ping intervals', async () => {
-    // The process stalls inside one frame's handling (a long synchronous task, a GC pause); the
-    // charger's next frame arrives meanwhile and waits in the kernel. Timers run before sockets
-    // are read, so the silence check must not judge before that frame is read.
+  it('keeps a charger whose pong waited unread while this process stalled past two ping intervals', async () => {
+    // A ping to the charger is out; another charger's frame stalls the process (a long synchronous
+    // task, a GC pause) and the pong arrives meanwhile, waiting in the kernel. Timers run before
+    // sockets are read, so the silence check must not judge before that pong is read.
     const intervalMs = 100;
-    const stalled: { charger?: Charger } = {};
+    const subject: { charger?: Charger } = {};
     const stallOn = (direction: 'in' | 'out', text: string): void => {
       if (direction !== 'in' || !text.includes('"stall"')) return;
-      stalled.charger!.send([2, 'after-stall', 'Heartbeat', {}]);
+      subject.charger!.ws.pong();
       const until = performance.now() + 3 * intervalMs;
       while (performance.now() < until) {
         // stalled: nothing else runs in this process
       }
     };
-    const connected = await connect({ pingIntervalMs: intervalMs, onFrame: stallOn });
-    const charger = (stalled.charger = connected.charger);
+    const connected = await connect({ pingIntervalMs: intervalMs }, { autoPong: false });
+    const charger = (subject.charger = connected.charger);
+    const other = await connect({ onFrame: stallOn });
     await charger.probe('before');
-    charger.send([2, 'stall', 'Heartbeat', {}]);
-    expect(await charger.next('the answer to the frame that stalled')).toEqual([3, 'stall', expect.any(Object)]);
-    expect(await charger.next('the answer to the frame read after the stall')).toEqual([3, 'after-stall', expect.any(Object)]);
+    let pings = 0;
+    charger.ws.on('ping', () => {
+      // The first ping stays unanswered until the process is stalled; the others are answered.
+      if (pings++ > 0) return charger.ws.pong();
+      other.charger.send([2, 'stall', 'Heartbeat', {}]);
+    });
+    expect(await other.charger.next('the answer to the frame that stalled')).toEqual([3, 'stall', expect.any(Object)]);
+    await within(
+      new Promise<void>((resolve, reject) => {
+        charger.ws.on('ping', () => pings >= 3 && resolve());
+        void charger.closed.then(() => reject(new Error('the socket was closed')));
+      }),
+      'two pings after the stall',
+    );
     expect(connected.session.isOpen).toBe(true);
     expect(connected.warnings.join('\n')).not.toContain('no frame and no pong');
+    await charger.probe('after');
+  });
+
+  it('keeps a charger that this process did not ping while it stalled past two ping intervals', async () => {
+    // The charger answers every ping; the process stalls inside one frame's handling and sends
+    // none meanwhile. Silence is judged against a ping left unanswered for an interval, not
+    // against the stall.
+    const intervalMs = 100;
+    const stallOn = (direction: 'in' | 'out', text: string): void => {
+      if (direction !== 'in' || !text.includes('"stall"')) return;
+      const until = performance.now() + 3 * intervalMs;
+      while (performance.now() < until) {
+        // stalled: no timer runs, no ping is sent
+      }
+    };
+    const { session, charger, warnings } = await connect({ pingIntervalMs: intervalMs, onFrame: stallOn });
+    await charger.probe('before');
+    let pongs = 0;
+    charger.ws.on('ping', () => pongs++);
+    charger.send([2, 'stall', 'Heartbeat', {}]);
+    expect(await charger.next('the answer to the frame that stalled')).toEqual([3, 'stall', expect.any(Object)]);
+    // Two more pings answered after the stall: the socket was not judged silent in between.
+    await within(
+      new Promise<void>((resolve, reject) => {
+        charger.ws.on('ping', () => pongs >= 2 && resolve());
+        void charger.closed.then(() => reject(new Error('the socket was closed')));
+      }),
+      'two pings after the stall',
+    );
+    expect(session.isOpen).toBe(true);
+    expect(warnings.join('\n')).not.toContain('no frame and no pong');
     await charger.probe('after');
   });
 
