@@ -332,8 +332,10 @@ const INBOUND_STATIONS = 200;
 async function setUpInbound(ctx: BenchContext, impl: ImplName, rateLimit: 'off' | 'default'): Promise<InboundSetup> {
   let server: BenchApp | undefined;
   let stations: BenchApp | undefined;
+  // Only the run without a rate limit is profiled (when BENCH_PROFILE asks for this implementation).
+  const profile = rateLimit === 'off' ? 'inbound' : undefined;
+  const profiled = profile !== undefined && profiling(ctx, impl);
   try {
-    const profile = rateLimit === 'off' ? 'inbound' : undefined;
     server = startImpl(ctx, impl, `inbound${rateLimit === 'off' ? '' : '-ratelimit'}`, { BENCH_NODE_ID: 'bench-solo', BENCH_STRICT: '1', BENCH_RATE_LIMIT: rateLimit }, { profile });
     const ready = await server.ready;
     stations = startStations(ctx, `inbound-${impl}`);
@@ -346,14 +348,13 @@ async function setUpInbound(ctx: BenchContext, impl: ImplName, rateLimit: 'off' 
   }
   const node = server;
   const fleet = stations;
-  const profile = rateLimit === 'off' && profiling(ctx, impl) ? 'inbound' : undefined;
   return {
     async measure(durationMs, warmupMs) {
-      const from = profile !== undefined ? sleep(warmupMs).then(() => node.request<number>('mark')) : undefined;
+      const from = profiled ? sleep(warmupMs).then(() => node.request<number>('mark')) : undefined;
       const watch = new CpuWatch(benchPids());
       const result = await fleet.request<FloodResult>('flood', { action: 'Heartbeat', payload: {}, warmupMs, durationMs }, durationMs + 60_000);
       const { foreignPercent } = watch.stop();
-      if (profile !== undefined) writeProfileWindow(ctx, profile, 'measured flood', (await from)!, await node.request<number>('mark'));
+      if (profiled) writeProfileWindow(ctx, profile!, 'measured flood', (await from)!, await node.request<number>('mark'));
       return { ...result, rateLimit, foreignCpuPercent: foreignPercent };
     },
     stop: () => stopAll([fleet, node]),
