@@ -22,7 +22,7 @@ const count = { min: 0, max: Number.MAX_SAFE_INTEGER };
  * REDIS_CLUSTER_NODES (`host:port,host:port,...`: a Redis Cluster; it takes precedence over
  * REDIS_URL), NATS_URL (`nats://host:port[,nats://...]`: the NATS JetStream transport instead of
  * Redis; not together with the Redis variables), OCPP_NATS_PREFIX, OCPP_NATS_REPLICAS, OCPP_REDIS_PREFIX, OCPP_REDIS_POOL_SIZE, OCPP_STREAM_MAX_LEN, OCPP_NODE_TTL_MS,
- * OCPP_TAKEOVER_INTERVAL_MS, OCPP_CALL_TIMEOUT_MS, OCPP_PING_INTERVAL_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS,
+ * OCPP_TAKEOVER_INTERVAL_MS, OCPP_STALL_TOLERANCE_MS (Redis), OCPP_CALL_TIMEOUT_MS, OCPP_PING_INTERVAL_MS, OCPP_DRAIN_WINDOW_MS, OCPP_DRAIN_SETTLE_MS,
  * OCPP_LAG_DEGRADED, OCPP_LAG_DOWN, OCPP_PASSWORDS_FILE, OCPP_FRAME_LOG, OCPP_WIRE_VERSION (tests only), OCPP_TLS_PORT, OCPP_TLS_CERT, OCPP_TLS_KEY,
  * OCPP_TLS_CA, OCPP_TLS_ISSUERS, OCPP_TLS_OPERATOR, CONTROL_TOKEN. Numbers must be plain
  * decimal integers; a bad value throws InvalidEnvironmentError naming the variable.
@@ -87,6 +87,7 @@ function redisFromEnv(env: NodeJS.ProcessEnv): RedisAdapterOptions | undefined {
     streamMaxLen: integerFromEnv(env, 'OCPP_STREAM_MAX_LEN', { min: 10, max: 10_000_000 }), // the module's limits
     nodeTtlMs: integerFromEnv(env, 'OCPP_NODE_TTL_MS', positiveMs),
     takeoverIntervalMs: integerFromEnv(env, 'OCPP_TAKEOVER_INTERVAL_MS', positiveMs),
+    stallToleranceMs: integerFromEnv(env, 'OCPP_STALL_TOLERANCE_MS', msOrZero),
   };
   if (clusterNodes && clusterNodes.length > 0) {
     return {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { ClusterLogger } from '../cluster/logger.js';
+import { LeaseKeeper } from './lease-keeper.js';
 import { beforeDeadline, sleep } from '../cluster/time-bounds.js';
 import { NodeIdConflictError } from '../protocol/errors.js';
 import {
@@ -72,6 +73,11 @@ export interface NodeLivenessOptions {
   onLeaseEvent: (event: LeaseEvent) => void;
   /** How long "is node X alive" answers are reused (default 250 ms). */
   aliveCacheMs?: number;
+  /**
+   * How long a worker thread keeps renewing the key while this event loop does not turn (see
+   * lease-keeper.ts); 0 (the default here): only the event loop renews it.
+   */
+  stallToleranceMs?: number;
 }
 
 /**
@@ -111,6 +117,7 @@ export class NodeLiveness {
   private readonly aliveCacheMs: number;
   private readonly intervalMs: number;
   private readonly marginMs: number;
+  private keeper: LeaseKeeper | null = null;
   /** Heartbeats that failed (Redis unreachable). */
   failures = 0;
   /** Times the lease was suspended / taken over. */
@@ -145,7 +152,12 @@ export class NodeLiveness {
 
   /** Whether this process can prove, now, that the node's key is still its own. No I/O. */
   hasLease(): boolean {
-    return this.held && performance.now() < this.leaseUntil;
+    return this.held && performance.now() < this.provenUntil();
+  }
+
+  /** Until when the key is certainly ours: by this loop's own heartbeat, or by the keeper thread's. */
+  private provenUntil(): number {
+    return this.keeper === null ? this.leaseUntil : Math.max(this.leaseUntil, this.keeper.keptUntil);
   }
 
   /**
@@ -283,6 +295,8 @@ export class NodeLiveness {
   /** Starts the heartbeat (every ttl/3), or restarts it after a takeover or a conflict ended it. */
   start(): void {
     this.running = true;
+    this.keeper ??= this.startKeeper();
+    if (this.held) this.keeper?.keep(this.currentToken);
     // A beat in flight may be the one that ended the heartbeat: it schedules the next one then.
     if (this.beating) this.restartAfterBeat = true;
     else this.schedule(this.intervalMs);
@@ -290,6 +304,7 @@ export class NodeLiveness {
 
   stop(): void {
     this.running = false;
+    this.keeper?.keep(null);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.clearLeaseTimer();
@@ -297,15 +312,8 @@ export class NodeLiveness {
 
   /** One heartbeat: 1 refreshed, 0 lapsed, -1 another process holds the key. */
   async refresh(): Promise<number> {
-    const { keys, nodeId, ttlMs, streamTtlMs, ownedTtlMs, inboxCap } = this.options;
     const sentAt = performance.now();
-    const result = Number(
-      await LIVENESS_REFRESH.run(
-        this.client,
-        [...keys.nodeKeys(nodeId), this.holderKey, keys.inboxPacked(nodeId)],
-        [this.currentToken, ttlMs, streamTtlMs, ownedTtlMs, inboxCap, HOLDER_TTL_MS],
-      ),
-    );
+    const result = Number(await LIVENESS_REFRESH.run(this.client, this.refreshKeys(), [this.currentToken, ...this.refreshArgs()]));
     if (result === 1) {
       this.granted(sentAt, false);
       // Re-registering on every beat heals a registry entry a takeover removed in a race.
@@ -318,9 +326,31 @@ export class NodeLiveness {
     return result;
   }
 
+  /** KEYS of LIVENESS_REFRESH. */
+  private refreshKeys(): string[] {
+    const { keys, nodeId } = this.options;
+    return [...keys.nodeKeys(nodeId), this.holderKey, keys.inboxPacked(nodeId)];
+  }
+
+  /** ARGV of LIVENESS_REFRESH after the token. */
+  private refreshArgs(): number[] {
+    const { ttlMs, streamTtlMs, ownedTtlMs, inboxCap } = this.options;
+    return [ttlMs, streamTtlMs, ownedTtlMs, inboxCap, HOLDER_TTL_MS];
+  }
+
+  private startKeeper(): LeaseKeeper | null {
+    const toleranceMs = this.options.stallToleranceMs ?? 0;
+    if (toleranceMs <= 0) return null;
+    return LeaseKeeper.start({
+      ...{ client: this.client, script: LIVENESS_REFRESH.lua, keys: this.refreshKeys(), args: this.refreshArgs() },
+      ...{ intervalMs: this.intervalMs, ttlMs: this.options.ttlMs, marginMs: this.marginMs, toleranceMs, logger: this.options.logger },
+    });
+  }
+
   /** Deletes the liveness key if we still hold it (clean stop). */
   async release(): Promise<boolean> {
     this.stop();
+    this.closeKeeper();
     this.held = false;
     this.leaseUntil = 0;
     return (await LIVENESS_RELEASE.run(this.client, [this.aliveKey, this.holderKey], [this.currentToken])) === 1;
@@ -329,6 +359,7 @@ export class NodeLiveness {
   /** Forgets the key without touching Redis (crash simulation / abort): it lapses on its own. */
   abandon(): void {
     this.stop();
+    this.closeKeeper();
     this.held = false;
     this.leaseUntil = 0;
   }
@@ -342,6 +373,7 @@ export class NodeLiveness {
     const disturbed = fresh || !this.hasLease() || now - sentAt > interval / 2 || now - this.lastAnsweredAt > interval * 2 + interval / 2;
     this.leaseUntil = Math.max(this.held ? this.leaseUntil : 0, sentAt + this.options.ttlMs - this.marginMs);
     this.held = true;
+    this.keeper?.keep(this.currentToken);
     this.lastAnsweredAt = now;
     if (disturbed) this.steadySince = now;
     if (disturbed && !fresh) this.lastRecoveredAt = now;
@@ -368,12 +400,28 @@ export class NodeLiveness {
   /** Fires when the lease runs out without a newer answer (also right after a freeze ends). */
   private armLeaseTimer(): void {
     this.clearLeaseTimer();
-    const delay = Math.max(0, this.leaseUntil - performance.now());
+    const delay = Math.max(0, this.provenUntil() - performance.now());
     this.leaseTimer = setTimeout(() => {
       this.leaseTimer = null;
-      if (this.running && !this.hasLease()) this.onLapsed();
+      if (!this.running) return;
+      if (!this.hasLease()) this.onLapsed();
+      else this.onKeptThroughStall();
     }, delay + 1);
     this.leaseTimer.unref();
+  }
+
+  /** This loop's own proof ran out but the keeper's did not (this loop stalled, or its heartbeats went unanswered). */
+  private onKeptThroughStall(): void {
+    const silentMs = Math.round(performance.now() - this.lastAnsweredAt);
+    this.options.logger.warn(
+      `node ${this.options.nodeId}: no heartbeat answered on the event loop for ${silentMs} ms; the lease keeper thread kept the lease meanwhile`,
+    );
+    this.armLeaseTimer();
+  }
+
+  private closeKeeper(): void {
+    this.keeper?.close();
+    this.keeper = null;
   }
 
   private clearLeaseTimer(): void {

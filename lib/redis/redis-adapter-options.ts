@@ -54,6 +54,13 @@ export interface RedisAdapterOptions {
   driverFactory?: DriverFactory;
   /** TTL of the node liveness key, refreshed every third of it (default 5000). */
   nodeTtlMs?: number;
+  /**
+   * How long a worker thread keeps renewing this node's liveness key while the event loop does
+   * not turn (an overload, a long GC): the node keeps its lease and its sockets instead of being
+   * taken over. Past it the main thread counts as hung and the key lapses. 0: no thread, only the
+   * event loop renews the key (default 30000).
+   */
+  stallToleranceMs?: number;
   /** How often survivors look for lapsed nodes to take over (default 1000). */
   takeoverIntervalMs?: number;
   /** Inbox entries read at once (default 100). */
@@ -72,6 +79,7 @@ export interface RedisSettings {
   streamTtlMs: number;
   presenceTtlMs: number;
   nodeTtlMs: number;
+  stallToleranceMs: number;
   takeoverIntervalMs: number;
   readBatchSize: number;
   maxInFlight: number;
@@ -85,6 +93,7 @@ export function redisSettings(options: RedisAdapterOptions): RedisSettings {
     streamTtlMs: integerOption('streamTtlSeconds', options.streamTtlSeconds, 300, 1, 30 * 86_400) * 1000,
     presenceTtlMs: integerOption('presenceTtlSeconds', options.presenceTtlSeconds, 300, 1, 30 * 86_400) * 1000,
     nodeTtlMs: integerOption('nodeTtlMs', options.nodeTtlMs, 5000, 300, 600_000),
+    stallToleranceMs: integerOption('stallToleranceMs', options.stallToleranceMs, 30_000, 0, 3_600_000),
     takeoverIntervalMs: integerOption('takeoverIntervalMs', options.takeoverIntervalMs, 1000, 50, 60_000),
     readBatchSize: integerOption('readBatchSize', options.readBatchSize, 100, 1, 10_000),
     maxInFlight: integerOption('maxInFlight', options.maxInFlight, 1000, 1, 1_000_000),

@@ -182,10 +182,11 @@ export class RedisAdapter implements EventAdapterInterface {
 
   /** The parts of this adapter that act as node `nodeId`. */
   private membership(nodeId: string, source: PresenceSnapshotSource): Membership {
-    const { keys, logger, nodeTtlMs, streamTtlMs, presenceTtlMs, streamMaxLen, readBatchSize } = this.settings;
+    const { keys, logger, nodeTtlMs, streamTtlMs, presenceTtlMs, streamMaxLen, readBatchSize, stallToleranceMs } = this.settings;
     const isConnected = () => this.state === 'connected';
     const liveness = new NodeLiveness({
       ...{ keys, pool: this.pool, nodeId, ttlMs: nodeTtlMs, streamTtlMs, ownedTtlMs: presenceTtlMs, inboxCap: streamMaxLen, logger },
+      stallToleranceMs,
       onLeaseEvent: (event) => recovery.onLeaseEvent(event),
     });
     const registration: PresenceRegistration = new PresenceRegistration({

@@ -27,9 +27,10 @@ export class CsmsProcess {
     return `ws://127.0.0.1:${this.port}/ocpp`;
   }
 
-  static async start(nodeId: string, env: Record<string, string>): Promise<CsmsProcess> {
+  /** `nodeArgs`: options for node itself, before the script (e.g. `--import` of a test hook). */
+  static async start(nodeId: string, env: Record<string, string>, nodeArgs: readonly string[] = []): Promise<CsmsProcess> {
     ensureSampleBuilt();
-    const child = spawn(process.execPath, [SAMPLE_MAIN], {
+    const child = spawn(process.execPath, [...nodeArgs, SAMPLE_MAIN], {
       env: { ...process.env, NODE_OPTIONS: '', PORT: '0', OCPP_NODE_ID: nodeId, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,0 +1,102 @@
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { DEFAULT_PREFIX, RedisKeys } from '../../lib/redis/redis-keys.js';
+import { CsmsProcess } from '../support/csms-process.js';
+import { RecordingCharger } from '../support/recording-charger.js';
+import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { allWhenSettled, waitFor, withTimeout } from '../support/wait.js';
+
+/**
+ * A node whose event loop stalls (an overload, a long GC) is alive: its lease is renewed by the
+ * keeper thread meanwhile, so survivors do not take it over and it keeps its chargers. A main
+ * thread that stays busy past `stallToleranceMs` counts as hung: its lease lapses and a survivor
+ * takes it over, as for a frozen node. The stall is a real one: a synchronous loop on the node's
+ * main thread (test/support/stall-on-signal.mjs, started by SIGUSR2), in a real sample process.
+ */
+
+const NODE_TTL_MS = 1500;
+const STALL_MS = 4 * NODE_TTL_MS;
+const STALL_HOOK = fileURLToPath(new URL('../support/stall-on-signal.mjs', import.meta.url));
+const keys = new RedisKeys(DEFAULT_PREFIX);
+
+describe('a node whose event loop stalls past its TTL (separate node processes, real Redis)', () => {
+  let redis: RedisServer;
+  let admin: Redis;
+  const processes: CsmsProcess[] = [];
+  const chargers: RecordingCharger[] = [];
+
+  beforeEach(async () => {
+    redis = await startRedisServer();
+    admin = new Redis(redis.port, { maxRetriesPerRequest: 1 });
+  }, 30_000);
+
+  afterEach(async () => {
+    for (const client of chargers.splice(0)) client.close();
+    if (process.env.DEBUG_NODES) for (const csms of processes) console.log(csms.nodeId, csms.output.join('').slice(-6000));
+    await Promise.all(processes.splice(0).map((csms) => csms.kill9().catch(() => undefined)));
+    admin.disconnect();
+    await stopAllRedisServers();
+  });
+
+  async function nodes(stallToleranceMs: string | null): Promise<[CsmsProcess, CsmsProcess]> {
+    const env = { REDIS_URL: `redis://127.0.0.1:${redis.port}`, OCPP_NODE_TTL_MS: String(NODE_TTL_MS), OCPP_TAKEOVER_INTERVAL_MS: '200' };
+    const stalling = { ...env, STALL_MS: String(STALL_MS), ...(stallToleranceMs === null ? {} : { OCPP_STALL_TOLERANCE_MS: stallToleranceMs }) };
+    const started = await allWhenSettled([CsmsProcess.start('stall-a', stalling, ['--import', STALL_HOOK]), CsmsProcess.start('stall-b', env)]);
+    processes.push(...started);
+    return started as [CsmsProcess, CsmsProcess];
+  }
+
+  /** Chargers on `a`, each seen from `b` as connected to `a`. */
+  async function chargersOn(a: CsmsProcess, b: CsmsProcess): Promise<RecordingCharger[]> {
+    const identities = Array.from({ length: 5 }, (_, i) => `ST${i}`);
+    const connected = await Promise.all(identities.map((identity) => RecordingCharger.connect(a.wsUrl, identity, 0)));
+    chargers.push(...connected);
+    for (const identity of identities) {
+      await waitFor(`${identity} on stall-a, seen from stall-b`, async () => {
+        const { status, body } = await b.http('GET', `/chargers/${identity}`);
+        return status === 200 && body.nodeId === 'stall-a';
+      });
+    }
+    return connected;
+  }
+
+  /** Sends SIGUSR2 (the node's main thread busy for STALL_MS) and waits until it answers HTTP again. */
+  async function stall(node: CsmsProcess): Promise<void> {
+    process.kill(node.pid, 'SIGUSR2');
+    await withTimeout(node.http('GET', '/health/live'), STALL_MS + 30_000, 'the stalled node to answer again');
+  }
+
+  it('keeps its lease, its sockets and its chargers reachable from other nodes (default tolerance)', async () => {
+    const [a, b] = await nodes(null);
+    const onA = await chargersOn(a, b);
+    await stall(a);
+
+    // The stall outlived what the event loop alone could prove: the keeper thread held the lease.
+    expect(a.output.join('')).toContain('the lease keeper thread kept the lease meanwhile');
+    expect(a.output.join('')).not.toContain('taken over');
+    const holder = await admin.get(keys.holder('stall-a'));
+    expect(holder).not.toBeNull();
+    expect(holder!.startsWith('taken-over-by:')).toBe(false);
+    expect(onA.every((client) => client.isOpen)).toBe(true);
+    // One command per charger, sent through the other node: each reaches its charger on a.
+    for (const client of onA) {
+      const { status, body } = await b.http('POST', `/chargers/${client.identity}/calls/DataTransfer?timeoutMs=10000`, { vendorId: 'stall', data: client.identity });
+      expect({ identity: client.identity, status, body }).toMatchObject({ identity: client.identity, status: 200 });
+      expect(client.received.map((received) => received.payload.data)).toEqual([client.identity]);
+    }
+  }, 120_000);
+
+  it.each([
+    ['0 (no keeper thread)', '0'],
+    ['1000 ms, shorter than the stall (a hung main thread)', '1000'],
+  ])('with stallToleranceMs %s, is taken over: its chargers are closed (1012) to reconnect to live nodes', async (_name, tolerance) => {
+    const [a, b] = await nodes(tolerance);
+    const onA = await chargersOn(a, b);
+    await stall(a);
+
+    const codes = await withTimeout(Promise.all(onA.map((client) => client.closed)), 30_000, 'stall-a to close its sockets');
+    expect(new Set(codes)).toEqual(new Set([1012]));
+    expect(a.output.join('')).toContain('taken over');
+    expect(a.output.join('')).not.toContain('the lease keeper thread kept the lease meanwhile');
+  }, 120_000);
+});
