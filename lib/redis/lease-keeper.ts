@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
-import { Cluster, type Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { ClusterLogger } from '../cluster/logger.js';
 import type { RedisClient } from './redis-driver.js';
 
@@ -97,9 +97,10 @@ export class LeaseKeeper {
 
 /** The writer's connection settings as plain data (functions, such as a retry strategy, are left to ioredis's defaults). */
 export function keeperConnection(client: RedisClient): KeeperConnection {
-  if (client instanceof Cluster) {
+  // ioredis's own flag, not instanceof: the user's clients may come from another copy of ioredis.
+  if ((client as { isCluster?: boolean }).isCluster === true) {
     const nodes = plainData((client as unknown as { startupNodes: unknown[] }).startupNodes) as unknown[];
-    const options = plainData(client.options) as Record<string, unknown>;
+    const options = plainData((client as Cluster).options) as Record<string, unknown>;
     const redisOptions = (options.redisOptions ?? {}) as Record<string, unknown>;
     return { kind: 'cluster', nodes, options: { ...options, lazyConnect: false, redisOptions: keeperNamed(redisOptions) } };
   }
