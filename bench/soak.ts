@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PacedCallResult } from './apps/paced-calls.js';
-import { killAllChildren, type BenchApp } from './harness/processes.js';
+import { CpuWatch, ProcessCpu } from './harness/machine.js';
+import { benchPids, killAllChildren, type BenchApp } from './harness/processes.js';
 import { RedisCluster, RedisServer } from './harness/redis.js';
 import { DATA_TRANSFER, ROOT, endpoint, startImpl, startStations, stopAll, waitUntil, type BenchContext } from './harness/scenarios.js';
 import { fleetIdentities, type RecoverySamples } from './simulator/fleet.js';
@@ -25,7 +26,8 @@ import { LatencyRecorder, type LatencySummary } from './simulator/stats.js';
  * closed), when the cluster did (the victim's liveness key lapsed; its takeover done), when each
  * station had a socket open elsewhere (its presence is claimed before the upgrade answers, so
  * open means claimed), when it booted there, and when presence, as a survivor reads it, placed
- * them all elsewhere.
+ * them all elsewhere; and who had the cores meanwhile (CPU of the survivors, the simulators and
+ * Redis from the kill until the sampled stations answered).
  */
 
 const STATIONS_PER_PROCESS = 12_500;
@@ -46,13 +48,40 @@ function redisKindFromEnv(): SoakRedis {
 }
 
 /** Standalone redis-server, or a Redis Cluster of 3 masters; `env` points the nodes at it. */
-async function startRedis(kind: SoakRedis, logDir: string): Promise<{ stop(): Promise<void>; env: Record<string, string>; label: string }> {
+async function startRedis(kind: SoakRedis, logDir: string): Promise<{ stop(): Promise<void>; env: Record<string, string>; label: string; pids: Array<number | undefined> }> {
   if (kind === 'cluster') {
     const cluster = await RedisCluster.start(logDir, 3);
-    return { stop: () => cluster.stop(), env: { BENCH_REDIS_CLUSTER_NODES: cluster.nodeList }, label: 'cluster (3 masters, no replicas)' };
+    const pids = cluster.servers.map((server) => server.pid);
+    return { stop: () => cluster.stop(), env: { BENCH_REDIS_CLUSTER_NODES: cluster.nodeList }, label: 'cluster (3 masters, no replicas)', pids };
   }
   const server = await RedisServer.start(logDir);
-  return { stop: () => server.stop(), env: { BENCH_REDIS_URL: server.url }, label: 'standalone' };
+  return { stop: () => server.stop(), env: { BENCH_REDIS_URL: server.url }, label: 'standalone', pids: [server.pid] };
+}
+
+/**
+ * CPU of every process of the fleet from the kill on (the machine's cores are shared: who had
+ * them while the killed node's stations came back), in core-seconds per group.
+ */
+function recoveryCpu(survivors: BenchApp[], fleets: BenchApp[], redisPids: Array<number | undefined>) {
+  const groups = { survivors: survivors.map((app) => app.pid), simulators: fleets.map((app) => app.pid), redis: redisPids };
+  const named = Object.fromEntries(Object.entries(groups).flatMap(([group, pids]) => pids.map((pid, i) => [`${group}-${i}`, pid])));
+  const processes = new ProcessCpu(named);
+  const machine = new CpuWatch(benchPids());
+  const startedAt = performance.now();
+  return () => {
+    const used = processes.stop();
+    const coreSeconds = (group: string): number =>
+      Object.entries(used).reduce((sum, [name, us]) => (name.startsWith(`${group}-`) ? sum + (us ?? 0) / 1e6 : sum), 0);
+    const round1 = (value: number): number => Math.round(value * 10) / 10;
+    const { foreignPercent, ownPercent } = machine.stop();
+    return {
+      windowS: round1((performance.now() - startedAt) / 1000),
+      coreSeconds: { survivors: round1(coreSeconds('survivors')), simulators: round1(coreSeconds('simulators')), redis: round1(coreSeconds('redis')) },
+      perProcessCoreSeconds: Object.fromEntries(Object.entries(used).map(([name, us]) => [name, us === null ? null : round1(us / 1e6)])),
+      machineBusyPercent: ownPercent === null || foreignPercent === null ? null : Math.round(ownPercent + foreignPercent),
+      otherWorkPercent: foreignPercent === null ? null : Math.round(foreignPercent),
+    };
+  };
 }
 
 const summarize = (values: number[]): LatencySummary => {
@@ -197,6 +226,7 @@ async function main(): Promise<number> {
     ctx.log(`  kill -9 ${victimId} (${orphans.length} stations)`);
     const killedAtEpoch = Date.now();
     const killedAt = performance.now();
+    const cpuSinceKill = recoveryCpu(survivors, fleets, redis.pids);
     nodes[victim].kill();
     const watchMs = afterKillMs + 120_000;
     // The cluster's side: the victim's liveness key lapsed, and a survivor finished its takeover.
@@ -237,6 +267,7 @@ async function main(): Promise<number> {
       }
       if (sampleOutcomes.ok === sampleSize) reachableMs = performance.now() - killedAt;
     }
+    const cpuUntilReachable = cpuSinceKill();
     const [lapsedMs, takeoverMs] = await Promise.all([lapsed, takenOver]);
     const stationsRecovery = recoveryReport(await Promise.all(fleets.map((fleet) => fleet.request<RecoverySamples>('recovery', { since: killedAtEpoch }))));
     const s1 = (ms: number | null): string => (ms === null ? 'never' : `${(ms / 1000).toFixed(1)} s`);
@@ -245,6 +276,11 @@ async function main(): Promise<number> {
         `sockets open elsewhere p50 ${s1(stationsRecovery.reopenMs.p50)}, p99 ${s1(stationsRecovery.reopenMs.p99)}, all ${s1(stationsRecovery.reopenMs.max)} ` +
         `(${stationsRecovery.reopened}/${stationsRecovery.lost}; attempts p99 ${stationsRecovery.attempts.p99}, handshake p99 ${s1(stationsRecovery.handshakeMs.p99)}); booted all ${s1(stationsRecovery.bootMs.max)}; ` +
         `all in presence elsewhere ${s1(reconnectMs)}; takeover done ${s1(takeoverMs)}; ${sampleSize} answered ${s1(reachableMs)}`,
+    );
+    const { coreSeconds: used, windowS, machineBusyPercent } = cpuUntilReachable;
+    ctx.log(
+      `  CPU from the kill until they answered (${windowS} s, machine ${machineBusyPercent ?? '?'} % busy): ` +
+        `simulators ${used.simulators} core-s, survivors ${used.survivors}, Redis ${used.redis}`,
     );
     const commands = await callsDone;
     const inboundAfter = (await fleetStats()).map((s) => ({ callLatencyMs: s.callLatencyMs, reconnects: s.reconnects, topErrors: s.topErrors }));
@@ -290,6 +326,8 @@ async function main(): Promise<number> {
           takeoverDoneMs: takeoverMs,
           presenceElsewhereMs: { ...presenceMilestones, all: reconnectMs },
           stations: stationsRecovery,
+          /** Who had the cores from the kill until the sample answered. */
+          cpu: cpuUntilReachable,
         },
       },
       checks: {
