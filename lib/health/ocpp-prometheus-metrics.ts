@@ -134,6 +134,12 @@ export class OcppPrometheusMetrics implements ClusterMetricsSink {
     });
     mirroredCounter(registry, 'ocpp_redis_errors_total', 'Errors reported by Redis connections', async () => (await adapterMetrics())?.redisErrors ?? 0);
     mirroredCounter(registry, 'ocpp_redis_reconnects_total', 'Redis connections that came back after a loss', async () => (await adapterMetrics())?.reconnects ?? 0);
+    mirroredCounter(
+      registry,
+      'ocpp_lease_kept_through_stall_total',
+      "Times this node's event loop ran more than a heartbeat interval behind and the lease keeper thread kept its lease (Redis transport)",
+      async () => (await adapterMetrics())?.leaseKeptThroughStalls ?? 0,
+    );
     mirroredCounter(registry, 'ocpp_node_takeovers_total', "Dead nodes' inboxes this node took over", async () => node()?.nodeLossCounters().takeovers ?? 0);
     mirroredCounter(
       registry,

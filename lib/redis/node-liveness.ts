@@ -123,6 +123,8 @@ export class NodeLiveness {
   /** Times the lease was suspended / taken over. */
   suspensions = 0;
   takenOver = 0;
+  /** Times this event loop ran more than a beat behind while the lease keeper thread kept the lease. */
+  keptThroughStalls = 0;
 
   constructor(private readonly options: NodeLivenessOptions) {
     this.aliveCacheMs = options.aliveCacheMs ?? 250;
@@ -417,6 +419,7 @@ export class NodeLiveness {
    */
   private onKeptByKeeper(lateMs: number): void {
     if (lateMs > this.intervalMs) {
+      this.keptThroughStalls++;
       this.options.logger.warn(
         `node ${this.options.nodeId}: this event loop ran ${Math.round(lateMs)} ms behind (busy); the lease keeper thread kept the lease meanwhile`,
       );

@@ -134,6 +134,7 @@ export class RedisTransportReport {
       heartbeatFailures: liveness?.failures ?? 0,
       leaseSuspensions: liveness?.suspensions ?? 0,
       leaseTakenOver: liveness?.takenOver ?? 0,
+      leaseKeptThroughStalls: liveness?.keptThroughStalls ?? 0,
       rejoins: counters.rejoins,
       poolSize: pool.size,
       healthy: this.healthIssue() === null ? 1 : 0,

@@ -78,6 +78,8 @@ describe('a node whose event loop stalls past its TTL (separate node processes, 
     expect(holder).not.toBeNull();
     expect(holder!.startsWith('taken-over-by:')).toBe(false);
     expect(onA.every((client) => client.isOpen)).toBe(true);
+    // Operators see it: the stall the keeper bridged is counted.
+    expect(await (await fetch(`${a.httpUrl}/metrics`)).text()).toMatch(/^ocpp_lease_kept_through_stall_total 1$/m);
     // One command per charger, sent through the other node: each reaches its charger on a.
     for (const client of onA) {
       const { status, body } = await b.http('POST', `/chargers/${client.identity}/calls/DataTransfer?timeoutMs=10000`, { vendorId: 'stall', data: client.identity });

@@ -128,6 +128,7 @@ describe.each([standalone(), cluster()])('lease keeper thread ($name)', (backend
     await waitFor('the lease timer to run', () => logger.lines.some((line) => line.includes('the lease keeper thread kept the lease meanwhile')));
     expect(events).toEqual([]);
     expect(liveness.hasLease()).toBe(true);
+    expect(liveness.keptThroughStalls).toBe(1);
   }, 60_000);
 
   it('lets the key lapse when the main thread stays busy past the tolerance (a hung thread): the lease is suspended', async () => {
