@@ -1,3 +1,6 @@
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+
 /**
  * The bench driver talks to its child processes over Node's IPC channel: `{ id, type, ...args }`
  * in, `{ id, ok, result | error }` out. A child whose parent went away exits.
@@ -34,4 +37,26 @@ export async function measureMemory(): Promise<NodeJS.MemoryUsage> {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return process.memoryUsage();
+}
+
+/** `profileStart` / `profileStop { file }`: a CPU profile of a window the driver chooses (the soak: from the kill until the stations answered). */
+export function windowProfiler(): Record<string, IpcHandler> {
+  let profiler: Session | null = null;
+  return {
+    profileStart: async () => {
+      profiler = new Session();
+      profiler.connect();
+      await profiler.post('Profiler.enable');
+      await profiler.post('Profiler.start');
+      return true;
+    },
+    profileStop: async (message) => {
+      if (!profiler) return false;
+      const { profile } = await profiler.post('Profiler.stop');
+      writeFileSync(message.file as string, JSON.stringify(profile));
+      profiler.disconnect();
+      profiler = null;
+      return true;
+    },
+  };
 }

@@ -11,7 +11,7 @@ import type { NodeHost, OcppClusterNode } from '../../lib/transport.js';
 import { StationHandlers } from '../../sample/station.handlers.js';
 import { runCalls } from './call-runner.js';
 import { pacedCalls, type PacedCallOptions } from './paced-calls.js';
-import { announceReady, measureMemory, serveIpc } from './ipc.js';
+import { announceReady, measureMemory, serveIpc, windowProfiler } from './ipc.js';
 
 /**
  * One node of our CSMS for the bench, as an application would run it: a Nest app with the
@@ -129,6 +129,7 @@ async function main(): Promise<void> {
     nodeAlive: (message) => node.transport.isNodeAlive(message.nodeId as string),
     /** What this node's takeovers of lost nodes did so far. */
     takeovers: () => node.nodeLossCounters(),
+    ...windowProfiler(),
     /** The soak's cross-node traffic: `ratePerSecond` calls to random identities for `durationMs`. */
     pacedCalls: (message) => pacedCalls((identity) => service.sendToClient(identity, message.action, message.payload, { timeoutMs: message.timeoutMs }), message as PacedCallOptions),
     stop: async () => {

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Fleet, type FleetOptions } from '../simulator/fleet.js';
-import { announceReady, serveIpc } from './ipc.js';
+import { announceReady, serveIpc, windowProfiler } from './ipc.js';
 
 /**
  * The simulator's fleet as a child of the bench driver: started, flooded, counted and stopped
@@ -18,6 +18,7 @@ function requireFleet(): Fleet {
 }
 
 serveIpc({
+  ...windowProfiler(),
   start: async (message) => {
     const options: FleetOptions = {
       urls: message.urls,
@@ -35,6 +36,7 @@ serveIpc({
       backoff: { minMs: 1000, maxMs: 30_000, jitterMs: 1000 },
       failover: message.failover ?? false,
       deflate: message.deflate ?? false,
+      localAddresses: message.localAddresses,
     };
     fleet = new Fleet(options);
     startedAt = performance.now();

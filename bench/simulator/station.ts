@@ -52,6 +52,8 @@ export interface StationOptions {
   connectors: number;
   /** Offer permessage-deflate. */
   deflate: boolean;
+  /** Source address of the socket (e.g. 127.0.1.2); see FleetOptions.localAddresses. */
+  localAddress?: string;
 }
 
 /** A CALL of ours, queued or in flight. */
@@ -222,6 +224,7 @@ export class Station implements StationControl {
     const ws = new WebSocket(urls[this.urlIndex % urls.length], [this.protocol], {
       headers,
       perMessageDeflate: this.options.deflate,
+      localAddress: this.options.localAddress,
       handshakeTimeout: 30_000,
       followRedirects: false,
     });
