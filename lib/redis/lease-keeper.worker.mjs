@@ -23,10 +23,17 @@ client.on('error', () => undefined);
 let token = null;
 let timer = null;
 let closed = false;
+let beating = false;
 
 parentPort.on('message', (message) => {
-  if (message.type === 'keep') token = message.token;
-  else if (message.type === 'close') {
+  if (message.type === 'keep') {
+    token = message.token;
+    // A new token (a start, a rejoin): renew at once rather than an interval later.
+    if (token !== null && !beating) {
+      if (timer) clearTimeout(timer);
+      void beat();
+    }
+  } else if (message.type === 'close') {
     token = null;
     closed = true;
     if (timer) clearTimeout(timer);
@@ -37,6 +44,7 @@ parentPort.on('message', (message) => {
 
 async function beat() {
   timer = null;
+  beating = true;
   const asked = token;
   // A main thread that has not turned for longer than the tolerance is hung, not busy: let the key lapse.
   if (asked !== null && mainNow() - slots[MAIN_PULSE] <= toleranceMs) {
@@ -49,6 +57,7 @@ async function beat() {
       // Unreachable or slow: the main thread's own heartbeat tells the node; the next beat tries again.
     }
   }
+  beating = false;
   if (!closed && timer === null) timer = setTimeout(beat, intervalMs);
 }
 

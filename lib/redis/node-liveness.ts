@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { ClusterLogger } from '../cluster/logger.js';
-import { LeaseKeeper } from './lease-keeper.js';
 import { beforeDeadline, sleep } from '../cluster/time-bounds.js';
 import { NodeIdConflictError } from '../protocol/errors.js';
+import { LeaseKeeper } from './lease-keeper.js';
 import {
   LEASE_HELD_ELSEWHERE,
   LEASE_RESUMED,
