@@ -8,7 +8,7 @@ import { lineCharts, type LineChart } from './harness/charts.js';
 import { killAllChildren, type BenchApp } from './harness/processes.js';
 import { RedisServer, redisCommand, redisUsedMemory } from './harness/redis.js';
 import { DATA_TRANSFER, ROOT, bootedStations, endpoint, startImpl, startStations, stopAll, waitUntil, type BenchContext } from './harness/scenarios.js';
-import { fleetIdentities } from './simulator/fleet.js';
+import { fleetIdentities, loopbackSources } from './simulator/fleet.js';
 
 /**
  * `npm run bench -- --curves`: how our costs grow. Fleet sizes (BENCH_CURVE_SIZES, default
@@ -71,7 +71,7 @@ async function fleetPoint(ctx: BenchContext, size: number): Promise<FleetPoint> 
     fleets.forEach((fleet, p) => {
       const count = Math.min(STATIONS_PER_PROCESS, size - p * STATIONS_PER_PROCESS);
       void fleet
-        .request('start', { urls: ready.map(endpoint), count, startIndex: 1 + p * STATIONS_PER_PROCESS, protocol: ctx.protocol, connectRate: 0 }, 600_000)
+        .request('start', { urls: ready.map(endpoint), count, startIndex: 1 + p * STATIONS_PER_PROCESS, protocol: ctx.protocol, connectRate: 0, localAddresses: loopbackSources(p) }, 600_000)
         .catch((error) => ctx.log(`  simulator ${p}: ${String(error)}`));
     });
     const localTotal = async (): Promise<number> => (await Promise.all(nodes.map((node) => node.request<number>('localCount')))).reduce((a, b) => a + b, 0);

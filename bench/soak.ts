@@ -8,7 +8,7 @@ import { CpuWatch, ProcessCpu } from './harness/machine.js';
 import { benchPids, killAllChildren, type BenchApp } from './harness/processes.js';
 import { RedisCluster, RedisServer } from './harness/redis.js';
 import { DATA_TRANSFER, ROOT, endpoint, startImpl, startStations, stopAll, waitUntil, type BenchContext } from './harness/scenarios.js';
-import { fleetIdentities, type RecoverySamples } from './simulator/fleet.js';
+import { fleetIdentities, loopbackSources, type RecoverySamples } from './simulator/fleet.js';
 import { LatencyRecorder, type LatencySummary } from './simulator/stats.js';
 
 /**
@@ -177,7 +177,7 @@ async function main(): Promise<number> {
             connectRate: 1_000 / chunks,
             failover: true,
             // Source addresses of its own, 16 per simulator (see FleetOptions.localAddresses).
-            localAddresses: Array.from({ length: 16 }, (_, a) => `127.0.${1 + p}.${2 + a}`),
+            localAddresses: loopbackSources(p),
             // A third in a transaction at any time: one start per 30 min, 10 min long; MeterValues every 60 s.
             txPerMinute: 1 / 30,
             txDurationSeconds: 600,

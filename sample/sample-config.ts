@@ -70,6 +70,7 @@ function natsFromEnv(env: NodeJS.ProcessEnv): NatsTransport | undefined {
     inboxMaxMessages: integerFromEnv(env, 'OCPP_STREAM_MAX_LEN', { min: 10, max: 10_000_000 }),
     nodeTtlMs: integerFromEnv(env, 'OCPP_NODE_TTL_MS', positiveMs),
     takeoverIntervalMs: integerFromEnv(env, 'OCPP_TAKEOVER_INTERVAL_MS', positiveMs),
+    stallToleranceMs: integerFromEnv(env, 'OCPP_STALL_TOLERANCE_MS', msOrZero),
   });
 }
 

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { CallRunResult } from '../apps/call-runner.js';
-import { fleetIdentities, type FloodResult } from '../simulator/fleet.js';
+import { fleetIdentities, loopbackSources, type FloodResult } from '../simulator/fleet.js';
 import { CpuWatch, ProcessCpu } from './machine.js';
 import { NatsServer } from './nats.js';
 import { benchPids, startApp, type BenchApp } from './processes.js';
@@ -526,7 +526,7 @@ export async function cluster(ctx: BenchContext, impl: ImplName): Promise<Cluste
     const watch = new CpuWatch(benchPids());
     const stormStart = performance.now();
     // Its answer comes once every station connected; a slow one must not crash the run (the waits below judge it).
-    fleet.request('start', { urls: [endpoint(readyA), endpoint(readyB)], count, protocol: ctx.protocol, connectRate: 0 }, 600_000).catch((error) => ctx.log(`  stations: ${String(error)}`));
+    fleet.request('start', { urls: [endpoint(readyA), endpoint(readyB)], count, protocol: ctx.protocol, connectRate: 0, localAddresses: loopbackSources(0) }, 600_000).catch((error) => ctx.log(`  stations: ${String(error)}`));
     await waitUntil(
       'every socket to reach a node',
       async () => (await nodeA.request<number>('localCount')) + (await nodeB.request<number>('localCount')) >= count,

@@ -76,6 +76,14 @@ export function fleetIdentities(prefix: string, startIndex: number, count: numbe
  * once, starting at a different one for each station of that url, so that a dead url's
  * stations spread evenly over the rest.
  */
+/**
+ * Loopback source addresses of simulator process number `simulator` (16 of its own, 127.0.<1+simulator>.2 …
+ * .17): see FleetOptions.localAddresses. Every simulator of a run gets other ones.
+ */
+export function loopbackSources(simulator: number, count = 16): string[] {
+  return Array.from({ length: count }, (_, a) => `127.0.${1 + simulator}.${2 + a}`);
+}
+
 export function failoverOrder(urls: readonly string[], i: number): string[] {
   const n = urls.length;
   const others = Array.from({ length: n - 1 }, (_, k) => urls[(i + k + 1) % n]);

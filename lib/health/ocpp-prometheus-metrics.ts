@@ -137,7 +137,7 @@ export class OcppPrometheusMetrics implements ClusterMetricsSink {
     mirroredCounter(
       registry,
       'ocpp_lease_kept_through_stall_total',
-      "Times this node's event loop ran more than a heartbeat interval behind and the lease keeper thread kept its lease (Redis transport)",
+      "Times this node's event loop ran more than a heartbeat interval behind and the lease keeper thread kept its lease",
       async () => (await adapterMetrics())?.leaseKeptThroughStalls ?? 0,
     );
     mirroredCounter(registry, 'ocpp_node_takeovers_total', "Dead nodes' inboxes this node took over", async () => node()?.nodeLossCounters().takeovers ?? 0);

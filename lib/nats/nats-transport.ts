@@ -15,6 +15,7 @@ import type {
   PresenceSnapshotSource,
   TransportProbe,
 } from '../cluster/event-adapter.interface.js';
+import { plainData } from '../cluster/lease-keeper-thread.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { beforeDeadline, settleWithin, sleep } from '../cluster/time-bounds.js';
 import { ClusterUnavailableError, InboxFullError, InvalidOptionsError, NodeLaneMissingError } from '../protocol/errors.js';
@@ -63,6 +64,14 @@ export interface NatsTransportOptions {
   connectTimeoutMs?: number;
   /** Replicas of every stream and bucket (a clustered NATS; default 1). */
   replicas?: number;
+  /**
+   * How long a worker thread of the node (the lease keeper) beats for it while its event loop does
+   * not turn (default 30000; 0: no thread, only the event loop beats). It beats only while the event
+   * loop's own heartbeat is overdue, on a connection of its own built from this transport's settings
+   * (`servers` and `connectionOptions`, or the given `connection`'s options) as plain data: functions,
+   * such as an `authenticator`, are left out.
+   */
+  stallToleranceMs?: number;
   logger?: ClusterLogger;
 }
 
@@ -109,6 +118,7 @@ export class NatsTransport implements EventAdapterInterface {
   private readonly requestTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly replicas: number;
+  private readonly stallToleranceMs: number;
   private readonly ownsConnection: boolean;
 
   private state: State = 'idle';
@@ -184,6 +194,7 @@ export class NatsTransport implements EventAdapterInterface {
     this.requestTimeoutMs = integerOption('requestTimeoutMs', options.requestTimeoutMs, 5000, 100, 120_000);
     this.connectTimeoutMs = integerOption('connectTimeoutMs', options.connectTimeoutMs, 30_000, 0, 600_000);
     this.replicas = integerOption('replicas', options.replicas, 1, 1, 5);
+    this.stallToleranceMs = integerOption('stallToleranceMs', options.stallToleranceMs, 30_000, 0, 3_600_000);
     this.logger = options.logger ?? DEFAULT_LOGGER;
     this.nc = options.connection ?? null;
     this.ownsConnection = options.connection === undefined;
@@ -228,6 +239,8 @@ export class NatsTransport implements EventAdapterInterface {
         ttlMs: this.nodeTtlMs,
         logger: this.logger,
         onLeaseEvent: (event) => this.onLeaseEvent(event),
+        stallToleranceMs: this.stallToleranceMs,
+        keeper: { bucket: this.names.nodesBucket, requestTimeoutMs: this.requestTimeoutMs, connection: () => this.keeperConnection(nc, nodeId) },
       });
       this.liveness = liveness;
       // Kept across attempts: what a timed-out attempt did is found, not made twice (see ensureStreams).
@@ -354,6 +367,15 @@ export class NatsTransport implements EventAdapterInterface {
       if (isStreamNotFound(error)) return true;
       throw error;
     }
+  }
+
+  /** The settings of the lease keeper's own connection, as plain data (see `stallToleranceMs`). */
+  private keeperConnection(nc: NatsConnection, nodeId: string): Record<string, unknown> {
+    const given = this.ownsConnection ? this.connectOptions : (nc as { options?: ConnectionOptions }).options;
+    const options = plainData(given ?? {}) as Record<string, unknown>;
+    if (options.servers === undefined) options.servers = nc.getServer();
+    const name = typeof options.name === 'string' ? options.name : `ocpp-cluster ${nodeId}`;
+    return { ...options, name: `${name}:lease-keeper` };
   }
 
   // ---------------------------------------------------------------- NATS objects
@@ -1005,6 +1027,7 @@ export class NatsTransport implements EventAdapterInterface {
       heartbeatFailures: this.liveness?.failures ?? 0,
       leaseSuspensions: this.liveness?.suspensions ?? 0,
       leaseTakenOver: this.liveness?.takenOver ?? 0,
+      leaseKeptThroughStalls: this.liveness?.keptThroughStalls ?? 0,
       rejoins: this.counters.rejoins,
       rejoinFenceWaits: this.counters.fenceWaits,
       healthy: this.isHealthy() ? 1 : 0,

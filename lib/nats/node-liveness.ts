@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { KV, KvEntry } from '@nats-io/kv';
+import { FIRST_FREE_SLOT, keptThroughStall, LeaseKeeperThread } from '../cluster/lease-keeper-thread.js';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { sleep } from '../cluster/time-bounds.js';
 import { NodeIdConflictError } from '../protocol/errors.js';
@@ -20,6 +21,8 @@ export interface NodeRecord {
   by?: string;
   done?: boolean;
   deliveredSeq?: number;
+  /** Set on heartbeats the lease keeper thread wrote (see NatsLivenessOptions.stallToleranceMs). */
+  thread?: 'lease-keeper';
 }
 
 /** What happened to this process's lease (as on Redis). */
@@ -34,7 +37,18 @@ export interface NatsLivenessOptions {
   onLeaseEvent: (event: NatsLeaseEvent) => void;
   /** How long "is node X alive" answers are reused (default 250 ms). */
   aliveCacheMs?: number;
+  /**
+   * How long a worker thread (the lease keeper) beats for this node while its event loop does not
+   * turn (see LeaseKeeperThread); 0 or absent: no thread. Needs `keeper`.
+   */
+  stallToleranceMs?: number;
+  /** Where the keeper's thread connects: the bucket, a request bound, and connection options as plain data. */
+  keeper?: { bucket: string; requestTimeoutMs: number; connection: () => Record<string, unknown> };
 }
+
+/** The keeper's slots beyond the shared ones: the record's newest revision either thread wrote, and the send time of the newest answered beat. */
+const REVISION_SLOT = FIRST_FREE_SLOT;
+const LAST_BEAT_SLOT = FIRST_FREE_SLOT + 1;
 
 export function parseNodeRecord(entry: KvEntry | null): NodeRecord | null {
   if (!entry || entry.operation !== 'PUT') return null;
@@ -65,7 +79,10 @@ const encode = (record: NodeRecord): string => JSON.stringify(record);
  */
 export class NatsNodeLiveness {
   private currentToken = randomUUID();
-  private revision = 0;
+  /** The record's revision this process last wrote or adopted (while a keeper runs, its slot holds the newest of either thread). */
+  private ownRevision = 0;
+  /** Send time of the newest answered write of this loop's. */
+  private lastBeatSentAt = 0;
   private beats = 0;
   /** How far the previous incarnation's inbox was read, as its record said (kept if acquire() is called again). */
   private inheritedDeliveredSeq: number | undefined;
@@ -85,7 +102,10 @@ export class NatsNodeLiveness {
   private readonly intervalMs: number;
   private readonly marginMs: number;
   private readonly aliveCacheMs: number;
+  private keeper: LeaseKeeperThread | null = null;
   failures = 0;
+  /** Times this event loop ran more than a beat behind while the lease keeper thread kept the lease. */
+  keptThroughStalls = 0;
   suspensions = 0;
   takenOver = 0;
 
@@ -108,7 +128,12 @@ export class NatsNodeLiveness {
   }
 
   hasLease(): boolean {
-    return this.held && performance.now() < this.leaseUntil;
+    return this.held && performance.now() < this.provenUntil();
+  }
+
+  /** Until when the record is certainly ours: by this loop's own heartbeat, or by the keeper thread's. */
+  private provenUntil(): number {
+    return this.keeper === null ? this.leaseUntil : Math.max(this.leaseUntil, this.keeper.keptUntil);
   }
 
   /** True once this node's heartbeats have been answered promptly for a whole TTL. */
@@ -131,6 +156,16 @@ export class NatsNodeLiveness {
 
   private get key(): string {
     return token(this.options.nodeId);
+  }
+
+  /** The revision the next compare-and-set writes on: the newest either thread wrote or adopted. */
+  private get revision(): number {
+    return this.keeper === null ? this.ownRevision : this.keeper.slot(REVISION_SLOT);
+  }
+
+  private set revision(value: number) {
+    this.ownRevision = value;
+    this.keeper?.setSlot(REVISION_SLOT, value);
   }
 
   private record(): NodeRecord {
@@ -221,11 +256,14 @@ export class NatsNodeLiveness {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.keeper ??= this.startKeeper();
+    if (this.held) this.keeper?.keep(this.currentToken);
     this.schedule();
   }
 
   stop(): void {
     this.running = false;
+    this.keeper?.keep(null);
     if (this.timer) clearTimeout(this.timer);
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
     this.timer = null;
@@ -235,6 +273,7 @@ export class NatsNodeLiveness {
   /** Stops and forgets the lease without touching NATS (a crash, a conflict). */
   abandon(): void {
     this.stop();
+    this.closeKeeper();
     this.held = false;
     this.leaseUntil = 0;
   }
@@ -242,13 +281,56 @@ export class NatsNodeLiveness {
   /** Leaves: `left` when the inbox still holds messages a survivor must answer, else the record goes. */
   async release(inboxEmpty: boolean): Promise<void> {
     this.stop();
+    this.closeKeeper();
     const kv = this.options.kv();
     const wasHeld = this.held;
     this.held = false;
     this.leaseUntil = 0;
     if (!wasHeld) return;
-    if (inboxEmpty) await kv.delete(this.key, { previousSeq: this.revision });
-    else await kv.update(this.key, encode({ ...this.record(), state: 'left' }), this.revision);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (inboxEmpty) await kv.delete(this.key, { previousSeq: this.revision });
+        else await kv.update(this.key, encode({ ...this.record(), state: 'left' }), this.revision);
+        return;
+      } catch (error) {
+        if (!isRevisionConflict(error) || attempt === 3) throw error;
+        // A heartbeat of the keeper thread's may land after it was told to stop: leave from the
+        // record as it is now, while it is still ours.
+        const entry = await kv.get(this.key);
+        const existing = parseNodeRecord(entry);
+        if (!entry || existing?.token !== this.currentToken || existing.state !== 'alive') throw error;
+        this.revision = entry.revision;
+      }
+    }
+  }
+
+  private startKeeper(): LeaseKeeperThread | null {
+    const toleranceMs = this.options.stallToleranceMs ?? 0;
+    const settings = this.options.keeper;
+    if (toleranceMs <= 0 || settings === undefined) return null;
+    let connection: Record<string, unknown>;
+    try {
+      connection = settings.connection();
+    } catch (error) {
+      this.options.logger.warn(`no lease keeper thread (the event loop alone renews the lease): ${(error as Error).message}`);
+      return null;
+    }
+    const keeper = LeaseKeeperThread.start({
+      script: new URL('./lease-keeper.worker.mjs', import.meta.url),
+      data: { connection, bucket: settings.bucket, key: this.key, requestTimeoutMs: settings.requestTimeoutMs, revisionSlot: REVISION_SLOT, lastBeatSlot: LAST_BEAT_SLOT },
+      ...{ intervalMs: this.intervalMs, ttlMs: this.options.ttlMs, marginMs: this.marginMs, toleranceMs, extraSlots: 2, logger: this.options.logger },
+    });
+    keeper?.setSlot(REVISION_SLOT, this.ownRevision);
+    keeper?.setSlot(LAST_BEAT_SLOT, this.lastBeatSentAt);
+    return keeper;
+  }
+
+  private closeKeeper(): void {
+    if (this.keeper === null) return;
+    // The keeper's write may be the newest: a clean leave writes on it.
+    this.ownRevision = this.keeper.slot(REVISION_SLOT);
+    this.keeper.close();
+    this.keeper = null;
   }
 
   private schedule(): void {
@@ -324,19 +406,37 @@ export class NatsNodeLiveness {
   private onAnswered(sentAt: number): void {
     this.held = true;
     this.lastAnsweredAt = performance.now();
+    this.lastBeatSentAt = Math.max(this.lastBeatSentAt, sentAt);
     this.leaseUntil = sentAt + this.options.ttlMs - this.marginMs;
+    if (this.keeper) {
+      this.keeper.setSlot(LAST_BEAT_SLOT, Math.max(this.keeper.slot(LAST_BEAT_SLOT), sentAt));
+      this.keeper.keep(this.currentToken);
+    }
+    this.armLeaseTimer();
+  }
+
+  /** Fires when the lease runs out without a newer answer (also right after a freeze ends). */
+  private armLeaseTimer(): void {
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
-    this.leaseTimer = setTimeout(() => this.checkLease(), Math.max(0, this.leaseUntil - performance.now()) + 1);
+    const dueAt = this.provenUntil();
+    this.leaseTimer = setTimeout(() => this.checkLease(dueAt), Math.max(0, dueAt - performance.now()) + 1);
     this.leaseTimer.unref();
   }
 
-  private checkLease(): void {
+  private checkLease(dueAt: number): void {
     this.leaseTimer = null;
-    if (!this.held || this.suspended || performance.now() < this.leaseUntil) return;
+    if (!this.held || this.suspended) return;
+    if (this.hasLease()) return this.onKeptByKeeper(performance.now() - dueAt);
     this.suspended = true;
     this.suspensions++;
     this.options.logger.warn(`node ${this.options.nodeId} cannot prove its lease (no heartbeat answered in time); serving nothing read from NATS`);
     this.options.onLeaseEvent('suspended');
+  }
+
+  /** This loop's own proof ran out, the keeper's did not (see keptThroughStall). */
+  private onKeptByKeeper(lateMs: number): void {
+    if (keptThroughStall(lateMs, this.intervalMs, this.options.nodeId, this.options.logger)) this.keptThroughStalls++;
+    this.armLeaseTimer();
   }
 
   // ---------------------------------------------------------------- other nodes

@@ -3,7 +3,8 @@ import { performance } from 'node:perf_hooks';
 import type { ClusterLogger } from '../cluster/logger.js';
 import { beforeDeadline, sleep } from '../cluster/time-bounds.js';
 import { NodeIdConflictError } from '../protocol/errors.js';
-import { LeaseKeeper } from './lease-keeper.js';
+import { keptThroughStall, type LeaseKeeperThread } from '../cluster/lease-keeper-thread.js';
+import { startLeaseKeeper } from './lease-keeper.js';
 import {
   LEASE_HELD_ELSEWHERE,
   LEASE_RESUMED,
@@ -117,7 +118,7 @@ export class NodeLiveness {
   private readonly aliveCacheMs: number;
   private readonly intervalMs: number;
   private readonly marginMs: number;
-  private keeper: LeaseKeeper | null = null;
+  private keeper: LeaseKeeperThread | null = null;
   /** Heartbeats that failed (Redis unreachable). */
   failures = 0;
   /** Times the lease was suspended / taken over. */
@@ -340,10 +341,10 @@ export class NodeLiveness {
     return [ttlMs, streamTtlMs, ownedTtlMs, inboxCap, HOLDER_TTL_MS];
   }
 
-  private startKeeper(): LeaseKeeper | null {
+  private startKeeper(): LeaseKeeperThread | null {
     const toleranceMs = this.options.stallToleranceMs ?? 0;
     if (toleranceMs <= 0) return null;
-    return LeaseKeeper.start({
+    return startLeaseKeeper({
       ...{ client: this.client, script: LIVENESS_REFRESH.lua, keys: this.refreshKeys(), args: this.refreshArgs() },
       ...{ intervalMs: this.intervalMs, ttlMs: this.options.ttlMs, marginMs: this.marginMs, toleranceMs, logger: this.options.logger },
     });
@@ -412,18 +413,9 @@ export class NodeLiveness {
     this.leaseTimer.unref();
   }
 
-  /**
-   * This loop's own proof ran out, the keeper's did not. A timer that fired far behind its time
-   * means this loop stalled and the keeper is what kept the node from being taken over: worth a
-   * warning. (On time, the keeper merely renewed a moment after this loop's last answered beat.)
-   */
+  /** This loop's own proof ran out, the keeper's did not (see keptThroughStall). */
   private onKeptByKeeper(lateMs: number): void {
-    if (lateMs > this.intervalMs) {
-      this.keptThroughStalls++;
-      this.options.logger.warn(
-        `node ${this.options.nodeId}: this event loop ran ${Math.round(lateMs)} ms behind (busy); the lease keeper thread kept the lease meanwhile`,
-      );
-    }
+    if (keptThroughStall(lateMs, this.intervalMs, this.options.nodeId, this.options.logger)) this.keptThroughStalls++;
     this.armLeaseTimer();
   }
 

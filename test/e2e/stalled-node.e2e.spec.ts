@@ -1,9 +1,15 @@
 import { fileURLToPath } from 'node:url';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
+import { DEFAULT_NATS_PREFIX, NatsNames, token } from '../../lib/nats/nats-names.js';
+import { parseNodeRecord } from '../../lib/nats/node-liveness.js';
 import { DEFAULT_PREFIX, RedisKeys } from '../../lib/redis/redis-keys.js';
 import { CsmsProcess } from '../support/csms-process.js';
+import { startNatsServer, stopAllNatsServers } from '../support/nats-server.js';
 import { RecordingCharger } from '../support/recording-charger.js';
-import { startRedisServer, stopAllRedisServers, type RedisServer } from '../support/redis-server.js';
+import { startRedisServer, stopAllRedisServers } from '../support/redis-server.js';
 import { allWhenSettled, waitFor, withTimeout } from '../support/wait.js';
 
 /**
@@ -11,35 +17,87 @@ import { allWhenSettled, waitFor, withTimeout } from '../support/wait.js';
  * keeper thread meanwhile, so survivors do not take it over and it keeps its chargers. A main
  * thread that stays busy past `stallToleranceMs` counts as hung: its lease lapses and a survivor
  * takes it over, as for a frozen node. The stall is a real one: a synchronous loop on the node's
- * main thread (test/support/stall-on-signal.mjs, started by SIGUSR2), in a real sample process.
+ * main thread (test/support/stall-on-signal.mjs, started by SIGUSR2), in a real sample process,
+ * on either transport (Redis: the keeper renews the liveness key; NATS: it writes the heartbeat
+ * revision the event loop cannot).
  */
 
 const NODE_TTL_MS = 1500;
 const STALL_MS = 4 * NODE_TTL_MS;
 const STALL_HOOK = fileURLToPath(new URL('../support/stall-on-signal.mjs', import.meta.url));
-const keys = new RedisKeys(DEFAULT_PREFIX);
 
-describe('a node whose event loop stalls past its TTL (separate node processes, real Redis)', () => {
-  let redis: RedisServer;
-  let admin: Redis;
+/** The transport the nodes run on: how they reach it, and whether a survivor fenced a node. */
+interface Backend {
+  name: string;
+  /** Starts the server; returns the nodes' environment for it. */
+  start(): Promise<Record<string, string>>;
+  stop(): Promise<void>;
+  /** Whether the node's lease record says a survivor took it over. */
+  takenOver(nodeId: string): Promise<boolean>;
+}
+
+function redisBackend(): Backend {
+  let admin: Redis | null = null;
+  return {
+    name: 'Redis',
+    start: async () => {
+      const redis = await startRedisServer();
+      admin = new Redis(redis.port, { maxRetriesPerRequest: 1 });
+      return { REDIS_URL: `redis://127.0.0.1:${redis.port}` };
+    },
+    stop: async () => {
+      admin?.disconnect();
+      await stopAllRedisServers();
+    },
+    takenOver: async (nodeId) => {
+      const holder = await admin!.get(new RedisKeys(DEFAULT_PREFIX).holder(nodeId));
+      expect(holder).not.toBeNull();
+      return holder!.startsWith('taken-over-by:');
+    },
+  };
+}
+
+function natsBackend(): Backend {
+  let url = '';
+  return {
+    name: 'NATS',
+    start: async () => {
+      url = (await startNatsServer()).url;
+      return { NATS_URL: url };
+    },
+    stop: () => stopAllNatsServers(),
+    takenOver: async (nodeId) => {
+      const nc = await connect({ servers: url });
+      try {
+        const nodesKv = await new Kvm(jetstream(nc)).open(new NatsNames(DEFAULT_NATS_PREFIX).nodesBucket);
+        const record = parseNodeRecord(await nodesKv.get(token(nodeId)));
+        expect(record).not.toBeNull();
+        return record!.state === 'taken-over';
+      } finally {
+        await nc.close();
+      }
+    },
+  };
+}
+
+describe.each([redisBackend(), natsBackend()])('a node whose event loop stalls past its TTL (separate node processes, real $name)', (backend) => {
+  let transportEnv: Record<string, string>;
   const processes: CsmsProcess[] = [];
   const chargers: RecordingCharger[] = [];
 
   beforeEach(async () => {
-    redis = await startRedisServer();
-    admin = new Redis(redis.port, { maxRetriesPerRequest: 1 });
+    transportEnv = await backend.start();
   }, 30_000);
 
   afterEach(async () => {
     for (const client of chargers.splice(0)) client.close();
     if (process.env.DEBUG_NODES) for (const csms of processes) console.log(csms.nodeId, csms.output.join('').slice(-6000));
     await Promise.all(processes.splice(0).map((csms) => csms.kill9().catch(() => undefined)));
-    admin.disconnect();
-    await stopAllRedisServers();
+    await backend.stop();
   });
 
   async function nodes(stallToleranceMs: string | null): Promise<[CsmsProcess, CsmsProcess]> {
-    const env = { REDIS_URL: `redis://127.0.0.1:${redis.port}`, OCPP_NODE_TTL_MS: String(NODE_TTL_MS), OCPP_TAKEOVER_INTERVAL_MS: '200' };
+    const env = { ...transportEnv, OCPP_NODE_TTL_MS: String(NODE_TTL_MS), OCPP_TAKEOVER_INTERVAL_MS: '200' };
     const stalling = { ...env, STALL_MS: String(STALL_MS), ...(stallToleranceMs === null ? {} : { OCPP_STALL_TOLERANCE_MS: stallToleranceMs }) };
     const started = await allWhenSettled([CsmsProcess.start('stall-a', stalling, ['--import', STALL_HOOK]), CsmsProcess.start('stall-b', env)]);
     processes.push(...started);
@@ -74,9 +132,7 @@ describe('a node whose event loop stalls past its TTL (separate node processes, 
     // The stall outlived what the event loop alone could prove: the keeper thread held the lease.
     expect(a.output.join('')).toContain('the lease keeper thread kept the lease meanwhile');
     expect(a.output.join('')).not.toContain('taken over');
-    const holder = await admin.get(keys.holder('stall-a'));
-    expect(holder).not.toBeNull();
-    expect(holder!.startsWith('taken-over-by:')).toBe(false);
+    expect(await backend.takenOver('stall-a')).toBe(false);
     expect(onA.every((client) => client.isOpen)).toBe(true);
     // Operators see it: the stall the keeper bridged is counted.
     expect(await (await fetch(`${a.httpUrl}/metrics`)).text()).toMatch(/^ocpp_lease_kept_through_stall_total 1$/m);

@@ -9,7 +9,7 @@ import { startRedisCluster, startRedisServer, stopAllRedisServers, type RedisClu
 import { waitFor } from '../support/wait.js';
 
 /**
- * The lease keeper thread (lib/redis/lease-keeper.ts) on real Redis, standalone and Cluster: this
+ * The Redis lease keeper thread (lib/redis/lease-keeper.ts, lib/cluster/lease-keeper-thread.ts) on real Redis, standalone and Cluster: this
  * test's own main thread is made busy (a synchronous loop) for three TTLs, so nothing on it can
  * renew the key; the keeper must, unless the loop outlasts the stall tolerance.
  */
