@@ -9,6 +9,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 
 const { intervalMs, ttlMs, marginMs, toleranceMs, mainClockOffsetMs, shared, keptUntilSlot, mainPulseSlot } = workerData;
 
+const CLOSE_WITHIN_MS = 1000;
+
 /** The numbers both threads share (see LeaseKeeperThread). */
 export const slots = new Float64Array(shared);
 
@@ -22,7 +24,7 @@ export const mainNow = () => performance.now() + ownClockOffsetMs - mainClockOff
  * Runs the keeper. `renew(token)` renews the lease under `token` and resolves true only when the
  * store accepted it with the lease still the token's (false: it did not renew, or found the lease
  * not ours); it must never take a lapsed lease back. `tickMs`: how often to consider renewing
- * (default: the heartbeat interval). `close()` ends the thread's connection.
+ * (default: the heartbeat interval). `close()` ends the thread's connection (may return a promise).
  */
 export function runLeaseKeeper({ renew, close, tickMs = intervalMs }) {
   let token = null;
@@ -42,8 +44,16 @@ export function runLeaseKeeper({ renew, close, tickMs = intervalMs }) {
       token = null;
       closed = true;
       if (timer) clearTimeout(timer);
-      close();
-      parentPort.close();
+      // Ends the thread once its connection closed, or a moment later: a connection still being
+      // made (its server unreachable) would keep the thread alive with its reconnect timers.
+      const bound = setTimeout(() => process.exit(0), CLOSE_WITHIN_MS);
+      Promise.resolve()
+        .then(close)
+        .catch(() => undefined)
+        .finally(() => {
+          clearTimeout(bound);
+          process.exit(0);
+        });
     }
   });
 

@@ -73,7 +73,7 @@ nodesBucket().catch(() => undefined);
 
 runLeaseKeeper({
   renew,
-  close: () => void connecting?.then((nc) => nc.close()).catch(() => undefined),
+  close: () => connecting?.then((nc) => nc.close()),
   // Often enough to step in within a quarter of an interval of a missed heartbeat.
   tickMs: Math.max(25, Math.floor(intervalMs / 4)),
 });
