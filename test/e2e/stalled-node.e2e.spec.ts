@@ -144,10 +144,11 @@ describe.each([redisBackend(), natsBackend()])('a node whose event loop stalls p
     }
   }, 120_000);
 
-  it.each([
-    ['0 (no keeper thread)', '0'],
-    ['1000 ms, shorter than the stall (a hung main thread)', '1000'],
-  ])('with stallToleranceMs %s, is taken over: its chargers are closed (1012) to reconnect to live nodes', async (_name, tolerance) => {
+  // The tolerance check is the keepers' shared loop: on NATS the hung-thread case runs in nats-lease-keeper.spec.
+  const takenOverCases: Array<[string, string]> = [['0 (no keeper thread)', '0']];
+  if (backend.name === 'Redis') takenOverCases.push(['1000 ms, shorter than the stall (a hung main thread)', '1000']);
+
+  it.each(takenOverCases)('with stallToleranceMs %s, is taken over: its chargers are closed (1012) to reconnect to live nodes', async (_name, tolerance) => {
     const [a, b] = await nodes(tolerance);
     const onA = await chargersOn(a, b);
     await stall(a);
