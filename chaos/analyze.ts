@@ -122,10 +122,11 @@ function checkCall(
   if (call.outcome === 'lost' && !askedNodeDown(['killed', 'frozen', 'stopping'])) {
     report('answer-lost', call.sentAt, `the HTTP connection broke without an answer while ${call.node} was ${outages.stateAt(call.node, call.sentAt)}`);
   }
-  if (call.outcome === 'hung' && !askedNodeDown(['killed', 'frozen'])) {
+  // A busy node reads the request late and answers late; it never drops it.
+  if (call.outcome === 'hung' && !askedNodeDown(['killed', 'frozen', 'busy'])) {
     report('answer-hung', call.sentAt, `no answer within timeout ${call.timeoutMs} ms + ${settings.answerMarginMs} ms`);
   }
-  if (call.answeredAt !== null && call.answeredAt - call.sentAt > call.timeoutMs + settings.answerMarginMs && !askedNodeDown(['frozen', 'killed'])) {
+  if (call.answeredAt !== null && call.answeredAt - call.sentAt > call.timeoutMs + settings.answerMarginMs && !askedNodeDown(['frozen', 'killed', 'busy'])) {
     report('answer-late', call.answeredAt, `answered after ${call.answeredAt - call.sentAt} ms (timeout ${call.timeoutMs} ms)`);
   }
   if (call.kind === 'batch' && call.status === 200 && call.batchAnswerCounts?.[call.identity!] !== 1) {
@@ -145,8 +146,10 @@ function checkCall(
     }
   }
   if (call.outcome === 'unavailable-sent') {
-    // Sent, answer lost with the node asked: it may still arrive, but never after its deadline.
-    const late = receipts.find((receipt) => receipt.at > call.sentAt + call.timeoutMs + toleranceMs);
+    // Sent, answer lost with the node asked: it may still arrive, but never after its deadline
+    // (counted from when the asked node could read the request: after its main thread was busy).
+    const readAt = outages.endOf(call.node, call.sentAt, 'busy') ?? call.sentAt;
+    const late = receipts.find((receipt) => receipt.at > readAt + call.timeoutMs + toleranceMs);
     if (late) report('delivered-after-failure-answer', late.at, `reached the charger ${late.at - call.sentAt - call.timeoutMs} ms after its deadline: ${describeReceipt(late)}`);
   }
   if (call.outcome === 'result') {
@@ -183,7 +186,7 @@ function checkCall(
 
 function checkBroadcast(call: CallRecord, receipts: Receipt[], outages: Outages, settings: CheckSettings, report: Report): void {
   const { toleranceMs } = settings;
-  const askedNodeFrozenAtSend = outages.overlaps(call.node, call.sentAt - 1, call.sentAt + 1, ['frozen', 'killed', 'stopping']);
+  const askedNodeFrozenAtSend = outages.overlaps(call.node, call.sentAt - 1, call.sentAt + 1, ['frozen', 'killed', 'stopping', 'busy']);
   const bySocket = groupBy(receipts, (receipt) => String(receipt.socket));
   for (const same of bySocket.values()) {
     if (same.length > 1) report('delivered-twice', same[1].at, `broadcast received ${same.length} times on one socket: ${same.map(describeReceipt).join('; ')}`);
@@ -272,6 +275,12 @@ class Outages {
     return (this.byNode.get(node) ?? []).some(
       (outage) => kinds.includes(outage.kind) && outage.from <= to && (outage.to === null || outage.to >= from),
     );
+  }
+
+  /** The end of an outage of `kind` that `node` was in at `at` (null: none, or it never ended). */
+  endOf(node: string, at: number, kind: NodeOutage['kind']): number | null {
+    const outage = (this.byNode.get(node) ?? []).find((candidate) => candidate.kind === kind && candidate.from <= at && candidate.to !== null && candidate.to >= at);
+    return outage?.to ?? null;
   }
 
   stateAt(node: string, at: number): string {

@@ -15,6 +15,8 @@ export interface FaultEnvironment {
   ttlMs: number;
   /** How long a SIGTERM drain may take before it counts as a slow shutdown. */
   shutdownBoundMs: number;
+  /** How long `busy-node` keeps a node's main thread busy (the nodes' STALL_MS). */
+  busyMs: number;
   /** Starts a stopped node again with the same id (records failed starts). */
   restart(node: NodeProcess): Promise<void>;
   /** Queues calls on a node's charge points just before it is hit. */
@@ -25,6 +27,7 @@ export interface FaultEnvironment {
 export const STANDALONE_FAULTS: FaultType[] = [
   'kill9-node',
   'sigstop-node',
+  'busy-node',
   'sigterm-drain',
   'redis-restart',
   'client-kill',
@@ -36,6 +39,7 @@ export const STANDALONE_FAULTS: FaultType[] = [
 export const CLUSTER_FAULTS: FaultType[] = [
   'kill9-node',
   'sigstop-node',
+  'busy-node',
   'sigterm-drain',
   'master-kill',
   'client-kill',
@@ -45,10 +49,10 @@ export const CLUSTER_FAULTS: FaultType[] = [
 ];
 
 /** One nats-server with JetStream: the nodes' faults, the server restarted with its store, the server stalled. */
-export const NATS_SINGLE_FAULTS: FaultType[] = ['kill9-node', 'sigstop-node', 'sigterm-drain', 'nats-restart', 'nats-sigstop'];
+export const NATS_SINGLE_FAULTS: FaultType[] = ['kill9-node', 'sigstop-node', 'busy-node', 'sigterm-drain', 'nats-restart', 'nats-sigstop'];
 
 /** A 3-server JetStream cluster (3 replicas): the nodes' faults, one server killed and restarted later, one server stalled. */
-export const NATS_CLUSTER_FAULTS: FaultType[] = ['kill9-node', 'sigstop-node', 'sigterm-drain', 'nats-server-kill', 'nats-sigstop'];
+export const NATS_CLUSTER_FAULTS: FaultType[] = ['kill9-node', 'sigstop-node', 'busy-node', 'sigterm-drain', 'nats-server-kill', 'nats-sigstop'];
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -126,6 +130,17 @@ async function inject(env: FaultEnvironment, type: FaultType): Promise<void> {
       await sleep(frozenMs);
       node.thaw();
       frozen.to = Date.now();
+      return end(fault);
+    }
+    case 'busy-node': {
+      // Not a death: the node's lease keeper thread beats for it, so nobody takes it over, and its
+      // chargers must not be called not connected; what it read late must still meet every deadline.
+      const node = await upNode();
+      const fault = begin(node.nodeId, `main thread busy for ${env.busyMs} ms (SIGUSR2; TTL ${ttlMs} ms)`);
+      const busy = outage(node, 'busy');
+      node.stallMainThread();
+      await sleep(env.busyMs);
+      busy.to = Date.now();
       return end(fault);
     }
     case 'sigterm-drain': {

@@ -4,6 +4,8 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const SAMPLE_MAIN = fileURLToPath(new URL('../sample/main.js', import.meta.url));
+/** SIGUSR2 keeps the node's main thread busy for its STALL_MS (the sources' hook, as the tests load it). */
+const STALL_HOOK = fileURLToPath(new URL('../../test/support/stall-on-signal.mjs', import.meta.url));
 /** As in the tests: a node starting on a busy 2-core machine may take this long to listen. */
 const LISTEN_TIMEOUT_MS = 60_000;
 
@@ -46,7 +48,7 @@ export class NodeProcess {
   /** Starts the process and resolves once it listens; rejects (after killing it) if it exits or never listens. */
   async start(): Promise<void> {
     if (!existsSync(SAMPLE_MAIN)) throw new Error(`${SAMPLE_MAIN} is missing: run "npm run build:sample" first`);
-    const child = spawn(process.execPath, [SAMPLE_MAIN], {
+    const child = spawn(process.execPath, ['--import', STALL_HOOK, SAMPLE_MAIN], {
       env: { ...process.env, NODE_OPTIONS: '', PORT: String(this.port), OCPP_NODE_ID: this.nodeId, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -93,6 +95,11 @@ export class NodeProcess {
   thaw(): void {
     this.signal('SIGCONT');
     this.state = 'up';
+  }
+
+  /** Its main thread busy for the STALL_MS of its environment (an overload, a long GC); the process and its other threads run on. */
+  stallMainThread(): void {
+    this.signal('SIGUSR2');
   }
 
   /** SIGTERM (drain); resolves true if it exited within `boundMs`, else SIGKILLs it and resolves false. */

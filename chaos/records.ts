@@ -15,7 +15,8 @@ export type FaultType =
   | 'master-kill'
   | 'nats-restart'
   | 'nats-server-kill'
-  | 'nats-sigstop';
+  | 'nats-sigstop'
+  | 'busy-node';
 
 /** How the checker classifies one call's answer (from the HTTP status and body). */
 export type OutcomeKind =
@@ -96,10 +97,14 @@ export interface SocketRecord {
   closingAt?: number;
 }
 
-/** A node process being unable to serve: `killed` (SIGKILL until restarted), `frozen` (SIGSTOP), `stopping` (SIGTERM until restarted). */
+/**
+ * A node process being unable to serve: `killed` (SIGKILL until restarted), `frozen` (SIGSTOP),
+ * `stopping` (SIGTERM until restarted), `busy` (its main thread in a synchronous loop; its other
+ * threads, the lease keeper among them, run on).
+ */
 export interface NodeOutage {
   node: string;
-  kind: 'killed' | 'frozen' | 'stopping';
+  kind: 'killed' | 'frozen' | 'stopping' | 'busy';
   from: number;
   to: number | null;
 }

@@ -66,6 +66,8 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
   const killLeftovers = () => nodes.forEach((node) => node.pid !== undefined && node.running && process.kill(node.pid, 'SIGKILL'));
   process.once('exit', killLeftovers);
   try {
+    // busy-node: a stall past the TTL, well within the nodes' default stallToleranceMs (30 s).
+    const busyMs = options.nodeTtlMs + 2_000;
     const env = {
       ...backend.nodeEnv(),
       OCPP_NODE_TTL_MS: String(options.nodeTtlMs),
@@ -73,6 +75,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       OCPP_DRAIN_WINDOW_MS: String(DRAIN_WINDOW_MS),
       OCPP_DRAIN_SETTLE_MS: String(DRAIN_SETTLE_MS),
       CONTROL_TOKEN: token,
+      STALL_MS: String(busyMs),
     };
     for (const nodeId of NODE_IDS) nodes.push(new NodeProcess(nodeId, await freePort(), env, join(logDir, `${nodeId}.log`)));
     const restart = async (node: NodeProcess): Promise<void> => {
@@ -140,6 +143,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
         rng,
         ttlMs: options.nodeTtlMs,
         shutdownBoundMs: DRAIN_WINDOW_MS + DRAIN_SETTLE_MS + 10_000,
+        busyMs,
         restart,
         loadNode: async (nodeId) => {
           workload.burst(nodeId);
