@@ -13,7 +13,9 @@ async function bootstrap(): Promise<void> {
   const tracing = startTracing();
   const app = await NestFactory.create(AppModule.forOptions(config.ocpp, config.control, boardStoreFromEnv(process.env)), { logger: ['log', 'warn', 'error'] });
   if (tracing) app.useGlobalInterceptors(new HttpTracingInterceptor());
-  app.enableShutdownHooks();
+  // Termination signals only: Nest's default list includes SIGUSR2 (used by tools such as nodemon
+  // and --heapsnapshot-signal), on which the node would drain and close its server.
+  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   await app.listen(config.port);
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : config.port;
