@@ -29,13 +29,13 @@ describe('call input the cluster cannot carry (two nodes on a real Redis)', () =
   const hosts: NodeHost[] = [];
   let charger: RawChargePoint;
 
-  async function startClusterNode(nodeId: string, options: OcppClusterOptions = {}): Promise<{ node: OcppClusterNode; port: number }> {
+  async function startClusterNode(nodeId: string, options: OcppClusterOptions = {}): Promise<{ node: OcppClusterNode; port: number; adapter: RedisAdapter }> {
     const adapter = new RedisAdapter({ url: server.url, nodeTtlMs: 1500, takeoverIntervalMs: 200, logger: SILENT_LOGGER });
     const resolved = resolveOptions({ nodeId, port: 0, host: '127.0.0.1', pingIntervalMs: 0, maxPayload: MAX_PAYLOAD, ...options });
     const host = createNode({ options: resolved, adapter, handlers: new HandlerRegistry(), logger: SILENT_LOGGER });
     hosts.push(host);
     const port = await host.start();
-    return { node: host.node, port: port! };
+    return { node: host.node, port: port!, adapter };
   }
 
   const deep = (levels: number): Record<string, unknown> => {
@@ -57,12 +57,17 @@ describe('call input the cluster cannot carry (two nodes on a real Redis)', () =
 
   beforeAll(async () => {
     server = await startRedisServer();
-    nodeA = (await startClusterNode('node-a')).node;
+    const a = await startClusterNode('node-a');
+    nodeA = a.node;
     const b = await startClusterNode('node-b');
     nodeB = b.node;
     charger = await RawChargePoint.connect(`ws://127.0.0.1:${b.port}/ocpp/CP-B`, 'ocpp1.6');
     answerEveryCall(charger);
     await waitFor('CP-B in presence', async () => (await nodeA.getPresence('CP-B'))?.nodeId === 'node-b');
+    // These tests are about input, not outages: an absent charger is NotConnected only while node A
+    // can vouch for presence (a slow heartbeat answer while two nodes start on a busy machine makes
+    // it answer ClusterUnavailableError for a TTL, as it must).
+    await waitFor('node A to vouch for presence', () => a.adapter.presenceDoubt() === null);
   });
 
   afterAll(async () => {
