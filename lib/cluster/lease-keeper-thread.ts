@@ -11,8 +11,11 @@ const PULSE_EVERY_MS = 100;
 export interface LeaseKeeperThreadOptions {
   /** The worker's script; it runs `runLeaseKeeper` (lease-keeper-loop.mjs) with the transport's renewal. */
   script: URL;
-  /** Plain data for the worker (structured-cloned): what it renews and how it connects. */
-  data: Record<string, unknown>;
+  /**
+   * Plain data for the worker (structured-cloned): what it renews and how it connects. Built here,
+   * so that settings which cannot be copied leave the node without a keeper (with a warning).
+   */
+  data: () => Record<string, unknown>;
   intervalMs: number;
   ttlMs: number;
   marginMs: number;
@@ -49,7 +52,7 @@ export class LeaseKeeperThread {
     const { intervalMs, ttlMs, marginMs, toleranceMs } = options;
     this.worker = new Worker(options.script, {
       workerData: {
-        ...options.data,
+        ...options.data(),
         ...{ intervalMs, ttlMs, marginMs, toleranceMs, shared, keptUntilSlot: KEPT_UNTIL_SLOT, mainPulseSlot: MAIN_PULSE_SLOT },
         mainClockOffsetMs: Number(process.hrtime.bigint()) / 1e6 - performance.now(),
       },

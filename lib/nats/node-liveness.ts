@@ -308,16 +308,10 @@ export class NatsNodeLiveness {
     const toleranceMs = this.options.stallToleranceMs ?? 0;
     const settings = this.options.keeper;
     if (toleranceMs <= 0 || settings === undefined) return null;
-    let connection: Record<string, unknown>;
-    try {
-      connection = settings.connection();
-    } catch (error) {
-      this.options.logger.warn(`no lease keeper thread (the event loop alone renews the lease): ${(error as Error).message}`);
-      return null;
-    }
+    const { bucket, requestTimeoutMs } = settings;
     const keeper = LeaseKeeperThread.start({
       script: new URL('./lease-keeper.worker.mjs', import.meta.url),
-      data: { connection, bucket: settings.bucket, key: this.key, requestTimeoutMs: settings.requestTimeoutMs, revisionSlot: REVISION_SLOT, lastBeatSlot: LAST_BEAT_SLOT },
+      data: () => ({ connection: settings.connection(), bucket, key: this.key, requestTimeoutMs, revisionSlot: REVISION_SLOT, lastBeatSlot: LAST_BEAT_SLOT }),
       ...{ intervalMs: this.intervalMs, ttlMs: this.options.ttlMs, marginMs: this.marginMs, toleranceMs, extraSlots: 2, logger: this.options.logger },
     });
     keeper?.setSlot(REVISION_SLOT, this.ownRevision);

@@ -30,17 +30,12 @@ export interface LeaseKeeperOptions {
  */
 export function startLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeperThread | null {
   const { client, script, keys, args, logger, ...timing } = options;
-  try {
-    return LeaseKeeperThread.start({
-      ...timing,
-      script: new URL('./lease-keeper.worker.mjs', import.meta.url),
-      data: { connection: keeperConnection(client), script, keys, args },
-      logger,
-    });
-  } catch (error) {
-    logger.warn(`no lease keeper thread (the event loop alone renews the lease): ${(error as Error).message}`);
-    return null;
-  }
+  return LeaseKeeperThread.start({
+    ...timing,
+    script: new URL('./lease-keeper.worker.mjs', import.meta.url),
+    data: () => ({ connection: keeperConnection(client), script, keys, args }),
+    logger,
+  });
 }
 
 /** The writer's connection settings as plain data (functions, such as a retry strategy, are left to ioredis's defaults). */
